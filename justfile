@@ -1,0 +1,50 @@
+# tuneq tasks. Get `just` with: pip install rust-just
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+python := env_var_or_default("PYTHON", "python3")
+# torch for the local environment: on the reference machine this is the CPU build it keeps on disk.
+torch := env_var_or_default("TUNEQ_TORCH", "torch==2.13.0")
+venv := ".venv"
+bin := venv + "/bin"
+
+# list the recipes
+default:
+    @just --list
+
+# install everything into .venv (idempotent; pip caches the llama-cpp-python build, ~5 min the first time)
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    stamp="{{venv}}/.tuneq-setup"
+    want=$(cat pyproject.toml justfile | sha256sum | cut -c1-16)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
+    [ -x "{{bin}}/python" ] || {{python}} -m venv {{venv}}
+    {{bin}}/python -m pip install -q -U pip
+    {{bin}}/pip install -q "{{torch}}"
+    {{bin}}/pip install -q -e '.[train,dev]'
+    # Unsloth without its declared deps: they would pull a CUDA torch, torchvision, xformers, triton.
+    {{bin}}/pip install -q --no-deps $({{bin}}/python -m runner.pins unsloth)
+    {{bin}}/python -m runner.llamacpp install
+    echo "$want" > "$stamp"
+
+# run the demo job end to end: tiny model -> LoRA -> merged -> GGUF f16 -> Q4_K_M -> smoke test
+demo: setup
+    {{bin}}/tuneq validate jobs/demo-tiny.toml
+    {{bin}}/tuneq run jobs/demo-tiny.toml
+
+# the test suite (GPU tests skip without a GPU)
+test: setup
+    {{bin}}/pytest -m "not gpu" -q
+
+# the fast tests only (no training, no containers)
+test-fast: setup
+    {{bin}}/pytest -m "not slow and not gpu and not container" -q
+
+# ruff and mypy
+lint: setup
+    {{bin}}/ruff check .
+    {{bin}}/mypy
+
+# wall time of the demo job per stage on this machine
+bench-demo: setup
+    {{bin}}/python bench/bench_demo.py

@@ -1,0 +1,1 @@
+"""tuneq: queue, run and ship LoRA fine-tunes."""

@@ -1,0 +1,56 @@
+"""The small interface every backend offers the worker: start, poll, stop, and find what runs.
+
+A backend runs exactly one command per job: ``python -m runner.pipeline <run_dir>`` (same entry point in
+a local process and in a container). The pipeline writes events to ``<run_dir>/events.jsonl`` and ends
+with a ``job_end`` event; its stdout/stderr go to ``<run_dir>/log.txt``. Handles (a pid, a container id)
+are strings the worker may store as hints; live objects never leave the backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from runner.spec.model import JobSpec
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What a backend needs to start one job."""
+
+    job_id: str
+    run_dir: Path
+    spec: JobSpec
+    gpus: tuple[int, ...] = ()
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # secrets pass through, never stored
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a finished job's process ended: exit code and, where known, why (``OOMKilled``, a signal)."""
+
+    exit_code: int
+    reason: str | None = None
+
+
+class Backend(Protocol):
+    """Runs pipelines. Implementations: ``local`` (child process group), ``docker`` (a container)."""
+
+    name: str
+
+    def start(self, launch: Launch) -> str:
+        """Start the job's pipeline; return a handle (pid or container id)."""
+        ...
+
+    def poll(self, handle: str) -> Outcome | None:
+        """``None`` while the job runs, else how it ended."""
+        ...
+
+    def stop(self, handle: str, grace_s: float = 10.0) -> None:
+        """Stop the job: SIGTERM (or container stop), then kill after ``grace_s``; idempotent."""
+        ...
+
+    def running(self) -> dict[str, str]:
+        """Jobs this backend finds running (job id -> handle), to re-attach after a worker restart."""
+        ...

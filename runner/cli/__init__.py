@@ -1,0 +1,49 @@
+"""``tuneq``: the command line. Each module here registers its verbs; ``main`` dispatches.
+
+Exit codes: 0 success, 1 a job or test failed, 2 bad input (job file, id, state), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from runner.cli import job_cmds
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_MODULES = [job_cmds]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (every module's verbs)."""
+    parser = argparse.ArgumentParser(prog="tuneq", description="Queue, run and ship LoRA fine-tunes.")
+    parser.add_argument("--version", action="version", version=f"tuneq {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in _MODULES:
+        module.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tuneq")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tuneq`` script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training data: reading rows (local files or the hub) and turning them into conversations."""

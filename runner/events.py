@@ -1,0 +1,133 @@
+"""JSON-line events: the one channel from a running pipeline to the worker, the CLI and the TUI.
+
+Each line is a flat JSON object with ``v`` (format version), ``t`` (UTC time), ``job``, ``stage`` and
+``type``; readers ignore fields they do not know and skip a torn last line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from runner.secrets import redact
+
+EVENT_VERSION = 1
+EventType = Literal["stage_start", "stage_end", "progress", "metric", "artifact", "log", "error", "job_end"]
+EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
+
+Event = dict[str, Any]
+
+
+def now_iso() -> str:
+    """The current UTC time as an ISO-8601 string with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class EventWriter:
+    """Appends events to ``events.jsonl``, one flushed line each; optionally echoes them to a stream."""
+
+    def __init__(self, path: Path, job: str, echo: TextIO | None = None) -> None:
+        self.path = path
+        self.job = job
+        self.echo = echo
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def emit(self, type_: EventType, stage: str | None = None, **fields: Any) -> Event:
+        """Write one event; string values pass through secret redaction first."""
+        event: Event = {"v": EVENT_VERSION, "t": now_iso(), "job": self.job, "stage": stage, "type": type_}
+        for key, value in fields.items():
+            if value is not None:
+                event[key] = redact(value) if isinstance(value, str) else value
+        line = json.dumps(event, ensure_ascii=False, default=str)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if self.echo is not None:
+            self.echo.write(format_event(event) + "\n")
+            self.echo.flush()
+        return event
+
+
+@dataclass
+class EventTail:
+    """Reads new complete lines of an events file from where the last read stopped."""
+
+    path: Path
+    offset: int = 0
+    _partial: bytes = field(default=b"", repr=False)
+
+    def read_new(self) -> list[Event]:
+        """Events appended since the last call (a torn last line waits for its end)."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        return [event for event in (_decode(line) for line in lines) if event is not None]
+
+
+def read_events(path: Path) -> list[Event]:
+    """All complete events of a file."""
+    return EventTail(path).read_new()
+
+
+def iter_events(path: Path) -> Iterator[Event]:
+    """Iterate over complete events of a file without holding them all."""
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.endswith(b"\n"):
+                event = _decode(line)
+                if event is not None:
+                    yield event
+
+
+def _decode(line: bytes) -> Event | None:
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        event = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def format_event(event: Event) -> str:
+    """One readable line for a terminal (``tuneq run`` and ``tuneq log``)."""
+    stage = event.get("stage") or "-"
+    kind = event.get("type")
+    head = f"{event.get('t', '')[11:19]} {stage:<9}"
+    if kind == "progress":
+        parts = [f"step {event.get('step')}/{event.get('max_steps')}"]
+        for key, fmt in (("loss", "loss {:.4f}"), ("lr", "lr {:.2e}"), ("grad_norm", "grad {:.3f}"),
+                         ("tokens_per_s", "{:.0f} tok/s"), ("eta_s", "eta {:.0f}s"), ("mem_gib", "{:.1f} GiB")):
+            if isinstance(event.get(key), int | float):
+                parts.append(fmt.format(event[key]))
+        return f"{head} " + "  ".join(parts)
+    if kind == "stage_start":
+        return f"{head} started" + (f" ({event['reused']})" if event.get("reused") else "")
+    if kind == "stage_end":
+        state = "done" if event.get("ok") else "FAILED"
+        return f"{head} {state} in {event.get('seconds', 0):.1f}s" + (" (reused)" if event.get("reused") else "")
+    if kind == "artifact":
+        return f"{head} artifact {event.get('path')} ({event.get('bytes', 0):,} bytes)"
+    if kind == "metric":
+        shown = {k: v for k, v in event.items() if k not in {"v", "t", "job", "stage", "type"}}
+        return f"{head} " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
+    if kind == "error":
+        return f"{head} ERROR {event.get('cause')}" + (f"\n          hint: {event['hint']}" if event.get("hint") else "")
+    if kind == "job_end":
+        return f"{head} job {'succeeded' if event.get('ok') else 'failed'}" + (
+            f": {event['reason']}" if event.get("reason") else "")
+    return f"{head} {event.get('message', '')}"

@@ -1,0 +1,1 @@
+"""Base models: resolving a job's ``model.base`` to a local directory, and the built-in test models."""

@@ -1,0 +1,28 @@
+"""Where tuneq keeps its state: ``$TUNEQ_HOME``, else ``$XDG_STATE_HOME/tuneq``, else ``~/.local/state/tuneq``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def state_dir() -> Path:
+    """The state directory (database, worker logs, runs, built-in models); created on first use."""
+    if home := os.environ.get("TUNEQ_HOME"):
+        root = Path(home)
+    elif xdg := os.environ.get("XDG_STATE_HOME"):
+        root = Path(xdg) / "tuneq"
+    else:
+        root = Path.home() / ".local" / "state" / "tuneq"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def models_dir() -> Path:
+    """Cache of built-in test models (``tuneq:tiny-llama``)."""
+    return state_dir() / "models"
+
+
+def runs_dir() -> Path:
+    """Default parent of queued jobs' run directories."""
+    return state_dir() / "runs"

@@ -1,0 +1,216 @@
+"""Read a job file into a :class:`JobSpec`, collecting every problem with its file, line and key.
+
+Nothing here raises anything but :class:`SpecError`; its message is what the user sees.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from runner.spec.model import JobSpec
+from runner.spec.problems import Problem, SpecError
+
+_SECRET_KEY = re.compile(r"(token|api[_-]?key|secret|password|passwd)", re.IGNORECASE)
+_SECRET_VALUE = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|wandb_[A-Za-z0-9]{20,}|[0-9a-f]{40})\b")
+SECRET_HINT = (
+    "secrets are never read from job files: export HF_TOKEN (or WANDB_API_KEY) in the environment "
+    "that starts tuneq, and delete this key"
+)
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec with the exact text it came from."""
+
+    spec: JobSpec
+    text: str
+    path: Path
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory that relative paths in the job file are resolved against."""
+        return self.path.parent.resolve()
+
+    @property
+    def spec_hash(self) -> str:
+        """A hash of the validated settings (comments and key order do not change it)."""
+        return spec_hash(self.spec)
+
+
+def spec_hash(spec: JobSpec) -> str:
+    """Stable sha256 of a spec's resolved values."""
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+
+
+def read_text(path: Path) -> str:
+    """Read a job file as UTF-8 text, turning every way that can fail into a :class:`SpecError`."""
+    where = str(path)
+    if not path.exists():
+        raise SpecError([Problem(where, None, None, "file not found", "check the path (job files live in jobs/)")])
+    if path.is_dir():
+        raise SpecError([Problem(where, None, None, "is a directory, not a job file", "pass a .toml file")])
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError([Problem(where, None, None, f"cannot be read: {exc.strerror}", None)]) from None
+    if b"\x00" in raw:
+        raise SpecError([Problem(where, None, None, "is a binary file, not TOML", "pass a .toml job file")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError([Problem(where, line, None, "is not valid UTF-8", "save the file as UTF-8")]) from None
+    if not text.strip():
+        raise SpecError([Problem(where, None, None, "is empty", "start from jobs/demo-tiny.toml")])
+    return text
+
+
+def parse_spec(text: str, where: str) -> JobSpec:
+    """Parse and validate job-file text; ``where`` names it in messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        line = int(match.group(1)) if match else None
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise SpecError([Problem(where, line, None, f"TOML syntax error: {message}", None)]) from None
+    locate = _KeyLocator(text)
+    problems = list(_secret_problems(data, where, locate))
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_validation_problems(exc, where, locate))
+        raise SpecError(problems) from None
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read and validate a job file."""
+    p = Path(path)
+    text = read_text(p)
+    return LoadedSpec(parse_spec(text, str(p)), text, p)
+
+
+def _walk(data: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield (*prefix, key), value
+            yield from _walk(value, (*prefix, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _walk(value, (*prefix, str(i)))
+
+
+def _secret_problems(data: dict[str, Any], where: str, locate: _KeyLocator) -> Iterator[Problem]:
+    for path, value in _walk(data):
+        key = path[-1]
+        looks_secret_key = bool(_SECRET_KEY.search(key)) and not isinstance(value, dict | list)
+        looks_secret_value = isinstance(value, str) and bool(_SECRET_VALUE.search(value))
+        if looks_secret_key or looks_secret_value:
+            yield Problem(where, locate.line(path), ".".join(path), "looks like a secret", SECRET_HINT)
+
+
+def _validation_problems(exc: ValidationError, where: str, locate: _KeyLocator) -> Iterator[Problem]:
+    for err in exc.errors():
+        path = tuple(str(p) for p in err["loc"])
+        key = ".".join(path) or None
+        line = locate.line(path)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            yield Problem(where, line, key, "unknown key", _did_you_mean(path))
+        elif kind == "missing":
+            yield Problem(where, None, key, "is required", _missing_hint(path))
+        else:
+            got = err.get("input")
+            shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+            message = err["msg"].removeprefix("Value error, ")
+            yield Problem(where, line, key, f"{message}{shown}", None)
+
+
+def _missing_hint(path: tuple[str, ...]) -> str:
+    if len(path) > 1:
+        return f"add `{path[-1]} = ...` under [{'.'.join(path[:-1])}]"
+    field = JobSpec.model_fields.get(path[0])
+    if field is not None and _is_model(field.annotation):
+        return f"add a [{path[0]}] table"
+    return f"add `{path[0]} = ...` at the top of the file"
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _fields_at(path: tuple[str, ...]) -> list[str]:
+    """The valid key names of the table that holds ``path``'s last key."""
+    model: type[BaseModel] = JobSpec
+    for part in path[:-1]:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", None)
+        if inner:  # list[SmokePrompt] and similar
+            annotation = next((a for a in inner if _is_model(a)), annotation)
+        if not _is_model(annotation):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _did_you_mean(path: tuple[str, ...]) -> str:
+    valid = _fields_at(path)
+    close = difflib.get_close_matches(path[-1], valid, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    where = f"[{'.'.join(p for p in path[:-1] if not p.isdigit())}]" if len(path) > 1 else "the top level"
+    return f"valid keys in {where}: {', '.join(valid)}"
+
+
+class _KeyLocator:
+    """Finds the line of a key path in TOML text (tables, dotted keys, arrays of tables)."""
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_.\-\"' ]+?)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        counters: dict[tuple[str, ...], int] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = self._HEADER.match(line)
+            if header:
+                table = tuple(_unquote(p) for p in header.group(2).split("."))
+                if header.group(1) == "[[":
+                    index = counters.get(table, -1) + 1
+                    counters[table] = index
+                    table = (*table, str(index))
+                self._lines.setdefault(table, number)
+                continue
+            key = self._KEY.match(line)
+            if key:
+                path = (*table, *(_unquote(p) for p in key.group(1).split(".")))
+                self._lines.setdefault(path, number)
+
+    def line(self, path: tuple[str, ...]) -> int | None:
+        """The line of ``path``, or of the nearest enclosing table that appears in the text."""
+        for end in range(len(path), 0, -1):
+            if path[:end] in self._lines:
+                return self._lines[path[:end]]
+        return None
+
+
+def _unquote(part: str) -> str:
+    return part.strip().strip("\"'")

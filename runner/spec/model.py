@@ -1,0 +1,183 @@
+"""The job file's typed schema: every key, its type, its default and its range, in one place.
+
+Key names follow the libraries users already know (Unsloth's ``from_pretrained``/``get_peft_model``,
+TRL's ``SFTConfig``, PEFT's ``LoraConfig``), so a notebook's settings move over one to one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Section):
+    """``[model]``: the base model and how it is loaded."""
+
+    base: str = Field(description="hub id, local directory, or a built-in test model such as 'tuneq:tiny-llama'")
+    revision: str | None = None
+    max_seq_length: int = Field(2048, ge=16, le=262_144)
+    load_in_4bit: bool = False
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    trust_remote_code: bool = False
+
+
+class DataSpec(_Section):
+    """``[data]``: where examples come from and how their fields map onto a conversation."""
+
+    source: str = Field(description="a local .json/.jsonl/.csv/.parquet file (relative to the job file) or a hub id")
+    subset: str | None = Field(None, description="the hub dataset's configuration name, e.g. 'zh'")
+    split: str = "train"
+    format: Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion", "columns"] = "auto"
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="for format='columns': prompt/reasoning/response/system -> column name",
+    )
+    eval_split: str | float | None = Field(
+        None, description="a named split ('validation', 'train[500:550]') or a fraction of the rows (0.05)"
+    )
+    shuffle: bool = True
+
+    @model_validator(mode="after")
+    def _columns_fit_format(self) -> DataSpec:
+        allowed = {"prompt", "reasoning", "response", "system"}
+        unknown = sorted(set(self.columns) - allowed)
+        if unknown:
+            raise ValueError(f"unknown role(s) in columns: {unknown}; use {sorted(allowed)}")
+        if self.format == "columns" and not {"prompt", "response"} <= set(self.columns):
+            raise ValueError("format 'columns' needs at least columns.prompt and columns.response")
+        if isinstance(self.eval_split, float) and not 0 < self.eval_split < 0.5:
+            raise ValueError("eval_split as a fraction must be between 0 and 0.5 (e.g. 0.05)")
+        return self
+
+
+class TemplateSpec(_Section):
+    """``[template]``: how one example becomes training text and which tokens carry the loss."""
+
+    style: Literal["chat", "r1", "alpaca", "custom"] = "chat"
+    system: str | None = None
+    prompt: str | None = Field(None, description="style 'custom': text before the answer, with {fields}")
+    completion: str | None = Field(None, description="style 'custom': the trained part, with {fields}")
+
+    @model_validator(mode="after")
+    def _custom_needs_text(self) -> TemplateSpec:
+        if self.style == "custom" and not (self.prompt and self.completion):
+            raise ValueError("style 'custom' needs both template.prompt and template.completion")
+        if self.style != "custom" and (self.prompt or self.completion):
+            raise ValueError("template.prompt/completion are only used with style = 'custom'")
+        return self
+
+
+class LoraSpec(_Section):
+    """``[lora]``: the adapter (names as in ``FastLanguageModel.get_peft_model``)."""
+
+    r: int = Field(16, ge=1, le=1024)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_MODULES), min_length=1)
+    bias: Literal["none", "all", "lora_only"] = "none"
+    use_gradient_checkpointing: bool | Literal["unsloth"] = "unsloth"
+    random_state: int = 3407
+    use_rslora: bool = False
+
+
+class TrainSpec(_Section):
+    """``[train]``: the trainer (names as in TRL's ``SFTConfig``)."""
+
+    per_device_train_batch_size: int = Field(2, ge=1)
+    gradient_accumulation_steps: int = Field(4, ge=1)
+    max_steps: int = Field(-1, ge=-1, description="-1: run num_train_epochs")
+    num_train_epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(2e-4, gt=0, lt=1)
+    warmup_steps: int = Field(0, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    lr_scheduler_type: Literal[
+        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"
+    ] = "linear"
+    optim: Literal["adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "sgd", "adafactor"] = (
+        "adamw_8bit"
+    )
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 3407
+    logging_steps: int = Field(1, ge=1)
+    save_steps: int = Field(50, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    eval_steps: int | None = Field(None, ge=1)
+    packing: bool = False
+    padding_free: bool = False
+    dataset_num_proc: int | None = Field(None, ge=1)
+    report_to: Literal["none", "wandb", "tensorboard"] = "none"
+
+    @model_validator(mode="after")
+    def _one_length(self) -> TrainSpec:
+        if self.packing and self.padding_free:
+            raise ValueError("choose packing or padding_free, not both")
+        return self
+
+
+class ExportSpec(_Section):
+    """``[export]``: what the run hands over."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="artifact file stem")
+    gguf: list[Literal["f16", "q8_0", "q4_k_m"]] = Field(default_factory=lambda: ["f16", "q4_k_m"], min_length=1)
+    lora_gguf: bool = True
+
+
+class SmokePrompt(_Section):
+    """One ``[[smoke.prompts]]`` entry: a question and what its answer must satisfy."""
+
+    prompt: str = Field(min_length=1)
+    must_contain: list[str] = Field(default_factory=list)
+    regex: str | None = None
+    must_stop: bool = True
+
+
+class SmokeSpec(_Section):
+    """``[smoke]``: the test of the quantized file with llama-cpp-python."""
+
+    max_tokens: int = Field(256, ge=1, le=32_768)
+    gguf: Literal["f16", "q8_0", "q4_k_m"] = "q4_k_m"
+    prompts: list[SmokePrompt] = Field(default_factory=list)
+
+
+class RunSpec(_Section):
+    """``[run]``: how the queue treats the job."""
+
+    retries: int = Field(1, ge=0, le=20)
+    backend: Literal["local", "docker"] = "local"
+    gpus: int = Field(1, ge=0, le=16)
+
+
+class JobSpec(_Section):
+    """A whole job file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    description: str | None = None
+    model: ModelSpec
+    data: DataSpec
+    template: TemplateSpec = Field(default_factory=TemplateSpec)  # type: ignore[arg-type]
+    lora: LoraSpec = Field(default_factory=LoraSpec)  # type: ignore[arg-type]
+    train: TrainSpec = Field(default_factory=TrainSpec)  # type: ignore[arg-type]
+    export: ExportSpec = Field(default_factory=ExportSpec)  # type: ignore[arg-type]
+    smoke: SmokeSpec = Field(default_factory=SmokeSpec)  # type: ignore[arg-type]
+    run: RunSpec = Field(default_factory=RunSpec)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> JobSpec:
+        if self.template.style == "r1" and self.data.format == "columns" and "reasoning" not in self.data.columns:
+            raise ValueError("template.style 'r1' trains the reasoning: map data.columns.reasoning to a column")
+        if self.smoke.gguf not in self.export.gguf:
+            raise ValueError(f"smoke.gguf '{self.smoke.gguf}' is not among export.gguf {self.export.gguf}")
+        return self
+
+    @property
+    def artifact_name(self) -> str:
+        """The stem of exported files (``export.name`` or the job name)."""
+        return self.export.name or self.name

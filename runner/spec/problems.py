@@ -1,0 +1,29 @@
+"""A problem found in a job file, and the error that carries all of them at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a job file: where it is, what is wrong, how to fix it."""
+
+    file: str
+    line: int | None
+    key: str | None
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        what = f"{self.key}: {self.message}" if self.key else self.message
+        return f"{where}: {what}" + (f"\n    hint: {self.hint}" if self.hint else "")
+
+
+class SpecError(Exception):
+    """Every problem found in one job file (validation reports them all, not just the first)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
