@@ -18,9 +18,16 @@ def state_dir() -> Path:
     return root
 
 
+def cache_dir() -> Path:
+    """Rebuildable data: ``$TUNEQ_CACHE``, else ``$XDG_CACHE_HOME/tuneq``, else ``~/.cache/tuneq``."""
+    if override := os.environ.get("TUNEQ_CACHE"):
+        return Path(override)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tuneq"
+
+
 def models_dir() -> Path:
-    """Cache of built-in test models (``tuneq:tiny-llama``)."""
-    return state_dir() / "models"
+    """Cache of built-in test models (``tuneq:tiny-llama``), shared by every state directory."""
+    return cache_dir() / "models"
 
 
 def runs_dir() -> Path:

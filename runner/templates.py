@@ -167,3 +167,38 @@ def _adds_bos(tokenizer: Any) -> bool:
     """Whether this tokenizer family starts sequences with BOS (Llama does, Qwen does not)."""
     probe = tokenizer("a")["input_ids"]
     return bool(probe) and probe[0] == tokenizer.bos_token_id
+
+
+_ALPACA_CHAT_TEMPLATE = (
+    "{%- set ns = namespace(system='" + ALPACA_SYSTEM + "') -%}"
+    "{%- for m in messages if m['role'] == 'system' %}{% set ns.system = m['content'] %}{% endfor -%}"
+    "{{ ns.system }}"
+    "{%- for m in messages %}{% if m['role'] == 'user' %}\n\n### Instruction:\n{{ m['content'] }}\n\n### Response:\n"
+    "{% elif m['role'] == 'assistant' %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+)
+
+
+def chat_template_for(template: TemplateSpec, tokenizer: Any) -> str:
+    """The chat template to embed in exported models, so llama.cpp prompts them as they were trained."""
+    if template.style == "r1":
+        return r1_inference_template()
+    if template.style == "alpaca":
+        return _ALPACA_CHAT_TEMPLATE
+    if template.style == "custom":
+        return _custom_chat_template(template.prompt or "")
+    return str(tokenizer.chat_template)
+
+
+def _custom_chat_template(prompt: str) -> str:
+    """A Jinja template that renders a custom ``prompt`` for the last user message."""
+    from string import Formatter
+
+    parts = ["{%- set ns = namespace(system='') -%}",
+             "{%- for m in messages if m['role'] == 'system' %}{% set ns.system = m['content'] %}{% endfor -%}"]
+    for literal, name, _, _ in Formatter().parse(prompt):
+        parts.append("{% raw %}" + literal + "{% endraw %}" if literal else "")
+        if name == "prompt":
+            parts.append("{{ (messages | selectattr('role', 'equalto', 'user') | list | last)['content'] }}")
+        elif name == "system":
+            parts.append("{{ ns.system }}")
+    return "".join(parts)

@@ -12,11 +12,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from runner.templates import r1_inference_template
 
 TINY_LLAMA = "tuneq:tiny-llama"
-_VERSION = "v1"
+_VERSION = "v5"
 BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"
 PAD = "<｜▁pad▁｜>"
@@ -46,9 +47,11 @@ def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
         extracted = SentencePieceExtractor(str(prefix) + ".model").extract(tokenizers.models.BPE)
         tokenizer = LlamaTokenizer(
             vocab=extracted["vocab"], merges=extracted["merges"], bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token="<unk>",
-            add_bos_token=True, add_eos_token=False,
+            add_bos_token=True, add_eos_token=False, add_prefix_space=False,  # as llama.cpp tokenizes it
         )
-        tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL})
+        # As in the real R1 distills: role and think markers are added tokens, but not "special" ones,
+        # so llama.cpp prints </think> in answers instead of hiding it as a control token.
+        tokenizer.add_tokens([tokenizers.AddedToken(t, special=False, normalized=False) for t in SPECIAL])
         tokenizer.chat_template = r1_inference_template()
         torch.manual_seed(seed)
         config = LlamaConfig(
@@ -58,9 +61,12 @@ def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
             pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False, torch_dtype="float32",
         )
         model = LlamaForCausalLM(config)
+        _pretrain(model, tokenizer)
         model.save_pretrained(work / "model")
         tokenizer.save_pretrained(work / "model")
         shutil.copy(str(prefix) + ".model", work / "model" / "tokenizer.model")
+        added = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL}  # read by llama.cpp's converter
+        (work / "model" / "added_tokens.json").write_text(json.dumps(added, ensure_ascii=False))
         (work / "model" / "tuneq-tiny.json").write_text(json.dumps({"name": TINY_LLAMA, "version": _VERSION}))
         if dest.exists():
             shutil.rmtree(dest)
@@ -68,6 +74,28 @@ def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return dest
+
+
+def _pretrain(model: Any, tokenizer: Any, steps: int = 300, block: int = 128) -> None:
+    """A few hundred steps of plain language modelling on the corpus, so the base knows its words.
+
+    LoRA then has a base to adapt, as with a real model, and a before/after comparison means something.
+    """
+    import torch
+
+    text = "\n".join(line for line in _CORPUS.read_text().splitlines() if not line.startswith("#"))
+    ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"])
+    blocks = ids[: len(ids) // block * block].view(-1, block)
+    generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        batch = blocks[torch.randint(len(blocks), (8,), generator=generator)]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
 
 
 def tiny_llama_dir(cache: Path) -> Path:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from runner.spec.model import JobSpec
 from runner.spec.problems import Problem, SpecError
 
-_SECRET_KEY = re.compile(r"(token|api[_-]?key|secret|password|passwd)", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"(^|_)(token|api_?key|secret|password|passwd)$", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|wandb_[A-Za-z0-9]{20,}|[0-9a-f]{40})\b")
 SECRET_HINT = (
     "secrets are never read from job files: export HF_TOKEN (or WANDB_API_KEY) in the environment "

@@ -119,6 +119,8 @@ class TrainSpec(_Section):
     def _one_length(self) -> TrainSpec:
         if self.packing and self.padding_free:
             raise ValueError("choose packing or padding_free, not both")
+        if self.warmup_steps and self.warmup_ratio:
+            raise ValueError("set warmup_steps or warmup_ratio, not both")
         return self
 
 
@@ -153,6 +155,13 @@ class RunSpec(_Section):
     retries: int = Field(1, ge=0, le=20)
     backend: Literal["local", "docker"] = "local"
     gpus: int = Field(1, ge=0, le=16)
+    image: str | None = Field(None, min_length=1, description="backend 'docker': the image (default: the worker's)")
+
+    @model_validator(mode="after")
+    def _image_needs_docker(self) -> RunSpec:
+        if self.image is not None and self.backend != "docker":
+            raise ValueError("run.image is only used with backend = 'docker'")
+        return self
 
 
 class JobSpec(_Section):

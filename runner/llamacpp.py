@@ -1,0 +1,81 @@
+"""llama.cpp's converter scripts, taken from the llama-cpp-python sdist at install time, never at run time.
+
+``python -m runner.llamacpp install`` downloads the sdist of the installed llama-cpp-python version with
+pip (pip's cache makes repeats offline) and extracts ``vendor/llama.cpp``'s converters, their ``gguf-py``
+and the vocab-only GGUFs of real tokenizers into ``<prefix>/share/tuneq/llama.cpp``. The pipeline only
+reads from there: it never clones, downloads or builds llama.cpp.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+_KEEP_PREFIXES = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/",
+                  "models/ggml-vocab-", "LICENSE")
+MISSING_HINT = "run `just setup` (it extracts llama.cpp's converter from the llama-cpp-python sdist)"
+
+
+class ConverterMissing(RuntimeError):
+    """The converter scripts are not installed."""
+
+
+def converter_dir() -> Path:
+    """Where the converter lives: ``$TUNEQ_LLAMA_CPP_DIR`` or ``<sys.prefix>/share/tuneq/llama.cpp``."""
+    override = os.environ.get("TUNEQ_LLAMA_CPP_DIR")
+    return Path(override) if override else Path(sys.prefix) / "share" / "tuneq" / "llama.cpp"
+
+
+def converter_script(name: str = "convert_hf_to_gguf.py") -> Path:
+    """The path of one converter script; raises :class:`ConverterMissing` with a fix when absent."""
+    path = converter_dir() / name
+    if not path.exists():
+        raise ConverterMissing(f"{path} not found: {MISSING_HINT}")
+    return path
+
+
+def vocab_gguf(name: str) -> Path:
+    """A vocab-only GGUF of a real tokenizer family shipped with llama.cpp (``qwen2``, ``llama-bpe``)."""
+    return converter_dir() / "models" / f"ggml-vocab-{name}.gguf"
+
+
+def install(dest: Path | None = None) -> Path:
+    """Download the matching sdist with pip and extract the converter files into ``dest``."""
+    dest = dest or converter_dir()
+    wanted = version("llama_cpp_python")
+    marker = dest / ".version"
+    if marker.exists() and marker.read_text().strip() == wanted:
+        return dest
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+             "-d", tmp, f"llama-cpp-python=={wanted}"],
+            check=True,
+        )
+        sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        staging = Path(tempfile.mkdtemp(prefix=".llama.cpp-", dir=dest.parent if dest.parent.exists() else None))
+        with tarfile.open(sdist) as archive:
+            for member in archive.getmembers():
+                parts = member.name.split("/vendor/llama.cpp/", 1)
+                keep = len(parts) == 2 and parts[1].startswith(_KEEP_PREFIXES) and not parts[1].endswith((".inp", ".out"))
+                if keep and (member.isfile() or member.isdir()):
+                    member.name = parts[1]
+                    archive.extract(member, staging, filter="data")
+    (staging / ".version").write_text(wanted)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(staging, dest)
+    return dest
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["install"]:
+        sys.exit("usage: python -m runner.llamacpp install")
+    print(f"llama.cpp converter in {install()}")

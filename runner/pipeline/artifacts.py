@@ -1,0 +1,51 @@
+"""Artifacts: checksums, the ``artifact`` event, and subprocess helpers for llama.cpp's converters."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from runner.pipeline.context import StageContext, StageFailed
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_artifact(ctx: StageContext, path: Path, kind: str) -> dict[str, Any]:
+    """Emit an ``artifact`` event for a finished file and return its description."""
+    entry = {"path": str(path.relative_to(ctx.run.root)), "kind": kind, "bytes": path.stat().st_size,
+             "sha256": sha256_file(path)}
+    ctx.emit("artifact", **entry)
+    return entry
+
+
+def run_converter(ctx: StageContext, script: Path, args: list[str], out: Path) -> None:
+    """Run a llama.cpp converter script into ``out`` (written as ``out.tmp``, renamed on success).
+
+    Its output goes to the pipeline's own stdout/stderr (``log.txt``); a failure keeps the last lines.
+    """
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    env = dict(os.environ)
+    env.pop("NO_LOCAL_GGUF", None)  # let the converter use its own gguf-py, newer than PyPI's
+    proc = subprocess.run([sys.executable, str(script), *args, "--outfile", str(tmp)], env=env,
+                          capture_output=True, text=True)
+    sys.stdout.write(proc.stdout[-20_000:])
+    sys.stderr.write(proc.stderr[-20_000:])
+    if proc.returncode != 0 or not tmp.exists() or tmp.stat().st_size == 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        hint = None
+        if "NotImplementedError" in tail and "pre-tokenizer" in tail.lower():
+            hint = "llama.cpp does not know this tokenizer's pre-tokenizer; use a supported base model"
+        raise StageFailed(f"{script.name} failed (exit {proc.returncode}): {tail}", hint)
+    os.replace(tmp, out)

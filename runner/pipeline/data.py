@@ -1,0 +1,82 @@
+"""Stage ``data``: rows → conversations → token ids and labels, saved for the trainer.
+
+Fails early when nothing would be learned ("all labels are -100"): examples with no trainable token
+after truncation are counted, dropped, and an error names the setting to change when none remain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from runner.dataset.build import load_examples
+from runner.dataset.formats import Example
+from runner.models.resolve import load_tokenizer
+from runner.pipeline.context import StageContext, StageFailed
+from runner.templates import IGNORE, Tokenized, tokenize_example
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Build ``data/train`` (and ``data/eval``) as tokenized datasets plus ``data/stats.json``."""
+    spec = ctx.spec
+    base_dir = Path(ctx.info.get("source_file", ctx.run.job_toml)).parent
+    examples = load_examples(spec.data, spec.template, base_dir, ctx.data_path, spec.train.seed)
+    tokenizer = load_tokenizer(spec.model.base, spec.model.revision, spec.model.trust_remote_code)
+    ctx.handoff["tokenizer"] = tokenizer
+    train, train_stats = _tokenize_all(examples.train, ctx, tokenizer)
+    if not train:
+        raise StageFailed(
+            "no training example has a token to learn from after truncation (all labels would be -100)",
+            f"raise model.max_seq_length (now {spec.model.max_seq_length}) or shorten the prompts",
+        )
+    evals, eval_stats = _tokenize_all(examples.eval, ctx, tokenizer)
+    tmp = ctx.run.root / "data.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    _save(train, tmp / "train")
+    if evals:
+        _save(evals, tmp / "eval")
+    stats = {"format": examples.format, "train": train_stats, "eval": eval_stats}
+    (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
+    (tmp / "sample.txt").write_text(render_sample(train[0], tokenizer))
+    shutil.rmtree(ctx.run.data_dir, ignore_errors=True)
+    os.replace(tmp, ctx.run.data_dir)
+    ctx.emit("metric", train_rows=len(train), eval_rows=len(evals), train_tokens=train_stats["tokens"],
+             truncated=train_stats["truncated"], dropped=train_stats["dropped_no_target"])
+    return stats
+
+
+def _tokenize_all(examples: list[Example], ctx: StageContext, tokenizer: Any) -> tuple[list[Tokenized], dict[str, Any]]:
+    rows = [tokenize_example(e, ctx.spec.template, tokenizer, ctx.spec.model.max_seq_length) for e in examples]
+    kept = [r for r in rows if r.trainable > 0]
+    dropped = len(rows) - len(kept)
+    if dropped:
+        ctx.log(f"dropped {dropped} example(s) with no trainable token after truncation")
+    lengths = [len(r.input_ids) for r in kept]
+    stats = {
+        "rows": len(kept), "dropped_no_target": dropped, "truncated": sum(r.truncated for r in rows),
+        "tokens": sum(lengths), "trainable_tokens": sum(r.trainable for r in kept),
+        "mean_length": round(mean(lengths), 1) if lengths else 0, "max_length": max(lengths, default=0),
+    }
+    return kept, stats
+
+
+def _save(rows: list[Tokenized], path: Path) -> None:
+    from datasets import Dataset
+
+    Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]}).save_to_disk(
+        str(path)
+    )
+
+
+def render_sample(row: Tokenized, tokenizer: Any) -> str:
+    """A readable view of one training row: the full text, then only what carries the loss."""
+    trained = [t for t, label in zip(row.input_ids, row.labels, strict=True) if label != IGNORE]
+    return (
+        f"--- full text ({len(row.input_ids)} tokens) ---\n{tokenizer.decode(row.input_ids)}\n"
+        f"--- trained part ({len(trained)} tokens, loss only here) ---\n{tokenizer.decode(trained)}\n"
+    )

@@ -1,0 +1,49 @@
+"""Stage ``quantize``: f16 GGUF → each requested quant (Q4_K_M, Q8_0) with ``llama_model_quantize``."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Any
+
+from runner.pipeline.artifacts import record_artifact
+from runner.pipeline.context import StageContext, StageFailed
+from runner.pipeline.gguf import f16_path
+
+# llama.cpp's ftype numbers (llama.h: LLAMA_FTYPE_MOSTLY_*) and the file-name suffixes users expect.
+FTYPES = {"q8_0": (7, "Q8_0"), "q4_k_m": (15, "Q4_K_M")}
+
+
+def quant_path(ctx: StageContext, quant: str) -> Path:
+    """Where a quantized (or the f16) GGUF goes."""
+    if quant == "f16":
+        return f16_path(ctx)
+    return ctx.run.gguf / f"{ctx.spec.artifact_name}-{FTYPES[quant][1]}.gguf"
+
+
+def quantize_file(src: Path, dst: Path, ftype: int, threads: int | None = None) -> None:
+    """Quantize one GGUF in-process with llama-cpp-python (written as ``dst.tmp``, renamed)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = threads or os.cpu_count() or 1
+    tmp = dst.with_name(dst.name + ".tmp")
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+    if rc != 0 or not tmp.exists():
+        tmp.unlink(missing_ok=True)
+        raise StageFailed(f"llama_model_quantize returned {rc} for {dst.name}", "see log.txt for llama.cpp's output")
+    os.replace(tmp, dst)
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Write every quant listed in ``export.gguf`` besides f16."""
+    artifacts = []
+    for quant in ctx.spec.export.gguf:
+        if quant == "f16":
+            continue
+        out = quant_path(ctx, quant)
+        quantize_file(f16_path(ctx), out, FTYPES[quant][0])
+        artifacts.append(record_artifact(ctx, out, f"gguf-{quant}"))
+    return {"artifacts": artifacts}

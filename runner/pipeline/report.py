@@ -1,0 +1,66 @@
+"""``report.json`` and ``SHA256SUMS``: what ran, with which versions, how long, and what it produced."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from runner.events import now_iso
+from runner.pipeline.artifacts import sha256_file
+from runner.pipeline.context import StageContext
+from runner.spec.load import spec_hash
+
+_PACKAGES = ("tuneq", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth", "unsloth_zoo",
+             "llama_cpp_python", "bitsandbytes")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries that shape a run's result."""
+    found: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def shipped_files(root: Path) -> list[Path]:
+    """The files that SHA256SUMS covers: GGUFs, the adapter and the merged weights."""
+    patterns = ("gguf/*.gguf", "lora/*.safetensors", "merged/*.safetensors")
+    return sorted(p for pattern in patterns for p in root.glob(pattern))
+
+
+def write_report(ctx: StageContext, results: dict[str, Any], timings: dict[str, Any],
+                 failure: dict[str, Any] | None) -> Path:
+    """Write ``report.json`` and ``SHA256SUMS`` (both via a temporary name); return the report's path."""
+    root = ctx.run.root
+    artifacts = []
+    sums = []
+    for path in shipped_files(root):
+        digest = sha256_file(path)
+        rel = str(path.relative_to(root))
+        artifacts.append({"path": rel, "bytes": path.stat().st_size, "sha256": digest})
+        sums.append(f"{digest}  {rel}\n")
+    train = results.get("train", {})
+    report = {
+        "job": ctx.info.get("job"), "name": ctx.spec.name, "finished": now_iso(), "ok": failure is None,
+        "failure": failure, "spec_hash": spec_hash(ctx.spec), "base_model": ctx.spec.model.base,
+        "versions": library_versions(), "python": platform.python_version(), "machine": platform.machine(),
+        "stages": timings, "train": train, "data": results.get("data"),
+        "smoke": json.loads(ctx.run.smoke.read_text()) if ctx.run.smoke.exists() else None,
+        "artifacts": artifacts,
+    }
+    _write_atomic(ctx.run.sha256sums, "".join(sums))
+    _write_atomic(ctx.run.report, json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    return ctx.run.report
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,156 @@
+"""Chain the stages over one run directory; reuse finished ones; always end with a report and ``job_end``.
+
+A stage is reused when its marker (``.stages/<name>.json``) holds the same key — a hash of the spec
+sections the stage depends on — and its outputs exist. Once a stage runs, every later stage runs too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner.dataset.read import DataError
+from runner.events import EventWriter
+from runner.llamacpp import ConverterMissing
+from runner.models.resolve import ModelNotFound
+from runner.pipeline import data, gguf, lora, merged, quantize, smoke, train
+from runner.pipeline.context import StageContext, StageFailed
+from runner.pipeline.report import write_report
+from runner.rundir import RunDir
+from runner.spec.load import parse_spec
+from runner.spec.model import JobSpec
+
+_TRAINING = ("model", "data", "template", "lora", "train")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline step: its function and the spec sections whose change makes it run again."""
+
+    name: str
+    run: Callable[[StageContext], dict[str, Any]]
+    depends_on: tuple[str, ...]
+
+
+STAGES = (
+    Stage("data", data.run, ("model", "data", "template")),
+    Stage("train", train.run, _TRAINING),
+    Stage("lora", lora.run, (*_TRAINING, "export")),
+    Stage("merged", merged.run, _TRAINING),
+    Stage("gguf", gguf.run, (*_TRAINING, "export")),
+    Stage("quantize", quantize.run, (*_TRAINING, "export")),
+    Stage("smoke", smoke.run, (*_TRAINING, "export", "smoke")),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+_KNOWN_FAILURES = (StageFailed, DataError, ConverterMissing, ModelNotFound)
+
+
+def stage_key(spec: JobSpec, stage: Stage) -> str:
+    """Hash of the spec sections a stage depends on."""
+    parts = {name: getattr(spec, name).model_dump(mode="json") for name in stage.depends_on}
+    return hashlib.sha256(json.dumps({"stage": stage.name, **parts}, sort_keys=True).encode()).hexdigest()
+
+
+def _marker(run: RunDir, name: str) -> Path:
+    return run.stages / f"{name}.json"
+
+
+def _reusable(run: RunDir, stage: Stage, key: str) -> dict[str, Any] | None:
+    try:
+        marker = json.loads(_marker(run, stage.name).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if marker.get("key") != key or not all((run.root / p).exists() for p in marker.get("outputs", [])):
+        return None
+    return marker
+
+
+def _outputs(run: RunDir, result: dict[str, Any], stage: str) -> list[str]:
+    fixed = {"data": ["data"], "train": ["lora"], "merged": ["merged"], "smoke": ["smoke.json"]}.get(stage, [])
+    found = [a["path"] for a in result.get("artifacts", [])] + (
+        [result["artifact"]["path"]] if "artifact" in result else [])
+    return fixed + found
+
+
+def run_pipeline(run_dir: Path, echo: TextIO | None = None) -> int:
+    """Run every stage of the job in ``run_dir``; return the process exit code (0 ok, 1 failed, 143 stopped)."""
+    run = RunDir(run_dir)
+    info = run.read_job_info()
+    spec = parse_spec(run.job_toml.read_text(encoding="utf-8"), str(run.job_toml))
+    ctx = StageContext(spec, run, info, EventWriter(run.events, str(info["job"]), echo))
+    results: dict[str, dict[str, Any]] = {}
+    timings: dict[str, dict[str, Any]] = {}
+    failure: dict[str, Any] | None = None
+    code = 0
+    rerun = False
+    run.stages.mkdir(parents=True, exist_ok=True)
+    for stage in STAGES:
+        key = stage_key(spec, stage)
+        ctx.stage, ctx.stage_key = stage.name, key
+        marker = None if rerun else _reusable(run, stage, key)
+        if marker is not None:
+            ctx.emit("stage_start", reused="finished earlier with the same settings")
+            ctx.emit("stage_end", ok=True, seconds=0.0, reused=True)
+            results[stage.name], timings[stage.name] = marker["result"], {"seconds": marker["seconds"], "reused": True}
+            continue
+        rerun = True
+        ctx.emit("stage_start")
+        started = time.monotonic()
+        try:
+            result = stage.run(ctx)
+        except BaseException as exc:  # noqa: BLE001 - every failure must end in events and a report
+            seconds = round(time.monotonic() - started, 2)
+            failure, code = _describe_failure(exc, stage.name)
+            ctx.emit("error", **failure)
+            ctx.emit("stage_end", ok=False, seconds=seconds)
+            timings[stage.name] = {"seconds": seconds, "reused": False}
+            break
+        seconds = round(time.monotonic() - started, 2)
+        marker = {"key": key, "seconds": seconds, "result": result, "outputs": _outputs(run, result, stage.name)}
+        tmp = _marker(run, stage.name).with_suffix(".tmp")
+        tmp.write_text(json.dumps(marker, indent=2, default=str))
+        os.replace(tmp, _marker(run, stage.name))
+        results[stage.name], timings[stage.name] = result, {"seconds": seconds, "reused": False}
+        ctx.emit("stage_end", ok=True, seconds=seconds)
+    ctx.stage = "report"
+    report_path = write_report(ctx, results, timings, failure)
+    ctx.emit("artifact", path=str(report_path.relative_to(run.root)), kind="report",
+             bytes=report_path.stat().st_size)
+    ctx.emit("job_end", ok=failure is None, exit_code=code, reason=failure["cause"] if failure else None,
+             q4_k_m=next((a["path"] for a in results.get("quantize", {}).get("artifacts", [])
+                          if a["kind"] == "gguf-q4_k_m"), None))
+    return code
+
+
+def _describe_failure(exc: BaseException, stage: str) -> tuple[dict[str, Any], int]:
+    if isinstance(exc, SystemExit) or isinstance(exc, KeyboardInterrupt):
+        return {"cause": "stopped by a signal (checkpoint saved where training was running)", "hint": None,
+                "stage": stage}, 143
+    if isinstance(exc, _KNOWN_FAILURES):
+        hint = getattr(exc, "hint", None)
+        return {"cause": str(getattr(exc, "cause", exc)), "hint": hint}, 1
+    traceback.print_exc(file=sys.stderr)
+    text = f"{type(exc).__name__}: {exc}"
+    return {"cause": text.splitlines()[0][:500], "hint": explain(text)}, 1
+
+
+def explain(text: str) -> str | None:
+    """A hint for well-known failures found in an exception's text."""
+    lowered = text.lower()
+    if "out of memory" in lowered:
+        return "CUDA out of memory: lower per_device_train_batch_size or max_seq_length, or set load_in_4bit = true"
+    if "no space left" in lowered:
+        return "the disk is full: free space under the run directory"
+    if "401" in lowered or "gated" in lowered:
+        return "the hub refused access: export HF_TOKEN with a token that can read this model"
+    if "offline" in lowered or "couldn't connect" in lowered or "connection" in lowered:
+        return "the hub is unreachable: use a local model path, or cache the model while online"
+    return "see log.txt for the traceback"

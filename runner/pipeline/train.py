@@ -1,0 +1,205 @@
+"""Stage ``train``: Unsloth ``FastLanguageModel`` + TRL ``SFTTrainer`` on the tokenized rows → ``lora/``.
+
+One code path for GPU and CPU: on a machine without a GPU Unsloth selects its own CPU backend (stock
+transformers + PEFT + TRL; 8-bit optimizers become AdamW, 4-bit loads become 16-bit, with a message).
+Labels come from the data stage (loss on answers only), so the trainer builds no masks of its own.
+Resumes from the newest checkpoint in ``checkpoints/``; SIGTERM saves a checkpoint, then stops.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from runner.models.resolve import resolve_base
+from runner.pipeline.context import StageContext
+from runner.spec.model import JobSpec
+from runner.templates import chat_template_for
+
+
+def setup_unsloth_env(ctx: StageContext) -> None:
+    """Environment Unsloth reads at import: no stats ping, compile cache inside the run directory."""
+    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
+    os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(ctx.run.root / ".unsloth_cache"))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def load_base(spec: JobSpec) -> tuple[Any, Any]:
+    """The base model and tokenizer through Unsloth (import order: unsloth before transformers/trl)."""
+    import unsloth  # noqa: F401  (patches transformers/trl on import)
+    from unsloth import FastLanguageModel
+
+    dtype = None if spec.model.dtype == "auto" else spec.model.dtype
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=resolve_base(spec.model.base), max_seq_length=spec.model.max_seq_length, dtype=dtype,
+        load_in_4bit=spec.model.load_in_4bit, revision=spec.model.revision,
+        trust_remote_code=spec.model.trust_remote_code,
+    )
+    return model, tokenizer
+
+
+def last_checkpoint(checkpoints: Path, key: str) -> Path | None:
+    """The newest complete ``checkpoint-N`` directory written under the same settings, if any.
+
+    Checkpoints of other settings cannot be resumed from, so they are removed.
+    """
+    stamp = checkpoints / "tuneq-key.txt"
+    if checkpoints.exists() and (not stamp.exists() or stamp.read_text() != key):
+        shutil.rmtree(checkpoints)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key)
+    found = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Train the adapter; write it (and the tokenizer with its chat template) to ``lora/``."""
+    setup_unsloth_env(ctx)
+    spec = ctx.spec
+    model, tokenizer = load_base(spec)
+    from datasets import load_from_disk
+    from unsloth import FastLanguageModel
+
+    lora = spec.lora
+    model = FastLanguageModel.get_peft_model(
+        model, r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
+        target_modules=list(lora.target_modules), bias=lora.bias,
+        use_gradient_checkpointing=lora.use_gradient_checkpointing, random_state=lora.random_state,
+        use_rslora=lora.use_rslora, max_seq_length=spec.model.max_seq_length,
+    )
+    train_ds = load_from_disk(str(ctx.run.data_dir / "train"))
+    eval_path = ctx.run.data_dir / "eval"
+    eval_ds = load_from_disk(str(eval_path)) if eval_path.exists() else None
+    trainer = _make_trainer(ctx, model, tokenizer, train_ds, eval_ds)
+    resume = last_checkpoint(ctx.run.checkpoints, ctx.stage_key)
+    resumed_from = int(resume.name.split("-")[1]) if resume else None
+    if resume:
+        ctx.log(f"resuming from {resume.name}")
+    eval_before = _evaluate(trainer) if eval_ds is not None and resume is None else None
+    if eval_before is not None:
+        ctx.emit("metric", eval_loss_before=eval_before)
+    stopper = _GracefulStop()
+    trainer.add_callback(stopper.callback())
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if stopper.requested:
+        raise SystemExit(143)
+    eval_after = _evaluate(trainer) if eval_ds is not None else None
+    if eval_after is not None:
+        ctx.emit("metric", eval_loss=eval_after)
+    tokenizer.chat_template = chat_template_for(spec.template, tokenizer)
+    tmp = ctx.run.root / "lora.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(ctx.run.lora, ignore_errors=True)
+    os.replace(tmp, ctx.run.lora)
+    ctx.handoff.update(model=model, tokenizer=tokenizer)
+    history = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    return {"steps": trainer.state.global_step, "train_loss": result.training_loss,
+            "final_loss": history[-1] if history else None, "first_loss": history[0] if history else None,
+            "eval_loss_before": eval_before, "eval_loss": eval_after, "resumed_from_step": resumed_from}
+
+
+def _evaluate(trainer: Any) -> float | None:
+    metrics = trainer.evaluate()
+    loss = metrics.get("eval_loss")
+    return float(loss) if loss is not None else None
+
+
+def _make_trainer(ctx: StageContext, model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any) -> Any:
+    from trl import SFTConfig, SFTTrainer
+
+    t = ctx.spec.train
+    has_eval = eval_ds is not None and t.eval_steps is not None
+    args = SFTConfig(
+        output_dir=str(ctx.run.checkpoints), per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps, max_steps=t.max_steps,
+        num_train_epochs=t.num_train_epochs, learning_rate=t.learning_rate,
+        warmup_steps=t.warmup_ratio or t.warmup_steps,  # transformers 5: a float below 1 is a ratio
+        lr_scheduler_type=t.lr_scheduler_type, optim=t.optim,
+        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed, logging_steps=t.logging_steps,
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if has_eval else "no", eval_steps=t.eval_steps if has_eval else None,
+        max_length=ctx.spec.model.max_seq_length, packing=t.packing, padding_free=t.padding_free,
+        dataset_num_proc=t.dataset_num_proc, report_to=t.report_to, include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True, logging_first_step=True,
+    )
+    return SFTTrainer(model=model, processing_class=tokenizer, train_dataset=train_ds, eval_dataset=eval_ds,
+                      args=args, callbacks=[_progress_callback(ctx)])
+
+
+def _progress_callback(ctx: StageContext) -> Any:
+    from transformers import TrainerCallback
+
+    class ProgressEvents(TrainerCallback):  # type: ignore[misc]
+        """Turns the trainer's logs into ``progress`` and ``metric`` events."""
+
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+            self.first_step: int | None = None
+            self.first_tokens = 0
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            logs = logs or {}
+            if "eval_loss" in logs:
+                ctx.emit("metric", step=state.global_step, eval_loss=logs["eval_loss"])
+                return
+            if "loss" not in logs:
+                return
+            if self.first_step is None:
+                self.first_step, self.first_tokens = state.global_step, state.num_input_tokens_seen
+                self.started = time.monotonic()
+            elapsed = time.monotonic() - self.started
+            done = state.global_step - self.first_step
+            rate = done / elapsed if elapsed > 0 and done > 0 else None
+            tokens = state.num_input_tokens_seen - self.first_tokens
+            ctx.emit("progress", step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0, 4),
+                     loss=logs["loss"], lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
+                     tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 and tokens else None,
+                     eta_s=round((state.max_steps - state.global_step) / rate, 1) if rate else None,
+                     mem_gib=_memory_gib())
+
+    return ProgressEvents()
+
+
+def _memory_gib() -> float:
+    """Peak GPU memory, or this process's resident memory on CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    import psutil
+
+    return round(psutil.Process().memory_info().rss / 2**30, 2)
+
+
+class _GracefulStop:
+    """First SIGTERM/SIGINT: checkpoint at the end of the current step and stop training."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._flag)
+
+    def _flag(self, signum: int, frame: Any) -> None:
+        if self.requested:  # second signal: stop now
+            raise SystemExit(128 + signum)
+        self.requested = True
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class StopOnSignal(TrainerCallback):  # type: ignore[misc]
+            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                if outer.requested:
+                    control.should_save = True
+                    control.should_training_stop = True
+
+        return StopOnSignal()
