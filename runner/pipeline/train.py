@@ -80,16 +80,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if resume:
         ctx.log(f"resuming from {resume.name}")
     eval_before = _evaluate(trainer) if eval_ds is not None and resume is None else None
-    if eval_before is not None:
-        ctx.emit("metric", eval_loss_before=eval_before)
     stopper = _GracefulStop()
     trainer.add_callback(stopper.callback())
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if stopper.requested:
         raise SystemExit(143)
     eval_after = _evaluate(trainer) if eval_ds is not None else None
-    if eval_after is not None:
-        ctx.emit("metric", eval_loss=eval_after)
     tokenizer.chat_template = chat_template_for(spec.template, tokenizer)
     tmp = ctx.run.root / "lora.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,128 @@
+"""``tuneq validate`` and ``tuneq run``: check a job file; run one job in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runner.backends.base import Launch
+from runner.backends.local import LocalBackend
+from runner.dataset.read import DataError
+from runner.events import EventTail, format_event
+from runner.rundir import RunDir, prepare_run_dir
+from runner.spec import LoadedSpec, SpecError
+from runner.validate import DataCheck, check_labels, validate_file
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def register(sub: Any) -> None:
+    """Add ``validate`` and ``run``."""
+    p = sub.add_parser("validate", help="check job files without touching a GPU")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--show-sample", action="store_true",
+                   help="render one training example with the model's tokenizer and count unusable ones")
+    p.set_defaults(handler=cmd_validate)
+    p = sub.add_parser("run", help="run one job in the foreground (no queue)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--run-dir", type=Path, help="run directory (default: runs/<name>-<time>; reused if it exists)")
+    p.set_defaults(handler=cmd_run)
+
+
+def _summary(loaded: LoadedSpec, data: DataCheck) -> str:
+    s = loaded.spec
+    steps = f"{s.train.max_steps} steps" if s.train.max_steps > 0 else f"{s.train.num_train_epochs:g} epoch(s)"
+    rows = (f"{data.train_rows} train + {data.eval_rows} eval rows, format {data.format}"
+            if data.status == "checked" else data.status)
+    lines = [
+        f"{loaded.path}: valid",
+        f"  model     {s.model.base}, max_seq_length {s.model.max_seq_length}, "
+        f"{'4-bit' if s.model.load_in_4bit else '16-bit'} base",
+        f"  data      {s.data.source}: {rows}",
+        f"  template  {s.template.style}",
+        f"  lora      r {s.lora.r}, alpha {s.lora.lora_alpha}, {len(s.lora.target_modules)} target modules",
+        f"  training  {steps}, batch {s.train.per_device_train_batch_size} x {s.train.gradient_accumulation_steps}"
+        f", lr {s.train.learning_rate:g}, {s.train.optim}",
+        f"  export    {', '.join(s.export.gguf)}" + (" + LoRA GGUF" if s.export.lora_gguf else ""),
+        f"  smoke     {len(s.smoke.prompts)} prompt(s) on {s.smoke.gguf}",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate each file; print a summary or every problem. Exit 2 if any file is invalid."""
+    code = EXIT_OK
+    for file in args.files:
+        try:
+            loaded, data = validate_file(file)
+        except SpecError as exc:
+            print(exc, file=sys.stderr)
+            code = EXIT_USAGE
+            continue
+        print(_summary(loaded, data))
+        if args.show_sample and data.status == "checked":
+            code = max(code, _show_sample(loaded))
+    return code
+
+
+def _show_sample(loaded: LoadedSpec) -> int:
+    try:
+        labels = check_labels(loaded)
+    except (DataError, OSError, ValueError) as exc:
+        print(f"{loaded.path}: cannot render a sample: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(labels.sample, end="")
+    print(f"  {labels.examples} examples tokenized: {labels.truncated} truncated to "
+          f"max_seq_length, {labels.no_target} with nothing to learn")
+    if labels.no_target == labels.examples:
+        print(f"{loaded.path}: model.max_seq_length: every example loses its answer to truncation "
+              "(all labels would be -100)\n    hint: raise model.max_seq_length", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Validate, create the run directory, run the pipeline as a child, print its events as they come."""
+    try:
+        loaded, _ = validate_file(args.file)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    root = args.run_dir or Path("runs") / f"{loaded.spec.name}-{stamp}"
+    run = prepare_run_dir(loaded, root.resolve(), root.name)
+    print(f"run directory: {run.root}")
+    return follow_local_run(run, loaded)
+
+
+def follow_local_run(run: RunDir, loaded: LoadedSpec) -> int:
+    """Run the pipeline through the local backend and echo its events until it ends."""
+    backend = LocalBackend()
+    handle = backend.start(Launch(run.root.name, run.root, loaded.spec))  # secrets pass by inheritance
+    tail = EventTail(run.events, offset=run.events.stat().st_size if run.events.exists() else 0)
+    last: dict[str, Any] = {}
+    try:
+        while True:
+            outcome = backend.poll(handle)
+            for event in tail.read_new():
+                print(format_event(event), flush=True)
+                last = event
+            if outcome is not None:
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("stopping (a checkpoint is saved if training was running)...", file=sys.stderr)
+        backend.stop(handle, grace_s=30)
+        return EXIT_INTERRUPTED
+    if last.get("type") == "job_end" and last.get("ok"):
+        q4 = last.get("q4_k_m")
+        print(f"report: {run.report}")
+        if q4:
+            print(f"tested Q4_K_M: {run.root / q4}")
+        return EXIT_OK
+    print(f"job failed: see {run.log} and {run.report}", file=sys.stderr)
+    return EXIT_FAILED
