@@ -56,13 +56,18 @@ def strip_generation_tags(template: str) -> str:
 
 def r1_inference_template() -> str:
     """The template embedded in exported models of ``r1`` jobs: the training one, without its markers."""
-    return strip_generation_tags(r1_training_template())
+    without_comment = re.sub(r"\{#.*?#\}\s*", "", r1_training_template(), flags=re.DOTALL)
+    return strip_generation_tags(without_comment)
 
 
-def assistant_text(message: Message) -> str:
-    """An assistant turn's text, its reasoning wrapped in ``<think>`` as R1-style models expect."""
-    if message.reasoning:
-        return f"<think>\n{message.reasoning.strip()}\n</think>\n\n{message.content}"
+def assistant_text(message: Message, always_think: bool = False) -> str:
+    """An assistant turn's text, its reasoning wrapped in ``<think>`` as R1-style models expect.
+
+    With ``always_think`` (style r1) an answer without reasoning gets an empty think block, as the R1
+    distills produce for direct answers, so the prompt always ends with ``<think>\\n``.
+    """
+    if message.reasoning or always_think:
+        return f"<think>\n{(message.reasoning or '').strip()}\n</think>\n\n{message.content}"
     return message.content
 
 
@@ -74,7 +79,7 @@ def render_segments(example: Example, template: TemplateSpec, tokenizer: Any) ->
     chat_template = r1_training_template() if template.style == "r1" else tokenizer.chat_template
     if not chat_template:
         raise DataError("the model has no chat template: use template.style = 'r1', 'alpaca' or 'custom'")
-    return _chat_segments(example, tokenizer, chat_template)
+    return _chat_segments(example, tokenizer, chat_template, always_think=template.style == "r1")
 
 
 def _plain_prompt_completion(example: Example, template: TemplateSpec) -> tuple[str, str]:
@@ -95,8 +100,9 @@ def _plain_prompt_completion(example: Example, template: TemplateSpec) -> tuple[
     return f"{header}\n\n### Instruction:\n{user.content}\n\n### Response:\n", assistant_text(answer)
 
 
-def _chat_segments(example: Example, tokenizer: Any, chat_template: str) -> list[Segment]:
-    conversation = [{"role": m.role, "content": assistant_text(m) if m.role == "assistant" else m.content}
+def _chat_segments(example: Example, tokenizer: Any, chat_template: str, always_think: bool) -> list[Segment]:
+    conversation = [{"role": m.role,
+                     "content": assistant_text(m, always_think) if m.role == "assistant" else m.content}
                     for m in example.messages]
 
     def render(upto: int, generation_prompt: bool) -> str:

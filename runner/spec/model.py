@@ -20,21 +20,39 @@ class _Section(BaseModel):
 class ModelSpec(_Section):
     """``[model]``: the base model and how it is loaded."""
 
-    base: str = Field(description="hub id, local directory, or a built-in test model such as 'tuneq:tiny-llama'")
-    revision: str | None = None
-    max_seq_length: int = Field(2048, ge=16, le=262_144)
-    load_in_4bit: bool = False
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    trust_remote_code: bool = False
+    base: str = Field(
+        description="hub id, local directory, or a built-in test model such as 'tuneq:tiny-llama'"
+    )
+    revision: str | None = Field(None, description="hub branch, tag or commit of the base model")
+    max_seq_length: int = Field(
+        2048,
+        ge=16,
+        le=262_144,
+        description="tokens per example; longer examples are truncated (validate counts those left with nothing to learn)",
+    )
+    load_in_4bit: bool = Field(
+        False, description="QLoRA: load the base in 4-bit (GPU; on CPU Unsloth loads 16-bit instead)"
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="compute dtype; auto picks bfloat16 where supported"
+    )
+    trust_remote_code: bool = Field(False, description="allow model code from the hub")
 
 
 class DataSpec(_Section):
     """``[data]``: where examples come from and how their fields map onto a conversation."""
 
-    source: str = Field(description="a local .json/.jsonl/.csv/.parquet file (relative to the job file) or a hub id")
+    source: str = Field(
+        description="a local .json/.jsonl/.csv/.parquet file (relative to the job file) or a hub id"
+    )
     subset: str | None = Field(None, description="the hub dataset's configuration name, e.g. 'zh'")
-    split: str = "train"
-    format: Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion", "columns"] = "auto"
+    split: str = Field(
+        "train", description="hub split expression, also slices local files: 'train[0:500]', 'train[:10%]'"
+    )
+    format: Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion", "columns"] = Field(
+        "auto",
+        description="row format; auto detects messages/conversations/instruction+output/prompt+completion",
+    )
     columns: dict[str, str] = Field(
         default_factory=dict,
         description="for format='columns': prompt/reasoning/response/system -> column name",
@@ -42,7 +60,9 @@ class DataSpec(_Section):
     eval_split: str | float | None = Field(
         None, description="a named split ('validation', 'train[500:550]') or a fraction of the rows (0.05)"
     )
-    shuffle: bool = True
+    shuffle: bool = Field(
+        True, description="shuffle rows (seeded by train.seed) before the eval split is taken"
+    )
 
     @model_validator(mode="after")
     def _columns_fit_format(self) -> DataSpec:
@@ -60,8 +80,11 @@ class DataSpec(_Section):
 class TemplateSpec(_Section):
     """``[template]``: how one example becomes training text and which tokens carry the loss."""
 
-    style: Literal["chat", "r1", "alpaca", "custom"] = "chat"
-    system: str | None = None
+    style: Literal["chat", "r1", "alpaca", "custom"] = Field(
+        "chat",
+        description="chat: the model's template; r1: DeepSeek-R1 training format keeping <think>; alpaca; custom",
+    )
+    system: str | None = Field(None, description="system prompt added to examples that have none")
     prompt: str | None = Field(None, description="style 'custom': text before the answer, with {fields}")
     completion: str | None = Field(None, description="style 'custom': the trained part, with {fields}")
 
@@ -77,43 +100,53 @@ class TemplateSpec(_Section):
 class LoraSpec(_Section):
     """``[lora]``: the adapter (names as in ``FastLanguageModel.get_peft_model``)."""
 
-    r: int = Field(16, ge=1, le=1024)
-    lora_alpha: int = Field(16, ge=1)
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_MODULES), min_length=1)
-    bias: Literal["none", "all", "lora_only"] = "none"
-    use_gradient_checkpointing: bool | Literal["unsloth"] = "unsloth"
-    random_state: int = 3407
-    use_rslora: bool = False
+    r: int = Field(16, ge=1, le=1024, description="LoRA rank")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling (alpha / r)")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the LoRA path")
+    target_modules: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TARGET_MODULES),
+        min_length=1,
+        description="projections that get adapters",
+    )
+    bias: Literal["none", "all", "lora_only"] = Field("none", description="which biases train")
+    use_gradient_checkpointing: bool | Literal["unsloth"] = Field(
+        "unsloth", description="'unsloth' (offloaded), true, or false"
+    )
+    random_state: int = Field(3407, description="seed of the adapter's initialisation")
+    use_rslora: bool = Field(False, description="rank-stabilised scaling (alpha / sqrt(r))")
 
 
 class TrainSpec(_Section):
     """``[train]``: the trainer (names as in TRL's ``SFTConfig``)."""
 
-    per_device_train_batch_size: int = Field(2, ge=1)
-    gradient_accumulation_steps: int = Field(4, ge=1)
+    per_device_train_batch_size: int = Field(2, ge=1, description="examples per step per GPU")
+    gradient_accumulation_steps: int = Field(4, ge=1, description="steps summed per optimizer update")
     max_steps: int = Field(-1, ge=-1, description="-1: run num_train_epochs")
-    num_train_epochs: float = Field(1.0, gt=0)
-    learning_rate: float = Field(2e-4, gt=0, lt=1)
-    warmup_steps: int = Field(0, ge=0)
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    num_train_epochs: float = Field(1.0, gt=0, description="passes over the data (used when max_steps is -1)")
+    learning_rate: float = Field(2e-4, gt=0, lt=1, description="peak learning rate")
+    warmup_steps: int = Field(0, ge=0, description="linear warmup steps")
+    warmup_ratio: float = Field(
+        0.0, ge=0, lt=1, description="warmup as a fraction of all steps (instead of warmup_steps)"
+    )
     lr_scheduler_type: Literal[
         "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"
-    ] = "linear"
-    optim: Literal["adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "sgd", "adafactor"] = (
-        "adamw_8bit"
+    ] = Field("linear", description="learning-rate schedule")
+    optim: Literal[
+        "adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "sgd", "adafactor"
+    ] = Field("adamw_8bit", description="optimizer; 8-bit ones fall back to AdamW on CPU")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping")
+    seed: int = Field(3407, description="seed for data order and training")
+    logging_steps: int = Field(1, ge=1, description="progress event every N steps")
+    save_steps: int = Field(50, ge=1, description="checkpoint every N steps (resume point)")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
+    eval_steps: int | None = Field(None, ge=1, description="eval loss every N steps (needs data.eval_split)")
+    packing: bool = Field(False, description="pack short examples into full-length rows")
+    padding_free: bool = Field(False, description="batch without padding (flattened sequences)")
+    dataset_num_proc: int | None = Field(None, ge=1, description="processes for dataset preparation")
+    report_to: Literal["none", "wandb", "tensorboard"] = Field(
+        "none", description="metrics sink; wandb reads WANDB_API_KEY from the environment"
     )
-    weight_decay: float = Field(0.01, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    seed: int = 3407
-    logging_steps: int = Field(1, ge=1)
-    save_steps: int = Field(50, ge=1)
-    save_total_limit: int = Field(2, ge=1)
-    eval_steps: int | None = Field(None, ge=1)
-    packing: bool = False
-    padding_free: bool = False
-    dataset_num_proc: int | None = Field(None, ge=1)
-    report_to: Literal["none", "wandb", "tensorboard"] = "none"
 
     @model_validator(mode="after")
     def _one_length(self) -> TrainSpec:
@@ -128,34 +161,44 @@ class ExportSpec(_Section):
     """``[export]``: what the run hands over."""
 
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="artifact file stem")
-    gguf: list[Literal["f16", "q8_0", "q4_k_m"]] = Field(default_factory=lambda: ["f16", "q4_k_m"], min_length=1)
-    lora_gguf: bool = True
+    gguf: list[Literal["f16", "q8_0", "q4_k_m"]] = Field(
+        default_factory=lambda: ["f16", "q4_k_m"],
+        min_length=1,
+        description="GGUF files to write; the first quant besides f16 is what you ship",
+    )
+    lora_gguf: bool = Field(True, description="also write the adapter as GGUF for llama-cli --lora")
 
 
 class SmokePrompt(_Section):
     """One ``[[smoke.prompts]]`` entry: a question and what its answer must satisfy."""
 
-    prompt: str = Field(min_length=1)
-    must_contain: list[str] = Field(default_factory=list)
-    regex: str | None = None
-    must_stop: bool = True
+    prompt: str = Field(min_length=1, description="the question asked through the embedded chat template")
+    must_contain: list[str] = Field(default_factory=list, description="strings the answer must contain")
+    regex: str | None = Field(None, description="a regular expression the answer must match")
+    must_stop: bool = Field(True, description="the answer must end with EOS before max_tokens")
 
 
 class SmokeSpec(_Section):
     """``[smoke]``: the test of the quantized file with llama-cpp-python."""
 
-    max_tokens: int = Field(256, ge=1, le=32_768)
-    gguf: Literal["f16", "q8_0", "q4_k_m"] = "q4_k_m"
+    max_tokens: int = Field(256, ge=1, le=32_768, description="generation limit per prompt")
+    gguf: Literal["f16", "q8_0", "q4_k_m"] = Field(
+        "q4_k_m", description="GGUF files to write; the first quant besides f16 is what you ship"
+    )
     prompts: list[SmokePrompt] = Field(default_factory=list)
 
 
 class RunSpec(_Section):
     """``[run]``: how the queue treats the job."""
 
-    retries: int = Field(1, ge=0, le=20)
-    backend: Literal["local", "docker"] = "local"
-    gpus: int = Field(1, ge=0, le=16)
-    image: str | None = Field(None, min_length=1, description="backend 'docker': the image (default: the worker's)")
+    retries: int = Field(1, ge=0, le=20, description="automatic requeues after the worker dies mid-job")
+    backend: Literal["local", "docker"] = Field("local", description="local process or docker container")
+    gpus: int = Field(
+        1, ge=0, le=16, description="GPUs the job needs (the worker waits for that many free ones)"
+    )
+    image: str | None = Field(
+        None, min_length=1, description="backend 'docker': the image (default: the worker's)"
+    )
 
     @model_validator(mode="after")
     def _image_needs_docker(self) -> RunSpec:
@@ -167,8 +210,11 @@ class RunSpec(_Section):
 class JobSpec(_Section):
     """A whole job file."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    description: str | None = None
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="job name (also the default artifact file stem)",
+    )
+    description: str | None = Field(None, description="free text shown in listings")
     model: ModelSpec
     data: DataSpec
     template: TemplateSpec = Field(default_factory=TemplateSpec)  # type: ignore[arg-type]
@@ -180,8 +226,14 @@ class JobSpec(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> JobSpec:
-        if self.template.style == "r1" and self.data.format == "columns" and "reasoning" not in self.data.columns:
-            raise ValueError("template.style 'r1' trains the reasoning: map data.columns.reasoning to a column")
+        if (
+            self.template.style == "r1"
+            and self.data.format == "columns"
+            and "reasoning" not in self.data.columns
+        ):
+            raise ValueError(
+                "template.style 'r1' trains the reasoning: map data.columns.reasoning to a column"
+            )
         if self.smoke.gguf not in self.export.gguf:
             raise ValueError(f"smoke.gguf '{self.smoke.gguf}' is not among export.gguf {self.export.gguf}")
         return self

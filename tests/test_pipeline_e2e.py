@@ -1,0 +1,134 @@
+"""The real pipeline end to end on the tiny model: artifacts, GGUF metadata, smoke test, reuse, failure.
+
+Runs ``tuneq run jobs/demo-tiny.toml`` once per session (a few minutes on two CPU cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.events import read_events
+from runner.pipeline.run import STAGE_NAMES
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_TOKEN = "hf_" + "Q" * 34
+
+
+def tuneq(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TUNEQ_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_TOKEN": FAKE_TOKEN}
+    return subprocess.run([sys.executable, "-m", "runner", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=1800)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    base = tmp_path_factory.mktemp("demo")
+    run_dir = base / "run"
+    result = tuneq("run", "jobs/demo-tiny.toml", "--run-dir", str(run_dir), home=base / "home")
+    return run_dir, result
+
+
+def gguf_fields(path: Path) -> dict[str, Any]:
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    out: dict[str, Any] = {}
+    for name in ("general.file_type", "general.type", "tokenizer.chat_template", "tokenizer.ggml.eos_token_id"):
+        field = reader.fields.get(name)
+        if field is not None:
+            value = field.parts[field.data[0]]
+            out[name] = bytes(value).decode() if value.dtype.kind == "u" and value.itemsize == 1 else value[0]
+    return out
+
+
+def test_demo_succeeds_and_prints_the_tested_file(demo_run: tuple[Path, Any]) -> None:
+    run_dir, result = demo_run
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    q4 = run_dir / "gguf" / "demo-tiny-Q4_K_M.gguf"
+    assert f"tested Q4_K_M: {q4}" in result.stdout
+    for name in ("job.toml", "events.jsonl", "log.txt", "lora/adapter_model.safetensors", "merged/config.json",
+                 "gguf/demo-tiny-f16.gguf", "gguf/demo-tiny-lora-f16.gguf", "smoke.json", "report.json",
+                 "SHA256SUMS"):
+        assert (run_dir / name).exists(), name
+    assert list((run_dir / "merged").glob("*.safetensors"))
+    assert not list(run_dir.rglob("*.tmp")), "temporary files left behind"
+
+
+def test_gguf_metadata(demo_run: tuple[Path, Any]) -> None:
+    run_dir, _ = demo_run
+    q4 = gguf_fields(run_dir / "gguf" / "demo-tiny-Q4_K_M.gguf")
+    assert q4["general.file_type"] == 15  # LLAMA_FTYPE_MOSTLY_Q4_K_M
+    template = q4["tokenizer.chat_template"]
+    assert "<｜Assistant｜>" in template and re.search(r"\{%-?\s*generation", template) is None
+    assert gguf_fields(run_dir / "gguf" / "demo-tiny-f16.gguf")["general.file_type"] == 1
+    assert gguf_fields(run_dir / "gguf" / "demo-tiny-lora-f16.gguf")["general.type"] == "adapter"
+
+
+def test_smoke_report_and_checksums(demo_run: tuple[Path, Any]) -> None:
+    run_dir, _ = demo_run
+    smoke = json.loads((run_dir / "smoke.json").read_text())
+    assert smoke["ok"] and smoke["chat_template_embedded"]
+    answer = smoke["results"][0]
+    assert answer["finish_reason"] == "stop" and "</think>" in answer["answer"]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["ok"] and report["versions"]["unsloth"] and report["versions"]["llama_cpp_python"]
+    assert set(STAGE_NAMES) <= set(report["stages"])
+    assert report["train"]["final_loss"] < report["train"]["first_loss"]
+    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=run_dir, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "gguf/demo-tiny-Q4_K_M.gguf: OK" in check.stdout
+
+
+def test_events_tell_the_whole_story(demo_run: tuple[Path, Any]) -> None:
+    run_dir, _ = demo_run
+    events = read_events(run_dir / "events.jsonl")
+    ends = [e["stage"] for e in events if e["type"] == "stage_end" and e["ok"]]
+    assert ends == list(STAGE_NAMES)
+    progress = [e for e in events if e["type"] == "progress"]
+    assert progress and {"step", "max_steps", "loss", "lr", "eta_s"} <= set(progress[-1])
+    assert events[-1]["type"] == "job_end" and events[-1]["ok"]
+
+
+def test_secrets_never_reach_the_run_directory(demo_run: tuple[Path, Any]) -> None:
+    run_dir, _ = demo_run
+    for path in run_dir.rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            assert FAKE_TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_rerun_reuses_every_stage(demo_run: tuple[Path, Any], tmp_path: Path) -> None:
+    run_dir, _ = demo_run
+    copy = tmp_path / "again"
+    shutil.copytree(run_dir, copy)
+    result = tuneq("run", "jobs/demo-tiny.toml", "--run-dir", str(copy), home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = read_events(copy / "events.jsonl")
+    last_run = events[max(i for i, e in enumerate(events) if e["type"] == "stage_start" and e["stage"] == "data"):]
+    assert all(e.get("reused") for e in last_run if e["type"] == "stage_end")
+
+
+def test_failed_expectation_fails_the_job_with_the_reason(demo_run: tuple[Path, Any], tmp_path: Path) -> None:
+    """Only the smoke stage depends on [smoke]: changing it re-runs the test, not the training."""
+    run_dir, _ = demo_run
+    copy = tmp_path / "strict"
+    shutil.copytree(run_dir, copy)
+    job = copy / "job.toml"
+    job.write_text(job.read_text().replace('must_contain = ["</think>"]', 'must_contain = ["NEVER SAID"]'))
+    result = subprocess.run([sys.executable, "-m", "runner.pipeline", str(copy)], capture_output=True, text=True,
+                            cwd=copy, env={**os.environ, "TUNEQ_HOME": str(tmp_path / "home")}, timeout=600)
+    assert result.returncode == 1
+    report = json.loads((copy / "report.json").read_text())
+    assert not report["ok"] and "NEVER SAID" in report["failure"]["cause"]
+    events = read_events(copy / "events.jsonl")
+    reran = [e["stage"] for e in events[-12:] if e["type"] == "stage_end" and not e.get("reused")]
+    assert reran == ["smoke"]
