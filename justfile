@@ -48,3 +48,31 @@ lint: setup
 # wall time of the demo job per stage on this machine
 bench-demo: setup
     {{bin}}/python bench/bench_demo.py
+
+# the docker backend against a real engine (starts podman's Docker API service; installs podman as root if missing)
+test-docker: setup
+    {{bin}}/pytest -m container -q
+
+# build the CUDA image (needs a registry, PyPI and the PyTorch index: not possible on machines without them)
+image tag="tuneq:latest":
+    docker build -t {{tag}} .
+
+# hadolint the Dockerfile
+lint-docker: setup
+    {{bin}}/hadolint Dockerfile
+
+# the Dockerfile's pins against pyproject's extras and Unsloth's declared ranges
+check-pins: setup
+    {{bin}}/python -m runner.checkpins
+
+# container start overhead against a local process
+bench-container: setup
+    {{bin}}/python bench/bench_container.py
+
+# on a CUDA machine: GPU tests and the 1.5B random-weight job through every stage (bench/gpu/README.md)
+gpu-smoke:
+    bash bench/gpu/smoke.sh
+
+# on a CUDA machine: training throughput, the seeds' ways against tuneq's (docs/benchmarks.md)
+bench-gpu:
+    bash -c 'source bench/gpu/env.sh && python3 bench/bench_gpu.py --out "$OUT/bench-gpu.json"'

@@ -9,10 +9,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from runner.cli import job_cmds
+from runner.cli import job_cmds, queue_cmds, ship_cmds, tui_cmd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-_MODULES = [job_cmds]
+_MODULES = [job_cmds, queue_cmds, ship_cmds, tui_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

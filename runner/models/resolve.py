@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from runner.models.random import SHAPES, random_model_dir
 from runner.models.tiny import TINY_LLAMA, tiny_llama_dir
 from runner.paths import models_dir
 
-BUILTINS = (TINY_LLAMA,)
+BUILTINS = (TINY_LLAMA, *SHAPES)
 
 
 class ModelNotFound(Exception):
@@ -23,9 +24,11 @@ def is_builtin(base: str) -> bool:
 def resolve_base(base: str) -> str:
     """A local directory for built-in and local models, else the hub id unchanged."""
     if is_builtin(base):
-        if base != TINY_LLAMA:
-            raise ModelNotFound(f"unknown built-in model '{base}'; built-ins: {', '.join(BUILTINS)}")
-        return str(tiny_llama_dir(models_dir()))
+        if base == TINY_LLAMA:
+            return str(tiny_llama_dir(models_dir()))
+        if base in SHAPES:
+            return str(random_model_dir(base, models_dir()))
+        raise ModelNotFound(f"unknown built-in model '{base}'; built-ins: {', '.join(BUILTINS)}")
     path = Path(base).expanduser()
     if path.exists():
         return str(path.resolve())

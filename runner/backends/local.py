@@ -1,0 +1,127 @@
+"""The local backend: each job's pipeline is a child process in its own session (and process group).
+
+The command is ``[sys.executable, "-m", "runner.pipeline", RUN_DIR]``, started in the run directory with
+stdin closed and stdout+stderr appended to ``log.txt``. Its own session means a Ctrl-C or a hang-up
+aimed at the worker never reaches it, and :meth:`LocalBackend.stop` can signal the whole group.
+``TUNEQ_PIPELINE_CMD`` (split like a shell line; the run directory is appended) replaces the command —
+the tests run a tiny fake pipeline through it.
+
+The handle is the pid. A pid that is not this backend's child (its worker was restarted) is polled with
+``os.kill(pid, 0)``; its exit status is then unknown (:data:`UNKNOWN_EXIT`) and the job's ``job_end``
+event is what tells how it ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner.backends.base import Launch, Outcome
+from runner.rundir import RunDir
+
+PIPELINE_CMD_ENV = "TUNEQ_PIPELINE_CMD"
+UNKNOWN_EXIT = 255
+
+
+def pipeline_command() -> list[str]:
+    """The pipeline command without its run-directory argument (``TUNEQ_PIPELINE_CMD`` overrides)."""
+    if override := os.environ.get(PIPELINE_CMD_ENV):
+        return shlex.split(override)
+    return [sys.executable, "-m", "runner.pipeline"]
+
+
+class LocalBackend:
+    """Runs pipelines as local child processes, one process group each."""
+
+    name = "local"
+
+    def __init__(self, command: Sequence[str] | None = None) -> None:
+        self.command = list(command) if command is not None else pipeline_command()
+        self._children: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+
+    def start(self, launch: Launch) -> str:
+        """Start ``launch``'s pipeline; return its pid."""
+        env = {**os.environ, **launch.env, "PYTHONUNBUFFERED": "1"}
+        if launch.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in launch.gpus)
+        with RunDir(launch.run_dir).log.open("ab") as log:
+            proc = subprocess.Popen([*self.command, str(launch.run_dir)], cwd=launch.run_dir,
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+        handle = str(proc.pid)
+        self._children[handle] = (launch.job_id, proc)
+        return handle
+
+    def poll(self, handle: str) -> Outcome | None:
+        """``None`` while the process runs; its exit code (or :data:`UNKNOWN_EXIT` for a non-child) after."""
+        child = self._children.get(handle)
+        if child is not None:
+            code = child[1].poll()
+            if code is None:
+                return None
+            del self._children[handle]
+            return _outcome(code)
+        if _leader_alive(int(handle)):
+            return None
+        return Outcome(UNKNOWN_EXIT, "exit status unknown (started by an earlier worker)")
+
+    def stop(self, handle: str, grace_s: float = 10.0) -> None:
+        """SIGTERM the process group, then SIGKILL it if it still runs after ``grace_s``; idempotent."""
+        if not self._alive(handle):
+            return
+        _signal_group(int(handle), signal.SIGTERM)
+        self._wait(handle, grace_s)
+        _signal_group(int(handle), signal.SIGKILL)  # also the group's stragglers (data loader workers)
+        self._wait(handle, 5.0)
+
+    def _wait(self, handle: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self._alive(handle):
+            time.sleep(0.05)
+
+    def running(self) -> dict[str, str]:
+        """The jobs whose pipelines this backend started and that still run (job id -> pid)."""
+        return {job_id: handle for handle, (job_id, _) in list(self._children.items()) if self._alive(handle)}
+
+    def _alive(self, handle: str) -> bool:
+        child = self._children.get(handle)
+        if child is not None:
+            return child[1].poll() is None
+        return _leader_alive(int(handle))
+
+
+def _leader_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not) and leads its own session, as our pipelines do (a reused
+    pid rarely does)."""
+    try:
+        os.kill(pid, 0)
+        leader = os.getsid(pid) == pid
+    except (ProcessLookupError, PermissionError):
+        return False
+    return leader and not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (macOS): trust kill(pid, 0)
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _outcome(code: int) -> Outcome:
+    if code < 0:
+        return Outcome(code, f"killed by {signal.Signals(-code).name}")
+    return Outcome(code, None if code == 0 else f"exit code {code}")

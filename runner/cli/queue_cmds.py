@@ -1,0 +1,237 @@
+"""Queue verbs: ``submit``, ``status``, ``show``, ``log``, ``cancel``, ``retry``, ``remove``, ``priority``,
+``worker`` and ``daemon start|stop|status``.
+
+Each verb is a thin layer over :mod:`runner.commands` (shared with the TUI). Unknown ids and wrong
+states print one line and exit 2; an unusable database prints one line and exits 1. ``--json`` shapes
+are documented in docs/cli-json.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runner import commands
+from runner.cli.queue_view import job_details, jobs_table
+from runner.events import format_event
+from runner.jobstate import JobState
+from runner.rundir import RunDir
+from runner.spec import SpecError
+from runner.store import JSON_VERSION, Job, JobError, Store, StoreError
+from runner.worker import daemon
+from runner.worker.linger import linger_warning
+from runner.worker.loop import serve
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+StoreHandler = Callable[[Store, argparse.Namespace], int]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the queue verbs to the ``tuneq`` parser."""
+    p = sub.add_parser("submit", help="validate job files and queue them")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    p.add_argument("--name", help="a display name instead of the job file's name")
+    p.set_defaults(handler=_with_store(_submit))
+
+    p = sub.add_parser("status", help="the queue as a table")
+    p.add_argument("--json", action="store_true", help="machine-readable output (docs/cli-json.md)")
+    p.set_defaults(handler=_with_store(_status))
+
+    p = sub.add_parser("show", help="everything about one job")
+    p.add_argument("id", type=int)
+    p.add_argument("--json", action="store_true", help="machine-readable output (docs/cli-json.md)")
+    p.set_defaults(handler=_with_store(_show))
+
+    p = sub.add_parser("log", help="a job's events as readable lines")
+    p.add_argument("id", type=int)
+    p.add_argument("-f", "--follow", action="store_true", help="keep following until the job ends")
+    p.set_defaults(handler=_with_store(_log))
+
+    for verb, action, help_ in (("cancel", _cancel, "cancel queued or running jobs"),
+                                ("retry", _retry, "requeue failed, interrupted or cancelled jobs")):
+        p = sub.add_parser(verb, help=help_)
+        p.add_argument("ids", nargs="+", type=int, metavar="ID")
+        p.set_defaults(handler=_with_store(_each(action)))
+
+    p = sub.add_parser("remove", help="forget finished jobs")
+    p.add_argument("ids", nargs="+", type=int, metavar="ID")
+    p.add_argument("--artifacts", action="store_true", help="also delete their run directories (asks first)")
+    p.add_argument("--yes", action="store_true", help="do not ask before deleting run directories")
+    p.set_defaults(handler=_with_store(_remove))
+
+    p = sub.add_parser("priority", help="change a job's priority")
+    p.add_argument("id", type=int)
+    p.add_argument("priority", type=int)
+    p.set_defaults(handler=_with_store(_priority))
+
+    p = sub.add_parser("worker", help="run a worker in the foreground")
+    p.add_argument("--extra", action="store_true", help="run beside the state directory's worker")
+    p.set_defaults(handler=lambda args: serve(extra=args.extra))
+
+    p = sub.add_parser("daemon", help="run the worker detached: start | stop | status")
+    p.add_argument("action", choices=("start", "stop", "status"))
+    p.set_defaults(handler=_daemon)
+
+
+def _with_store(fn: StoreHandler) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            with Store() as store:
+                return fn(store, args)
+        except SpecError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+        except JobError as exc:
+            print(f"tuneq: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except StoreError as exc:
+            print(f"tuneq: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+
+    return handler
+
+
+def _each(action: Callable[[Store, int], str]) -> StoreHandler:
+    """Apply ``action`` to every id; report each; exit 2 if any id failed."""
+
+    def handler(store: Store, args: argparse.Namespace) -> int:
+        code = EXIT_OK
+        for job_id in args.ids:
+            try:
+                print(action(store, job_id))
+            except JobError as exc:
+                print(f"tuneq: {exc}", file=sys.stderr)
+                code = EXIT_USAGE
+        return code
+
+    return handler
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    print(json.dumps({"v": JSON_VERSION, **data}, indent=2))
+
+
+def _submit(store: Store, args: argparse.Namespace) -> int:
+    for job in commands.submit(store, args.files, priority=args.priority, name=args.name):
+        print(f"job {job.id} queued: {job.name} (priority {job.priority})")
+    if not store.workers():
+        print("no worker is running: start one with `tuneq daemon start`", file=sys.stderr)
+    return EXIT_OK
+
+
+def _status(store: Store, args: argparse.Namespace) -> int:
+    jobs = store.list_jobs()
+    if args.json:
+        _print_json({"jobs": [j.to_json() for j in jobs], "workers": [w.to_json() for w in store.workers()]})
+    elif jobs:
+        print(jobs_table(jobs, time.time()))
+    else:
+        print("the queue is empty: add a job with `tuneq submit FILE`")
+    return EXIT_OK
+
+
+def _show(store: Store, args: argparse.Namespace) -> int:
+    job = store.get(args.id)
+    if args.json:
+        run = RunDir(Path(job.run_dir))
+        paths = {"events_path": str(run.events), "log_path": str(run.log)}
+        _print_json({"job": job.to_json() | {"spec_text": store.spec_text(job.id)} | paths})
+    else:
+        print(job_details(job))
+    return EXIT_OK
+
+
+def _log(store: Store, args: argparse.Namespace) -> int:
+    for event in commands.job_events(store, args.id, follow=args.follow):
+        print(format_event(event), flush=True)
+    if not args.follow:
+        return EXIT_OK
+    return EXIT_OK if store.get(args.id).state is JobState.SUCCEEDED else EXIT_FAILED
+
+
+def _cancel(store: Store, job_id: int) -> str:
+    job = commands.cancel(store, job_id)
+    if job.state is JobState.CANCELLED:
+        return f"job {job_id} cancelled"
+    return f"job {job_id}: cancel requested; the worker stops it"
+
+
+def _retry(store: Store, job_id: int) -> str:
+    job = commands.retry(store, job_id)
+    return f"job {job.id} queued again (it resumes from {job.run_dir})"
+
+
+def _remove(store: Store, args: argparse.Namespace) -> int:
+    if args.artifacts and not args.yes and not _confirm(store, args.ids):
+        print("nothing removed", file=sys.stderr)
+        return EXIT_FAILED
+    return _each(lambda s, job_id: _remove_one(s, job_id, args.artifacts))(store, args)
+
+
+def _remove_one(store: Store, job_id: int, artifacts: bool) -> str:
+    job = commands.remove(store, job_id, artifacts=artifacts)
+    return f"job {job.id} removed" + (f" and {job.run_dir} deleted" if artifacts else "")
+
+
+def _confirm(store: Store, ids: list[int]) -> bool:
+    dirs = [job.run_dir for job in _known(store, ids)]
+    if not dirs:
+        return True
+    print("this deletes the run directories (checkpoints, models, GGUF files):", *dirs, sep="\n  ")
+    try:
+        answer = input("delete them? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _known(store: Store, ids: list[int]) -> list[Job]:
+    jobs = []
+    for job_id in ids:
+        try:
+            jobs.append(store.get(job_id))
+        except JobError:
+            continue  # reported when the removal itself fails
+    return jobs
+
+
+def _priority(store: Store, args: argparse.Namespace) -> int:
+    job = commands.set_priority(store, args.id, args.priority)
+    print(f"job {job.id} priority {job.priority}")
+    return EXIT_OK
+
+
+def _daemon(args: argparse.Namespace) -> int:
+    if args.action == "start":
+        try:
+            state, started = daemon.start()
+        except RuntimeError as exc:
+            print(f"tuneq: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"worker {'started' if started else 'already running'} (pid {state.pid}); log: {state.log}")
+        _warn_linger()
+        return EXIT_OK
+    if args.action == "stop":
+        before = daemon.status()
+        after = daemon.stop()
+        if after.running:
+            print(f"tuneq: the worker (pid {after.pid}) is still stopping; see {after.log}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"worker (pid {before.pid}) stopped" if before.running else "no worker is running")
+        return EXIT_OK
+    state = daemon.status()
+    print(f"worker running (pid {state.pid}); log: {state.log}" if state.running else "no worker is running")
+    if state.running:
+        _warn_linger()
+    return EXIT_OK if state.running else EXIT_FAILED
+
+
+def _warn_linger() -> None:
+    if warning := linger_warning():
+        print(f"warning: {warning}", file=sys.stderr)

@@ -1,0 +1,62 @@
+"""How queue commands print jobs for people: the ``status`` table and the ``show`` listing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.rundir import RunDir
+from runner.store import Job, iso
+
+_COLUMNS = ("ID", "NAME", "STATE", "STAGE", "PROGRESS", "LOSS", "AGE")
+
+
+def age(seconds: float) -> str:
+    """A short duration: ``45s``, ``12m``, ``3h``, ``5d``."""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def state_label(job: Job) -> str:
+    """The state, or ``cancelling`` while a cancel request waits for the worker."""
+    return "cancelling" if job.cancel_requested and job.state.is_active else str(job.state)
+
+
+def progress_label(job: Job) -> str:
+    """``step/max_steps (pct%)``, or ``-``."""
+    p = job.progress
+    if p.step is None:
+        return "-"
+    if not p.max_steps:
+        return str(p.step)
+    return f"{p.step}/{p.max_steps} ({100 * p.step // p.max_steps}%)"
+
+
+def jobs_table(jobs: list[Job], now: float) -> str:
+    """The ``tuneq status`` table."""
+    rows = [_COLUMNS] + [
+        (str(j.id), j.name, state_label(j), j.progress.stage or "-", progress_label(j),
+         "-" if j.progress.loss is None else f"{j.progress.loss:.4f}", age(now - j.created_at))
+        for j in jobs
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = ("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return "\n".join(lines)
+
+
+def job_details(job: Job) -> str:
+    """The ``tuneq show`` listing."""
+    run = RunDir(Path(job.run_dir))
+    p = job.progress
+    fields = [
+        ("id", job.id), ("name", job.name), ("state", state_label(job)), ("priority", job.priority),
+        ("attempts", job.attempts), ("retries left", job.retries_left), ("stage", p.stage),
+        ("progress", progress_label(job)), ("loss", p.loss),
+        ("eta", None if p.eta_s is None else age(p.eta_s)),
+        ("reason", job.reason), ("created", iso(job.created_at)), ("started", iso(job.started_at)),
+        ("finished", iso(job.finished_at)), ("worker", job.worker), ("submitted from", job.source_path),
+        ("run dir", job.run_dir), ("events", run.events), ("log", run.log), ("spec hash", job.spec_hash[:16]),
+    ]
+    return "\n".join(f"{name + ':':<16}{'-' if value is None else value}" for name, value in fields)

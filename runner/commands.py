@@ -1,0 +1,108 @@
+"""What users can ask of the queue, as plain functions: the CLI and the TUI both call these.
+
+They validate, write intents to the store and return the updated :class:`Job`; they never touch
+processes (the worker owns those). Errors are :class:`SpecError` (a job file), :class:`JobError` (an
+unknown id or a wrong state) and :class:`StoreError` (the database); each message is for the user.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from functools import partial
+from pathlib import Path
+
+from runner.dataset.read import is_local_source, resolve_local
+from runner.events import Event, EventTail
+from runner.rundir import RunDir, prepare_run_dir
+from runner.spec import LoadedSpec, Problem, SpecError, load_spec
+from runner.store import Job, NewJob, Store
+
+
+def runs_root(store: Store) -> Path:
+    """Where the store's jobs get their run directories: ``runs/`` beside the database."""
+    return store.path.parent / "runs"
+
+
+def load_all(paths: Sequence[str | Path]) -> list[LoadedSpec]:
+    """Validate every job file (and that its local data file exists); one :class:`SpecError` lists all
+    problems of all files."""
+    loaded: list[LoadedSpec] = []
+    problems: list[Problem] = []
+    for path in paths:
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            problems.extend(exc.problems)
+            continue
+        problems.extend(_data_problems(spec))
+        loaded.append(spec)
+    if problems:
+        raise SpecError(problems)
+    return loaded
+
+
+def _data_problems(loaded: LoadedSpec) -> list[Problem]:
+    source = loaded.spec.data.source
+    if not is_local_source(source):
+        return []
+    path = resolve_local(source, loaded.base_dir)
+    if path.is_file():
+        return []
+    return [Problem(str(loaded.path), None, "data.source", f"data file {path} not found",
+                    "relative paths are taken from the job file's directory")]
+
+
+def submit(store: Store, paths: Sequence[str | Path], *, priority: int = 0,
+           name: str | None = None) -> list[Job]:
+    """Validate all files, then queue each with a run directory holding its spec text and data copy.
+
+    An invalid file raises :class:`SpecError` before anything is queued.
+    """
+    root = runs_root(store)
+    jobs = []
+    for loaded in load_all(paths):
+        new = NewJob(name=name or loaded.spec.name, spec_text=loaded.text, spec_hash=loaded.spec_hash,
+                     source_path=str(loaded.path.resolve()), priority=priority,
+                     retries=loaded.spec.run.retries)
+        jobs.append(store.submit(new, now=time.time(), prepare=partial(_prepare, loaded, root)))
+    return jobs
+
+
+def _prepare(loaded: LoadedSpec, root: Path, job_id: int) -> Path:
+    return prepare_run_dir(loaded, root / str(job_id), str(job_id)).root
+
+
+def cancel(store: Store, job_id: int) -> Job:
+    """Cancel a queued job now, or ask the worker to stop a running one."""
+    return store.request_cancel(job_id, now=time.time())
+
+
+def retry(store: Store, job_id: int) -> Job:
+    """Requeue a failed, interrupted or cancelled job (it resumes from its run directory)."""
+    return store.retry(job_id, now=time.time())
+
+
+def set_priority(store: Store, job_id: int, priority: int) -> Job:
+    """Change a job's priority (higher runs first; equal priorities run oldest first)."""
+    return store.set_priority(job_id, priority)
+
+
+def remove(store: Store, job_id: int, *, artifacts: bool = False) -> Job:
+    """Forget a finished job; with ``artifacts`` also delete its run directory."""
+    job = store.remove(job_id)
+    if artifacts and job.run_dir and RunDir(Path(job.run_dir)).job_json.exists():
+        shutil.rmtree(job.run_dir, ignore_errors=True)
+    return job
+
+
+def job_events(store: Store, job_id: int, *, follow: bool = False, poll_s: float = 0.25) -> Iterator[Event]:
+    """A job's events (all attempts); with ``follow``, keep reading until the job has ended."""
+    tail = EventTail(RunDir(Path(store.get(job_id).run_dir)).events)
+    while True:
+        active = store.get(job_id).state.is_active if follow else False
+        yield from tail.read_new()
+        if not active:
+            return
+        time.sleep(poll_s)

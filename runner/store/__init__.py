@@ -1,0 +1,37 @@
+"""The job queue's store: the one SQLite database that the CLI, the worker and the TUI share.
+
+Read jobs with ``Store().list_jobs()`` / ``get(id)``; write intents with ``submit``, ``request_cancel``,
+``retry``, ``set_priority``, ``remove`` (or through :mod:`runner.commands`, which the CLI uses too).
+"""
+
+from runner.store.errors import (
+    JobError,
+    JobNotFound,
+    SchemaTooNew,
+    StateConflict,
+    StoreError,
+    StoreLocked,
+    WrongState,
+)
+from runner.store.models import JSON_VERSION, Job, NewJob, Progress, WorkerInfo, iso
+from runner.store.schema import SCHEMA_VERSION
+from runner.store.store import Store, default_path
+
+__all__ = [
+    "JSON_VERSION",
+    "SCHEMA_VERSION",
+    "Job",
+    "JobError",
+    "JobNotFound",
+    "NewJob",
+    "Progress",
+    "SchemaTooNew",
+    "StateConflict",
+    "Store",
+    "StoreError",
+    "StoreLocked",
+    "WorkerInfo",
+    "WrongState",
+    "default_path",
+    "iso",
+]

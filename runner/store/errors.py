@@ -1,0 +1,48 @@
+"""Everything the store raises; each message is one line a user can act on."""
+
+from __future__ import annotations
+
+from runner.jobstate import JobState
+
+
+class StoreError(Exception):
+    """The queue database cannot be used (corrupt, locked, too new, unwritable)."""
+
+
+class StoreLocked(StoreError):
+    """Another process held the database longer than the busy timeout."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer tuneq than this one."""
+
+
+class JobError(Exception):
+    """A request about one job that cannot be honoured (unknown id, wrong state)."""
+
+
+class JobNotFound(JobError):
+    """No job has this id."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} not found")
+
+
+class WrongState(JobError):
+    """The job's state does not allow the request."""
+
+    def __init__(self, job_id: int, state: JobState, wanted: str) -> None:
+        self.job_id = job_id
+        self.state = state
+        super().__init__(f"job {job_id} is {state}: {wanted}")
+
+
+class StateConflict(RuntimeError):
+    """A compare-and-set lost: the job was no longer in the expected state (another writer moved it)."""
+
+    def __init__(self, job_id: int, expected: JobState, actual: JobState | None) -> None:
+        self.job_id = job_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"job {job_id}: expected state {expected}, found {actual or 'no job'}")

@@ -1,0 +1,294 @@
+"""The queue database: one SQLite file in WAL mode, the only state shared by CLI, worker and TUI.
+
+Every write is one short ``BEGIN IMMEDIATE`` transaction, never held while waiting on a process.
+:meth:`Store.transition` (and the intents built on it) is the only code that writes a job's state: a
+compare-and-set checked against :data:`runner.jobstate.TRANSITIONS`. Any ``sqlite3`` failure leaves
+as a :class:`StoreError` with a one-line message (corrupt file, locked, newer schema).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from runner.jobstate import JobState, check_transition
+from runner.paths import state_dir
+from runner.store.errors import JobNotFound, StateConflict, StoreError, StoreLocked, WrongState
+from runner.store.models import Job, NewJob, Progress, WorkerInfo
+from runner.store.schema import SCHEMA_VERSION, check_not_newer, migrate, user_version
+
+DB_NAME = "queue.db"
+_JOB_COLUMNS = (
+    "id, name, state, priority, attempts, retries_left, spec_hash, source_path, run_dir, created_at, "
+    "started_at, finished_at, stage, step, max_steps, loss, eta_s, reason, cancel_requested, worker, "
+    "lease_until, handle, events_offset"
+)
+_NEXT_QUEUED = "SELECT id FROM jobs WHERE state = 'queued' ORDER BY priority DESC, id LIMIT 1"
+
+
+def default_path() -> Path:
+    """``<state dir>/queue.db`` (``TUNEQ_HOME`` / XDG rules in :mod:`runner.paths`)."""
+    return state_dir() / DB_NAME
+
+
+class Store:
+    """A connection to the queue database; safe to share between threads of one process."""
+
+    def __init__(self, path: str | Path | None = None, *, timeout: float = 5.0) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self.timeout = timeout
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
+                                         check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the queue database {self.path}: {exc}") from None
+        self._conn.row_factory = sqlite3.Row
+        try:
+            self._open_schema()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _open_schema(self) -> None:
+        with self._errors():
+            version = user_version(self._conn)
+            check_not_newer(version, str(self.path))
+            if version < SCHEMA_VERSION:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+        if version < SCHEMA_VERSION:
+            with self._tx() as conn:
+                migrate(conn, str(self.path))
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plumbing ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path, self.timeout) from None
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken before reading (``BEGIN IMMEDIATE``)."""
+        with self._lock, self._errors():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock, self._errors():
+            return self._conn.execute(sql, tuple(args)).fetchall()
+
+    @staticmethod
+    def _load(conn: sqlite3.Connection, job_id: int) -> Job:
+        row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return Job.from_row(row)
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        """One job; :class:`JobNotFound` if there is none."""
+        with self._lock, self._errors():
+            return self._load(self._conn, job_id)
+
+    def list_jobs(self, states: Iterable[JobState] | None = None) -> list[Job]:
+        """Jobs in id order, optionally only those in ``states``."""
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
+        wanted = [str(s) for s in states] if states is not None else None
+        if wanted is not None:
+            sql += f" WHERE state IN ({', '.join('?' * len(wanted))})"
+        return [Job.from_row(row) for row in self._query(sql + " ORDER BY id", wanted or ())]
+
+    def next_queued(self) -> Job | None:
+        """The job a worker would claim next: highest priority, then oldest (lowest id)."""
+        rows = self._query(_NEXT_QUEUED)
+        return self.get(rows[0]["id"]) if rows else None
+
+    def spec_text(self, job_id: int) -> str:
+        """The job file's text exactly as submitted."""
+        rows = self._query("SELECT spec_text FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise JobNotFound(job_id)
+        text: str = rows[0]["spec_text"]
+        return text
+
+    def workers(self) -> list[WorkerInfo]:
+        """Registered workers (a dead one stays listed until a sweep removes it)."""
+        rows = self._query("SELECT id, host, pid, started_at, seen_at FROM workers ORDER BY started_at")
+        return [WorkerInfo(r["id"], r["host"], r["pid"], r["started_at"], r["seen_at"]) for r in rows]
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits (``PRAGMA data_version``): a cheap
+        "did anything change?" for pollers such as the TUI."""
+        version: int = self._query("PRAGMA data_version")[0][0]
+        return version
+
+    # --- state changes -----------------------------------------------------------------------------
+
+    def transition(self, job_id: int, src: JobState, dst: JobState, *, now: float, reason: str | None = None,
+                   use_retry: bool = False) -> Job:
+        """Move a job from ``src`` to ``dst`` if it is still in ``src`` (compare-and-set).
+
+        Raises :class:`IllegalTransition` for a change the table forbids and :class:`StateConflict` if
+        the job moved meanwhile. ``use_retry`` spends one of the job's automatic retries (requeue only).
+        """
+        with self._tx() as conn:
+            return self._set_state(conn, job_id, src, dst, now=now, reason=reason, use_retry=use_retry)
+
+    def _set_state(self, conn: sqlite3.Connection, job_id: int, src: JobState, dst: JobState, *, now: float,
+                   reason: str | None = None, use_retry: bool = False, worker: str | None = None,
+                   lease_until: float | None = None) -> Job:
+        check_transition(src, dst)
+        sets: dict[str, Any] = {"state": str(dst)}
+        extra = ""
+        if dst is JobState.RUNNING:
+            sets |= {"started_at": now, "finished_at": None, "worker": worker, "lease_until": lease_until,
+                     "handle": None, "reason": None, "cancel_requested": 0}
+            extra = ", attempts = attempts + 1"
+        elif dst is JobState.QUEUED:
+            sets |= {"finished_at": None, "worker": None, "lease_until": None, "handle": None,
+                     "cancel_requested": 0}
+            extra = ", retries_left = retries_left - 1" if use_retry else ""
+        else:
+            sets |= {"finished_at": now, "reason": reason, "lease_until": None}
+        assignments = ", ".join(f"{column} = ?" for column in sets) + extra
+        cursor = conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?",
+                              (*sets.values(), job_id, str(src)))
+        if cursor.rowcount == 0:
+            row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            raise StateConflict(job_id, src, JobState(row["state"]))
+        return self._load(conn, job_id)
+
+    # --- intents (CLI and TUI) ---------------------------------------------------------------------
+
+    def submit(self, new: NewJob, *, now: float, prepare: Callable[[int], Path]) -> Job:
+        """Queue a job. ``prepare(job_id)`` creates its run directory and returns its path, inside the
+        same transaction: if it raises, nothing is queued."""
+        with self._tx() as conn:
+            cursor = conn.execute(
+                "INSERT INTO jobs (name, spec_text, spec_hash, source_path, priority, state, retries_left, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (new.name, new.spec_text, new.spec_hash, new.source_path, new.priority, str(JobState.QUEUED),
+                 new.retries, now),
+            )
+            job_id = int(cursor.lastrowid or 0)
+            conn.execute("UPDATE jobs SET run_dir = ? WHERE id = ?", (str(prepare(job_id)), job_id))
+            return self._load(conn, job_id)
+
+    def request_cancel(self, job_id: int, *, now: float) -> Job:
+        """Cancel a queued job at once; ask the worker to stop a running one (it marks it cancelled)."""
+        with self._tx() as conn:
+            job = self._load(conn, job_id)
+            if job.state is JobState.QUEUED:
+                return self._set_state(conn, job_id, JobState.QUEUED, JobState.CANCELLED, now=now,
+                                       reason="cancelled before it started")
+            if job.state is not JobState.RUNNING:
+                raise WrongState(job_id, job.state, "only queued or running jobs can be cancelled")
+            conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+            return self._load(conn, job_id)
+
+    def retry(self, job_id: int, *, now: float) -> Job:
+        """Requeue a failed, interrupted or cancelled job; its run directory (and checkpoints) is reused."""
+        with self._tx() as conn:
+            job = self._load(conn, job_id)
+            if not job.state.is_retryable:
+                raise WrongState(job_id, job.state,
+                                 "only failed, interrupted or cancelled jobs can be retried")
+            return self._set_state(conn, job_id, job.state, JobState.QUEUED, now=now)
+
+    def set_priority(self, job_id: int, priority: int) -> Job:
+        """Change the priority of a job that may still run (queued or retryable)."""
+        with self._tx() as conn:
+            job = self._load(conn, job_id)
+            if not (job.state is JobState.QUEUED or job.state.is_retryable):
+                raise WrongState(job_id, job.state, "only queued or retryable jobs have a priority to change")
+            conn.execute("UPDATE jobs SET priority = ? WHERE id = ?", (priority, job_id))
+            return self._load(conn, job_id)
+
+    def remove(self, job_id: int) -> Job:
+        """Delete a finished job's record and return it (its run directory is the caller's to delete)."""
+        with self._tx() as conn:
+            job = self._load(conn, job_id)
+            if not job.state.is_finished:
+                raise WrongState(job_id, job.state, "only finished jobs can be removed (cancel it first)")
+            conn.execute("DELETE FROM jobs WHERE id = ? AND state = ?", (job_id, str(job.state)))
+            return job
+
+    # --- the worker's side -------------------------------------------------------------------------
+
+    def claim(self, worker: str, *, now: float, lease_s: float) -> Job | None:
+        """Atomically take the next queued job for ``worker`` (two workers never get the same one)."""
+        with self._tx() as conn:
+            row = conn.execute(_NEXT_QUEUED).fetchone()
+            if row is None:
+                return None
+            return self._set_state(conn, row["id"], JobState.QUEUED, JobState.RUNNING, now=now,
+                                   worker=worker, lease_until=now + lease_s)
+
+    def set_launched(self, job_id: int, worker: str, handle: str, events_offset: int) -> None:
+        """Record the backend handle (a hint for recovery) and where this attempt's events begin."""
+        with self._tx() as conn:
+            conn.execute("UPDATE jobs SET handle = ?, events_offset = ? WHERE id = ? AND worker = ? "
+                         "AND state = 'running'", (handle, events_offset, job_id, worker))
+
+    def update_progress(self, job_id: int, worker: str, progress: Progress) -> None:
+        """Mirror the latest stage and progress of a job this worker runs."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE jobs SET stage = ?, step = ?, max_steps = ?, loss = ?, eta_s = ? "
+                "WHERE id = ? AND worker = ? AND state = 'running'",
+                (progress.stage, progress.step, progress.max_steps, progress.loss, progress.eta_s,
+                 job_id, worker),
+            )
+
+    def heartbeat(self, info: WorkerInfo, *, now: float, lease_s: float) -> set[int]:
+        """Say the worker is alive and extend its jobs' leases; return the ids of the jobs it still holds."""
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO workers (id, host, pid, started_at, seen_at) "
+                         "VALUES (?, ?, ?, ?, ?)", (info.id, info.host, info.pid, info.started_at, now))
+            conn.execute("UPDATE jobs SET lease_until = ? WHERE worker = ? AND state = 'running'",
+                         (now + lease_s, info.id))
+            rows = conn.execute("SELECT id FROM jobs WHERE worker = ? AND state = 'running'", (info.id,))
+            return {row["id"] for row in rows}
+
+    def unregister_worker(self, worker: str) -> None:
+        """Forget a worker (on a clean exit, or when a sweep finds it dead)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM workers WHERE id = ?", (worker,))
+
+
+def _store_error(exc: sqlite3.Error, path: Path, timeout: float) -> StoreError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreLocked(f"the queue database {path} is locked by another process (waited {timeout:g}s): "
+                           "try again, or find the process holding it with `fuser` or `lsof`")
+    if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text
+                                                   or "disk image" in text):
+        return StoreError(f"the queue database {path} is corrupt or not a SQLite file ({text}): "
+                          "move it aside (tuneq then starts an empty queue) or restore a backup")
+    return StoreError(f"the queue database {path} cannot be used: {text}")

@@ -1,0 +1,59 @@
+"""How a job's run ends: the verdict from its exit and events, and the one function that records it.
+
+Every ending — the pipeline exited, it was cancelled, its worker stopped or died — goes through
+:func:`settle`. An ``interrupted`` job is requeued there while its retry budget lasts; a ``failed`` one
+waits for ``tuneq retry`` (a failing pipeline usually fails again the same way).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from runner.backends.base import Outcome
+from runner.jobstate import JobState
+from runner.store import Job, Store
+from runner.worker.follow import Follower
+
+log = logging.getLogger("tuneq.worker")
+Verdict = tuple[JobState, str | None]
+
+
+def reported(follower: Follower) -> Verdict | None:
+    """What the attempt's ``job_end`` event says, if it came."""
+    end = follower.end
+    if end is None:
+        return None
+    if end.get("ok"):
+        return JobState.SUCCEEDED, None
+    return JobState.FAILED, str(end.get("reason") or follower.last_error or "the pipeline reported a failure")
+
+
+def exit_verdict(outcome: Outcome, follower: Follower) -> Verdict:
+    """The end of a pipeline that exited by itself: its ``job_end`` event, else its exit status."""
+    if (verdict := reported(follower)) is not None:
+        return verdict
+    if outcome.exit_code == 0:
+        return JobState.FAILED, "the pipeline exited without a job_end event (see log.txt)"
+    cause = f"{follower.last_error}; " if follower.last_error else ""
+    how = outcome.reason or f"exit code {outcome.exit_code}"
+    return JobState.FAILED, f"{cause}pipeline {how} (see log.txt)"
+
+
+def stopped_verdict(job: Job, follower: Follower, why: str) -> Verdict:
+    """The end of a pipeline the worker stopped: cancelled if the user asked, else interrupted."""
+    if (verdict := reported(follower)) is not None:
+        return verdict
+    if job.cancel_requested:
+        return JobState.CANCELLED, "cancelled by the user"
+    return JobState.INTERRUPTED, why
+
+
+def settle(store: Store, job: Job, verdict: Verdict, now: float) -> Job:
+    """Record a running job's end; requeue an interrupted one while it has retries left."""
+    state, reason = verdict
+    ended = store.transition(job.id, JobState.RUNNING, state, now=now, reason=reason)
+    log.info("job %d %s%s", job.id, state, f": {reason}" if reason else "")
+    if state is JobState.INTERRUPTED and ended.retries_left > 0:
+        ended = store.transition(job.id, JobState.INTERRUPTED, JobState.QUEUED, now=now, use_retry=True)
+        log.info("job %d requeued (%d automatic retries left)", job.id, ended.retries_left)
+    return ended

@@ -1,0 +1,250 @@
+"""The worker's steps, each a function of the store, a clock and the worker's runtime state.
+
+One tick runs them in this order: :func:`heartbeat` → :func:`reap` → :func:`sweep` → :func:`claim_next`.
+:func:`shutdown` ends the worker. A test can drive any step by itself with a hand-moved clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.backends.base import Backend, Launch
+from runner.jobstate import JobState
+from runner.rundir import RunDir
+from runner.spec import SpecError, parse_spec
+from runner.store import Job, Progress, StateConflict, Store, WorkerInfo
+from runner.worker.clock import Clock
+from runner.worker.follow import Follower
+from runner.worker.settle import Verdict, exit_verdict, settle, stopped_verdict
+
+log = logging.getLogger("tuneq.worker")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Timings of the worker loop, in seconds."""
+
+    lease_s: float = 60.0  # a running job's lease; a heartbeat renews it
+    heartbeat_s: float = 5.0
+    sweep_s: float = 5.0  # how often to look for jobs whose worker is gone
+    busy_poll_s: float = 0.1  # tick interval while a job runs
+    idle_poll_s: float = 0.25  # tick interval while idle (submit → start latency)
+    mirror_s: float = 0.5  # at most one progress write per job this often
+    grace_s: float = 20.0  # SIGTERM → SIGKILL, time for a pipeline to checkpoint
+    max_jobs: int = 1
+
+
+@dataclass
+class Running:
+    """A job this worker runs: its live handle and event follower (never persisted)."""
+
+    job_id: int
+    backend: Backend
+    handle: str
+    follower: Follower
+    mirrored: Progress = field(default_factory=Progress)
+    mirrored_at: float = 0.0
+
+
+@dataclass
+class WorkerRuntime:
+    """Everything one worker holds in memory."""
+
+    info: WorkerInfo
+    backends: dict[str, Backend]
+    config: WorkerConfig = field(default_factory=WorkerConfig)
+    jobs: dict[int, Running] = field(default_factory=dict)
+    last_heartbeat: float = float("-inf")
+    last_sweep: float = float("-inf")
+
+    @classmethod
+    def create(cls, backends: dict[str, Backend], config: WorkerConfig, now: float) -> WorkerRuntime:
+        """A runtime with a fresh worker identity on this host."""
+        host, pid = socket.gethostname(), os.getpid()
+        info = WorkerInfo(f"{host}-{pid}-{secrets.token_hex(3)}", host, pid, now, now)
+        return cls(info, backends, config)
+
+
+# --- heartbeat ----------------------------------------------------------------------------------------
+
+def heartbeat(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool = False) -> None:
+    """Renew the worker's and its jobs' leases; drop jobs a sweeper took away (stopping their process)."""
+    now = clock.now()
+    if not force and now - w.last_heartbeat < w.config.heartbeat_s:
+        return
+    held = store.heartbeat(w.info, now=now, lease_s=w.config.lease_s)
+    w.last_heartbeat = now
+    for job_id in [j for j in w.jobs if j not in held]:
+        run = w.jobs.pop(job_id)
+        log.warning("job %d was taken from this worker (lease expired): stopping its pipeline", job_id)
+        run.backend.stop(run.handle, grace_s=0)
+
+
+# --- reap ---------------------------------------------------------------------------------------------
+
+def reap(store: Store, clock: Clock, w: WorkerRuntime) -> None:
+    """Mirror progress of running jobs, act on cancel requests and record the ones that ended."""
+    for run in list(w.jobs.values()):
+        mirror(store, clock, w, run)
+        job = store.get(run.job_id)
+        if job.cancel_requested:
+            _stop_and_settle(store, clock, w, run, job, grace_s=w.config.grace_s, why="cancelled by the user")
+            continue
+        outcome = run.backend.poll(run.handle)
+        if outcome is not None:
+            run.follower.read()
+            _finish(store, clock, w, run, job, exit_verdict(outcome, run.follower))
+
+
+def mirror(store: Store, clock: Clock, w: WorkerRuntime, run: Running, *, force: bool = False) -> None:
+    """Copy a job's latest stage and progress into the store (throttled to ``mirror_s``)."""
+    now = clock.now()
+    if not force and now - run.mirrored_at < w.config.mirror_s:
+        return
+    run.follower.read()
+    run.mirrored_at = now
+    if run.follower.progress != run.mirrored:
+        store.update_progress(run.job_id, w.info.id, run.follower.progress)
+        run.mirrored = run.follower.progress
+
+
+def _stop_and_settle(store: Store, clock: Clock, w: WorkerRuntime, run: Running, job: Job, *, grace_s: float,
+                     why: str) -> None:
+    heartbeat(store, clock, w, force=True)  # a long grace period must not let the lease lapse
+    run.backend.stop(run.handle, grace_s=grace_s)
+    run.backend.poll(run.handle)
+    run.follower.read()
+    _finish(store, clock, w, run, job, stopped_verdict(job, run.follower, why))
+
+
+def _finish(store: Store, clock: Clock, w: WorkerRuntime, run: Running, job: Job, verdict: Verdict) -> None:
+    w.jobs.pop(run.job_id, None)
+    mirror(store, clock, w, run, force=True)
+    _settle_if_ours(store, job, verdict, clock.now())
+
+
+def _settle_if_ours(store: Store, job: Job, verdict: Verdict, now: float) -> None:
+    try:
+        settle(store, job, verdict, now)
+    except StateConflict as exc:  # another worker's sweep recorded it first
+        log.warning("job %d: %s; leaving it as it is", job.id, exc)
+
+
+# --- sweep --------------------------------------------------------------------------------------------
+
+def sweep(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool = False) -> None:
+    """Find running jobs whose worker is gone (lease expired, or a dead process on this host) and end
+    them as ``interrupted`` — stopping their pipeline if it still runs here — or as its ``job_end`` says."""
+    now = clock.now()
+    if not force and now - w.last_sweep < w.config.sweep_s:
+        return
+    w.last_sweep = now
+    workers = {info.id: info for info in store.workers()}
+    for job in store.list_jobs([JobState.RUNNING]):
+        owner = workers.get(job.worker or "")
+        if job.worker != w.info.id and _is_lost(job, owner, w.info, now):
+            recover(store, clock, w, job, local=owner is not None and owner.host == w.info.host)
+    for info in workers.values():
+        if info.id != w.info.id and _is_dead(info, w.info, now, w.config.lease_s):
+            store.unregister_worker(info.id)
+
+
+def _is_lost(job: Job, owner: WorkerInfo | None, me: WorkerInfo, now: float) -> bool:
+    if owner is None or (job.lease_until is not None and job.lease_until < now):
+        return True
+    return owner.host == me.host and not _pid_alive(owner.pid)
+
+
+def _is_dead(info: WorkerInfo, me: WorkerInfo, now: float, lease_s: float) -> bool:
+    if info.host == me.host:
+        return not _pid_alive(info.pid)
+    return info.seen_at + lease_s < now
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():  # a dead worker's pid reused by this one
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(store: Store, clock: Clock, w: WorkerRuntime, job: Job, *, local: bool) -> None:
+    """End a job whose worker is gone. On the same host its pipeline is stopped if it still runs (it
+    resumes from its checkpoint when requeued); a pipeline that finished meanwhile ends as it reported."""
+    why = "its worker stopped responding (killed, rebooted or out of memory)"
+    follower = Follower.at(RunDir(Path(job.run_dir)).events, job.events_offset)
+    backend = _backend_of(store, w, job)
+    if local and job.handle and backend is not None and backend.poll(job.handle) is None:
+        log.warning("job %d: its worker is gone; stopping its pipeline (pid %s)", job.id, job.handle)
+        backend.stop(job.handle, grace_s=w.config.grace_s)
+    follower.read()
+    _settle_if_ours(store, job, stopped_verdict(job, follower, why), clock.now())
+
+
+def _backend_of(store: Store, w: WorkerRuntime, job: Job) -> Backend | None:
+    try:
+        spec = parse_spec(store.spec_text(job.id), f"job {job.id}")
+    except SpecError:
+        return None
+    return w.backends.get(spec.run.backend)
+
+
+# --- claim --------------------------------------------------------------------------------------------
+
+def claim_next(store: Store, clock: Clock, w: WorkerRuntime) -> Job | None:
+    """Claim the next queued job (highest priority, then oldest) and start its pipeline."""
+    if len(w.jobs) >= w.config.max_jobs:
+        return None
+    job = store.claim(w.info.id, now=clock.now(), lease_s=w.config.lease_s)
+    if job is None:
+        return None
+    launch(store, clock, w, job)
+    return job
+
+
+def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
+    """Start a claimed job's pipeline; a job that cannot start ends ``failed`` with the cause."""
+    run_dir = RunDir(Path(job.run_dir))
+    try:
+        spec = parse_spec(store.spec_text(job.id), f"job {job.id}")
+    except SpecError as exc:
+        settle(store, job, (JobState.FAILED, f"the stored job file no longer validates: {exc}"), clock.now())
+        return
+    backend = w.backends.get(spec.run.backend)
+    if backend is None:
+        reason = f"the '{spec.run.backend}' backend is not available to this worker"
+    elif not run_dir.job_json.exists():
+        reason = f"run directory {job.run_dir} is missing"
+    else:
+        offset = run_dir.events.stat().st_size if run_dir.events.exists() else 0
+        try:
+            handle = backend.start(Launch(str(job.id), run_dir.root, spec))
+        except OSError as exc:
+            reason = f"the pipeline could not start: {exc}"
+        else:
+            store.set_launched(job.id, w.info.id, handle, offset)
+            w.jobs[job.id] = Running(job.id, backend, handle, Follower.at(run_dir.events, offset))
+            log.info("job %d started (attempt %d, %s %s)", job.id, job.attempts, backend.name, handle)
+            return
+    settle(store, job, (JobState.FAILED, reason), clock.now())
+
+
+# --- shutdown -----------------------------------------------------------------------------------------
+
+def shutdown(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool) -> None:
+    """Stop every running pipeline (``force``: SIGKILL at once) and record the jobs as interrupted."""
+    for run in list(w.jobs.values()):
+        job = store.get(run.job_id)
+        _stop_and_settle(store, clock, w, run, job, grace_s=0 if force else w.config.grace_s,
+                         why="its worker was stopped")
+    store.unregister_worker(w.info.id)

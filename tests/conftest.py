@@ -1,0 +1,72 @@
+"""Shared fixtures: a private state directory, job files, and the fake pipeline."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_PIPELINE = [sys.executable, str(Path(__file__).with_name("fake_pipeline.py"))]
+DATA = ROOT / "jobs" / "data" / "medical-cot-tiny.jsonl"
+
+JobFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh TUNEQ_HOME whose workers run the fake pipeline; runs are logged to FAKE_RUNS_LOG."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("TUNEQ_HOME", str(state))
+    monkeypatch.setenv("TUNEQ_PIPELINE_CMD", shlex.join(FAKE_PIPELINE))
+    monkeypatch.setenv("FAKE_RUNS_LOG", str(tmp_path / "runs.log"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    return state
+
+
+@pytest.fixture
+def store(home: Path) -> Iterator[Store]:
+    """The store of ``home``."""
+    with Store() as s:
+        yield s
+
+
+@pytest.fixture
+def make_job(tmp_path: Path) -> JobFactory:
+    """Write a valid job file; ``description`` steers the fake pipeline (see fake_pipeline.py)."""
+    jobs = tmp_path / "jobs"
+    (jobs / "data").mkdir(parents=True, exist_ok=True)
+    shutil.copy(DATA, jobs / "data" / DATA.name)
+
+    def make(name: str = "job", description: str = "", retries: int = 1) -> Path:
+        path = jobs / f"{name}.toml"
+        path.write_text(
+            f'name = "{name}"\ndescription = "{description}"\n\n[model]\nbase = "tuneq:tiny-llama"\n\n'
+            f'[data]\nsource = "data/{DATA.name}"\n\n[run]\nretries = {retries}\n'
+        )
+        return path
+
+    return make
+
+
+def runs_log(tmp_path: Path) -> list[str]:
+    """Job ids in the order the fake pipeline started them."""
+    path = tmp_path / "runs.log"
+    return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def gone(pid: int) -> bool:
+    """The process no longer runs (a zombie waiting for a reaper counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+

@@ -1,0 +1,48 @@
+"""A stand-in for ``python -m runner.pipeline RUN_DIR`` for queue tests (set through TUNEQ_PIPELINE_CMD).
+
+It behaves as the job file's ``description`` says, as space-separated words:
+``steps=N`` progress events (default 3), ``sleep=S`` seconds spread over the steps, ``fail`` (ends with a
+failing job_end, exit 1), ``crash`` (exits 3 without job_end), ``ignore-term`` (survives SIGTERM),
+``fail-first`` (fails on the first attempt only). Every start appends ``<job> <pid>`` to $FAKE_RUNS_LOG.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+from runner.events import EventWriter
+
+run_dir = Path(sys.argv[1])
+spec = tomllib.loads((run_dir / "job.toml").read_text())
+words = (spec.get("description") or "").split()
+opts = dict(w.partition("=")[::2] for w in words)
+job = json.loads((run_dir / "job.json").read_text())["job"]
+if runs_log := os.environ.get("FAKE_RUNS_LOG"):
+    with open(runs_log, "a") as handle:
+        handle.write(f"{job} {os.getpid()}\n")
+if "ignore-term" in opts:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+attempt_file = run_dir / "attempts"
+attempt = int(attempt_file.read_text()) + 1 if attempt_file.exists() else 1
+attempt_file.write_text(str(attempt))
+
+events = EventWriter(run_dir / "events.jsonl", job)
+events.emit("stage_start", "train")
+steps, sleep = int(opts.get("steps") or 3), float(opts.get("sleep") or 0)
+for step in range(1, steps + 1):
+    time.sleep(sleep / steps)
+    loss = round(2.0 / step, 4)
+    events.emit("progress", "train", step=step, max_steps=steps, loss=loss, eta_s=steps - step)
+if "crash" in opts:
+    sys.exit(3)
+if "fail" in opts or ("fail-first" in opts and attempt == 1):
+    events.emit("error", "train", cause="fake failure")
+    events.emit("stage_end", "train", ok=False, seconds=sleep)
+    events.emit("job_end", ok=False, reason="fake failure")
+    sys.exit(1)
+events.emit("stage_end", "train", ok=True, seconds=sleep)
+events.emit("job_end", ok=True)

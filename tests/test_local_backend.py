@@ -1,0 +1,89 @@
+"""The local backend with real processes: sessions, log files, group stop, pids it did not start."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import gone
+
+from runner.backends.base import Launch, Outcome
+from runner.backends.local import PIPELINE_CMD_ENV, UNKNOWN_EXIT, LocalBackend, pipeline_command
+from runner.spec import parse_spec
+
+SPEC = parse_spec('name = "x"\n[model]\nbase = "m"\n[data]\nsource = "d.jsonl"\n', "test")
+
+
+def script(tmp_path: Path, body: str) -> list[str]:
+    """A pipeline command running ``body`` (``sys.argv[1]`` is the run directory)."""
+    path = tmp_path / "pipe.py"
+    path.write_text("import os, signal, subprocess, sys, time\n" + body)
+    return [sys.executable, str(path)]
+
+
+def launch(tmp_path: Path) -> Launch:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    return Launch("7", run_dir, SPEC)
+
+
+def wait_outcome(backend: LocalBackend, handle: str) -> Outcome:
+    deadline = time.monotonic() + 10
+    while (outcome := backend.poll(handle)) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return outcome
+
+
+def test_default_command_and_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PIPELINE_CMD_ENV, raising=False)
+    assert pipeline_command() == [sys.executable, "-m", "runner.pipeline"]
+    monkeypatch.setenv(PIPELINE_CMD_ENV, "python3 '/a b/fake.py'")
+    assert pipeline_command() == ["python3", "/a b/fake.py"]
+
+
+def test_output_goes_to_log_and_the_child_has_its_own_session(tmp_path: Path) -> None:
+    backend = LocalBackend(script(tmp_path, "print('hello', os.getcwd()); print('oops', file=sys.stderr)\n"
+                                            "print(os.getsid(0) == os.getpid()); sys.exit(4)\n"))
+    run = launch(tmp_path)
+    (run.run_dir / "log.txt").write_text("earlier\n")
+    handle = backend.start(run)
+    assert backend.running() in ({"7": handle}, {})
+    assert wait_outcome(backend, handle) == Outcome(4, "exit code 4")
+    assert (run.run_dir / "log.txt").read_text().splitlines() == [
+        "earlier", f"hello {run.run_dir}", "oops", "True"]
+    assert backend.running() == {}
+
+
+def test_stop_kills_the_whole_group_after_the_grace_period(tmp_path: Path) -> None:
+    backend = LocalBackend(script(tmp_path, (
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "open(os.path.join(sys.argv[1], 'grandchild'), 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n")))
+    run = launch(tmp_path)
+    handle = backend.start(run)
+    marker = run.run_dir / "grandchild"
+    while not marker.exists() or not marker.read_text():
+        time.sleep(0.02)
+    grandchild = int(marker.read_text())
+    started = time.monotonic()
+    backend.stop(handle, grace_s=0.5)
+    assert 0.5 <= time.monotonic() - started < 5
+    assert backend.poll(handle) == Outcome(-9, "killed by SIGKILL")
+    time.sleep(0.2)
+    assert gone(grandchild)
+    backend.stop(handle)  # idempotent
+
+
+def test_a_pid_it_did_not_start_is_polled_and_stopped(tmp_path: Path) -> None:
+    starter = LocalBackend(script(tmp_path, "time.sleep(60)\n"))
+    handle = starter.start(launch(tmp_path))
+    stranger = LocalBackend()  # as after a worker restart
+    assert stranger.poll(handle) is None
+    stranger.stop(handle, grace_s=5)
+    assert starter.poll(handle) == Outcome(-15, "killed by SIGTERM")  # reaped by its parent
+    outcome = stranger.poll(handle)
+    assert outcome == Outcome(UNKNOWN_EXIT, "exit status unknown (started by an earlier worker)")

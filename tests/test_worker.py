@@ -1,0 +1,205 @@
+"""The worker's steps, driven in this process against real pipelines (the fake one) and a real store."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from conftest import FAKE_PIPELINE, JobFactory, runs_log
+
+from runner import commands
+from runner.backends.local import LocalBackend
+from runner.jobstate import JobState
+from runner.store import Job, Store
+from runner.worker import steps
+from runner.worker.clock import Clock, SystemClock
+from runner.worker.loop import Flags, run, tick
+from runner.worker.steps import WorkerConfig, WorkerRuntime
+
+FAST = WorkerConfig(lease_s=30, heartbeat_s=0.2, sweep_s=0.2, busy_poll_s=0.02, idle_poll_s=0.02,
+                    mirror_s=0.05, grace_s=2)
+
+
+@dataclass
+class HandClock:
+    """A clock the test moves."""
+
+    t: float = 1_000_000.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def worker(clock: Clock | None = None, config: WorkerConfig = FAST) -> WorkerRuntime:
+    now = (clock or SystemClock()).now()
+    return WorkerRuntime.create({"local": LocalBackend(FAKE_PIPELINE)}, config, now)
+
+
+def drive(store: Store, w: WorkerRuntime, until: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Tick (on the real clock) until ``until()`` holds."""
+    clock, flags = SystemClock(), Flags()
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, "timed out"
+        tick(store, clock, w, flags)
+        time.sleep(0.02)
+
+
+def submit(store: Store, path: Path) -> Job:
+    (job,) = commands.submit(store, [path])
+    return job
+
+
+def ended(store: Store, *ids: int) -> Callable[[], bool]:
+    return lambda: all(store.get(i).state.is_finished for i in ids)
+
+
+def started(store: Store, job_id: int, step: int = 1) -> Callable[[], bool]:
+    return lambda: (store.get(job_id).progress.step or 0) >= step
+
+
+def test_a_job_runs_and_its_progress_is_mirrored(store: Store, make_job: JobFactory) -> None:
+    job = submit(store, make_job("a", "steps=4 sleep=0.4"))
+    w = worker()
+    drive(store, w, started(store, job.id, 2))
+    mid = store.get(job.id)
+    assert (mid.state, mid.progress.stage, mid.progress.max_steps, mid.handle) == (
+        JobState.RUNNING, "train", 4, next(iter(w.jobs.values())).handle)
+    drive(store, w, ended(store, job.id))
+    done = store.get(job.id)
+    assert (done.state, done.reason, done.attempts) == (JobState.SUCCEEDED, None, 1)
+    assert (done.progress.step, done.progress.loss) == (4, 0.5)
+    assert (Path(done.run_dir) / "log.txt").exists()
+
+
+def test_a_failing_job_fails_with_its_cause_and_the_next_still_runs(
+        store: Store, make_job: JobFactory, tmp_path: Path) -> None:
+    bad = submit(store, make_job("bad", "fail"))
+    crash = submit(store, make_job("crash", "crash"))
+    good = submit(store, make_job("good"))
+    drive(store, worker(), ended(store, bad.id, crash.id, good.id))
+    assert (store.get(bad.id).state, store.get(bad.id).reason) == (JobState.FAILED, "fake failure")
+    assert store.get(crash.id).state is JobState.FAILED
+    assert "exit code 3" in (store.get(crash.id).reason or "")
+    assert store.get(good.id).state is JobState.SUCCEEDED
+    assert runs_log(tmp_path) == [str(bad.id), str(crash.id), str(good.id)]  # failures are not retried
+
+
+def test_priority_decides_the_order(store: Store, make_job: JobFactory, tmp_path: Path) -> None:
+    low = submit(store, make_job("low"))
+    high = submit(store, make_job("high"))
+    mid = submit(store, make_job("mid"))
+    commands.set_priority(store, high.id, 10)
+    commands.set_priority(store, mid.id, 5)
+    drive(store, worker(), ended(store, low.id, high.id, mid.id))
+    assert runs_log(tmp_path) == [str(high.id), str(mid.id), str(low.id)]
+
+
+def test_cancel_while_running_stops_the_process_group(store: Store, make_job: JobFactory) -> None:
+    job = submit(store, make_job("long", "steps=100 sleep=60"))
+    w = worker()
+    drive(store, w, started(store, job.id))
+    pid = int(next(iter(w.jobs.values())).handle)
+    commands.cancel(store, job.id)
+    assert store.get(job.id).state is JobState.RUNNING  # an intent until the worker acts
+    drive(store, w, ended(store, job.id))
+    cancelled = store.get(job.id)
+    assert (cancelled.state, cancelled.reason) == (JobState.CANCELLED, "cancelled by the user")
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+
+
+def test_cancel_escalates_to_sigkill(store: Store, make_job: JobFactory) -> None:
+    job = submit(store, make_job("stubborn", "steps=100 sleep=60 ignore-term"))
+    w = worker(config=replace(FAST, grace_s=0.3))
+    drive(store, w, started(store, job.id))
+    commands.cancel(store, job.id)
+    drive(store, w, ended(store, job.id))
+    assert store.get(job.id).state is JobState.CANCELLED
+
+
+def test_retry_of_a_failed_job_reuses_its_run_directory(
+        store: Store, make_job: JobFactory) -> None:
+    job = submit(store, make_job("flaky", "fail-first"))
+    w = worker()
+    drive(store, w, ended(store, job.id))
+    assert store.get(job.id).state is JobState.FAILED
+    commands.retry(store, job.id)
+    drive(store, w, ended(store, job.id))
+    done = store.get(job.id)
+    assert (done.state, done.attempts) == (JobState.SUCCEEDED, 2)
+    assert (Path(done.run_dir) / "attempts").read_text() == "2"
+
+
+def test_a_dead_workers_job_is_interrupted_its_pipeline_stopped_and_requeued(
+        store: Store, make_job: JobFactory) -> None:
+    job = submit(store, make_job("long", "steps=100 sleep=60", retries=1))
+    dead = worker()
+    drive(store, dead, started(store, job.id))
+    pid = int(next(iter(dead.jobs.values())).handle)
+    # The first worker vanishes without a word; it ran in this process, so its pid counts as dead here.
+    alive = worker()
+    steps.sweep(store, SystemClock(), alive, force=True)
+    requeued = store.get(job.id)
+    assert (requeued.state, requeued.retries_left) == (JobState.QUEUED, 0)
+    assert "worker stopped responding" in (requeued.reason or "")
+    assert dead.backends["local"].poll(str(pid)) is not None  # reap it (a dead worker's init would)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+    assert dead.info.id not in {w.id for w in store.workers()}
+
+
+def test_an_interrupted_job_without_retries_stays_interrupted(store: Store, make_job: JobFactory) -> None:
+    job = submit(store, make_job("long", "steps=100 sleep=60", retries=0))
+    drive(store, worker(), started(store, job.id))
+    steps.sweep(store, SystemClock(), worker(), force=True)
+    assert store.get(job.id).state is JobState.INTERRUPTED
+    assert commands.retry(store, job.id).state is JobState.QUEUED
+
+
+def test_a_job_that_finished_while_no_worker_watched_ends_as_it_reported(
+        store: Store, make_job: JobFactory) -> None:
+    job = submit(store, make_job("quick", "steps=1"))
+    dead = worker()
+    drive(store, dead, started(store, job.id))
+    time.sleep(0.5)  # it finishes; nobody reaps it
+    steps.sweep(store, SystemClock(), worker(), force=True)
+    assert store.get(job.id).state is JobState.SUCCEEDED
+
+
+def test_an_expired_lease_on_another_host_is_swept_and_the_old_worker_lets_go(
+        store: Store, make_job: JobFactory) -> None:
+    clock = HandClock()
+    job = submit(store, make_job("long", "steps=100 sleep=60"))
+    remote = worker(clock)
+    remote.info = replace(remote.info, host="elsewhere")
+    steps.heartbeat(store, clock, remote, force=True)
+    steps.claim_next(store, clock, remote)
+    handle = next(iter(remote.jobs.values())).handle
+    here = worker(clock)
+    steps.sweep(store, clock, here, force=True)
+    assert store.get(job.id).state is JobState.RUNNING  # lease still valid
+    clock.t += FAST.lease_s + 1
+    steps.sweep(store, clock, here, force=True)
+    assert store.get(job.id).state is JobState.QUEUED  # interrupted, then requeued by its budget
+    steps.heartbeat(store, clock, remote, force=True)  # the old worker wakes up: the job is not its any more
+    assert remote.jobs == {}
+    assert remote.backends["local"].poll(handle) is not None
+
+
+def test_shutdown_interrupts_and_requeues_the_running_job(store: Store, make_job: JobFactory) -> None:
+    job = submit(store, make_job("long", "steps=100 sleep=60"))
+    w = worker()
+    drive(store, w, started(store, job.id))
+    flags = Flags(stops=1)
+    run(store, SystemClock(), w, flags)
+    stopped = store.get(job.id)
+    assert (stopped.state, stopped.reason) == (JobState.QUEUED, "its worker was stopped")
+    assert store.workers() == []

@@ -1,0 +1,108 @@
+"""Workers as real processes: kill -9 and restart, SIGTERM, one worker per state directory, and two
+workers racing over 200 jobs submitted from several processes at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import JobFactory, gone, runs_log
+
+from runner import commands
+from runner.jobstate import JobState
+from runner.store import Store
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start ``python -m runner.worker`` processes; kill leftovers at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"worker{len(procs)}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "runner.worker", *args], stdout=log,
+                                stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_kill_9_then_restart_resumes_the_job(store: Store, make_job: JobFactory, spawn,
+                                             tmp_path: Path) -> None:
+    (job,) = commands.submit(store, [make_job("long", "steps=20 sleep=4")])
+    (other,) = commands.submit(store, [make_job("next")])
+    first = spawn()
+    wait_for(lambda: (store.get(job.id).progress.step or 0) >= 2)
+    pipeline = int(store.get(job.id).handle or 0)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    os.kill(pipeline, 0)  # the pipeline outlives its worker (its own session)...
+    spawn()
+    wait_for(lambda: store.get(other.id).state.is_finished)
+    assert gone(pipeline)  # ...until the next worker stops it
+    done = store.get(job.id)
+    assert (done.state, done.attempts, done.retries_left) == (JobState.SUCCEEDED, 2, 0)
+    assert store.get(other.id).state is JobState.SUCCEEDED
+    assert runs_log(tmp_path) == [str(job.id), str(job.id), str(other.id)]
+
+
+def test_sigterm_interrupts_the_job_and_exits_cleanly(store: Store, make_job: JobFactory, spawn,
+                                                      tmp_path: Path) -> None:
+    (job,) = commands.submit(store, [make_job("long", "steps=100 sleep=60", retries=0)])
+    worker = spawn()
+    wait_for(lambda: store.get(job.id).progress.step is not None)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, (tmp_path / "worker0.log").read_text()
+    stopped = store.get(job.id)
+    assert (stopped.state, stopped.reason) == (JobState.INTERRUPTED, "its worker was stopped"), stopped
+    assert store.workers() == []
+
+
+def test_one_worker_per_state_directory_unless_extra(store: Store, spawn, tmp_path: Path) -> None:
+    spawn()
+    wait_for(lambda: len(store.workers()) == 1)
+    second = spawn()
+    assert second.wait(timeout=30) == 1
+    assert "already running" in (tmp_path / "worker1.log").read_text()
+    spawn("--extra")
+    wait_for(lambda: len(store.workers()) == 2)
+
+
+def test_two_workers_run_200_jobs_submitted_concurrently_exactly_once(
+        store: Store, make_job: JobFactory, spawn, tmp_path: Path) -> None:
+    path = make_job("many")
+    spawn()
+    spawn("--extra")
+    script = ("import sys\nfrom runner import commands\nfrom runner.store import Store\n"
+              "with Store() as s:\n    for _ in range(50):\n        commands.submit(s, [sys.argv[1]])\n")
+    submitters = [subprocess.Popen([sys.executable, "-c", script, str(path)]) for _ in range(4)]
+    assert [p.wait(timeout=120) for p in submitters] == [0, 0, 0, 0]
+    jobs = store.list_jobs()
+    assert len(jobs) == 200
+    wait_for(lambda: all(j.state.is_finished for j in store.list_jobs()), timeout=240)
+    jobs = store.list_jobs()
+    assert {j.state for j in jobs} == {JobState.SUCCEEDED}
+    assert {j.attempts for j in jobs} == {1}
+    runs = Counter(runs_log(tmp_path))
+    assert sorted(runs) == sorted(str(j.id) for j in jobs)
+    assert set(runs.values()) == {1}
+    assert len({j.worker for j in jobs}) == 2  # both workers took part
