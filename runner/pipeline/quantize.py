@@ -1,4 +1,4 @@
-"""Stage ``quantize``: f16 GGUF → each requested quant (Q4_K_M, Q8_0) with ``llama_model_quantize``."""
+"""Stage ``quantize``: f16 GGUF → each requested quant (Q4_K_M, Q8_0, ...) with ``llama_model_quantize``."""
 
 from __future__ import annotations
 
@@ -10,16 +10,14 @@ from typing import Any
 from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.gguf import f16_path
-
-# llama.cpp's ftype numbers (llama.h: LLAMA_FTYPE_MOSTLY_*) and the file-name suffixes users expect.
-FTYPES = {"q8_0": (7, "Q8_0"), "q4_k_m": (15, "Q4_K_M")}
+from runner.spec.quants import known_ftypes
 
 
 def quant_path(ctx: StageContext, quant: str) -> Path:
     """Where a quantized (or the f16) GGUF goes."""
     if quant == "f16":
         return f16_path(ctx)
-    return ctx.run.gguf / f"{ctx.spec.artifact_name}-{FTYPES[quant][1]}.gguf"
+    return ctx.run.gguf / f"{ctx.spec.artifact_name}-{quant.upper()}.gguf"
 
 
 def quantize_file(src: Path, dst: Path, ftype: int, threads: int | None = None) -> None:
@@ -44,6 +42,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
         if quant == "f16":
             continue
         out = quant_path(ctx, quant)
-        quantize_file(f16_path(ctx), out, FTYPES[quant][0])
+        quantize_file(f16_path(ctx), out, known_ftypes()[quant])
         artifacts.append(record_artifact(ctx, out, f"gguf-{quant}"))
     return {"artifacts": artifacts}

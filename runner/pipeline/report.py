@@ -1,4 +1,4 @@
-"""``report.json`` and ``SHA256SUMS``: what ran, with which versions, how long, and what it produced."""
+"""``report.json`` and ``SHA256SUMS``: what ran, with which versions, how long, what it made and how well."""
 
 from __future__ import annotations
 
@@ -47,12 +47,15 @@ def write_report(ctx: StageContext, results: dict[str, Any], timings: dict[str, 
         artifacts.append({"path": rel, "bytes": path.stat().st_size, "sha256": digest})
         sums.append(f"{digest}  {rel}\n")
     train = results.get("train", {})
+    fidelity, ship = root / "fidelity.json", root / "ship"
     report = {
         "job": ctx.info.get("job"), "name": ctx.spec.name, "finished": now_iso(), "ok": failure is None,
         "failure": failure, "spec_hash": spec_hash(ctx.spec), "base_model": ctx.spec.model.base,
         "versions": library_versions(), "python": platform.python_version(), "machine": platform.machine(),
         "stages": timings, "train": train, "data": results.get("data"),
         "smoke": json.loads(ctx.run.smoke.read_text()) if ctx.run.smoke.exists() else None,
+        "fidelity": json.loads(fidelity.read_text()) if fidelity.exists() else None,
+        "ship": sorted(p.name for p in ship.iterdir()) if (ship / "SHA256SUMS").exists() else None,
         "artifacts": artifacts,
     }
     _write_atomic(ctx.run.sha256sums, "".join(sums))

@@ -21,7 +21,7 @@ from runner.dataset.read import DataError
 from runner.events import EventWriter
 from runner.llamacpp import ConverterMissing
 from runner.models.resolve import ModelNotFound
-from runner.pipeline import data, gguf, lora, merged, quantize, smoke, train
+from runner.pipeline import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.report import write_report
 from runner.rundir import RunDir
@@ -48,6 +48,8 @@ STAGES = (
     Stage("gguf", gguf.run, (*_TRAINING, "export")),
     Stage("quantize", quantize.run, (*_TRAINING, "export")),
     Stage("smoke", smoke.run, (*_TRAINING, "export", "smoke")),
+    Stage("fidelity", fidelity.run, (*_TRAINING, "export", "smoke")),
+    Stage("ship", ship.run, (*_TRAINING, "export", "smoke")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 _KNOWN_FAILURES = (StageFailed, DataError, ConverterMissing, ModelNotFound)

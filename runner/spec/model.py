@@ -6,10 +6,13 @@ TRL's ``SFTConfig``, PEFT's ``LoraConfig``), so a notebook's settings move over 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from runner.spec.quants import check_quant
+
+Quant = Annotated[str, AfterValidator(check_quant)]
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -161,12 +164,27 @@ class ExportSpec(_Section):
     """``[export]``: what the run hands over."""
 
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="artifact file stem")
-    gguf: list[Literal["f16", "q8_0", "q4_k_m"]] = Field(
+    gguf: list[Quant] = Field(
         default_factory=lambda: ["f16", "q4_k_m"],
         min_length=1,
-        description="GGUF files to write; the first quant besides f16 is what you ship",
+        description="GGUF files to write: f16 and any llama.cpp ftype by name (q8_0, q5_k_m, q4_k_m, ...)",
     )
     lora_gguf: bool = Field(True, description="also write the adapter as GGUF for llama-cli --lora")
+    fidelity: bool = Field(True, description="measure before/after answers, eval loss and GGUF perplexities")
+    max_ppl_increase: float | None = Field(
+        None, gt=0, description="limit on each quant's perplexity increase over f16 (0.05 = +5%); "
+        "default 0.05 for models of 1B parameters or more, 0.10 below",
+    )
+    on_fidelity: Literal["fail", "warn"] = Field("fail", description="exceeding the limit fails or warns")
+    ppl_rows: int = Field(200, ge=1, description="held-out rows scored for perplexity (the first N)")
+    license: str | None = Field(None, min_length=1, description="the model card's license, e.g. 'apache-2.0'")
+
+    @field_validator("gguf")
+    @classmethod
+    def _no_repeats(cls, gguf: list[str]) -> list[str]:
+        if len(set(gguf)) != len(gguf):
+            raise ValueError(f"a quant is listed twice: {gguf}")
+        return gguf
 
 
 class SmokePrompt(_Section):
@@ -182,9 +200,7 @@ class SmokeSpec(_Section):
     """``[smoke]``: the test of the quantized file with llama-cpp-python."""
 
     max_tokens: int = Field(256, ge=1, le=32_768, description="generation limit per prompt")
-    gguf: Literal["f16", "q8_0", "q4_k_m"] = Field(
-        "q4_k_m", description="GGUF files to write; the first quant besides f16 is what you ship"
-    )
+    gguf: Quant = Field("q4_k_m", description="the GGUF tested and given to Ollama (one of export.gguf)")
     prompts: list[SmokePrompt] = Field(default_factory=list)
 
 

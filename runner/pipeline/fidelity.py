@@ -1,0 +1,186 @@
+"""Stage ``fidelity``: did training help, and did quantization keep it? → ``fidelity.json`` and ``eval.md``.
+
+- the ``[smoke]`` prompts answered before (base model) and after (merged model; the smoke test's GGUF);
+- the trainer's eval loss before and after training;
+- perplexity of the f16 GGUF and each quant over the held-out completions, and each quant's increase,
+  checked against ``export.max_ppl_increase`` (failing the job, or warning with ``on_fidelity = "warn"``);
+- for ``r1`` jobs, the after answers close their reasoning (``</think>``) and stop on EOS.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from runner.models.resolve import load_tokenizer, local_model_dir
+from runner.pipeline.answers import answer_prompts
+from runner.pipeline.artifacts import record_artifact
+from runner.pipeline.context import StageContext, StageFailed
+from runner.pipeline.evalmd import render_eval
+from runner.pipeline.perplexity import load_rows, perplexity
+from runner.pipeline.quantize import quant_path
+from runner.spec.model import ExportSpec
+from runner.templates import chat_template_for
+
+BIG_MODEL_PARAMS = 1_000_000_000
+
+
+def stage_result(ctx: StageContext, name: str) -> dict[str, Any]:
+    """The result an earlier stage recorded in its marker (empty if it has none)."""
+    try:
+        result: dict[str, Any] = json.loads((ctx.run.stages / f"{name}.json").read_text())["result"]
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        return {}
+    return result
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Measure, write ``fidelity.json`` and ``eval.md``; raise (or warn) when a check fails."""
+    export = ctx.spec.export
+    if not export.fidelity:
+        return {"skipped": "export.fidelity = false"}
+    fid: dict[str, Any] = {
+        "answers": _answers(ctx),
+        "eval_loss": eval_loss_summary(stage_result(ctx, "train")),
+        "perplexity": _perplexities(ctx),
+    }
+    fid["format"] = _format_check(ctx, fid["answers"])
+    problems = limit_problems(fid["perplexity"]) + fid["format"]["problems"]
+    fid.update(problems=problems, on_fidelity=export.on_fidelity, ok=not problems)
+    (ctx.run.root / "fidelity.json").write_text(json.dumps(fid, indent=2, ensure_ascii=False))
+    (ctx.run.root / "eval.md").write_text(render_eval(ctx.spec.name, fid), encoding="utf-8")
+    artifacts = [
+        record_artifact(ctx, ctx.run.root / name, "fidelity") for name in ("fidelity.json", "eval.md")
+    ]
+    if fid["eval_loss"]["note"]:
+        ctx.log(fid["eval_loss"]["note"])
+    if problems and export.on_fidelity == "fail":
+        raise StageFailed(
+            "fidelity check failed: " + "; ".join(problems),
+            "see eval.md; train differently, pick a larger quant, or set export.max_ppl_increase "
+            '/ export.on_fidelity = "warn"',
+        )
+    for problem in problems:
+        ctx.log(f'warning (export.on_fidelity = "warn"): {problem}')
+    return {"ok": not problems, "problems": problems, "artifacts": artifacts}
+
+
+def _answers(ctx: StageContext) -> dict[str, Any]:
+    spec = ctx.spec
+    prompts = [p.prompt for p in spec.smoke.prompts]
+    smoke = json.loads(ctx.run.smoke.read_text()) if ctx.run.smoke.exists() else {"results": [], "gguf": None}
+    base = local_model_dir(spec.model.base, spec.model.revision)
+    before: list[dict[str, Any]] | None = None
+    if prompts and base is not None:
+        template = chat_template_for(
+            spec.template, load_tokenizer(spec.model.base, spec.model.revision, spec.model.trust_remote_code)
+        )
+        before = answer_prompts(base, prompts, spec.smoke.max_tokens, template, spec.model.trust_remote_code)
+    merged = (
+        answer_prompts(
+            ctx.run.merged, prompts, spec.smoke.max_tokens, trust_remote_code=spec.model.trust_remote_code
+        )
+        if prompts
+        else []
+    )
+    gguf = {
+        r["prompt"]: {k: r[k] for k in ("answer", "finish_reason", "completion_tokens")}
+        for r in smoke["results"]
+    }
+    rows = [
+        {"prompt": p, "before": before[i] if before else None, "merged": merged[i], "gguf": gguf.get(p)}
+        for i, p in enumerate(prompts)
+    ]
+    note = None if prompts else "the job has no [[smoke.prompts]]: nothing to compare"
+    if prompts and base is None:
+        note = f"the base model {spec.model.base} is not on disk: no before answers"
+    return {"gguf_file": smoke["gguf"], "max_tokens": spec.smoke.max_tokens, "rows": rows, "note": note}
+
+
+def eval_loss_summary(train: dict[str, Any]) -> dict[str, Any]:
+    """Eval loss before and after training, and a note when it did not go down (or was not measured)."""
+    before, after = train.get("eval_loss_before"), train.get("eval_loss")
+    improved, note = None, None
+    if after is None:
+        note = "no eval loss: the job has no eval split (data.eval_split)"
+    elif before is None:
+        note = "no eval loss before training: the run resumed from a checkpoint"
+    else:
+        improved = after < before
+        note = (
+            None
+            if improved
+            else f"eval loss did not improve: {after:.4f} after vs {before:.4f} before training"
+        )
+    return {"before": before, "after": after, "improved": improved, "note": note}
+
+
+def _perplexities(ctx: StageContext) -> dict[str, Any]:
+    export = ctx.spec.export
+    eval_dir = ctx.run.data_dir / "eval"
+    if not eval_dir.exists():
+        return {"skipped": "no eval split (set data.eval_split): perplexity not measured", "files": []}
+    rows = load_rows(eval_dir, export.ppl_rows)
+    f16 = quant_path(ctx, "f16")
+    limit, why = ppl_limit(export, f16.stat().st_size // 2)  # f16: two bytes a weight
+    quants = ["f16", *(q for q in export.gguf if q != "f16")]
+    measured = {q: perplexity(quant_path(ctx, q), rows) for q in quants}
+    files: list[dict[str, Any]] = [
+        {
+            "quant": q,
+            "file": str(quant_path(ctx, q).relative_to(ctx.run.root)),
+            "ppl": m.ppl,
+            "tokens": m.tokens,
+            "increase": m.ppl / measured["f16"].ppl - 1,
+        }
+        for q, m in measured.items()
+    ]
+    for f in files:
+        ctx.emit("metric", quant=f["quant"], ppl=round(f["ppl"], 4), ppl_increase=round(f["increase"], 4))
+    return {
+        "rows": len(rows),
+        "tokens": files[0]["tokens"],
+        "files": files,
+        "max_increase": limit,
+        "limit_source": why,
+        "skipped": None,
+    }
+
+
+def ppl_limit(export: ExportSpec, params: int) -> tuple[float, str]:
+    """The allowed relative perplexity increase of a quant over f16, and where the number comes from."""
+    if export.max_ppl_increase is not None:
+        return export.max_ppl_increase, "export.max_ppl_increase"
+    if params >= BIG_MODEL_PARAMS:
+        return 0.05, "default for models of 1B parameters or more"
+    return 0.10, "default for models under 1B parameters, which lose more to quantization"
+
+
+def limit_problems(ppl: dict[str, Any]) -> list[str]:
+    """One line per quant whose perplexity rose more than the limit allows."""
+    if ppl["skipped"]:
+        return []
+    f16, limit = ppl["files"][0]["ppl"], ppl["max_increase"]
+    return [
+        f"{f['quant']} perplexity {f['ppl']:.4f} is {f['increase']:+.2%} over f16 {f16:.4f} "
+        f"(limit +{limit * 100:g}%, {ppl['limit_source']})"
+        for f in ppl["files"][1:]
+        if f["increase"] > limit
+    ]
+
+
+def _format_check(ctx: StageContext, answers: dict[str, Any]) -> dict[str, Any]:
+    """``r1`` jobs: every after answer contains ``</think>`` and ends on EOS before max_tokens."""
+    if ctx.spec.template.style != "r1":
+        return {"checked": False, "problems": []}
+    problems = []
+    for row in answers["rows"]:
+        for source in ("merged", "gguf"):
+            answer = row[source]
+            if answer is None:
+                continue
+            if "</think>" not in answer["answer"]:
+                problems.append(f"{source} answer to '{row['prompt'][:40]}' has no </think>")
+            if answer["finish_reason"] != "stop":
+                problems.append(f"{source} answer to '{row['prompt'][:40]}' hit max_tokens without EOS")
+    return {"checked": True, "problems": problems}

@@ -1,0 +1,83 @@
+"""The demo job end to end: fidelity figures in report.json and eval.md, a verified ship folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.rundir import prepare_run_dir
+from runner.ship.files import verify_sums
+from runner.ship.modelfile import modelfile, read_gguf_chat
+from runner.spec import load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _pipeline(run: Path) -> int:
+    return subprocess.run(
+        [sys.executable, "-m", "runner.pipeline", str(run)], cwd=run, capture_output=True, timeout=900
+    ).returncode
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """jobs/demo-tiny.toml run once."""
+    run = prepare_run_dir(
+        load_spec(ROOT / "jobs" / "demo-tiny.toml"), tmp_path_factory.mktemp("demo"), "t"
+    ).root
+    assert _pipeline(run) == 0, (run / "log.txt").read_text()[-3000:]
+    return run
+
+
+def test_demo_report_eval_and_ship_folder(demo_run: Path) -> None:
+    report = json.loads((demo_run / "report.json").read_text())
+    fid = report["fidelity"]
+    assert fid["ok"] and fid["format"] == {"checked": True, "problems": []}
+    assert fid["eval_loss"]["improved"] and fid["eval_loss"]["after"] < fid["eval_loss"]["before"]
+    files = {f["quant"]: f for f in fid["perplexity"]["files"]}
+    assert list(files) == ["f16", "q8_0", "q4_k_m"] and fid["perplexity"]["max_increase"] == 0.02
+    # the trainer's eval loss and the f16 GGUF score the same completion tokens
+    assert files["f16"]["ppl"] == pytest.approx(math.exp(fid["eval_loss"]["after"]), rel=0.01)
+    row = fid["answers"]["rows"][0]
+    assert row["before"] and row["merged"]["finish_reason"] == "stop" and "</think>" in row["gguf"]["answer"]
+    eval_md = (demo_run / "eval.md").read_text()
+    assert "| gguf/demo-tiny-Q4_K_M.gguf |" in eval_md and "**Before (base model)**" in eval_md
+    ship = demo_run / "ship"
+    assert verify_sums(ship) == [] and report["ship"] == sorted(p.name for p in ship.iterdir())
+    assert (ship / "demo-tiny-Q4_K_M.gguf").stat().st_ino == (
+        demo_run / "gguf/demo-tiny-Q4_K_M.gguf"
+    ).stat().st_ino
+    chat = read_gguf_chat(ship / "demo-tiny-Q4_K_M.gguf")
+    assert (ship / "Modelfile").read_text() == modelfile("demo-tiny-Q4_K_M.gguf", chat, 256)
+    card = (ship / "README.md").read_text()
+    assert "base_model: tuneq:tiny-llama" in card and "| train.learning_rate | 0.003 |" in card
+    assert "ollama create demo-tiny -f Modelfile" in (ship / "commands.txt").read_text()
+
+
+def test_a_limit_exceeded_fails_the_job_or_warns(demo_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run, ignore=shutil.ignore_patterns("ship", "checkpoints"))
+    job = run / "job.toml"
+    job.write_text(job.read_text().replace("max_ppl_increase = 0.02", "max_ppl_increase = 0.00001"))
+    assert _pipeline(run) == 1
+    report = json.loads((run / "report.json").read_text())
+    assert (
+        "q4_k_m perplexity 1.10" in report["failure"]["cause"]
+        and "(limit +0.001%" in report["failure"]["cause"]
+    )
+    assert report["fidelity"]["ok"] is False and report["ship"] is None
+    job.write_text(job.read_text().replace("[export]\n", '[export]\non_fidelity = "warn"\n'))
+    assert _pipeline(run) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert (
+        report["fidelity"]["ok"] is False
+        and report["ship"]
+        and "PROBLEMS: q8_0" in (run / "eval.md").read_text()
+    )
