@@ -35,8 +35,14 @@ from runner.spec.model import JobSpec  # noqa: E402
 SCRIPTS = ROOT / "tests" / "container"
 IMAGE = "localhost/tuneq-test:latest"
 COMMAND = (str(ROOT / ".venv" / "bin" / "python"), str(SCRIPTS / "fake_pipeline.py"))
-SPEC = JobSpec.model_validate({"name": "bench", "model": {"base": "tuneq:tiny-llama"},
-                               "data": {"source": "rows.jsonl"}, "run": {"backend": "docker", "gpus": 0}})
+SPEC = JobSpec.model_validate(
+    {
+        "name": "bench",
+        "model": {"base": "tuneq:tiny-llama"},
+        "data": {"source": "rows.jsonl"},
+        "run": {"backend": "docker", "gpus": 0},
+    }
+)
 
 
 def _until(predicate: Callable[[], object], started: float) -> float:
@@ -84,9 +90,15 @@ def main() -> int:
             subprocess.run([SCRIPTS / "build-test-image.sh", IMAGE], check=True)
         base = Path(sys.base_prefix)
         (work / "hf").mkdir()
-        settings = DockerSettings(image=IMAGE, base_url=url, model_cache=work / "hf", network="none",
-                                  shm_size="256m", command=COMMAND,
-                                  extra_mounts=(BindMount(ROOT, str(ROOT)), BindMount(base, str(base))))
+        settings = DockerSettings(
+            image=IMAGE,
+            base_url=url,
+            model_cache=work / "hf",
+            network="none",
+            shm_size="256m",
+            command=COMMAND,
+            extra_mounts=(BindMount(ROOT, str(ROOT)), BindMount(base, str(base))),
+        )
         docker_backend = DockerBackend(settings, "bench", client)
         local = LocalBackend(list(COMMAND))
 
@@ -95,8 +107,10 @@ def main() -> int:
 
         results: dict[str, list[dict[str, float]]] = {"local": [], "docker": []}
         for i in range(args.repeats + 1):  # the first round warms caches and is dropped
-            for name, backend, probe in (("local", local, lambda h: True), ("docker", docker_backend,
-                                                                              container_running)):
+            for name, backend, probe in (
+                ("local", local, lambda h: True),
+                ("docker", docker_backend, container_running),
+            ):
                 timing = one_run(backend, work / f"{name}-{i}", probe)
                 if i:
                     results[name].append(timing)

@@ -24,8 +24,12 @@ STAGES = ("data", "train", "lora", "merged", "gguf", "quantize", "smoke")
 def one_run(workdir: Path) -> tuple[float, dict[str, float]]:
     run_dir = workdir / f"run-{time.monotonic_ns()}"
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "runner", "run", "jobs/demo-tiny.toml", "--run-dir", str(run_dir)],
-                   cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "runner", "run", "jobs/demo-tiny.toml", "--run-dir", str(run_dir)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     wall = time.monotonic() - started
     report = json.loads((run_dir / "report.json").read_text())
     return wall, {s: report["stages"][s]["seconds"] for s in STAGES}
@@ -43,7 +47,9 @@ def main() -> None:
         values = [r[1][stage] for r in runs]
         print(f"{stage:<10}{statistics.median(values):>8.1f}{min(values):>8.1f}{max(values):>8.1f}")
     walls = [r[0] for r in runs]
-    print(f"{'wall':<10}{statistics.median(walls):>8.1f}{min(walls):>8.1f}{max(walls):>8.1f}  (incl. start-up)")
+    print(
+        f"{'wall':<10}{statistics.median(walls):>8.1f}{min(walls):>8.1f}{max(walls):>8.1f}  (incl. start-up)"
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import unsloth  # noqa: E402,F401  (before transformers/trl, as Unsloth asks)
 import torch  # noqa: E402
+import unsloth  # noqa: E402,F401  (before transformers/trl, as Unsloth asks)
 
 SEQ = 2048
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -79,32 +79,56 @@ def step_times_callback(times: list[float]) -> Any:
     return Timer()
 
 
-def summarize(name: str, times: list[float], meter: Meter, warmup: int, steps: int, repeats: int,
-              accum: int) -> dict[str, Any]:
-    per_step = [(sum(a for a, _ in meter.tokens[i * accum:(i + 1) * accum]),
-                 sum(u for _, u in meter.tokens[i * accum:(i + 1) * accum])) for i in range(len(times))]
+def summarize(
+    name: str, times: list[float], meter: Meter, warmup: int, steps: int, repeats: int, accum: int
+) -> dict[str, Any]:
+    per_step = [
+        (
+            sum(a for a, _ in meter.tokens[i * accum : (i + 1) * accum]),
+            sum(u for _, u in meter.tokens[i * accum : (i + 1) * accum]),
+        )
+        for i in range(len(times))
+    ]
     blocks = []
     for r in range(repeats):
         lo, hi = warmup + r * steps, warmup + (r + 1) * steps
         seconds = sum(times[lo:hi])
-        blocks.append((sum(a for a, _ in per_step[lo:hi]) / seconds, sum(u for _, u in per_step[lo:hi]) / seconds))
+        blocks.append(
+            (sum(a for a, _ in per_step[lo:hi]) / seconds, sum(u for _, u in per_step[lo:hi]) / seconds)
+        )
     all_tps = statistics.median(b[0] for b in blocks)
     useful_tps = statistics.median(b[1] for b in blocks)
-    return {"variant": name, "tokens_per_s": round(all_tps), "useful_tokens_per_s": round(useful_tps),
-            "blocks_useful": [round(b[1]) for b in blocks],
-            "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    return {
+        "variant": name,
+        "tokens_per_s": round(all_tps),
+        "useful_tokens_per_s": round(useful_tps),
+        "blocks_useful": [round(b[1]) for b in blocks],
+        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    }
 
 
-def run_variant(variant: str, model_dir: str, data: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+def run_variant(
+    variant: str, model_dir: str, data: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, Any]:
     from datasets import Dataset
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     total = args.warmup + args.steps * args.repeats
     times: list[float] = []
-    common = dict(per_device_train_batch_size=2, gradient_accumulation_steps=4, max_steps=total,
-                  learning_rate=2e-4, logging_steps=1000, save_strategy="no", report_to="none", bf16=True,
-                  output_dir=f"/tmp/bench-{variant}", disable_tqdm=True, seed=3407)
+    common = dict(
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=4,
+        max_steps=total,
+        learning_rate=2e-4,
+        logging_steps=1000,
+        save_strategy="no",
+        report_to="none",
+        bf16=True,
+        output_dir=f"/tmp/bench-{variant}",
+        disable_tqdm=True,
+        seed=3407,
+    )
     if variant == "a":
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
@@ -112,24 +136,48 @@ def run_variant(variant: str, model_dir: str, data: list[dict[str, Any]], args: 
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map="cuda")
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, target_modules=TARGETS, task_type="CAUSAL_LM"))
-        padded = [{"input_ids": r["input_ids"] + [0] * (SEQ - len(r["input_ids"])),
-                   "attention_mask": [1] * len(r["input_ids"]) + [0] * (SEQ - len(r["input_ids"])),
-                   "labels": r["labels"] + [-100] * (SEQ - len(r["labels"]))} for r in data]
+        model = get_peft_model(
+            model, LoraConfig(r=16, lora_alpha=16, target_modules=TARGETS, task_type="CAUSAL_LM")
+        )
+        padded = [
+            {
+                "input_ids": r["input_ids"] + [0] * (SEQ - len(r["input_ids"])),
+                "attention_mask": [1] * len(r["input_ids"]) + [0] * (SEQ - len(r["input_ids"])),
+                "labels": r["labels"] + [-100] * (SEQ - len(r["labels"])),
+            }
+            for r in data
+        ]
         meter = Meter(default_data_collator)
-        trainer = Trainer(model=model, args=TrainingArguments(**common, optim="adamw_torch"),
-                          train_dataset=Dataset.from_list(padded), data_collator=meter,
-                          callbacks=[step_times_callback(times)])
+        trainer = Trainer(
+            model=model,
+            args=TrainingArguments(**common, optim="adamw_torch"),
+            train_dataset=Dataset.from_list(padded),
+            data_collator=meter,
+            callbacks=[step_times_callback(times)],
+        )
     else:
         from trl import SFTConfig, SFTTrainer
         from unsloth import FastLanguageModel
 
-        model, tokenizer = FastLanguageModel.from_pretrained(model_dir, max_seq_length=SEQ, load_in_4bit=False)
-        model = FastLanguageModel.get_peft_model(model, r=16, lora_alpha=16, target_modules=TARGETS,
-                                                 use_gradient_checkpointing="unsloth", random_state=3407)
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_dir, max_seq_length=SEQ, load_in_4bit=False
+        )
+        model = FastLanguageModel.get_peft_model(
+            model,
+            r=16,
+            lora_alpha=16,
+            target_modules=TARGETS,
+            use_gradient_checkpointing="unsloth",
+            random_state=3407,
+        )
         cfg = SFTConfig(**common, max_length=SEQ, optim="adamw_8bit", padding_free=variant == "c+pf")
-        trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=Dataset.from_list(data),
-                             args=cfg, callbacks=[step_times_callback(times)])
+        trainer = SFTTrainer(
+            model=model,
+            processing_class=tokenizer,
+            train_dataset=Dataset.from_list(data),
+            args=cfg,
+            callbacks=[step_times_callback(times)],
+        )
         meter = Meter(trainer.data_collator)
         trainer.data_collator = meter
     trainer.train()
@@ -164,8 +212,17 @@ def main() -> None:
     for r in results:
         print(f"{r['variant']:<8}{r['tokens_per_s']:>10}{r['useful_tokens_per_s']:>14}{r['peak_gib']:>10}")
     if args.out:
-        args.out.write_text(json.dumps({"model": args.model, "gpu": torch.cuda.get_device_name(),
-                                        "torch": torch.__version__, "results": results}, indent=2))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "gpu": torch.cuda.get_device_name(),
+                    "torch": torch.__version__,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ def job_file(directory: Path) -> Path:
     (directory / "data").mkdir(parents=True)
     shutil.copy(ROOT / "jobs" / "data" / "medical-cot-tiny.jsonl", directory / "data")
     path = directory / "bench.toml"
-    path.write_text('name = "bench"\n[model]\nbase = "tuneq:tiny-llama"\n'
-                    '[data]\nsource = "data/medical-cot-tiny.jsonl"\n')
+    path.write_text(
+        'name = "bench"\n[model]\nbase = "tuneq:tiny-llama"\n[data]\nsource = "data/medical-cot-tiny.jsonl"\n'
+    )
     return path
 
 
@@ -52,8 +53,13 @@ def row(label: str, samples: list[float]) -> str:
 def cli(*argv: str) -> float:
     """Wall time of one ``python -m runner ...`` (interpreter start included)."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "runner", *argv], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, "-m", "runner", *argv],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
     return time.perf_counter() - start
 
 
@@ -66,8 +72,12 @@ def bench_store(home: Path, n: int) -> list[str]:
         rows.append(row("submit, in process (first 100)", submits[:100]))
         rows.append(row(f"submit, in process (last 1000, ~{n:,} in store)", submits[-1000:]))
         rows.append(row(f"list_jobs() with {n:,} jobs", [timed(store.list_jobs) for _ in range(10)]))
-        rows.append(row(f"list_jobs() + table with {n:,} jobs",
-                        [timed(lambda: jobs_table(store.list_jobs(), time.time())) for _ in range(10)]))
+        rows.append(
+            row(
+                f"list_jobs() + table with {n:,} jobs",
+                [timed(lambda: jobs_table(store.list_jobs(), time.time())) for _ in range(10)],
+            )
+        )
     for argv in (["submit", str(path)], ["status"], ["status", "--json"]):
         shown = "submit FILE" if argv[0] == "submit" else " ".join(argv)
         rows.append(row(f"`tuneq {shown}` (process) with {n:,} jobs", [cli(*argv) for _ in range(5)]))

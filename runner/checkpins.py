@@ -45,15 +45,19 @@ def unsloth_ranges() -> Ranges:
         for req in map(Requirement, requires(dist) or []):
             known = ranges.setdefault(canonicalize_name(req.name), [])
             if (req.marker is None or req.marker.evaluate(IMAGE_ENV)) and all(
-                    k.specifier != req.specifier for k in known):
+                k.specifier != req.specifier for k in known
+            ):
                 known.append(req)
     return ranges
 
 
 def dockerfile_problems(text: str, pins: Pins, ranges: Ranges) -> list[str]:
     """What is wrong with the Dockerfile's pins."""
-    problems = [f"Dockerfile: does not install the '{name}' extra through runner/pins.py"
-                for name in EXTRAS if not re.search(rf"runner/pins\.py {name}\b", text)]
+    problems = [
+        f"Dockerfile: does not install the '{name}' extra through runner/pins.py"
+        for name in EXTRAS
+        if not re.search(rf"runner/pins\.py {name}\b", text)
+    ]
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     for name, ver in re.findall(r"\b([A-Za-z0-9][A-Za-z0-9_.-]*)==([0-9][^\s\"'$`)]*)", code):
         pin = pins.get(canonicalize_name(name))
@@ -68,8 +72,9 @@ def dockerfile_problems(text: str, pins: Pins, ranges: Ranges) -> list[str]:
     cuda, index = args.get("CUDA_VERSION", ""), args.get("TORCH_INDEX", "")
     wanted = "cu" + "".join(cuda.split(".")[:2])
     if not index.rstrip("/").endswith(wanted):
-        problems.append(f"Dockerfile: TORCH_INDEX {index} does not match CUDA_VERSION {cuda} "
-                        f"(want .../{wanted})")
+        problems.append(
+            f"Dockerfile: TORCH_INDEX {index} does not match CUDA_VERSION {cuda} (want .../{wanted})"
+        )
     return problems
 
 
@@ -88,9 +93,12 @@ def pin_problems(pins: Pins, ranges: Ranges) -> list[str]:
 
 def environment_problems(pins: Pins) -> list[str]:
     """Installed packages of the local environment that differ from their exact pin."""
-    return [problem for name, pin in pins.items()
-            if (exact := _exact(pin)) and name not in _UNSLOTH
-            for problem in _installed(name, exact, "run `just setup`")]
+    return [
+        problem
+        for name, pin in pins.items()
+        if (exact := _exact(pin)) and name not in _UNSLOTH
+        for problem in _installed(name, exact, "run `just setup`")
+    ]
 
 
 def check(dockerfile: Path = DOCKERFILE) -> list[str]:
@@ -100,8 +108,11 @@ def check(dockerfile: Path = DOCKERFILE) -> list[str]:
         ranges = unsloth_ranges()
     except PackageNotFoundError:
         return ["unsloth is not installed here, so its declared ranges cannot be read: run `just setup`"]
-    return [*dockerfile_problems(dockerfile.read_text(), pins, ranges), *pin_problems(pins, ranges),
-            *environment_problems(pins)]
+    return [
+        *dockerfile_problems(dockerfile.read_text(), pins, ranges),
+        *pin_problems(pins, ranges),
+        *environment_problems(pins),
+    ]
 
 
 def _exact(req: Requirement) -> str | None:
@@ -110,8 +121,11 @@ def _exact(req: Requirement) -> str | None:
 
 
 def _fit(what: str, name: str, ver: str, reqs: Iterable[Requirement], whose: str = "pyproject") -> list[str]:
-    return [f"{what} is outside {whose}'s range {name}{r.specifier}" for r in reqs
-            if r.specifier and not r.specifier.contains(Version(ver).public, prereleases=True)]
+    return [
+        f"{what} is outside {whose}'s range {name}{r.specifier}"
+        for r in reqs
+        if r.specifier and not r.specifier.contains(Version(ver).public, prereleases=True)
+    ]
 
 
 def _installed(name: str, exact: str, fix: str) -> list[str]:

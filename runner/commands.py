@@ -50,12 +50,20 @@ def _data_problems(loaded: LoadedSpec) -> list[Problem]:
     path = resolve_local(source, loaded.base_dir)
     if path.is_file():
         return []
-    return [Problem(str(loaded.path), None, "data.source", f"data file {path} not found",
-                    "relative paths are taken from the job file's directory")]
+    return [
+        Problem(
+            str(loaded.path),
+            None,
+            "data.source",
+            f"data file {path} not found",
+            "relative paths are taken from the job file's directory",
+        )
+    ]
 
 
-def submit(store: Store, paths: Sequence[str | Path], *, priority: int = 0,
-           name: str | None = None) -> list[Job]:
+def submit(
+    store: Store, paths: Sequence[str | Path], *, priority: int = 0, name: str | None = None
+) -> list[Job]:
     """Validate all files, then queue each with a run directory holding its spec text and data copy.
 
     An invalid file raises :class:`SpecError` before anything is queued.
@@ -63,9 +71,14 @@ def submit(store: Store, paths: Sequence[str | Path], *, priority: int = 0,
     root = runs_root(store)
     jobs = []
     for loaded in load_all(paths):
-        new = NewJob(name=name or loaded.spec.name, spec_text=loaded.text, spec_hash=loaded.spec_hash,
-                     source_path=str(loaded.path.resolve()), priority=priority,
-                     retries=loaded.spec.run.retries)
+        new = NewJob(
+            name=name or loaded.spec.name,
+            spec_text=loaded.text,
+            spec_hash=loaded.spec_hash,
+            source_path=str(loaded.path.resolve()),
+            priority=priority,
+            retries=loaded.spec.run.retries,
+        )
         jobs.append(store.submit(new, now=time.time(), prepare=partial(_prepare, loaded, root)))
     return jobs
 

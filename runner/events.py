@@ -110,8 +110,14 @@ def format_event(event: Event) -> str:
     head = f"{event.get('t', '')[11:19]} {stage:<9}"
     if kind == "progress":
         parts = [f"step {event.get('step')}/{event.get('max_steps')}"]
-        for key, fmt in (("loss", "loss {:.4f}"), ("lr", "lr {:.2e}"), ("grad_norm", "grad {:.3f}"),
-                         ("tokens_per_s", "{:.0f} tok/s"), ("eta_s", "eta {:.0f}s"), ("mem_gib", "{:.1f} GiB")):
+        for key, fmt in (
+            ("loss", "loss {:.4f}"),
+            ("lr", "lr {:.2e}"),
+            ("grad_norm", "grad {:.3f}"),
+            ("tokens_per_s", "{:.0f} tok/s"),
+            ("eta_s", "eta {:.0f}s"),
+            ("mem_gib", "{:.1f} GiB"),
+        ):
             if isinstance(event.get(key), int | float):
                 parts.append(fmt.format(event[key]))
         return f"{head} " + "  ".join(parts)
@@ -119,15 +125,22 @@ def format_event(event: Event) -> str:
         return f"{head} started" + (f" ({event['reused']})" if event.get("reused") else "")
     if kind == "stage_end":
         state = "done" if event.get("ok") else "FAILED"
-        return f"{head} {state} in {event.get('seconds', 0):.1f}s" + (" (reused)" if event.get("reused") else "")
+        return f"{head} {state} in {event.get('seconds', 0):.1f}s" + (
+            " (reused)" if event.get("reused") else ""
+        )
     if kind == "artifact":
         return f"{head} artifact {event.get('path')} ({event.get('bytes', 0):,} bytes)"
     if kind == "metric":
         shown = {k: v for k, v in event.items() if k not in {"v", "t", "job", "stage", "type"}}
-        return f"{head} " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
+        return f"{head} " + "  ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()
+        )
     if kind == "error":
-        return f"{head} ERROR {event.get('cause')}" + (f"\n          hint: {event['hint']}" if event.get("hint") else "")
+        return f"{head} ERROR {event.get('cause')}" + (
+            f"\n          hint: {event['hint']}" if event.get("hint") else ""
+        )
     if kind == "job_end":
         return f"{head} job {'succeeded' if event.get('ok') else 'failed'}" + (
-            f": {event['reason']}" if event.get("reason") else "")
+            f": {event['reason']}" if event.get("reason") else ""
+        )
     return f"{head} {event.get('message', '')}"

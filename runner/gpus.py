@@ -31,7 +31,10 @@ def discover(configured: Sequence[int] | None = None) -> list[Gpu]:
     try:
         done = subprocess.run(
             [exe, "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GpuError(f"nvidia-smi did not answer: {exc}") from None

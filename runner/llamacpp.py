@@ -17,8 +17,14 @@ import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
-_KEEP_PREFIXES = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/",
-                  "models/ggml-vocab-", "LICENSE")
+_KEEP_PREFIXES = (
+    "convert_hf_to_gguf.py",
+    "convert_lora_to_gguf.py",
+    "conversion/",
+    "gguf-py/",
+    "models/ggml-vocab-",
+    "LICENSE",
+)
 MISSING_HINT = "run `just setup` (it extracts llama.cpp's converter from the llama-cpp-python sdist)"
 
 
@@ -54,16 +60,33 @@ def install(dest: Path | None = None) -> Path:
         return dest
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-             "-d", tmp, f"llama-cpp-python=={wanted}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-d",
+                tmp,
+                f"llama-cpp-python=={wanted}",
+            ],
             check=True,
         )
         sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
-        staging = Path(tempfile.mkdtemp(prefix=".llama.cpp-", dir=dest.parent if dest.parent.exists() else None))
+        staging = Path(
+            tempfile.mkdtemp(prefix=".llama.cpp-", dir=dest.parent if dest.parent.exists() else None)
+        )
         with tarfile.open(sdist) as archive:
             for member in archive.getmembers():
                 parts = member.name.split("/vendor/llama.cpp/", 1)
-                keep = len(parts) == 2 and parts[1].startswith(_KEEP_PREFIXES) and not parts[1].endswith((".inp", ".out"))
+                keep = (
+                    len(parts) == 2
+                    and parts[1].startswith(_KEEP_PREFIXES)
+                    and not parts[1].endswith((".inp", ".out"))
+                )
                 if keep and (member.isfile() or member.isdir()):
                     member.name = parts[1]
                     archive.extract(member, staging, filter="data")

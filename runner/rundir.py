@@ -116,8 +116,13 @@ def prepare_run_dir(loaded: LoadedSpec, root: Path, job_id: str) -> RunDir:
             shutil.copy2(src, dst)
         data_path = str(dst.relative_to(root))
     run.job_toml.write_text(loaded.text, encoding="utf-8")
-    info = {"job": job_id, "name": loaded.spec.name, "spec_hash": loaded.spec_hash,
-            "source_file": str(loaded.path.resolve()), "data_path": data_path}
+    info = {
+        "job": job_id,
+        "name": loaded.spec.name,
+        "spec_hash": loaded.spec_hash,
+        "source_file": str(loaded.path.resolve()),
+        "data_path": data_path,
+    }
     tmp = run.job_json.with_suffix(".tmp")
     tmp.write_text(json.dumps(info, indent=2))
     os.replace(tmp, run.job_json)

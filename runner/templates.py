@@ -85,29 +85,41 @@ def render_segments(example: Example, template: TemplateSpec, tokenizer: Any) ->
 def _plain_prompt_completion(example: Example, template: TemplateSpec) -> tuple[str, str]:
     messages = example.messages
     if sum(1 for m in messages if m.role == "assistant") != 1:
-        raise DataError(f"style '{template.style}' takes single-turn examples; use style 'chat' for conversations")
+        raise DataError(
+            f"style '{template.style}' takes single-turn examples; use style 'chat' for conversations"
+        )
     system = next((m.content for m in messages if m.role == "system"), template.system)
     user = next(m for m in messages if m.role == "user")
     answer = messages[-1]
     if template.style == "custom":
-        values = {**example.fields, "system": system or "", "prompt": user.content,
-                  "reasoning": answer.reasoning or "", "response": answer.content}
+        values = {
+            **example.fields,
+            "system": system or "",
+            "prompt": user.content,
+            "reasoning": answer.reasoning or "",
+            "response": answer.content,
+        }
         try:
             return template.prompt.format(**values), template.completion.format(**values)  # type: ignore[union-attr]
         except KeyError as exc:
-            raise DataError(f"template field {exc} is not a column or one of prompt/reasoning/response/system") from None
+            raise DataError(
+                f"template field {exc} is not a column or one of prompt/reasoning/response/system"
+            ) from None
     header = system or ALPACA_SYSTEM
     return f"{header}\n\n### Instruction:\n{user.content}\n\n### Response:\n", assistant_text(answer)
 
 
 def _chat_segments(example: Example, tokenizer: Any, chat_template: str, always_think: bool) -> list[Segment]:
-    conversation = [{"role": m.role,
-                     "content": assistant_text(m, always_think) if m.role == "assistant" else m.content}
-                    for m in example.messages]
+    conversation = [
+        {"role": m.role, "content": assistant_text(m, always_think) if m.role == "assistant" else m.content}
+        for m in example.messages
+    ]
 
     def render(upto: int, generation_prompt: bool) -> str:
         text: str = tokenizer.apply_chat_template(
-            conversation[:upto], chat_template=chat_template, tokenize=False,
+            conversation[:upto],
+            chat_template=chat_template,
+            tokenize=False,
             add_generation_prompt=generation_prompt,
         )
         return text
@@ -119,18 +131,24 @@ def _chat_segments(example: Example, tokenizer: Any, chat_template: str, always_
             continue
         before, after = render(i, True), render(i + 1, False)
         if not (before.startswith(done) and after.startswith(before)):
-            raise DataError("the chat template renders turns inconsistently (a prefix changes when a turn is added); "
-                            "use template.style = 'r1' or 'alpaca'")
-        segments += [(before[len(done):], False), (after[len(before):], True)]
+            raise DataError(
+                "the chat template renders turns inconsistently (a prefix changes when a turn is added); "
+                "use template.style = 'r1' or 'alpaca'"
+            )
+        segments += [(before[len(done) :], False), (after[len(before) :], True)]
         done = after
         reasoning = example.messages[i].reasoning
         if reasoning and reasoning.strip() not in after:
-            raise DataError("the model's chat template drops the <think> reasoning from assistant turns; "
-                            "use template.style = 'r1' (it keeps the reasoning)")
+            raise DataError(
+                "the model's chat template drops the <think> reasoning from assistant turns; "
+                "use template.style = 'r1' (it keeps the reasoning)"
+            )
     return segments
 
 
-def tokenize_example(example: Example, template: TemplateSpec, tokenizer: Any, max_seq_length: int) -> Tokenized:
+def tokenize_example(
+    example: Example, template: TemplateSpec, tokenizer: Any, max_seq_length: int
+) -> Tokenized:
     """Token ids and labels for one example, truncated to ``max_seq_length``.
 
     The whole text is tokenized once (as at inference), and a token carries the loss when it starts
@@ -138,8 +156,10 @@ def tokenize_example(example: Example, template: TemplateSpec, tokenizer: Any, m
     """
     segments = render_segments(example, template, tokenizer)
     last = max(i for i, (_, trained) in enumerate(segments) if trained)
-    segments = [(text.rstrip(), True) if i == last else (text, trained)
-                for i, (text, trained) in enumerate(segments[: last + 1])]
+    segments = [
+        (text.rstrip(), True) if i == last else (text, trained)
+        for i, (text, trained) in enumerate(segments[: last + 1])
+    ]
     text = "".join(t for t, _ in segments)
     spans, position = [], 0
     for piece, trained in segments:
@@ -148,8 +168,10 @@ def tokenize_example(example: Example, template: TemplateSpec, tokenizer: Any, m
         position += len(piece)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = list(encoded["input_ids"])
-    labels = [tid if any(a <= start < b for a, b in spans) else IGNORE
-              for tid, (start, _) in zip(ids, encoded["offset_mapping"], strict=True)]
+    labels = [
+        tid if any(a <= start < b for a, b in spans) else IGNORE
+        for tid, (start, _) in zip(ids, encoded["offset_mapping"], strict=True)
+    ]
     if not _ends_turn(tokenizer, ids):
         ids.append(tokenizer.eos_token_id)
         labels.append(tokenizer.eos_token_id)
@@ -164,8 +186,10 @@ def tokenize_example(example: Example, template: TemplateSpec, tokenizer: Any, m
 def _ends_turn(tokenizer: Any, ids: list[int]) -> bool:
     if not ids:
         return False
-    ends = {tokenizer.eos_token_id, *(tokenizer.convert_tokens_to_ids(t) for t in END_OF_TURN
-                                     if t in tokenizer.get_vocab())}
+    ends = {
+        tokenizer.eos_token_id,
+        *(tokenizer.convert_tokens_to_ids(t) for t in END_OF_TURN if t in tokenizer.get_vocab()),
+    }
     return ids[-1] in ends
 
 
@@ -199,8 +223,10 @@ def _custom_chat_template(prompt: str) -> str:
     """A Jinja template that renders a custom ``prompt`` for the last user message."""
     from string import Formatter
 
-    parts = ["{%- set ns = namespace(system='') -%}",
-             "{%- for m in messages if m['role'] == 'system' %}{% set ns.system = m['content'] %}{% endfor -%}"]
+    parts = [
+        "{%- set ns = namespace(system='') -%}",
+        "{%- for m in messages if m['role'] == 'system' %}{% set ns.system = m['content'] %}{% endfor -%}",
+    ]
     for literal, name, _, _ in Formatter().parse(prompt):
         parts.append("{% raw %}" + literal + "{% endraw %}" if literal else "")
         if name == "prompt":

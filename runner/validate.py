@@ -87,7 +87,12 @@ def check_labels(loaded: LoadedSpec, limit: int = 2000) -> LabelCheck:
     spec = loaded.spec
     examples = load_examples(spec.data, spec.template, loaded.base_dir, None, spec.train.seed).train[:limit]
     tokenizer = load_tokenizer(spec.model.base, spec.model.revision, spec.model.trust_remote_code)
-    rows: list[Tokenized] = [tokenize_example(e, spec.template, tokenizer, spec.model.max_seq_length)
-                             for e in examples]
-    return LabelCheck(len(rows), sum(r.trainable == 0 for r in rows), sum(r.truncated for r in rows),
-                      render_sample(rows[0], tokenizer))
+    rows: list[Tokenized] = [
+        tokenize_example(e, spec.template, tokenizer, spec.model.max_seq_length) for e in examples
+    ]
+    return LabelCheck(
+        len(rows),
+        sum(r.trainable == 0 for r in rows),
+        sum(r.truncated for r in rows),
+        render_sample(rows[0], tokenizer),
+    )

@@ -41,11 +41,13 @@ def test_submit_queues_and_reports(home: Path, make_job: JobFactory, capsys) -> 
     assert "tuneq daemon start" in err  # no worker yet
 
 
-def test_an_invalid_file_is_refused_and_nothing_queued(home: Path, make_job: JobFactory, tmp_path: Path,
-                                                       capsys) -> None:
+def test_an_invalid_file_is_refused_and_nothing_queued(
+    home: Path, make_job: JobFactory, tmp_path: Path, capsys
+) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text('name = "bad"\n[model]\nbase = "x"\n[data]\nsource = "d.jsonl"\n'
-                   '[train]\nlearnin_rate = 1\n')
+    bad.write_text(
+        'name = "bad"\n[model]\nbase = "x"\n[data]\nsource = "d.jsonl"\n[train]\nlearnin_rate = 1\n'
+    )
     code, _, err = tuneq(capsys, "submit", str(make_job("ok")), str(bad))
     assert code == 2
     assert f"{bad}:7: train.learnin_rate: unknown key" in err
@@ -65,9 +67,27 @@ def test_status_table_and_json(home: Path, make_job: JobFactory, capsys) -> None
     data = json.loads(tuneq(capsys, "status", "--json")[1])
     assert data["v"] == 1 and data["workers"] == []
     assert set(data["jobs"][0]) == {
-        "id", "name", "state", "priority", "attempts", "retries_left", "stage", "step", "max_steps", "loss",
-        "eta_s", "reason", "cancel_requested", "created_at", "started_at", "finished_at", "run_dir",
-        "spec_hash", "source_path", "worker"}
+        "id",
+        "name",
+        "state",
+        "priority",
+        "attempts",
+        "retries_left",
+        "stage",
+        "step",
+        "max_steps",
+        "loss",
+        "eta_s",
+        "reason",
+        "cancel_requested",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "run_dir",
+        "spec_hash",
+        "source_path",
+        "worker",
+    }
 
 
 def test_show_and_json(home: Path, make_job: JobFactory, capsys) -> None:
@@ -82,8 +102,16 @@ def test_show_and_json(home: Path, make_job: JobFactory, capsys) -> None:
 
 def test_unknown_ids_and_wrong_states_are_one_line_errors(home: Path, make_job: JobFactory, capsys) -> None:
     tuneq(capsys, "submit", str(make_job("a")))
-    for argv in (["show", "9"], ["log", "9"], ["cancel", "9"], ["retry", "9"], ["remove", "9"],
-                 ["priority", "9", "1"], ["retry", "1"], ["remove", "1"]):
+    for argv in (
+        ["show", "9"],
+        ["log", "9"],
+        ["cancel", "9"],
+        ["retry", "9"],
+        ["remove", "9"],
+        ["priority", "9", "1"],
+        ["retry", "1"],
+        ["remove", "1"],
+    ):
         code, _, err = tuneq(capsys, *argv)
         assert code == 2, argv
         assert len(err.strip().splitlines()) == 1, (argv, err)
@@ -113,8 +141,9 @@ def test_cancel_running_is_a_request(home: Path, make_job: JobFactory, capsys) -
     assert tuneq(capsys, "status")[1].splitlines()[1].split()[2] == "cancelling"
 
 
-def test_remove_artifacts_asks_first(home: Path, make_job: JobFactory, capsys,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_remove_artifacts_asks_first(
+    home: Path, make_job: JobFactory, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tuneq(capsys, "submit", str(make_job("a")))
     tuneq(capsys, "submit", str(make_job("b")))
     with Store() as store:

@@ -48,14 +48,19 @@ TOKEN = "hf_" + "x7" * 16
 
 
 def _spec(gpus: int = 0, image: str | None = None) -> JobSpec:
-    return JobSpec.model_validate({
-        "name": "fake", "model": {"base": "tuneq:tiny-llama"}, "data": {"source": "rows.jsonl"},
-        "run": {"backend": "docker", "gpus": gpus, "image": image},
-    })
+    return JobSpec.model_validate(
+        {
+            "name": "fake",
+            "model": {"base": "tuneq:tiny-llama"},
+            "data": {"source": "rows.jsonl"},
+            "run": {"backend": "docker", "gpus": gpus, "image": image},
+        }
+    )
 
 
-def _launch(run_dir: Path, job_id: str = "j1", gpus: tuple[int, ...] = (), spec: JobSpec | None = None,
-            **plan: Any) -> Launch:
+def _launch(
+    run_dir: Path, job_id: str = "j1", gpus: tuple[int, ...] = (), spec: JobSpec | None = None, **plan: Any
+) -> Launch:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "fake.json").write_text(json.dumps({"job": job_id, **plan}))
     return Launch(job_id=job_id, run_dir=run_dir, spec=spec or _spec(len(gpus)), gpus=gpus)
@@ -72,7 +77,9 @@ def test_create_kwargs_mounts_labels_name_env_shm(tmp_path: Path) -> None:
     assert kwargs["name"] == "tuneq-job-7" == container_name("job/7")
     assert kwargs["labels"] == {"tuneq.job": "job/7", "tuneq.worker": "w1", "tuneq.run_dir": run_dir}
     assert [(m["Source"], m["Target"], m["ReadOnly"]) for m in kwargs["mounts"]] == [
-        (run_dir, run_dir, False), (str(tmp_path / "hf"), CACHE_TARGET, False)]
+        (run_dir, run_dir, False),
+        (str(tmp_path / "hf"), CACHE_TARGET, False),
+    ]
     assert kwargs["command"] == ["python", "-m", "runner.pipeline", run_dir]
     assert kwargs["working_dir"] == run_dir and kwargs["shm_size"] == "8g" and kwargs["image"] == "tuneq:1"
     assert kwargs["environment"]["HF_TOKEN"] == TOKEN and kwargs["environment"]["EXTRA"] == "1"
@@ -95,32 +102,48 @@ def test_job_image_overrides_worker_image(tmp_path: Path) -> None:
 def test_device_request_names_exactly_the_assigned_gpus(tmp_path: Path) -> None:
     launch = Launch("j", tmp_path, _spec(gpus=2), gpus=(1, 3))
     requests = create_kwargs(launch, DockerSettings(), "w", {})["device_requests"]
-    assert requests == device_requests((1, 3)) == [
-        DeviceRequest(driver="nvidia", device_ids=["1", "3"], capabilities=[["gpu"]])]
+    assert (
+        requests
+        == device_requests((1, 3))
+        == [DeviceRequest(driver="nvidia", device_ids=["1", "3"], capabilities=[["gpu"]])]
+    )
     assert requests[0]["Count"] == 0  # no "all GPUs" request
     assert device_requests(()) == []
 
 
-@pytest.mark.parametrize(("state", "tail", "said", "reason"), [
-    ({"ExitCode": 0}, ["done"], None, None),
-    ({"ExitCode": 1}, ["x", "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB"], None,
-     CUDA_OOM),
-    ({"ExitCode": 1}, [], "train: CUDA out of memory", CUDA_OOM),
-    ({"ExitCode": 137, "OOMKilled": True}, ["step 3"], None, HOST_OOM),
-    ({"ExitCode": 137, "OOMKilled": True}, ["RuntimeError: CUDA error: out of memory"], None, CUDA_OOM),
-    ({"ExitCode": 1}, ["noise"], "smoke test failed", "smoke test failed"),
-    ({"ExitCode": 2}, ["ValueError: bad column", ""], None, "exit code 2: ValueError: bad column"),
-    ({"ExitCode": 137}, [], None, "killed (SIGKILL)"),
-    ({"ExitCode": 127, "Error": "exec: python: not found"}, [], None,
-     "container error: exec: python: not found"),
-])
+@pytest.mark.parametrize(
+    ("state", "tail", "said", "reason"),
+    [
+        ({"ExitCode": 0}, ["done"], None, None),
+        (
+            {"ExitCode": 1},
+            ["x", "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB"],
+            None,
+            CUDA_OOM,
+        ),
+        ({"ExitCode": 1}, [], "train: CUDA out of memory", CUDA_OOM),
+        ({"ExitCode": 137, "OOMKilled": True}, ["step 3"], None, HOST_OOM),
+        ({"ExitCode": 137, "OOMKilled": True}, ["RuntimeError: CUDA error: out of memory"], None, CUDA_OOM),
+        ({"ExitCode": 1}, ["noise"], "smoke test failed", "smoke test failed"),
+        ({"ExitCode": 2}, ["ValueError: bad column", ""], None, "exit code 2: ValueError: bad column"),
+        ({"ExitCode": 137}, [], None, "killed (SIGKILL)"),
+        (
+            {"ExitCode": 127, "Error": "exec: python: not found"},
+            [],
+            None,
+            "container error: exec: python: not found",
+        ),
+    ],
+)
 def test_exit_reason(state: dict[str, Any], tail: list[str], said: str | None, reason: str | None) -> None:
     assert exit_reason(state, tail, said) == reason
 
 
 def test_gpu_inventory_and_pick(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_nvidia_smi("0, NVIDIA H100 80GB HBM3, 81559\n1, NVIDIA H100 80GB HBM3, 81559\n") == [
-        Gpu(0, "NVIDIA H100 80GB HBM3", 81559), Gpu(1, "NVIDIA H100 80GB HBM3", 81559)]
+        Gpu(0, "NVIDIA H100 80GB HBM3", 81559),
+        Gpu(1, "NVIDIA H100 80GB HBM3", 81559),
+    ]
     assert discover([2, 0, 2]) == [Gpu(0), Gpu(2)]
     monkeypatch.setenv("PATH", "/nonexistent")
     assert discover() == []
@@ -135,8 +158,9 @@ def test_no_engine_is_a_one_line_error(tmp_path: Path) -> None:
         connect(f"unix://{tmp_path}/none.sock")
     assert "\n" not in str(info.value)
     problems = backend.preflight(_spec(gpus=1), host_gpus=0)
-    assert problems[0] == ("the job needs 1 GPU(s); this worker has 0 "
-                           "(none found by nvidia-smi? set the worker's gpus)")
+    assert problems[0] == (
+        "the job needs 1 GPU(s); this worker has 0 (none found by nvidia-smi? set the worker's gpus)"
+    )
     assert problems[1].startswith("no container engine answers")
     with pytest.raises(BackendError, match="no container engine answers"):
         backend.start(_launch(tmp_path / "run"))
@@ -195,8 +219,12 @@ def _settings(engine: str, tmp_path: Path, **changes: Any) -> DockerSettings:
     """The test image running the fake pipeline from this checkout (interpreter, venv, code read-only)."""
     base = Path(sys.base_prefix)
     values: dict[str, Any] = {
-        "image": TEST_IMAGE, "base_url": engine, "shm_size": "256m", "model_cache": tmp_path / "hf",
-        "network": "none", "command": (str(ROOT / ".venv/bin/python"), str(SCRIPTS / "fake_pipeline.py")),
+        "image": TEST_IMAGE,
+        "base_url": engine,
+        "shm_size": "256m",
+        "model_cache": tmp_path / "hf",
+        "network": "none",
+        "command": (str(ROOT / ".venv/bin/python"), str(SCRIPTS / "fake_pipeline.py")),
         "extra_mounts": (BindMount(ROOT, str(ROOT)), BindMount(base, str(base))),
     }
     (tmp_path / "hf").mkdir(exist_ok=True)
@@ -250,7 +278,13 @@ def test_job_runs_to_success_with_labels_name_mounts_shm(
     assert _wait(backend, handle) == Outcome(0, None)
     assert "hello from /cache/huggingface\ndone sleeping\n" in (run_dir / "log.txt").read_text()
     assert read_events(run_dir / "events.jsonl")[-1] | {"t": None} == {
-        "v": 1, "t": None, "job": "ok-1", "stage": None, "type": "job_end", "ok": True}
+        "v": 1,
+        "t": None,
+        "job": "ok-1",
+        "stage": None,
+        "type": "job_end",
+        "ok": True,
+    }
     assert backend.running() == {}
 
 
@@ -260,8 +294,14 @@ def test_failing_job_reports_exit_code_and_last_line(backend: DockerBackend, tmp
     assert _wait(backend, handle) == Outcome(3, "exit code 3: KeyError: 'text'")
     handle = backend.start(_launch(tmp_path / "said", "said", exit=1, reason="smoke test failed: no EOS"))
     assert _wait(backend, handle) == Outcome(1, "smoke test failed: no EOS")  # the pipeline's own reason
-    handle = backend.start(_launch(tmp_path / "run2", "oom", exit=1, stderr=[
-        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB"]))
+    handle = backend.start(
+        _launch(
+            tmp_path / "run2",
+            "oom",
+            exit=1,
+            stderr=["torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB"],
+        )
+    )
     assert _wait(backend, handle) == Outcome(1, CUDA_OOM)
 
 
@@ -291,8 +331,11 @@ def test_restarted_worker_reattaches_to_running_and_reaps_dead(
     _wait_for(lambda: client.containers.get(dead).status == "exited")
     _wait_for(lambda: "before restart" in (tmp_path / "live" / "log.txt").read_text())
 
-    never = client.containers.create(**create_kwargs(  # the worker died between create and start
-        _launch(tmp_path / "never", "never"), backend.settings, backend.worker_id, {})).id
+    never = client.containers.create(
+        **create_kwargs(  # the worker died between create and start
+            _launch(tmp_path / "never", "never"), backend.settings, backend.worker_id, {}
+        )
+    ).id
 
     restarted = DockerBackend(_settings(engine, tmp_path), backend.worker_id, client)  # memory lost
     assert restarted.running() == {"live": live}

@@ -30,14 +30,19 @@ def test_padding_free_batches_give_the_padded_loss() -> None:
 
     from runner.models.resolve import resolve_base
 
-    model, tokenizer = FastLanguageModel.from_pretrained(resolve_base("tuneq:tiny-r1-qwen"), max_seq_length=256,
-                                                         load_in_4bit=False)
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        resolve_base("tuneq:tiny-r1-qwen"), max_seq_length=256, load_in_4bit=False
+    )
     FastLanguageModel.for_training(model)
-    rows = [{"input_ids": list(range(1000, 1000 + n)), "labels": [-100] * 5 + list(range(1005, 1000 + n))}
-            for n in (40, 90)]
+    rows = [
+        {"input_ids": list(range(1000, 1000 + n)), "labels": [-100] * 5 + list(range(1005, 1000 + n))}
+        for n in (40, 90)
+    ]
     losses = []
     for padding_free in (False, True):
-        batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=padding_free)(rows)
+        batch = DataCollatorForLanguageModeling(
+            pad_token_id=tokenizer.pad_token_id, padding_free=padding_free
+        )(rows)
         with torch.no_grad():
             out = model(**{k: v.cuda() for k, v in batch.items()})
         losses.append(float(out.loss))
@@ -50,11 +55,20 @@ def test_tiny_job_runs_every_stage_on_the_gpu(tmp_path: Path) -> None:
         pytest.skip("llama-cpp-python was built without GPU offload")
     job = tmp_path / "job.toml"
     text = (ROOT / "jobs" / "gpu-random-r1-qwen-1.5b.toml").read_text()
-    job.write_text(text.replace("tuneq:random-r1-qwen-1.5b", "tuneq:tiny-r1-qwen").replace(
-        '"data/medical-cot-tiny.jsonl"', f'"{ROOT / "jobs/data/medical-cot-tiny.jsonl"}"'))
+    job.write_text(
+        text.replace("tuneq:random-r1-qwen-1.5b", "tuneq:tiny-r1-qwen").replace(
+            '"data/medical-cot-tiny.jsonl"', f'"{ROOT / "jobs/data/medical-cot-tiny.jsonl"}"'
+        )
+    )
     run_dir = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "runner", "run", str(job), "--run-dir", str(run_dir)],
-                            capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "runner", "run", str(job), "--run-dir", str(run_dir)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ),
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((run_dir / "report.json").read_text())
     assert report["ok"] and report["smoke"]["chat_template_embedded"]

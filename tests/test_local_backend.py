@@ -45,24 +45,39 @@ def test_default_command_and_override(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_output_goes_to_log_and_the_child_has_its_own_session(tmp_path: Path) -> None:
-    backend = LocalBackend(script(tmp_path, "print('hello', os.getcwd()); print('oops', file=sys.stderr)\n"
-                                            "print(os.getsid(0) == os.getpid()); sys.exit(4)\n"))
+    backend = LocalBackend(
+        script(
+            tmp_path,
+            "print('hello', os.getcwd()); print('oops', file=sys.stderr)\n"
+            "print(os.getsid(0) == os.getpid()); sys.exit(4)\n",
+        )
+    )
     run = launch(tmp_path)
     (run.run_dir / "log.txt").write_text("earlier\n")
     handle = backend.start(run)
     assert backend.running() in ({"7": handle}, {})
     assert wait_outcome(backend, handle) == Outcome(4, "exit code 4")
     assert (run.run_dir / "log.txt").read_text().splitlines() == [
-        "earlier", f"hello {run.run_dir}", "oops", "True"]
+        "earlier",
+        f"hello {run.run_dir}",
+        "oops",
+        "True",
+    ]
     assert backend.running() == {}
 
 
 def test_stop_kills_the_whole_group_after_the_grace_period(tmp_path: Path) -> None:
-    backend = LocalBackend(script(tmp_path, (
-        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-        "open(os.path.join(sys.argv[1], 'grandchild'), 'w').write(str(child.pid))\n"
-        "time.sleep(60)\n")))
+    backend = LocalBackend(
+        script(
+            tmp_path,
+            (
+                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+                "open(os.path.join(sys.argv[1], 'grandchild'), 'w').write(str(child.pid))\n"
+                "time.sleep(60)\n"
+            ),
+        )
+    )
     run = launch(tmp_path)
     handle = backend.start(run)
     marker = run.run_dir / "grandchild"

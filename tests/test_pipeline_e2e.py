@@ -26,8 +26,14 @@ FAKE_TOKEN = "hf_" + "Q" * 34
 
 def tuneq(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TUNEQ_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_TOKEN": FAKE_TOKEN}
-    return subprocess.run([sys.executable, "-m", "runner", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=1800)
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=1800,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +49,12 @@ def gguf_fields(path: Path) -> dict[str, Any]:
 
     reader = GGUFReader(str(path))
     out: dict[str, Any] = {}
-    for name in ("general.file_type", "general.type", "tokenizer.chat_template", "tokenizer.ggml.eos_token_id"):
+    for name in (
+        "general.file_type",
+        "general.type",
+        "tokenizer.chat_template",
+        "tokenizer.ggml.eos_token_id",
+    ):
         field = reader.fields.get(name)
         if field is not None:
             value = field.parts[field.data[0]]
@@ -56,9 +67,18 @@ def test_demo_succeeds_and_prints_the_tested_file(demo_run: tuple[Path, Any]) ->
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     q4 = run_dir / "gguf" / "demo-tiny-Q4_K_M.gguf"
     assert f"tested Q4_K_M: {q4}" in result.stdout
-    for name in ("job.toml", "events.jsonl", "log.txt", "lora/adapter_model.safetensors", "merged/config.json",
-                 "gguf/demo-tiny-f16.gguf", "gguf/demo-tiny-lora-f16.gguf", "smoke.json", "report.json",
-                 "SHA256SUMS"):
+    for name in (
+        "job.toml",
+        "events.jsonl",
+        "log.txt",
+        "lora/adapter_model.safetensors",
+        "merged/config.json",
+        "gguf/demo-tiny-f16.gguf",
+        "gguf/demo-tiny-lora-f16.gguf",
+        "smoke.json",
+        "report.json",
+        "SHA256SUMS",
+    ):
         assert (run_dir / name).exists(), name
     assert list((run_dir / "merged").glob("*.safetensors"))
     assert not list(run_dir.rglob("*.tmp")), "temporary files left behind"
@@ -113,7 +133,9 @@ def test_rerun_reuses_every_stage(demo_run: tuple[Path, Any], tmp_path: Path) ->
     result = tuneq("run", "jobs/demo-tiny.toml", "--run-dir", str(copy), home=tmp_path / "home")
     assert result.returncode == 0, result.stderr[-2000:]
     events = read_events(copy / "events.jsonl")
-    last_run = events[max(i for i, e in enumerate(events) if e["type"] == "stage_start" and e["stage"] == "data"):]
+    last_run = events[
+        max(i for i, e in enumerate(events) if e["type"] == "stage_start" and e["stage"] == "data") :
+    ]
     assert all(e.get("reused") for e in last_run if e["type"] == "stage_end")
 
 
@@ -124,8 +146,14 @@ def test_failed_expectation_fails_the_job_with_the_reason(demo_run: tuple[Path, 
     shutil.copytree(run_dir, copy)
     job = copy / "job.toml"
     job.write_text(job.read_text().replace('must_contain = ["</think>"]', 'must_contain = ["NEVER SAID"]'))
-    result = subprocess.run([sys.executable, "-m", "runner.pipeline", str(copy)], capture_output=True, text=True,
-                            cwd=copy, env={**os.environ, "TUNEQ_HOME": str(tmp_path / "home")}, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "runner.pipeline", str(copy)],
+        capture_output=True,
+        text=True,
+        cwd=copy,
+        env={**os.environ, "TUNEQ_HOME": str(tmp_path / "home")},
+        timeout=600,
+    )
     assert result.returncode == 1
     report = json.loads((copy / "report.json").read_text())
     assert not report["ok"] and "NEVER SAID" in report["failure"]["cause"]

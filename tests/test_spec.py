@@ -51,7 +51,7 @@ def test_unknown_table_lists_valid_keys() -> None:
 
 
 def test_wrong_type_and_out_of_range_are_all_reported_at_once() -> None:
-    found = problems(MINIMAL + "[train]\nmax_steps = \"ten\"\nlearning_rate = 2.0\n[lora]\nr = 0\n")
+    found = problems(MINIMAL + '[train]\nmax_steps = "ten"\nlearning_rate = 2.0\n[lora]\nr = 0\n')
     text = "\n".join(found)
     assert len(found) == 3
     assert "train.max_steps" in text and "train.learning_rate" in text and "lora.r" in text
@@ -84,7 +84,7 @@ def test_cross_field_rules() -> None:
         (None, "file not found"),
         (b"", "is empty"),
         (b"\x00\x01binary", "binary file"),
-        (b"name = \"\xff\xfe\"", "not valid UTF-8"),
+        (b'name = "\xff\xfe"', "not valid UTF-8"),
     ],
 )
 def test_unreadable_files(tmp_path: Path, content: bytes | None, expected: str) -> None:
@@ -103,7 +103,9 @@ def test_directory_is_not_a_job_file(tmp_path: Path) -> None:
 def test_missing_data_column_is_named(tmp_path: Path) -> None:
     (tmp_path / "rows.jsonl").write_text('{"Question": "q", "Answer": "a"}\n')
     job = tmp_path / "job.toml"
-    job.write_text(MINIMAL + 'format = "columns"\n[data.columns]\nprompt = "Question"\nresponse = "Response"\n')
+    job.write_text(
+        MINIMAL + 'format = "columns"\n[data.columns]\nprompt = "Question"\nresponse = "Response"\n'
+    )
     with pytest.raises(SpecError) as info:
         validate_file(job)
     assert "data.columns" in str(info.value) and "Response" in str(info.value)
@@ -112,7 +114,7 @@ def test_missing_data_column_is_named(tmp_path: Path) -> None:
 def test_missing_data_file_is_named(tmp_path: Path) -> None:
     job = tmp_path / "job.toml"
     job.write_text(MINIMAL)
-    with pytest.raises(SpecError, match="data.source: data file .*rows.jsonl not found"):
+    with pytest.raises(SpecError, match=r"data\.source: data file .*rows\.jsonl not found"):
         validate_file(job)
 
 
@@ -126,8 +128,9 @@ def test_hub_dataset_is_not_checked_offline(tmp_path: Path, monkeypatch: pytest.
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "runner", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args], capture_output=True, text=True, env=env, cwd=ROOT
+    )
 
 
 def test_cli_exit_codes_and_no_traceback(tmp_path: Path) -> None:
@@ -145,4 +148,6 @@ def test_cli_exit_codes_and_no_traceback(tmp_path: Path) -> None:
 def test_job_file_reference_is_current() -> None:
     from runner.spec.reference import render
 
-    assert (ROOT / "docs" / "job-file.md").read_text() == render(), "run: python -m runner.spec.reference > docs/job-file.md"
+    assert (ROOT / "docs" / "job-file.md").read_text() == render(), (
+        "run: python -m runner.spec.reference > docs/job-file.md"
+    )

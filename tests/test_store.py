@@ -26,8 +26,11 @@ from runner.store import (
 
 
 def _new(store: Store, priority: int = 0, retries: int = 1) -> int:
-    job = store.submit(NewJob("j", "name = 'j'", "h", "/x.toml", priority, retries), now=time.time(),
-                       prepare=lambda job_id: store.path.parent / "runs" / str(job_id))
+    job = store.submit(
+        NewJob("j", "name = 'j'", "h", "/x.toml", priority, retries),
+        now=time.time(),
+        prepare=lambda job_id: store.path.parent / "runs" / str(job_id),
+    )
     return job.id
 
 
@@ -195,9 +198,16 @@ def test_a_locked_database_is_a_clear_error(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
     Store(db).close()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sqlite3, sys, time\n"
-         f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\n"
-         "print('held', flush=True)\ntime.sleep(30)"], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\n"
+            "print('held', flush=True)\ntime.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with Store(db, timeout=0.2) as store, pytest.raises(StoreLocked, match="locked by another process"):

@@ -72,8 +72,11 @@ def test_alpaca_keeps_the_prompt_out_of_the_loss(tiny_tokenizer: Any) -> None:
 
 def test_custom_template_uses_columns(tiny_tokenizer: Any) -> None:
     tok = tiny_tokenizer
-    spec = TemplateSpec(style="custom", prompt="### Question:\n{Question}\n### Response:\n",
-                        completion="<think>{reasoning}</think>{response}")
+    spec = TemplateSpec(
+        style="custom",
+        prompt="### Question:\n{Question}\n### Response:\n",
+        completion="<think>{reasoning}</think>{response}",
+    )
     row = tokenize_example(example(), spec, tok, 512)
     eos = tok.decode([tok.eos_token_id])
     assert trained_text(tok, row.input_ids, row.labels) == f"<think>Add two and two.</think>Four.{eos}"
@@ -92,8 +95,14 @@ def test_truncation_can_leave_nothing_to_learn(tiny_tokenizer: Any) -> None:
 
 def test_qwen2_chat_template_multi_turn_trains_every_assistant_turn(qwen2_tokenizer: Any) -> None:
     tok = qwen2_tokenizer
-    conv = Example((Message("user", "Hi"), Message("assistant", "Hello!"), Message("user", "2+2?"),
-                    Message("assistant", "4")))
+    conv = Example(
+        (
+            Message("user", "Hi"),
+            Message("assistant", "Hello!"),
+            Message("user", "2+2?"),
+            Message("assistant", "4"),
+        )
+    )
     row = tokenize_example(conv, TemplateSpec(style="chat"), tok, 512)
     assert tok.bos_token_id is None and row.input_ids[0] == tok.convert_tokens_to_ids("<|im_start|>")
     assert trained_text(tok, row.input_ids, row.labels) == "Hello!<|im_end|>\n4<|im_end|>"
@@ -116,13 +125,18 @@ def test_padding_with_eos_never_masks_the_real_eos(qwen2_tokenizer: Any) -> None
     tok = qwen2_tokenizer
     assert tok.pad_token_id == tok.eos_token_id
     short = tokenize_example(example(), TemplateSpec(style="r1"), tok, 512)
-    long = tokenize_example(to_example({**ROW, "Response": "Four, since two and two make four."}, "columns",
-                                       COLUMNS), TemplateSpec(style="r1"), tok, 512)
+    long = tokenize_example(
+        to_example({**ROW, "Response": "Four, since two and two make four."}, "columns", COLUMNS),
+        TemplateSpec(style="r1"),
+        tok,
+        512,
+    )
     batch = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)(
-        [{"input_ids": r.input_ids, "labels": r.labels} for r in (short, long)])
+        [{"input_ids": r.input_ids, "labels": r.labels} for r in (short, long)]
+    )
     labels = batch["labels"][0].tolist()
     assert labels[len(short.input_ids) - 1] == tok.eos_token_id  # the real EOS keeps its label
-    assert all(lab == IGNORE for lab in labels[len(short.input_ids):])  # the padding does not
+    assert all(lab == IGNORE for lab in labels[len(short.input_ids) :])  # the padding does not
 
 
 def test_chat_template_that_drops_reasoning_is_refused(qwen2_tokenizer: Any) -> None:

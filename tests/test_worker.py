@@ -20,8 +20,9 @@ from runner.worker.clock import Clock, SystemClock
 from runner.worker.loop import Flags, run, tick
 from runner.worker.steps import WorkerConfig, WorkerRuntime
 
-FAST = WorkerConfig(lease_s=30, heartbeat_s=0.2, sweep_s=0.2, busy_poll_s=0.02, idle_poll_s=0.02,
-                    mirror_s=0.05, grace_s=2)
+FAST = WorkerConfig(
+    lease_s=30, heartbeat_s=0.2, sweep_s=0.2, busy_poll_s=0.02, idle_poll_s=0.02, mirror_s=0.05, grace_s=2
+)
 
 
 @dataclass
@@ -71,7 +72,11 @@ def test_a_job_runs_and_its_progress_is_mirrored(store: Store, make_job: JobFact
     drive(store, w, started(store, job.id, 2))
     mid = store.get(job.id)
     assert (mid.state, mid.progress.stage, mid.progress.max_steps, mid.handle) == (
-        JobState.RUNNING, "train", 4, next(iter(w.jobs.values())).handle)
+        JobState.RUNNING,
+        "train",
+        4,
+        next(iter(w.jobs.values())).handle,
+    )
     drive(store, w, ended(store, job.id))
     done = store.get(job.id)
     assert (done.state, done.reason, done.attempts) == (JobState.SUCCEEDED, None, 1)
@@ -80,7 +85,8 @@ def test_a_job_runs_and_its_progress_is_mirrored(store: Store, make_job: JobFact
 
 
 def test_a_failing_job_fails_with_its_cause_and_the_next_still_runs(
-        store: Store, make_job: JobFactory, tmp_path: Path) -> None:
+    store: Store, make_job: JobFactory, tmp_path: Path
+) -> None:
     bad = submit(store, make_job("bad", "fail"))
     crash = submit(store, make_job("crash", "crash"))
     good = submit(store, make_job("good"))
@@ -125,8 +131,7 @@ def test_cancel_escalates_to_sigkill(store: Store, make_job: JobFactory) -> None
     assert store.get(job.id).state is JobState.CANCELLED
 
 
-def test_retry_of_a_failed_job_reuses_its_run_directory(
-        store: Store, make_job: JobFactory) -> None:
+def test_retry_of_a_failed_job_reuses_its_run_directory(store: Store, make_job: JobFactory) -> None:
     job = submit(store, make_job("flaky", "fail-first"))
     w = worker()
     drive(store, w, ended(store, job.id))
@@ -139,7 +144,8 @@ def test_retry_of_a_failed_job_reuses_its_run_directory(
 
 
 def test_a_dead_workers_job_is_interrupted_its_pipeline_stopped_and_requeued(
-        store: Store, make_job: JobFactory) -> None:
+    store: Store, make_job: JobFactory
+) -> None:
     job = submit(store, make_job("long", "steps=100 sleep=60", retries=1))
     dead = worker()
     drive(store, dead, started(store, job.id))
@@ -165,7 +171,8 @@ def test_an_interrupted_job_without_retries_stays_interrupted(store: Store, make
 
 
 def test_a_job_that_finished_while_no_worker_watched_ends_as_it_reported(
-        store: Store, make_job: JobFactory) -> None:
+    store: Store, make_job: JobFactory
+) -> None:
     job = submit(store, make_job("quick", "steps=1"))
     dead = worker()
     drive(store, dead, started(store, job.id))
@@ -175,7 +182,8 @@ def test_a_job_that_finished_while_no_worker_watched_ends_as_it_reported(
 
 
 def test_an_expired_lease_on_another_host_is_swept_and_the_old_worker_lets_go(
-        store: Store, make_job: JobFactory) -> None:
+    store: Store, make_job: JobFactory
+) -> None:
     clock = HandClock()
     job = submit(store, make_job("long", "steps=100 sleep=60"))
     remote = worker(clock)

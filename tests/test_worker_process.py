@@ -27,8 +27,9 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
 
     def start(*args: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"worker{len(procs)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "runner.worker", *args], stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner.worker", *args], stdout=log, stderr=subprocess.STDOUT
+        )
         procs.append(proc)
         return proc
 
@@ -46,8 +47,9 @@ def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def test_kill_9_then_restart_resumes_the_job(store: Store, make_job: JobFactory, spawn,
-                                             tmp_path: Path) -> None:
+def test_kill_9_then_restart_resumes_the_job(
+    store: Store, make_job: JobFactory, spawn, tmp_path: Path
+) -> None:
     (job,) = commands.submit(store, [make_job("long", "steps=20 sleep=4")])
     (other,) = commands.submit(store, [make_job("next")])
     first = spawn()
@@ -65,8 +67,9 @@ def test_kill_9_then_restart_resumes_the_job(store: Store, make_job: JobFactory,
     assert runs_log(tmp_path) == [str(job.id), str(job.id), str(other.id)]
 
 
-def test_sigterm_interrupts_the_job_and_exits_cleanly(store: Store, make_job: JobFactory, spawn,
-                                                      tmp_path: Path) -> None:
+def test_sigterm_interrupts_the_job_and_exits_cleanly(
+    store: Store, make_job: JobFactory, spawn, tmp_path: Path
+) -> None:
     (job,) = commands.submit(store, [make_job("long", "steps=100 sleep=60", retries=0)])
     worker = spawn()
     wait_for(lambda: store.get(job.id).progress.step is not None)
@@ -88,12 +91,15 @@ def test_one_worker_per_state_directory_unless_extra(store: Store, spawn, tmp_pa
 
 
 def test_two_workers_run_200_jobs_submitted_concurrently_exactly_once(
-        store: Store, make_job: JobFactory, spawn, tmp_path: Path) -> None:
+    store: Store, make_job: JobFactory, spawn, tmp_path: Path
+) -> None:
     path = make_job("many")
     spawn()
     spawn("--extra")
-    script = ("import sys\nfrom runner import commands\nfrom runner.store import Store\n"
-              "with Store() as s:\n    for _ in range(50):\n        commands.submit(s, [sys.argv[1]])\n")
+    script = (
+        "import sys\nfrom runner import commands\nfrom runner.store import Store\n"
+        "with Store() as s:\n    for _ in range(50):\n        commands.submit(s, [sys.argv[1]])\n"
+    )
     submitters = [subprocess.Popen([sys.executable, "-c", script, str(path)]) for _ in range(4)]
     assert [p.wait(timeout=120) for p in submitters] == [0, 0, 0, 0]
     jobs = store.list_jobs()

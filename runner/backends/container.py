@@ -89,8 +89,10 @@ def create_kwargs(
     mounts = [
         Mount(target=run_dir, source=run_dir, type="bind"),
         Mount(target=CACHE_TARGET, source=str(settings.model_cache.resolve()), type="bind"),
-        *(Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
-          for m in settings.extra_mounts),
+        *(
+            Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
+            for m in settings.extra_mounts
+        ),
     ]
     kwargs: dict[str, Any] = {
         "image": launch.spec.run.image or settings.image,

@@ -82,8 +82,10 @@ class DockerBackend:
         """Every reason ``spec`` cannot run here (engine, image, GPUs), as one-line messages."""
         problems = []
         if spec.run.gpus > host_gpus:
-            problems.append(f"the job needs {spec.run.gpus} GPU(s); this worker has {host_gpus} "
-                            "(none found by nvidia-smi? set the worker's gpus)")
+            problems.append(
+                f"the job needs {spec.run.gpus} GPU(s); this worker has {host_gpus} "
+                "(none found by nvidia-smi? set the worker's gpus)"
+            )
         image = spec.run.image or self.settings.image
         try:
             with _engine_errors("looking up the image"):
@@ -97,8 +99,9 @@ class DockerBackend:
     def start(self, launch: Launch) -> str:
         """Create and start the job's container; return its id."""
         if len(launch.gpus) < launch.spec.run.gpus:
-            raise BackendError(f"job {launch.job_id} needs {launch.spec.run.gpus} GPU(s), "
-                               f"{len(launch.gpus)} assigned")
+            raise BackendError(
+                f"job {launch.job_id} needs {launch.spec.run.gpus} GPU(s), {len(launch.gpus)} assigned"
+            )
         kwargs = create_kwargs(launch, self.settings, self.worker_id, os.environ)
         self._remove_stale(kwargs["name"])
         try:

@@ -52,9 +52,15 @@ class LocalBackend:
         if launch.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in launch.gpus)
         with RunDir(launch.run_dir).log.open("ab") as log:
-            proc = subprocess.Popen([*self.command, str(launch.run_dir)], cwd=launch.run_dir,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [*self.command, str(launch.run_dir)],
+                cwd=launch.run_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         handle = str(proc.pid)
         self._children[handle] = (launch.job_id, proc)
         return handle

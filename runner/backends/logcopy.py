@@ -39,15 +39,18 @@ class LogCopy:
         since = int(log.stat().st_mtime) - 1 if log.exists() else None
         copy = cls(container, log, since=since)
         if since is not None:
-            copy._write(f"{MARKER}{now_iso()}] worker re-attached; output since then follows "
-                        "(a few lines may repeat)\n")
+            copy._write(
+                f"{MARKER}{now_iso()}] worker re-attached; output since then follows "
+                "(a few lines may repeat)\n"
+            )
         return copy
 
     def follow(self) -> None:
         """Start copying in a daemon thread until the container's output ends (``log`` exists from now)."""
         self.log.touch()
-        self._thread = threading.Thread(target=self._copy, args=(True,), daemon=True,
-                                        name=f"logs-{self.container.name}")
+        self._thread = threading.Thread(
+            target=self._copy, args=(True,), daemon=True, name=f"logs-{self.container.name}"
+        )
         self._thread.start()
 
     def once(self) -> None:

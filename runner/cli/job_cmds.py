@@ -24,20 +24,30 @@ def register(sub: Any) -> None:
     """Add ``validate`` and ``run``."""
     p = sub.add_parser("validate", help="check job files without touching a GPU")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--show-sample", action="store_true",
-                   help="render one training example with the model's tokenizer and count unusable ones")
+    p.add_argument(
+        "--show-sample",
+        action="store_true",
+        help="render one training example with the model's tokenizer and count unusable ones",
+    )
     p.set_defaults(handler=cmd_validate)
     p = sub.add_parser("run", help="run one job in the foreground (no queue)")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--run-dir", type=Path, help="run directory (default: runs/<name>-<time>; reused if it exists)")
+    p.add_argument(
+        "--run-dir", type=Path, help="run directory (default: runs/<name>-<time>; reused if it exists)"
+    )
     p.set_defaults(handler=cmd_run)
 
 
 def _summary(loaded: LoadedSpec, data: DataCheck) -> str:
     s = loaded.spec
-    steps = f"{s.train.max_steps} steps" if s.train.max_steps > 0 else f"{s.train.num_train_epochs:g} epoch(s)"
-    rows = (f"{data.train_rows} train + {data.eval_rows} eval rows, format {data.format}"
-            if data.status == "checked" else data.status)
+    steps = (
+        f"{s.train.max_steps} steps" if s.train.max_steps > 0 else f"{s.train.num_train_epochs:g} epoch(s)"
+    )
+    rows = (
+        f"{data.train_rows} train + {data.eval_rows} eval rows, format {data.format}"
+        if data.status == "checked"
+        else data.status
+    )
     lines = [
         f"{loaded.path}: valid",
         f"  model     {s.model.base}, max_seq_length {s.model.max_seq_length}, "
@@ -76,11 +86,16 @@ def _show_sample(loaded: LoadedSpec) -> int:
         print(f"{loaded.path}: cannot render a sample: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(labels.sample, end="")
-    print(f"  {labels.examples} examples tokenized: {labels.truncated} truncated to "
-          f"max_seq_length, {labels.no_target} with nothing to learn")
+    print(
+        f"  {labels.examples} examples tokenized: {labels.truncated} truncated to "
+        f"max_seq_length, {labels.no_target} with nothing to learn"
+    )
     if labels.no_target == labels.examples:
-        print(f"{loaded.path}: model.max_seq_length: every example loses its answer to truncation "
-              "(all labels would be -100)\n    hint: raise model.max_seq_length", file=sys.stderr)
+        print(
+            f"{loaded.path}: model.max_seq_length: every example loses its answer to truncation "
+            "(all labels would be -100)\n    hint: raise model.max_seq_length",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     return EXIT_OK
 

@@ -53,8 +53,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep following until the job ends")
     p.set_defaults(handler=_with_store(_log))
 
-    for verb, action, help_ in (("cancel", _cancel, "cancel queued or running jobs"),
-                                ("retry", _retry, "requeue failed, interrupted or cancelled jobs")):
+    for verb, action, help_ in (
+        ("cancel", _cancel, "cancel queued or running jobs"),
+        ("retry", _retry, "requeue failed, interrupted or cancelled jobs"),
+    ):
         p = sub.add_parser(verb, help=help_)
         p.add_argument("ids", nargs="+", type=int, metavar="ID")
         p.set_defaults(handler=_with_store(_each(action)))

@@ -37,8 +37,15 @@ def progress_label(job: Job) -> str:
 def jobs_table(jobs: list[Job], now: float) -> str:
     """The ``tuneq status`` table."""
     rows = [_COLUMNS] + [
-        (str(j.id), j.name, state_label(j), j.progress.stage or "-", progress_label(j),
-         "-" if j.progress.loss is None else f"{j.progress.loss:.4f}", age(now - j.created_at))
+        (
+            str(j.id),
+            j.name,
+            state_label(j),
+            j.progress.stage or "-",
+            progress_label(j),
+            "-" if j.progress.loss is None else f"{j.progress.loss:.4f}",
+            age(now - j.created_at),
+        )
         for j in jobs
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
@@ -51,12 +58,25 @@ def job_details(job: Job) -> str:
     run = RunDir(Path(job.run_dir))
     p = job.progress
     fields = [
-        ("id", job.id), ("name", job.name), ("state", state_label(job)), ("priority", job.priority),
-        ("attempts", job.attempts), ("retries left", job.retries_left), ("stage", p.stage),
-        ("progress", progress_label(job)), ("loss", p.loss),
+        ("id", job.id),
+        ("name", job.name),
+        ("state", state_label(job)),
+        ("priority", job.priority),
+        ("attempts", job.attempts),
+        ("retries left", job.retries_left),
+        ("stage", p.stage),
+        ("progress", progress_label(job)),
+        ("loss", p.loss),
         ("eta", None if p.eta_s is None else age(p.eta_s)),
-        ("reason", job.reason), ("created", iso(job.created_at)), ("started", iso(job.started_at)),
-        ("finished", iso(job.finished_at)), ("worker", job.worker), ("submitted from", job.source_path),
-        ("run dir", job.run_dir), ("events", run.events), ("log", run.log), ("spec hash", job.spec_hash[:16]),
+        ("reason", job.reason),
+        ("created", iso(job.created_at)),
+        ("started", iso(job.started_at)),
+        ("finished", iso(job.finished_at)),
+        ("worker", job.worker),
+        ("submitted from", job.source_path),
+        ("run dir", job.run_dir),
+        ("events", run.events),
+        ("log", run.log),
+        ("spec hash", job.spec_hash[:16]),
     ]
     return "\n".join(f"{name + ':':<16}{'-' if value is None else value}" for name, value in fields)

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.dataset.formats import Example, detect_format, required_columns, to_example
-from runner.dataset.read import DataError, Row, is_local_source, parse_split, read_hub, read_local, resolve_local
+from runner.dataset.read import (
+    DataError,
+    Row,
+    is_local_source,
+    parse_split,
+    read_hub,
+    read_local,
+    resolve_local,
+)
 from runner.spec.model import DataSpec, TemplateSpec
 
 MAX_ROW_PROBLEMS = 5
@@ -22,7 +30,9 @@ class Examples:
     format: str
 
 
-def read_rows(data: DataSpec, base_dir: Path, local_copy: Path | None = None, split: str | None = None) -> list[Row]:
+def read_rows(
+    data: DataSpec, base_dir: Path, local_copy: Path | None = None, split: str | None = None
+) -> list[Row]:
     """Rows of ``split`` (default ``data.split``): from the run's copy, the local file, or the hub."""
     split = split or data.split
     if local_copy is not None:
@@ -62,8 +72,9 @@ def normalize(rows: list[Row], fmt: str, data: DataSpec, template: TemplateSpec)
     return examples
 
 
-def load_examples(data: DataSpec, template: TemplateSpec, base_dir: Path, local_copy: Path | None,
-                  seed: int) -> Examples:
+def load_examples(
+    data: DataSpec, template: TemplateSpec, base_dir: Path, local_copy: Path | None, seed: int
+) -> Examples:
     """Train and eval examples for a job (eval from a named split or a seeded fraction of the rows)."""
     rows = read_rows(data, base_dir, local_copy)
     fmt = resolve_format(data, rows)

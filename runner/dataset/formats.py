@@ -12,8 +12,16 @@ from typing import Any
 
 from runner.dataset.read import DataError, Row
 
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
+_SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ def detect_format(columns: set[str]) -> str:
         return "prompt_completion"
     raise DataError(
         f"cannot tell the data format from its columns {sorted(columns)}; set data.format = 'columns' and map "
-        "them, e.g. [data.columns] prompt = \"Question\", reasoning = \"Complex_CoT\", response = \"Response\""
+        'them, e.g. [data.columns] prompt = "Question", reasoning = "Complex_CoT", response = "Response"'
     )
 
 
@@ -129,5 +137,10 @@ def _columns(row: Row, mapping: dict[str, str]) -> list[Message]:
     return messages
 
 
-_MAKERS = {"alpaca": _alpaca, "sharegpt": _sharegpt, "messages": _messages,
-           "prompt_completion": _prompt_completion, "columns": _columns}
+_MAKERS = {
+    "alpaca": _alpaca,
+    "sharegpt": _sharegpt,
+    "messages": _messages,
+    "prompt_completion": _prompt_completion,
+    "columns": _columns,
+}

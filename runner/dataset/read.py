@@ -121,7 +121,9 @@ def _read_parquet(path: Path) -> list[Row]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise DataError("reading parquet needs pyarrow (part of the training environment: `just setup`)") from None
+        raise DataError(
+            "reading parquet needs pyarrow (part of the training environment: `just setup`)"
+        ) from None
     try:
         rows: list[Row] = pq.read_table(path).to_pylist()
     except Exception as exc:  # pyarrow raises several types for damaged files
@@ -136,5 +138,7 @@ def read_hub(source: str, subset: str | None, split: str) -> list[Row]:
     try:
         dataset = load_dataset(source, subset, split=split)
     except Exception as exc:  # the hub client raises many types; the message is what matters
-        raise DataError(f"cannot load hub dataset '{source}' ({subset or 'default'}, {split}): {exc}") from None
+        raise DataError(
+            f"cannot load hub dataset '{source}' ({subset or 'default'}, {split}): {exc}"
+        ) from None
     return [dict(row) for row in dataset]

@@ -25,12 +25,30 @@ R1_MARKERS = ("<｜User｜>", "<｜Assistant｜>", "<think>", "</think>")
 _VERSION = "v1"
 
 SHAPES: dict[str, dict[str, Any]] = {
-    "tuneq:random-r1-qwen-1.5b": {"arch": "qwen2", "hidden_size": 1536, "intermediate_size": 8960,
-                                  "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2},
-    "tuneq:random-llama-8b": {"arch": "llama", "hidden_size": 4096, "intermediate_size": 14336,
-                              "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8},
-    "tuneq:tiny-r1-qwen": {"arch": "qwen2", "hidden_size": 256, "intermediate_size": 768,
-                           "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2},
+    "tuneq:random-r1-qwen-1.5b": {
+        "arch": "qwen2",
+        "hidden_size": 1536,
+        "intermediate_size": 8960,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 2,
+    },
+    "tuneq:random-llama-8b": {
+        "arch": "llama",
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+    },
+    "tuneq:tiny-r1-qwen": {
+        "arch": "qwen2",
+        "hidden_size": 256,
+        "intermediate_size": 768,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
 }
 
 
@@ -67,15 +85,24 @@ def build_random_model(name: str, dest: Path, tokenizer_dir: Path, seed: int = 0
     arch = shape.pop("arch")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     vocab = (len(tokenizer) + 127) // 128 * 128
-    config_cls, model_cls = (Qwen2Config, Qwen2ForCausalLM) if arch == "qwen2" else (LlamaConfig, LlamaForCausalLM)
-    config = config_cls(vocab_size=vocab, max_position_embeddings=32768, rms_norm_eps=1e-6, rope_theta=10000.0,
-                        tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                        torch_dtype="bfloat16", **shape)
+    config_cls, model_cls = (
+        (Qwen2Config, Qwen2ForCausalLM) if arch == "qwen2" else (LlamaConfig, LlamaForCausalLM)
+    )
+    config = config_cls(
+        vocab_size=vocab,
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        dtype="bfloat16",
+        **shape,
+    )
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.device(device):
-        model = model_cls(config).to(torch.bfloat16)
+        model = model_cls(config).bfloat16()
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".random-", dir=dest.parent))
     try:

@@ -52,4 +52,6 @@ def load_tokenizer(base: str, revision: str | None = None, trust_remote_code: bo
     """The base model's tokenizer (from the HF cache or the hub for hub ids)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_base(base), revision=revision, trust_remote_code=trust_remote_code)
+    return AutoTokenizer.from_pretrained(
+        resolve_base(base), revision=revision, trust_remote_code=trust_remote_code
+    )

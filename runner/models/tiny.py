@@ -38,16 +38,38 @@ def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
     try:
         prefix = work / "tokenizer"
         spm.SentencePieceTrainer.train(
-            input=str(_CORPUS), model_prefix=str(prefix), vocab_size=1024, model_type="bpe",
-            byte_fallback=True, character_coverage=1.0, split_digits=True,
-            unk_id=0, bos_id=1, eos_id=2, pad_id=3,
-            unk_piece="<unk>", bos_piece=BOS, eos_piece=EOS, pad_piece=PAD,
-            user_defined_symbols=SPECIAL, num_threads=2, minloglevel=2,
+            input=str(_CORPUS),
+            model_prefix=str(prefix),
+            vocab_size=1024,
+            model_type="bpe",
+            byte_fallback=True,
+            character_coverage=1.0,
+            split_digits=True,
+            unk_id=0,
+            bos_id=1,
+            eos_id=2,
+            pad_id=3,
+            unk_piece="<unk>",
+            bos_piece=BOS,
+            eos_piece=EOS,
+            pad_piece=PAD,
+            user_defined_symbols=SPECIAL,
+            num_threads=2,
+            minloglevel=2,
         )
-        extracted = SentencePieceExtractor(str(prefix) + ".model").extract(tokenizers.models.BPE)
+        extracted: dict[str, Any] = SentencePieceExtractor(str(prefix) + ".model").extract(  # type: ignore[assignment]
+            tokenizers.models.BPE
+        )
         tokenizer = LlamaTokenizer(
-            vocab=extracted["vocab"], merges=extracted["merges"], bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token="<unk>",
-            add_bos_token=True, add_eos_token=False, add_prefix_space=False,  # as llama.cpp tokenizes it
+            vocab=extracted["vocab"],
+            merges=extracted["merges"],
+            bos_token=BOS,
+            eos_token=EOS,
+            pad_token=PAD,
+            unk_token="<unk>",
+            add_bos_token=True,
+            add_eos_token=False,
+            add_prefix_space=False,  # as llama.cpp tokenizes it
         )
         # As in the real R1 distills: role and think markers are added tokens, but not "special" ones,
         # so llama.cpp prints </think> in answers instead of hiding it as a control token.
@@ -55,10 +77,18 @@ def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
         tokenizer.chat_template = r1_inference_template()
         torch.manual_seed(seed)
         config = LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=256, intermediate_size=768, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False, torch_dtype="float32",
+            vocab_size=len(tokenizer),
+            hidden_size=256,
+            intermediate_size=768,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=2048,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=False,
+            dtype="float32",
         )
         model = LlamaForCausalLM(config)
         _pretrain(model, tokenizer)

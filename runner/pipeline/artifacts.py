@@ -23,8 +23,12 @@ def sha256_file(path: Path) -> str:
 
 def record_artifact(ctx: StageContext, path: Path, kind: str) -> dict[str, Any]:
     """Emit an ``artifact`` event for a finished file and return its description."""
-    entry = {"path": str(path.relative_to(ctx.run.root)), "kind": kind, "bytes": path.stat().st_size,
-             "sha256": sha256_file(path)}
+    entry = {
+        "path": str(path.relative_to(ctx.run.root)),
+        "kind": kind,
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+    }
     ctx.emit("artifact", **entry)
     return entry
 
@@ -38,8 +42,9 @@ def run_converter(ctx: StageContext, script: Path, args: list[str], out: Path) -
     tmp.unlink(missing_ok=True)
     env = dict(os.environ)
     env.pop("NO_LOCAL_GGUF", None)  # let the converter use its own gguf-py, newer than PyPI's
-    proc = subprocess.run([sys.executable, str(script), *args, "--outfile", str(tmp)], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(script), *args, "--outfile", str(tmp)], env=env, capture_output=True, text=True
+    )
     sys.stdout.write(proc.stdout[-20_000:])
     sys.stderr.write(proc.stderr[-20_000:])
     if proc.returncode != 0 or not tmp.exists() or tmp.stat().st_size == 0:

@@ -45,22 +45,36 @@ def run(ctx: StageContext) -> dict[str, Any]:
     (tmp / "sample.txt").write_text(render_sample(train[0], tokenizer))
     shutil.rmtree(ctx.run.data_dir, ignore_errors=True)
     os.replace(tmp, ctx.run.data_dir)
-    ctx.emit("metric", train_rows=len(train), eval_rows=len(evals), train_tokens=train_stats["tokens"],
-             truncated=train_stats["truncated"], dropped=train_stats["dropped_no_target"])
+    ctx.emit(
+        "metric",
+        train_rows=len(train),
+        eval_rows=len(evals),
+        train_tokens=train_stats["tokens"],
+        truncated=train_stats["truncated"],
+        dropped=train_stats["dropped_no_target"],
+    )
     return stats
 
 
-def _tokenize_all(examples: list[Example], ctx: StageContext, tokenizer: Any) -> tuple[list[Tokenized], dict[str, Any]]:
-    rows = [tokenize_example(e, ctx.spec.template, tokenizer, ctx.spec.model.max_seq_length) for e in examples]
+def _tokenize_all(
+    examples: list[Example], ctx: StageContext, tokenizer: Any
+) -> tuple[list[Tokenized], dict[str, Any]]:
+    rows = [
+        tokenize_example(e, ctx.spec.template, tokenizer, ctx.spec.model.max_seq_length) for e in examples
+    ]
     kept = [r for r in rows if r.trainable > 0]
     dropped = len(rows) - len(kept)
     if dropped:
         ctx.log(f"dropped {dropped} example(s) with no trainable token after truncation")
     lengths = [len(r.input_ids) for r in kept]
     stats = {
-        "rows": len(kept), "dropped_no_target": dropped, "truncated": sum(r.truncated for r in rows),
-        "tokens": sum(lengths), "trainable_tokens": sum(r.trainable for r in kept),
-        "mean_length": round(mean(lengths), 1) if lengths else 0, "max_length": max(lengths, default=0),
+        "rows": len(kept),
+        "dropped_no_target": dropped,
+        "truncated": sum(r.truncated for r in rows),
+        "tokens": sum(lengths),
+        "trainable_tokens": sum(r.trainable for r in kept),
+        "mean_length": round(mean(lengths), 1) if lengths else 0,
+        "max_length": max(lengths, default=0),
     }
     return kept, stats
 
@@ -68,9 +82,9 @@ def _tokenize_all(examples: list[Example], ctx: StageContext, tokenizer: Any) ->
 def _save(rows: list[Tokenized], path: Path) -> None:
     from datasets import Dataset
 
-    Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]}).save_to_disk(
-        str(path)
-    )
+    Dataset.from_dict(
+        {"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]}
+    ).save_to_disk(str(path))
 
 
 def render_sample(row: Tokenized, tokenizer: Any) -> str:

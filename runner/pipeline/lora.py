@@ -16,10 +16,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
         return {"skipped": "export.lora_gguf = false"}
     base = local_model_dir(ctx.spec.model.base, ctx.spec.model.revision)
     if base is None:
-        raise StageFailed(f"the base model {ctx.spec.model.base} is not on disk, so the adapter cannot be converted",
-                          "set export.lora_gguf = false, or load the model once with network access")
+        raise StageFailed(
+            f"the base model {ctx.spec.model.base} is not on disk, so the adapter cannot be converted",
+            "set export.lora_gguf = false, or load the model once with network access",
+        )
     ctx.run.gguf.mkdir(exist_ok=True)
     out = ctx.run.gguf / f"{ctx.spec.artifact_name}-lora-f16.gguf"
-    run_converter(ctx, converter_script("convert_lora_to_gguf.py"),
-                  ["--base", str(base), "--outtype", "f16", str(ctx.run.lora)], out)
+    run_converter(
+        ctx,
+        converter_script("convert_lora_to_gguf.py"),
+        ["--base", str(base), "--outtype", "f16", str(ctx.run.lora)],
+        out,
+    )
     return {"artifact": record_artifact(ctx, out, "lora-gguf")}

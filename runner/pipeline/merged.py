@@ -21,8 +21,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
         from unsloth import FastLanguageModel
 
         model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=str(ctx.run.lora), max_seq_length=ctx.spec.model.max_seq_length,
-            load_in_4bit=ctx.spec.model.load_in_4bit, trust_remote_code=ctx.spec.model.trust_remote_code)
+            model_name=str(ctx.run.lora),
+            max_seq_length=ctx.spec.model.max_seq_length,
+            load_in_4bit=ctx.spec.model.load_in_4bit,
+            trust_remote_code=ctx.spec.model.trust_remote_code,
+        )
     tmp = ctx.run.root / "merged.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained_merged(str(tmp), tokenizer, save_method="merged_16bit")
@@ -30,8 +33,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     weights = list(tmp.glob("*.safetensors"))
     total = sum(p.stat().st_size for p in weights)
     if not weights or total == 0 or not (tmp / "config.json").exists():
-        raise StageFailed("the merge wrote no weights (merged/ has no safetensors or config.json)",
-                          "check free disk space and memory; see log.txt for the merge output")
+        raise StageFailed(
+            "the merge wrote no weights (merged/ has no safetensors or config.json)",
+            "check free disk space and memory; see log.txt for the merge output",
+        )
     shutil.rmtree(ctx.run.merged, ignore_errors=True)
     os.replace(tmp, ctx.run.merged)
     ctx.handoff.pop("model", None)  # free memory before conversion

@@ -31,7 +31,9 @@ def quantize_file(src: Path, dst: Path, ftype: int, threads: int | None = None) 
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
     if rc != 0 or not tmp.exists():
         tmp.unlink(missing_ok=True)
-        raise StageFailed(f"llama_model_quantize returned {rc} for {dst.name}", "see log.txt for llama.cpp's output")
+        raise StageFailed(
+            f"llama_model_quantize returned {rc} for {dst.name}", "see log.txt for llama.cpp's output"
+        )
     os.replace(tmp, dst)
 
 

@@ -14,8 +14,19 @@ from runner.pipeline.artifacts import sha256_file
 from runner.pipeline.context import StageContext
 from runner.spec.load import spec_hash
 
-_PACKAGES = ("tuneq", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth", "unsloth_zoo",
-             "llama_cpp_python", "bitsandbytes")
+_PACKAGES = (
+    "tuneq",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "unsloth",
+    "unsloth_zoo",
+    "llama_cpp_python",
+    "bitsandbytes",
+)
 
 
 def library_versions() -> dict[str, str | None]:
@@ -35,8 +46,9 @@ def shipped_files(root: Path) -> list[Path]:
     return sorted(p for pattern in patterns for p in root.glob(pattern))
 
 
-def write_report(ctx: StageContext, results: dict[str, Any], timings: dict[str, Any],
-                 failure: dict[str, Any] | None) -> Path:
+def write_report(
+    ctx: StageContext, results: dict[str, Any], timings: dict[str, Any], failure: dict[str, Any] | None
+) -> Path:
     """Write ``report.json`` and ``SHA256SUMS`` (both via a temporary name); return the report's path."""
     root = ctx.run.root
     artifacts = []
@@ -49,10 +61,19 @@ def write_report(ctx: StageContext, results: dict[str, Any], timings: dict[str, 
     train = results.get("train", {})
     fidelity, ship = root / "fidelity.json", root / "ship"
     report = {
-        "job": ctx.info.get("job"), "name": ctx.spec.name, "finished": now_iso(), "ok": failure is None,
-        "failure": failure, "spec_hash": spec_hash(ctx.spec), "base_model": ctx.spec.model.base,
-        "versions": library_versions(), "python": platform.python_version(), "machine": platform.machine(),
-        "stages": timings, "train": train, "data": results.get("data"),
+        "job": ctx.info.get("job"),
+        "name": ctx.spec.name,
+        "finished": now_iso(),
+        "ok": failure is None,
+        "failure": failure,
+        "spec_hash": spec_hash(ctx.spec),
+        "base_model": ctx.spec.model.base,
+        "versions": library_versions(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "stages": timings,
+        "train": train,
+        "data": results.get("data"),
         "smoke": json.loads(ctx.run.smoke.read_text()) if ctx.run.smoke.exists() else None,
         "fidelity": json.loads(fidelity.read_text()) if fidelity.exists() else None,
         "ship": sorted(p.name for p in ship.iterdir()) if (ship / "SHA256SUMS").exists() else None,

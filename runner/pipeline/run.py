@@ -76,9 +76,12 @@ def _reusable(run: RunDir, stage: Stage, key: str) -> dict[str, Any] | None:
 
 
 def _outputs(run: RunDir, result: dict[str, Any], stage: str) -> list[str]:
-    fixed = {"data": ["data"], "train": ["lora"], "merged": ["merged"], "smoke": ["smoke.json"]}.get(stage, [])
+    fixed = {"data": ["data"], "train": ["lora"], "merged": ["merged"], "smoke": ["smoke.json"]}.get(
+        stage, []
+    )
     found = [a["path"] for a in result.get("artifacts", [])] + (
-        [result["artifact"]["path"]] if "artifact" in result else [])
+        [result["artifact"]["path"]] if "artifact" in result else []
+    )
     return fixed + found
 
 
@@ -101,14 +104,17 @@ def run_pipeline(run_dir: Path, echo: TextIO | None = None) -> int:
         if marker is not None:
             ctx.emit("stage_start", reused="finished earlier with the same settings")
             ctx.emit("stage_end", ok=True, seconds=0.0, reused=True)
-            results[stage.name], timings[stage.name] = marker["result"], {"seconds": marker["seconds"], "reused": True}
+            results[stage.name], timings[stage.name] = (
+                marker["result"],
+                {"seconds": marker["seconds"], "reused": True},
+            )
             continue
         rerun = True
         ctx.emit("stage_start")
         started = time.monotonic()
         try:
             result = stage.run(ctx)
-        except BaseException as exc:  # noqa: BLE001 - every failure must end in events and a report
+        except BaseException as exc:
             seconds = round(time.monotonic() - started, 2)
             failure, code = _describe_failure(exc, stage.name)
             ctx.emit("error", **failure)
@@ -116,7 +122,12 @@ def run_pipeline(run_dir: Path, echo: TextIO | None = None) -> int:
             timings[stage.name] = {"seconds": seconds, "reused": False}
             break
         seconds = round(time.monotonic() - started, 2)
-        marker = {"key": key, "seconds": seconds, "result": result, "outputs": _outputs(run, result, stage.name)}
+        marker = {
+            "key": key,
+            "seconds": seconds,
+            "result": result,
+            "outputs": _outputs(run, result, stage.name),
+        }
         tmp = _marker(run, stage.name).with_suffix(".tmp")
         tmp.write_text(json.dumps(marker, indent=2, default=str))
         os.replace(tmp, _marker(run, stage.name))
@@ -124,18 +135,36 @@ def run_pipeline(run_dir: Path, echo: TextIO | None = None) -> int:
         ctx.emit("stage_end", ok=True, seconds=seconds)
     ctx.stage = "report"
     report_path = write_report(ctx, results, timings, failure)
-    ctx.emit("artifact", path=str(report_path.relative_to(run.root)), kind="report",
-             bytes=report_path.stat().st_size)
-    ctx.emit("job_end", ok=failure is None, exit_code=code, reason=failure["cause"] if failure else None,
-             q4_k_m=next((a["path"] for a in results.get("quantize", {}).get("artifacts", [])
-                          if a["kind"] == "gguf-q4_k_m"), None))
+    ctx.emit(
+        "artifact",
+        path=str(report_path.relative_to(run.root)),
+        kind="report",
+        bytes=report_path.stat().st_size,
+    )
+    ctx.emit(
+        "job_end",
+        ok=failure is None,
+        exit_code=code,
+        reason=failure["cause"] if failure else None,
+        q4_k_m=next(
+            (
+                a["path"]
+                for a in results.get("quantize", {}).get("artifacts", [])
+                if a["kind"] == "gguf-q4_k_m"
+            ),
+            None,
+        ),
+    )
     return code
 
 
 def _describe_failure(exc: BaseException, stage: str) -> tuple[dict[str, Any], int]:
-    if isinstance(exc, SystemExit) or isinstance(exc, KeyboardInterrupt):
-        return {"cause": "stopped by a signal (checkpoint saved where training was running)", "hint": None,
-                "stage": stage}, 143
+    if isinstance(exc, SystemExit | KeyboardInterrupt):
+        return {
+            "cause": "stopped by a signal (checkpoint saved where training was running)",
+            "hint": None,
+            "stage": stage,
+        }, 143
     if isinstance(exc, _KNOWN_FAILURES):
         hint = getattr(exc, "hint", None)
         return {"cause": str(getattr(exc, "cause", exc)), "hint": hint}, 1

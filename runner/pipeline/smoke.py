@@ -14,65 +14,124 @@ import time
 from typing import Any
 
 from runner.pipeline.context import StageContext, StageFailed
+from runner.pipeline.isolate import call_in_child
 from runner.pipeline.quantize import quant_path
 from runner.spec.model import SmokePrompt
 
-LEAK_MARKERS = ("<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>", "<｜begin▁of▁sentence｜>", "<|im_start|>",
-                "<|im_end|>", "<|start_header_id|>", "<|eot_id|>", "<|endoftext|>", "### Instruction:")
+LEAK_MARKERS = (
+    "<｜User｜>",
+    "<｜Assistant｜>",
+    "<｜end▁of▁sentence｜>",
+    "<｜begin▁of▁sentence｜>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|start_header_id|>",
+    "<|eot_id|>",
+    "<|endoftext|>",
+    "### Instruction:",
+)
+
+
+def answer_prompts(
+    path: str, n_ctx: int, prompts: list[SmokePrompt], max_tokens: int
+) -> tuple[str | None, list[Any]]:
+    """Load the GGUF (all layers on the GPU when there is one) and answer every prompt."""
+    from llama_cpp import Llama
+
+    llm = Llama(
+        model_path=path, n_ctx=n_ctx, n_threads=os.cpu_count() or 1, n_gpu_layers=-1, seed=0, verbose=False
+    )
+    return llm.metadata.get("tokenizer.chat_template"), [_ask(llm, p, max_tokens) for p in prompts]
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
     """Answer each ``[[smoke.prompts]]`` and write ``smoke.json``; raise when a check fails."""
-    from llama_cpp import Llama
-
     path = quant_path(ctx, ctx.spec.smoke.gguf)
     n_ctx = min(ctx.spec.model.max_seq_length + ctx.spec.smoke.max_tokens, 8192)
-    llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=os.cpu_count() or 1, n_gpu_layers=-1, seed=0,
-                verbose=False)
-    template = llm.metadata.get("tokenizer.chat_template")
-    results = [_ask(llm, p, ctx.spec.smoke.max_tokens) for p in ctx.spec.smoke.prompts]
-    report = {"gguf": str(path.relative_to(ctx.run.root)), "chat_template_embedded": bool(template),
-              "results": results, "ok": bool(template) and all(r["ok"] for r in results)}
+    template, results = call_in_child(
+        "the smoke test",
+        answer_prompts,
+        str(path),
+        n_ctx,
+        list(ctx.spec.smoke.prompts),
+        ctx.spec.smoke.max_tokens,
+    )
+    report = {
+        "gguf": str(path.relative_to(ctx.run.root)),
+        "chat_template_embedded": bool(template),
+        "results": results,
+        "ok": bool(template) and all(r["ok"] for r in results),
+    }
     ctx.run.smoke.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     for r in results:
-        ctx.emit("metric", prompt=r["prompt"][:80], ok=r["ok"], completion_tokens=r["completion_tokens"],
-                 tokens_per_s=r["tokens_per_s"])
+        ctx.emit(
+            "metric",
+            prompt=r["prompt"][:80],
+            ok=r["ok"],
+            completion_tokens=r["completion_tokens"],
+            tokens_per_s=r["tokens_per_s"],
+        )
     if not template:
-        raise StageFailed("the GGUF has no chat template (tokenizer.chat_template)",
-                          "the merged tokenizer lost its template; check template.style")
-    failed = [f"'{r['prompt'][:40]}': {c['name']} ({c['detail']})" for r in results for c in r["checks"]
-              if not c["ok"]]
+        raise StageFailed(
+            "the GGUF has no chat template (tokenizer.chat_template)",
+            "the merged tokenizer lost its template; check template.style",
+        )
+    failed = [
+        f"'{r['prompt'][:40]}': {c['name']} ({c['detail']})"
+        for r in results
+        for c in r["checks"]
+        if not c["ok"]
+    ]
     if failed:
-        raise StageFailed("smoke test failed: " + "; ".join(failed[:5]),
-                          "see smoke.json for the answers; train longer or fix the template/EOS")
+        raise StageFailed(
+            "smoke test failed: " + "; ".join(failed[:5]),
+            "see smoke.json for the answers; train longer or fix the template/EOS",
+        )
     return {"ok": True, "prompts": len(results)}
 
 
 def _ask(llm: Any, prompt: SmokePrompt, max_tokens: int) -> dict[str, Any]:
     started = time.monotonic()
-    out = llm.create_chat_completion(messages=[{"role": "user", "content": prompt.prompt}], temperature=0.0,
-                                     max_tokens=max_tokens, seed=0)
+    out = llm.create_chat_completion(
+        messages=[{"role": "user", "content": prompt.prompt}], temperature=0.0, max_tokens=max_tokens, seed=0
+    )
     seconds = time.monotonic() - started
     choice = out["choices"][0]
     answer = choice["message"]["content"] or ""
     tokens = out["usage"]["completion_tokens"]
     checks = evaluate(prompt, answer, choice["finish_reason"])
-    return {"prompt": prompt.prompt, "answer": answer, "finish_reason": choice["finish_reason"],
-            "completion_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
-            "checks": checks, "ok": all(c["ok"] for c in checks)}
+    return {
+        "prompt": prompt.prompt,
+        "answer": answer,
+        "finish_reason": choice["finish_reason"],
+        "completion_tokens": tokens,
+        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+        "checks": checks,
+        "ok": all(c["ok"] for c in checks),
+    }
 
 
 def evaluate(prompt: SmokePrompt, answer: str, finish_reason: str | None) -> list[dict[str, Any]]:
     """The checks for one answer: stops on EOS, no leaked template tokens, the job's expectations."""
     checks = []
     if prompt.must_stop:
-        checks.append({"name": "stops before max_tokens", "ok": finish_reason == "stop",
-                       "detail": f"finish_reason={finish_reason}"})
+        checks.append(
+            {
+                "name": "stops before max_tokens",
+                "ok": finish_reason == "stop",
+                "detail": f"finish_reason={finish_reason}",
+            }
+        )
     leaked = [m for m in LEAK_MARKERS if m in answer]
     checks.append({"name": "no template tokens in the answer", "ok": not leaked, "detail": f"found {leaked}"})
     for needle in prompt.must_contain:
         checks.append({"name": f"contains {needle!r}", "ok": needle in answer, "detail": "missing"})
     if prompt.regex:
-        checks.append({"name": f"matches /{prompt.regex}/", "ok": re.search(prompt.regex, answer) is not None,
-                       "detail": "no match"})
+        checks.append(
+            {
+                "name": f"matches /{prompt.regex}/",
+                "ok": re.search(prompt.regex, answer) is not None,
+                "detail": "no match",
+            }
+        )
     return checks

@@ -35,8 +35,11 @@ def load_base(spec: JobSpec) -> tuple[Any, Any]:
 
     dtype = None if spec.model.dtype == "auto" else spec.model.dtype
     model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=resolve_base(spec.model.base), max_seq_length=spec.model.max_seq_length, dtype=dtype,
-        load_in_4bit=spec.model.load_in_4bit, revision=spec.model.revision,
+        model_name=resolve_base(spec.model.base),
+        max_seq_length=spec.model.max_seq_length,
+        dtype=dtype,
+        load_in_4bit=spec.model.load_in_4bit,
+        revision=spec.model.revision,
         trust_remote_code=spec.model.trust_remote_code,
     )
     return model, tokenizer
@@ -66,10 +69,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     lora = spec.lora
     model = FastLanguageModel.get_peft_model(
-        model, r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
-        target_modules=list(lora.target_modules), bias=lora.bias,
-        use_gradient_checkpointing=lora.use_gradient_checkpointing, random_state=lora.random_state,
-        use_rslora=lora.use_rslora, max_seq_length=spec.model.max_seq_length,
+        model,
+        r=lora.r,
+        lora_alpha=lora.lora_alpha,
+        lora_dropout=lora.lora_dropout,
+        target_modules=list(lora.target_modules),
+        bias=lora.bias,
+        use_gradient_checkpointing=lora.use_gradient_checkpointing,
+        random_state=lora.random_state,
+        use_rslora=lora.use_rslora,
+        max_seq_length=spec.model.max_seq_length,
     )
     train_ds = load_from_disk(str(ctx.run.data_dir / "train"))
     eval_path = ctx.run.data_dir / "eval"
@@ -95,9 +104,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
     os.replace(tmp, ctx.run.lora)
     ctx.handoff.update(model=model, tokenizer=tokenizer)
     history = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    return {"steps": trainer.state.global_step, "train_loss": result.training_loss,
-            "final_loss": history[-1] if history else None, "first_loss": history[0] if history else None,
-            "eval_loss_before": eval_before, "eval_loss": eval_after, "resumed_from_step": resumed_from}
+    return {
+        "steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "final_loss": history[-1] if history else None,
+        "first_loss": history[0] if history else None,
+        "eval_loss_before": eval_before,
+        "eval_loss": eval_after,
+        "resumed_from_step": resumed_from,
+    }
 
 
 def _evaluate(trainer: Any) -> float | None:
@@ -112,27 +127,48 @@ def _make_trainer(ctx: StageContext, model: Any, tokenizer: Any, train_ds: Any, 
     t = ctx.spec.train
     has_eval = eval_ds is not None and t.eval_steps is not None
     args = SFTConfig(
-        output_dir=str(ctx.run.checkpoints), per_device_train_batch_size=t.per_device_train_batch_size,
+        output_dir=str(ctx.run.checkpoints),
+        per_device_train_batch_size=t.per_device_train_batch_size,
         per_device_eval_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps, max_steps=t.max_steps,
-        num_train_epochs=t.num_train_epochs, learning_rate=t.learning_rate,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        max_steps=t.max_steps,
+        num_train_epochs=t.num_train_epochs,
+        learning_rate=t.learning_rate,
         warmup_steps=t.warmup_ratio or t.warmup_steps,  # transformers 5: a float below 1 is a ratio
-        lr_scheduler_type=t.lr_scheduler_type, optim=t.optim,
-        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed, logging_steps=t.logging_steps,
-        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
-        eval_strategy="steps" if has_eval else "no", eval_steps=t.eval_steps if has_eval else None,
-        max_length=ctx.spec.model.max_seq_length, packing=t.packing, padding_free=t.padding_free,
-        dataset_num_proc=t.dataset_num_proc, report_to=t.report_to, include_num_input_tokens_seen="non_padding",
-        disable_tqdm=True, logging_first_step=True,
+        lr_scheduler_type=t.lr_scheduler_type,
+        optim=t.optim,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_steps if has_eval else None,
+        max_length=ctx.spec.model.max_seq_length,
+        packing=t.packing,
+        padding_free=t.padding_free,
+        dataset_num_proc=t.dataset_num_proc,
+        report_to=t.report_to,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+        logging_first_step=True,
     )
-    return SFTTrainer(model=model, processing_class=tokenizer, train_dataset=train_ds, eval_dataset=eval_ds,
-                      args=args, callbacks=[_progress_callback(ctx)])
+    return SFTTrainer(
+        model=model,
+        processing_class=tokenizer,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        args=args,
+        callbacks=[_progress_callback(ctx)],
+    )
 
 
 def _progress_callback(ctx: StageContext) -> Any:
     from transformers import TrainerCallback
 
-    class ProgressEvents(TrainerCallback):  # type: ignore[misc]
+    class ProgressEvents(TrainerCallback):
         """Turns the trainer's logs into ``progress`` and ``metric`` events."""
 
         def __init__(self) -> None:
@@ -140,7 +176,9 @@ def _progress_callback(ctx: StageContext) -> Any:
             self.first_step: int | None = None
             self.first_tokens = 0
 
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+        ) -> None:
             logs = logs or {}
             if "eval_loss" in logs:
                 ctx.emit("metric", step=state.global_step, eval_loss=logs["eval_loss"])
@@ -154,11 +192,18 @@ def _progress_callback(ctx: StageContext) -> Any:
             done = state.global_step - self.first_step
             rate = done / elapsed if elapsed > 0 and done > 0 else None
             tokens = state.num_input_tokens_seen - self.first_tokens
-            ctx.emit("progress", step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0, 4),
-                     loss=logs["loss"], lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
-                     tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 and tokens else None,
-                     eta_s=round((state.max_steps - state.global_step) / rate, 1) if rate else None,
-                     mem_gib=_memory_gib())
+            ctx.emit(
+                "progress",
+                step=state.global_step,
+                max_steps=state.max_steps,
+                epoch=round(state.epoch or 0, 4),
+                loss=logs["loss"],
+                lr=logs.get("learning_rate"),
+                grad_norm=logs.get("grad_norm"),
+                tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 and tokens else None,
+                eta_s=round((state.max_steps - state.global_step) / rate, 1) if rate else None,
+                mem_gib=_memory_gib(),
+            )
 
     return ProgressEvents()
 
@@ -192,7 +237,7 @@ class _GracefulStop:
 
         outer = self
 
-        class StopOnSignal(TrainerCallback):  # type: ignore[misc]
+        class StopOnSignal(TrainerCallback):
             def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
                 if outer.requested:
                     control.should_save = True

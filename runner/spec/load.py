@@ -55,7 +55,9 @@ def read_text(path: Path) -> str:
     """Read a job file as UTF-8 text, turning every way that can fail into a :class:`SpecError`."""
     where = str(path)
     if not path.exists():
-        raise SpecError([Problem(where, None, None, "file not found", "check the path (job files live in jobs/)")])
+        raise SpecError(
+            [Problem(where, None, None, "file not found", "check the path (job files live in jobs/)")]
+        )
     if path.is_dir():
         raise SpecError([Problem(where, None, None, "is a directory, not a job file", "pass a .toml file")])
     try:
@@ -68,7 +70,9 @@ def read_text(path: Path) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise SpecError([Problem(where, line, None, "is not valid UTF-8", "save the file as UTF-8")]) from None
+        raise SpecError(
+            [Problem(where, line, None, "is not valid UTF-8", "save the file as UTF-8")]
+        ) from None
     if not text.strip():
         raise SpecError([Problem(where, None, None, "is empty", "start from jobs/demo-tiny.toml")])
     return text
@@ -164,7 +168,7 @@ def _fields_at(path: tuple[str, ...]) -> list[str]:
         inner = getattr(annotation, "__args__", None)
         if inner:  # list[SmokePrompt] and similar
             annotation = next((a for a in inner if _is_model(a)), annotation)
-        if not _is_model(annotation):
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation
     return list(model.model_fields)

@@ -172,7 +172,9 @@ class ExportSpec(_Section):
     lora_gguf: bool = Field(True, description="also write the adapter as GGUF for llama-cli --lora")
     fidelity: bool = Field(True, description="measure before/after answers, eval loss and GGUF perplexities")
     max_ppl_increase: float | None = Field(
-        None, gt=0, description="limit on each quant's perplexity increase over f16 (0.05 = +5%); "
+        None,
+        gt=0,
+        description="limit on each quant's perplexity increase over f16 (0.05 = +5%); "
         "default 0.05 for models of 1B parameters or more, 0.10 below",
     )
     on_fidelity: Literal["fail", "warn"] = Field("fail", description="exceeding the limit fails or warns")

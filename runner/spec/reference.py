@@ -16,8 +16,11 @@ from runner.spec.model import JobSpec, SmokePrompt
 
 _TABLES: list[tuple[str, type[BaseModel]]] = [
     ("top level", JobSpec),
-    *((f"[{name}]", field.annotation) for name, field in JobSpec.model_fields.items()
-      if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)),
+    *(
+        (f"[{name}]", field.annotation)
+        for name, field in JobSpec.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    ),
     ("[[smoke.prompts]]", SmokePrompt),
 ]
 
@@ -40,12 +43,22 @@ def _default(field: Any) -> str:
 
 def render() -> str:
     """The reference as markdown."""
-    lines = ["# Job file reference", "",
-             "Generated from `runner/spec/model.py` by `python -m runner.spec.reference`. Every key, its type and",
-             "default. Unknown keys are errors (with a suggestion); secrets are refused (use the environment).", ""]
+    lines = [
+        "# Job file reference",
+        "",
+        "Generated from `runner/spec/model.py` by `python -m runner.spec.reference`. Every key, its type and",
+        "default. Unknown keys are errors (with a suggestion); secrets are refused (use the environment).",
+        "",
+    ]
     for title, model in _TABLES:
-        lines += [f"## {title}", "", (model.__doc__ or "").strip().splitlines()[0], "",
-                  "| key | type | default | meaning |", "|---|---|---|---|"]
+        lines += [
+            f"## {title}",
+            "",
+            (model.__doc__ or "").strip().splitlines()[0],
+            "",
+            "| key | type | default | meaning |",
+            "|---|---|---|---|",
+        ]
         for name, field in model.model_fields.items():
             if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
                 continue

@@ -63,26 +63,51 @@ class Job:
     def from_row(cls, row: sqlite3.Row) -> Job:
         """Build from a ``jobs`` row."""
         return cls(
-            id=row["id"], name=row["name"], state=JobState(row["state"]), priority=row["priority"],
-            attempts=row["attempts"], retries_left=row["retries_left"], spec_hash=row["spec_hash"],
-            source_path=row["source_path"], run_dir=row["run_dir"], created_at=row["created_at"],
-            started_at=row["started_at"], finished_at=row["finished_at"],
+            id=row["id"],
+            name=row["name"],
+            state=JobState(row["state"]),
+            priority=row["priority"],
+            attempts=row["attempts"],
+            retries_left=row["retries_left"],
+            spec_hash=row["spec_hash"],
+            source_path=row["source_path"],
+            run_dir=row["run_dir"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
             progress=Progress(row["stage"], row["step"], row["max_steps"], row["loss"], row["eta_s"]),
-            reason=row["reason"], cancel_requested=bool(row["cancel_requested"]), worker=row["worker"],
-            lease_until=row["lease_until"], handle=row["handle"], events_offset=row["events_offset"],
+            reason=row["reason"],
+            cancel_requested=bool(row["cancel_requested"]),
+            worker=row["worker"],
+            lease_until=row["lease_until"],
+            handle=row["handle"],
+            events_offset=row["events_offset"],
         )
 
     def to_json(self) -> dict[str, Any]:
         """The stable ``--json`` shape of a job (docs/cli-json.md)."""
         p = self.progress
         return {
-            "id": self.id, "name": self.name, "state": str(self.state), "priority": self.priority,
-            "attempts": self.attempts, "retries_left": self.retries_left,
-            "stage": p.stage, "step": p.step, "max_steps": p.max_steps, "loss": p.loss, "eta_s": p.eta_s,
-            "reason": self.reason, "cancel_requested": self.cancel_requested,
-            "created_at": iso(self.created_at), "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at), "run_dir": self.run_dir, "spec_hash": self.spec_hash,
-            "source_path": self.source_path, "worker": self.worker,
+            "id": self.id,
+            "name": self.name,
+            "state": str(self.state),
+            "priority": self.priority,
+            "attempts": self.attempts,
+            "retries_left": self.retries_left,
+            "stage": p.stage,
+            "step": p.step,
+            "max_steps": p.max_steps,
+            "loss": p.loss,
+            "eta_s": p.eta_s,
+            "reason": self.reason,
+            "cancel_requested": self.cancel_requested,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "run_dir": self.run_dir,
+            "spec_hash": self.spec_hash,
+            "source_path": self.source_path,
+            "worker": self.worker,
         }
 
 
@@ -98,8 +123,13 @@ class WorkerInfo:
 
     def to_json(self) -> dict[str, Any]:
         """The stable ``--json`` shape of a worker."""
-        return {"id": self.id, "host": self.host, "pid": self.pid,
-                "started_at": iso(self.started_at), "seen_at": iso(self.seen_at)}
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "started_at": iso(self.started_at),
+            "seen_at": iso(self.seen_at),
+        }
 
 
 def iso(ts: float | None) -> str | None:

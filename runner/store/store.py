@@ -44,8 +44,9 @@ class Store:
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                         check_same_thread=False)
+            self._conn = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the queue database {self.path}: {exc}") from None
         self._conn.row_factory = sqlite3.Row
@@ -148,8 +149,16 @@ class Store:
 
     # --- state changes -----------------------------------------------------------------------------
 
-    def transition(self, job_id: int, src: JobState, dst: JobState, *, now: float, reason: str | None = None,
-                   use_retry: bool = False) -> Job:
+    def transition(
+        self,
+        job_id: int,
+        src: JobState,
+        dst: JobState,
+        *,
+        now: float,
+        reason: str | None = None,
+        use_retry: bool = False,
+    ) -> Job:
         """Move a job from ``src`` to ``dst`` if it is still in ``src`` (compare-and-set).
 
         Raises :class:`IllegalTransition` for a change the table forbids and :class:`StateConflict` if
@@ -158,25 +167,48 @@ class Store:
         with self._tx() as conn:
             return self._set_state(conn, job_id, src, dst, now=now, reason=reason, use_retry=use_retry)
 
-    def _set_state(self, conn: sqlite3.Connection, job_id: int, src: JobState, dst: JobState, *, now: float,
-                   reason: str | None = None, use_retry: bool = False, worker: str | None = None,
-                   lease_until: float | None = None) -> Job:
+    def _set_state(
+        self,
+        conn: sqlite3.Connection,
+        job_id: int,
+        src: JobState,
+        dst: JobState,
+        *,
+        now: float,
+        reason: str | None = None,
+        use_retry: bool = False,
+        worker: str | None = None,
+        lease_until: float | None = None,
+    ) -> Job:
         check_transition(src, dst)
         sets: dict[str, Any] = {"state": str(dst)}
         extra = ""
         if dst is JobState.RUNNING:
-            sets |= {"started_at": now, "finished_at": None, "worker": worker, "lease_until": lease_until,
-                     "handle": None, "reason": None, "cancel_requested": 0}
+            sets |= {
+                "started_at": now,
+                "finished_at": None,
+                "worker": worker,
+                "lease_until": lease_until,
+                "handle": None,
+                "reason": None,
+                "cancel_requested": 0,
+            }
             extra = ", attempts = attempts + 1"
         elif dst is JobState.QUEUED:
-            sets |= {"finished_at": None, "worker": None, "lease_until": None, "handle": None,
-                     "cancel_requested": 0}
+            sets |= {
+                "finished_at": None,
+                "worker": None,
+                "lease_until": None,
+                "handle": None,
+                "cancel_requested": 0,
+            }
             extra = ", retries_left = retries_left - 1" if use_retry else ""
         else:
             sets |= {"finished_at": now, "reason": reason, "lease_until": None}
         assignments = ", ".join(f"{column} = ?" for column in sets) + extra
-        cursor = conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?",
-                              (*sets.values(), job_id, str(src)))
+        cursor = conn.execute(
+            f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?", (*sets.values(), job_id, str(src))
+        )
         if cursor.rowcount == 0:
             row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
@@ -193,8 +225,16 @@ class Store:
             cursor = conn.execute(
                 "INSERT INTO jobs (name, spec_text, spec_hash, source_path, priority, state, retries_left, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (new.name, new.spec_text, new.spec_hash, new.source_path, new.priority, str(JobState.QUEUED),
-                 new.retries, now),
+                (
+                    new.name,
+                    new.spec_text,
+                    new.spec_hash,
+                    new.source_path,
+                    new.priority,
+                    str(JobState.QUEUED),
+                    new.retries,
+                    now,
+                ),
             )
             job_id = int(cursor.lastrowid or 0)
             conn.execute("UPDATE jobs SET run_dir = ? WHERE id = ?", (str(prepare(job_id)), job_id))
@@ -205,8 +245,14 @@ class Store:
         with self._tx() as conn:
             job = self._load(conn, job_id)
             if job.state is JobState.QUEUED:
-                return self._set_state(conn, job_id, JobState.QUEUED, JobState.CANCELLED, now=now,
-                                       reason="cancelled before it started")
+                return self._set_state(
+                    conn,
+                    job_id,
+                    JobState.QUEUED,
+                    JobState.CANCELLED,
+                    now=now,
+                    reason="cancelled before it started",
+                )
             if job.state is not JobState.RUNNING:
                 raise WrongState(job_id, job.state, "only queued or running jobs can be cancelled")
             conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
@@ -217,8 +263,9 @@ class Store:
         with self._tx() as conn:
             job = self._load(conn, job_id)
             if not job.state.is_retryable:
-                raise WrongState(job_id, job.state,
-                                 "only failed, interrupted or cancelled jobs can be retried")
+                raise WrongState(
+                    job_id, job.state, "only failed, interrupted or cancelled jobs can be retried"
+                )
             return self._set_state(conn, job_id, job.state, JobState.QUEUED, now=now)
 
     def set_priority(self, job_id: int, priority: int) -> Job:
@@ -247,14 +294,24 @@ class Store:
             row = conn.execute(_NEXT_QUEUED).fetchone()
             if row is None:
                 return None
-            return self._set_state(conn, row["id"], JobState.QUEUED, JobState.RUNNING, now=now,
-                                   worker=worker, lease_until=now + lease_s)
+            return self._set_state(
+                conn,
+                row["id"],
+                JobState.QUEUED,
+                JobState.RUNNING,
+                now=now,
+                worker=worker,
+                lease_until=now + lease_s,
+            )
 
     def set_launched(self, job_id: int, worker: str, handle: str, events_offset: int) -> None:
         """Record the backend handle (a hint for recovery) and where this attempt's events begin."""
         with self._tx() as conn:
-            conn.execute("UPDATE jobs SET handle = ?, events_offset = ? WHERE id = ? AND worker = ? "
-                         "AND state = 'running'", (handle, events_offset, job_id, worker))
+            conn.execute(
+                "UPDATE jobs SET handle = ?, events_offset = ? WHERE id = ? AND worker = ? "
+                "AND state = 'running'",
+                (handle, events_offset, job_id, worker),
+            )
 
     def update_progress(self, job_id: int, worker: str, progress: Progress) -> None:
         """Mirror the latest stage and progress of a job this worker runs."""
@@ -262,17 +319,28 @@ class Store:
             conn.execute(
                 "UPDATE jobs SET stage = ?, step = ?, max_steps = ?, loss = ?, eta_s = ? "
                 "WHERE id = ? AND worker = ? AND state = 'running'",
-                (progress.stage, progress.step, progress.max_steps, progress.loss, progress.eta_s,
-                 job_id, worker),
+                (
+                    progress.stage,
+                    progress.step,
+                    progress.max_steps,
+                    progress.loss,
+                    progress.eta_s,
+                    job_id,
+                    worker,
+                ),
             )
 
     def heartbeat(self, info: WorkerInfo, *, now: float, lease_s: float) -> set[int]:
         """Say the worker is alive and extend its jobs' leases; return the ids of the jobs it still holds."""
         with self._tx() as conn:
-            conn.execute("INSERT OR REPLACE INTO workers (id, host, pid, started_at, seen_at) "
-                         "VALUES (?, ?, ?, ?, ?)", (info.id, info.host, info.pid, info.started_at, now))
-            conn.execute("UPDATE jobs SET lease_until = ? WHERE worker = ? AND state = 'running'",
-                         (now + lease_s, info.id))
+            conn.execute(
+                "INSERT OR REPLACE INTO workers (id, host, pid, started_at, seen_at) VALUES (?, ?, ?, ?, ?)",
+                (info.id, info.host, info.pid, info.started_at, now),
+            )
+            conn.execute(
+                "UPDATE jobs SET lease_until = ? WHERE worker = ? AND state = 'running'",
+                (now + lease_s, info.id),
+            )
             rows = conn.execute("SELECT id FROM jobs WHERE worker = ? AND state = 'running'", (info.id,))
             return {row["id"] for row in rows}
 
@@ -285,10 +353,15 @@ class Store:
 def _store_error(exc: sqlite3.Error, path: Path, timeout: float) -> StoreError:
     text = str(exc)
     if "locked" in text or "busy" in text:
-        return StoreLocked(f"the queue database {path} is locked by another process (waited {timeout:g}s): "
-                           "try again, or find the process holding it with `fuser` or `lsof`")
-    if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text
-                                                   or "disk image" in text):
-        return StoreError(f"the queue database {path} is corrupt or not a SQLite file ({text}): "
-                          "move it aside (tuneq then starts an empty queue) or restore a backup")
+        return StoreLocked(
+            f"the queue database {path} is locked by another process (waited {timeout:g}s): "
+            "try again, or find the process holding it with `fuser` or `lsof`"
+        )
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in text or "malformed" in text or "disk image" in text
+    ):
+        return StoreError(
+            f"the queue database {path} is corrupt or not a SQLite file ({text}): "
+            "move it aside (tuneq then starts an empty queue) or restore a backup"
+        )
     return StoreError(f"the queue database {path} cannot be used: {text}")

@@ -44,9 +44,14 @@ def start(timeout_s: float = 10.0) -> tuple[DaemonStatus, bool]:
     if current.running:
         return current, False
     with current.log.open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "runner.worker"], cwd=state_dir(),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner.worker"],
+            cwd=state_dir(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         now = status()

@@ -7,9 +7,13 @@ import getpass
 from pathlib import Path
 
 
-def linger_warning(*, user: str | None = None, cgroup: Path = Path("/proc/self/cgroup"),
-                   systemd: Path = Path("/run/systemd/system"),
-                   linger_dir: Path = Path("/var/lib/systemd/linger")) -> str | None:
+def linger_warning(
+    *,
+    user: str | None = None,
+    cgroup: Path = Path("/proc/self/cgroup"),
+    systemd: Path = Path("/run/systemd/system"),
+    linger_dir: Path = Path("/var/lib/systemd/linger"),
+) -> str | None:
     """A warning if this process runs in a systemd login session of a user without lingering."""
     if not systemd.is_dir():
         return None
@@ -20,6 +24,8 @@ def linger_warning(*, user: str | None = None, cgroup: Path = Path("/proc/self/c
     user = user or getpass.getuser()
     if not in_session or (linger_dir / user).exists():
         return None
-    return (f"this is a systemd login session and lingering is off for {user}: the worker may be killed "
-            f"when you log out. Run `loginctl enable-linger {user}` once (or run `tuneq worker` as a "
-            "systemd user service).")
+    return (
+        f"this is a systemd login session and lingering is off for {user}: the worker may be killed "
+        f"when you log out. Run `loginctl enable-linger {user}` once (or run `tuneq worker` as a "
+        "systemd user service)."
+    )

@@ -9,12 +9,15 @@ shutdown cuts the grace period short: the pipeline is killed at once.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from types import FrameType
 
-from runner.backends.local import LocalBackend
+from runner.backends.factory import make_backend
+from runner.gpus import GpuError, discover
 from runner.paths import state_dir
 from runner.store import Store, StoreError, StoreLocked
 from runner.worker import steps
@@ -77,8 +80,11 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
     lock = None if extra else PidLock(state_dir())
     if lock is not None and not lock.acquire():
-        print(f"a worker is already running for {state_dir()} (pid {lock.holder()}); "
-              "pass --extra to run another one", file=sys.stderr)
+        print(
+            f"a worker is already running for {state_dir()} (pid {lock.holder()}); "
+            "pass --extra to run another one",
+            file=sys.stderr,
+        )
         return 1
     flags = Flags()
     for sig in STOP_SIGNALS:
@@ -86,11 +92,19 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None) -> int:
     clock = SystemClock()
     try:
         with Store() as store:
-            w = WorkerRuntime.create({"local": LocalBackend()}, config or WorkerConfig(), clock.now())
-            log.info("worker %s started (state directory %s)", w.info.id, state_dir())
+            gpus = tuple(g.index for g in discover())
+            worker_id = f"{socket.gethostname()}-{os.getpid()}"
+            backends = {name: make_backend(name, worker_id) for name in ("local", "docker")}
+            w = WorkerRuntime.create(backends, config or WorkerConfig(), clock.now(), gpus)
+            log.info(
+                "worker %s started (state directory %s, GPUs %s)",
+                w.info.id,
+                state_dir(),
+                list(gpus) or "none",
+            )
             run(store, clock, w, flags)
             log.info("worker %s stopped", w.info.id)
-    except StoreError as exc:
+    except (StoreError, GpuError) as exc:
         print(f"tuneq worker: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.backends.base import Backend, Launch
+from runner.gpus import pick
 from runner.jobstate import JobState
 from runner.rundir import RunDir
-from runner.spec import SpecError, parse_spec
+from runner.spec import JobSpec, SpecError, parse_spec
 from runner.store import Job, Progress, StateConflict, Store, WorkerInfo
 from runner.worker.clock import Clock
 from runner.worker.follow import Follower
@@ -47,6 +48,7 @@ class Running:
     backend: Backend
     handle: str
     follower: Follower
+    gpus: tuple[int, ...] = ()
     mirrored: Progress = field(default_factory=Progress)
     mirrored_at: float = 0.0
 
@@ -58,19 +60,30 @@ class WorkerRuntime:
     info: WorkerInfo
     backends: dict[str, Backend]
     config: WorkerConfig = field(default_factory=WorkerConfig)
+    gpus: tuple[int, ...] = ()  # this host's GPUs; empty on a CPU machine (no GPU accounting)
     jobs: dict[int, Running] = field(default_factory=dict)
     last_heartbeat: float = float("-inf")
     last_sweep: float = float("-inf")
 
     @classmethod
-    def create(cls, backends: dict[str, Backend], config: WorkerConfig, now: float) -> WorkerRuntime:
+    def create(
+        cls, backends: dict[str, Backend], config: WorkerConfig, now: float, gpus: tuple[int, ...] = ()
+    ) -> WorkerRuntime:
         """A runtime with a fresh worker identity on this host."""
         host, pid = socket.gethostname(), os.getpid()
         info = WorkerInfo(f"{host}-{pid}-{secrets.token_hex(3)}", host, pid, now, now)
-        return cls(info, backends, config)
+        return cls(info, backends, config, gpus)
+
+    def gpus_for(self, spec: JobSpec) -> tuple[int, ...] | None:
+        """GPUs to give a job now: ``()`` without GPU accounting, ``None`` while too few are free."""
+        if not self.gpus or spec.run.gpus == 0:
+            return ()
+        used = {g for run in self.jobs.values() for g in run.gpus}
+        return pick([g for g in self.gpus if g not in used], spec.run.gpus)
 
 
 # --- heartbeat ----------------------------------------------------------------------------------------
+
 
 def heartbeat(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool = False) -> None:
     """Renew the worker's and its jobs' leases; drop jobs a sweeper took away (stopping their process)."""
@@ -86,6 +99,7 @@ def heartbeat(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool = Fal
 
 
 # --- reap ---------------------------------------------------------------------------------------------
+
 
 def reap(store: Store, clock: Clock, w: WorkerRuntime) -> None:
     """Mirror progress of running jobs, act on cancel requests and record the ones that ended."""
@@ -113,8 +127,9 @@ def mirror(store: Store, clock: Clock, w: WorkerRuntime, run: Running, *, force:
         run.mirrored = run.follower.progress
 
 
-def _stop_and_settle(store: Store, clock: Clock, w: WorkerRuntime, run: Running, job: Job, *, grace_s: float,
-                     why: str) -> None:
+def _stop_and_settle(
+    store: Store, clock: Clock, w: WorkerRuntime, run: Running, job: Job, *, grace_s: float, why: str
+) -> None:
     heartbeat(store, clock, w, force=True)  # a long grace period must not let the lease lapse
     run.backend.stop(run.handle, grace_s=grace_s)
     run.backend.poll(run.handle)
@@ -136,6 +151,7 @@ def _settle_if_ours(store: Store, job: Job, verdict: Verdict, now: float) -> Non
 
 
 # --- sweep --------------------------------------------------------------------------------------------
+
 
 def sweep(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool = False) -> None:
     """Find running jobs whose worker is gone (lease expired, or a dead process on this host) and end
@@ -191,19 +207,33 @@ def recover(store: Store, clock: Clock, w: WorkerRuntime, job: Job, *, local: bo
     _settle_if_ours(store, job, stopped_verdict(job, follower, why), clock.now())
 
 
-def _backend_of(store: Store, w: WorkerRuntime, job: Job) -> Backend | None:
+def _spec_of(store: Store, job: Job) -> JobSpec | None:
     try:
-        spec = parse_spec(store.spec_text(job.id), f"job {job.id}")
+        return parse_spec(store.spec_text(job.id), f"job {job.id}")
     except SpecError:
         return None
-    return w.backends.get(spec.run.backend)
+
+
+def _backend_of(store: Store, w: WorkerRuntime, job: Job) -> Backend | None:
+    spec = _spec_of(store, job)
+    return None if spec is None else w.backends.get(spec.run.backend)
 
 
 # --- claim --------------------------------------------------------------------------------------------
 
+
 def claim_next(store: Store, clock: Clock, w: WorkerRuntime) -> Job | None:
-    """Claim the next queued job (highest priority, then oldest) and start its pipeline."""
-    if len(w.jobs) >= w.config.max_jobs:
+    """Claim the next queued job (highest priority, then oldest) and start its pipeline.
+
+    One job per GPU: the next job waits (and nothing behind it overtakes it) until enough GPUs are free.
+    """
+    if len(w.jobs) >= max(w.config.max_jobs, len(w.gpus)):
+        return None
+    head = store.next_queued()
+    if head is None:
+        return None
+    spec = _spec_of(store, head)
+    if spec is not None and w.gpus_for(spec) is None:
         return None
     job = store.claim(w.info.id, now=clock.now(), lease_s=w.config.lease_s)
     if job is None:
@@ -221,19 +251,23 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
         settle(store, job, (JobState.FAILED, f"the stored job file no longer validates: {exc}"), clock.now())
         return
     backend = w.backends.get(spec.run.backend)
+    gpus = w.gpus_for(spec)
     if backend is None:
         reason = f"the '{spec.run.backend}' backend is not available to this worker"
+    elif gpus is None:  # another worker claimed past our check: give it back
+        settle(store, job, (JobState.INTERRUPTED, "no free GPU on this worker when claimed"), clock.now())
+        return
     elif not run_dir.job_json.exists():
         reason = f"run directory {job.run_dir} is missing"
     else:
         offset = run_dir.events.stat().st_size if run_dir.events.exists() else 0
         try:
-            handle = backend.start(Launch(str(job.id), run_dir.root, spec))
+            handle = backend.start(Launch(str(job.id), run_dir.root, spec, gpus))
         except OSError as exc:
             reason = f"the pipeline could not start: {exc}"
         else:
             store.set_launched(job.id, w.info.id, handle, offset)
-            w.jobs[job.id] = Running(job.id, backend, handle, Follower.at(run_dir.events, offset))
+            w.jobs[job.id] = Running(job.id, backend, handle, Follower.at(run_dir.events, offset), gpus)
             log.info("job %d started (attempt %d, %s %s)", job.id, job.attempts, backend.name, handle)
             return
     settle(store, job, (JobState.FAILED, reason), clock.now())
@@ -241,10 +275,12 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
 
 # --- shutdown -----------------------------------------------------------------------------------------
 
+
 def shutdown(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool) -> None:
     """Stop every running pipeline (``force``: SIGKILL at once) and record the jobs as interrupted."""
     for run in list(w.jobs.values()):
         job = store.get(run.job_id)
-        _stop_and_settle(store, clock, w, run, job, grace_s=0 if force else w.config.grace_s,
-                         why="its worker was stopped")
+        _stop_and_settle(
+            store, clock, w, run, job, grace_s=0 if force else w.config.grace_s, why="its worker was stopped"
+        )
     store.unregister_worker(w.info.id)

@@ -1,0 +1,125 @@
+"""The job screen through the Pilot: timeline, live numbers, plot, log, smoke answers, artifacts, copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tui_fixtures import drive, make_app, noted, screen_text, seed_queue, shows, wait_for
+
+from runner import commands
+from runner.events import EventWriter
+from runner.store import Store
+from tui.screens.job import JobScreen
+from tui.screens.text_view import TextScreen
+from tui.widgets.log_panel import LogPanel
+from tui.widgets.loss_plot import LossPlot
+from tui.widgets.ship_panel import ShipPanel
+
+
+@pytest.fixture
+def ids(store: Store) -> dict[str, int]:
+    return seed_queue(store, commands.runs_root(store))
+
+
+async def open_job(pilot, job_id: int) -> JobScreen:
+    await wait_for(pilot, lambda: pilot.app.screen.query_one("#jobs").row_count > 0)
+    table = pilot.app.screen.query_one("#jobs")
+    table.move_cursor(row=table.get_row_index(str(job_id)))
+    await pilot.press("enter")
+    screen = pilot.app.screen
+    assert isinstance(screen, JobScreen)
+    await wait_for(pilot, lambda: screen.job is not None and screen.view is not None)
+    return screen
+
+
+def test_finished_job_overview(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
+    async def scenario(pilot) -> None:
+        screen = await open_job(pilot, ids["demo-tiny"])
+        run = Path(store.get(ids["demo-tiny"]).run_dir)
+        await shows(pilot, "job 1 demo-tiny", "succeeded", "✓ data", "✓ smoke", "step  60/60", "eval  0.4333")
+        await shows(pilot, f"Q4_K_M {run}/gguf/demo-tiny-Q4_K_M.gguf")
+        assert screen.query_one(LossPlot)._shown is not None
+        train, evals = screen.query_one(LossPlot)._shown
+        assert len(train[0]) == 60 and evals[0] == (20.0, 40.0, 60.0)
+
+    drive(make_app(store, tmp_path), scenario, size=(200, 50))  # wide enough for the whole path
+
+
+def test_running_job_updates_live(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
+    run = Path(store.get(ids["medical-r1"]).run_dir)
+
+    async def scenario(pilot) -> None:
+        await open_job(pilot, ids["medical-r1"])
+        await shows(pilot, "running", "● train", "○ smoke", "step  30/60")
+        events = EventWriter(run / "events.jsonl", str(ids["medical-r1"]))
+        events.emit("progress", "train", step=31, max_steps=60, loss=0.777, eta_s=29.0)
+        await shows(pilot, "step  31/60", "loss  0.7770")
+        with (run / "log.txt").open("a") as log:
+            log.write("a brand new log line\n")
+        await pilot.press("2")
+        await shows(pilot, "a brand new log line")
+
+    drive(make_app(store, tmp_path), scenario)
+
+
+def test_failed_job_shows_reason(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
+    async def scenario(pilot) -> None:
+        await open_job(pilot, ids["chat-lora"])
+        await shows(pilot, "failed", "CUDA out of memory", "✗ train", "○ lora")
+        await pilot.press("4")
+        await shows(pilot, "no artifacts yet")
+        await pilot.press("y")
+        await noted(pilot, "nothing to copy yet")
+
+    drive(make_app(store, tmp_path), scenario)
+
+
+def test_log_tab_follows_and_searches(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
+    async def scenario(pilot) -> None:
+        screen = await open_job(pilot, ids["demo-tiny"])
+        await pilot.press("2")
+        await shows(pilot, "job succeeded")  # the tail end is in view
+        await pilot.press("slash", *"quantize")
+        log = screen.query_one(LogPanel).query_one("#log-view")
+        await wait_for(pilot, lambda: 0 < log.line_count <= 3)
+        assert all("quantize" in line for line in log.lines)
+        await pilot.press("escape")  # clears the search
+        await wait_for(pilot, lambda: log.line_count > 60)
+        await pilot.press("escape")  # back to the queue
+        assert not isinstance(pilot.app.screen, JobScreen)
+
+    drive(make_app(store, tmp_path), scenario)
+
+
+def test_smoke_and_ship_tabs_and_copy(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
+    run = Path(store.get(ids["demo-tiny"]).run_dir)
+    (run / "ship").mkdir()
+    (run / "ship" / "Modelfile").write_text('FROM ./demo-tiny-Q4_K_M.gguf\nTEMPLATE """{{ .Prompt }}"""\n')
+    copied: list[str] = []
+
+    async def scenario(pilot) -> None:
+        pilot.app.copy_to_clipboard = copied.append
+        screen = await open_job(pilot, ids["demo-tiny"])
+        await pilot.press("3")
+        await shows(pilot, "PASSED", "Acute myocardial infarction")
+        await pilot.press("4")
+        await shows(pilot, "gguf/demo-tiny-Q4_K_M.gguf", "sha256 ", "scp to your laptop", "Ollama Modelfile")
+        q4 = run / "gguf" / "demo-tiny-Q4_K_M.gguf"
+        assert f"me@gpu-box:{q4}" in screen_text(pilot.app)
+        await pilot.press("y")
+        assert copied == [f"scp me@gpu-box:{q4} ."]
+        await noted(pilot, "copied: scp to your laptop")
+        panel = screen.query_one(ShipPanel)
+        panel.query_one("#ship-commands").focus()
+        await pilot.press("down", "down", "y")
+        assert copied[-1] == "llama-cli -m ./demo-tiny-Q4_K_M.gguf -cnv"
+        await pilot.press("end", "v")  # the fallback: the text in a selectable view
+        assert isinstance(pilot.app.screen, TextScreen)
+        await shows(pilot, "FROM ./demo-tiny-Q4_K_M.gguf", "TEMPLATE")  # the ship stage's Modelfile
+        await pilot.press("escape")
+        assert pilot.app.screen is screen
+        await pilot.press("1")
+        await shows(pilot, "stages", "training")
+
+    drive(make_app(store, tmp_path), scenario, size=(200, 50))

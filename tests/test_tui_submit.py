@@ -1,0 +1,90 @@
+"""The submit screen through the Pilot: list, filter, validate inline, refuse invalid files, queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tui_fixtures import drive, make_app, noted, shows, wait_for, write_job_files
+
+from runner.store import Store
+from tui.screens.queue import QueueScreen
+from tui.screens.submit import SubmitScreen
+
+
+def validated(screen: SubmitScreen, name: str) -> bool:
+    return screen.result is not None and screen.result.path.name == name
+
+
+async def open_submit(pilot) -> SubmitScreen:
+    await pilot.press("n")
+    screen = pilot.app.screen
+    assert isinstance(screen, SubmitScreen)
+    await wait_for(pilot, lambda: screen.result is not None)
+    return screen
+
+
+def test_valid_file_is_summarised_and_queued_on_confirm(store: Store, tmp_path: Path) -> None:
+    jobs = tmp_path / "jobfiles"
+    files = write_job_files(jobs)
+
+    async def scenario(pilot) -> None:
+        await open_submit(pilot)
+        await shows(pilot, "demo-tiny.toml", "typo.toml", "✓ valid", "tuneq:tiny-llama", "43 train +")
+        await pilot.press("enter")
+        await shows(pilot, "Queue demo-tiny.toml (demo-tiny)?")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, QueueScreen))
+        await noted(pilot, "job 1 queued: demo-tiny")
+        await wait_for(pilot, lambda: pilot.app.screen.query_one("#jobs").row_count == 1)
+
+    drive(make_app(store, jobs), scenario)
+    [job] = store.list_jobs()
+    assert job.name == "demo-tiny" and job.source_path == str(files["good"].resolve())
+
+
+def test_invalid_file_shows_problems_and_cannot_be_queued(store: Store, tmp_path: Path) -> None:
+    jobs = tmp_path / "jobfiles"
+    write_job_files(jobs)
+
+    async def scenario(pilot) -> None:
+        screen = await open_submit(pilot)
+        await pilot.press("down")
+        await wait_for(pilot, lambda: validated(screen, "typo.toml"))
+        await shows(pilot, "✗ invalid", "line 7: train.learnin_rate: unknown key", "learning_rate")
+        await pilot.press("enter")
+        await noted(pilot, "only a valid job file can be queued")
+        assert isinstance(pilot.app.screen, SubmitScreen)
+        await pilot.press("escape")
+        assert isinstance(pilot.app.screen, QueueScreen)
+
+    drive(make_app(store, jobs), scenario, size=(120, 40))
+    assert store.list_jobs() == []
+
+
+def test_filter_and_confirm_declined(store: Store, tmp_path: Path) -> None:
+    jobs = tmp_path / "jobfiles"
+    write_job_files(jobs)
+
+    async def scenario(pilot) -> None:
+        screen = await open_submit(pilot)
+        await pilot.press("slash", *"typo", "enter")
+        await wait_for(pilot, lambda: validated(screen, "typo.toml"))
+        await pilot.press("slash", *"zzz")  # focusing the box selects its text: typing replaces it
+        await shows(pilot, "no job file matches “zzz”")
+        await pilot.press(*["backspace"] * 3)
+        await wait_for(pilot, lambda: validated(screen, "demo-tiny.toml"))
+        await shows(pilot, "✓ valid")
+        await pilot.press("enter")  # from the filter box: to the list
+        await pilot.press("enter", "n")  # declined: nothing queued, still on the submit screen
+        assert isinstance(pilot.app.screen, SubmitScreen)
+
+    drive(make_app(store, jobs), scenario)
+    assert store.list_jobs() == []
+
+
+def test_no_job_files(store: Store, tmp_path: Path) -> None:
+    async def scenario(pilot) -> None:
+        await pilot.press("n")
+        await shows(pilot, "no job files in")
+
+    drive(make_app(store, tmp_path / "missing"), scenario)

@@ -1,0 +1,48 @@
+"""The Textual app: the queue screen first; ``q`` quits and ``?`` shows the keys from anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from runner.store import Store
+from tui.context import TuiContext
+from tui.screens.help import HelpScreen
+from tui.screens.queue import QueueScreen
+
+
+class TuneqApp(App[None]):
+    """``tuneq tui``."""
+
+    CSS_PATH = "tuneq.tcss"
+    TITLE = "tuneq"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help")]
+
+    def __init__(self, ctx: TuiContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def get_default_screen(self) -> Screen[None]:
+        return QueueScreen(self.ctx)
+
+    def action_help(self) -> None:
+        """Show the keys of the current screen and the app (not the focused widget's cursor keys)."""
+        seen: dict[str, tuple[str, str]] = {}
+        for active in self.screen.active_bindings.values():
+            binding = active.binding
+            if isinstance(active.node, App | Screen) and binding.description and binding.action not in seen:
+                seen[binding.action] = (self.get_key_display(binding), binding.description)
+        self.push_screen(HelpScreen(list(seen.values())))
+
+
+def run(jobs_dir: Path) -> int:
+    """Open the TUI on the state directory's store (``TUNEQ_HOME``); return an exit code."""
+    with Store() as store:
+        TuneqApp(TuiContext(store, jobs_dir.resolve())).run()
+    return 0

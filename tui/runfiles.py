@@ -1,0 +1,86 @@
+"""Reading a run directory for the job screen: the log's new lines, ``report.json``, ``smoke.json``, and
+which artifact is the Q4_K_M file. Blocking file reads: call these from a polling thread."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.events import Event
+
+LOG_START_BYTES = 256 * 1024  # the first read of a log starts this far before its end
+
+
+@dataclass
+class LogTail:
+    """New lines of a growing text file; the first read skips all but the last ``LOG_START_BYTES``."""
+
+    path: Path
+    offset: int | None = None
+    _partial: bytes = field(default=b"", repr=False)
+
+    def read_new(self) -> list[str]:
+        """Complete lines appended since the last call."""
+        try:
+            with self.path.open("rb") as handle:
+                if self.offset is None:
+                    end = handle.seek(0, 2)
+                    self.offset = max(0, end - LOG_START_BYTES)
+                    skip_first = self.offset > 0
+                else:
+                    skip_first = False
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(chunk)
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        if skip_first and lines:
+            lines.pop(0)  # starts mid-line
+        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The run's summary files, ``None`` until written."""
+
+    report: dict[str, Any] | None = None
+    smoke: dict[str, Any] | None = None
+    modelfile: str | None = None  # ship/Modelfile, with the GGUF's chat template, once the ship stage ran
+
+
+def read_run_files(root: Path) -> RunFiles:
+    """``report.json``, ``smoke.json`` and ``ship/Modelfile`` of a run directory (unreadable = absent)."""
+    try:
+        modelfile: str | None = (root / "ship" / "Modelfile").read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        modelfile = None
+    return RunFiles(_read_json(root / "report.json"), _read_json(root / "smoke.json"), modelfile)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def artifacts(report: dict[str, Any] | None, events: tuple[Event, ...]) -> list[Event]:
+    """Artifacts by path: ``artifact`` events as they come, overridden by the final report's list."""
+    merged = {a["path"]: a for a in events if isinstance(a.get("path"), str)}
+    for entry in (report or {}).get("artifacts") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            merged[entry["path"]] = merged.get(entry["path"], {}) | entry
+    return list(merged.values())
+
+
+def q4_k_m(items: list[Event]) -> str | None:
+    """The path (relative to the run directory) of the Q4_K_M GGUF, if there is one."""
+    for item in items:
+        if item.get("kind") == "gguf-q4_k_m" or str(item.get("path", "")).upper().endswith("Q4_K_M.GGUF"):
+            return str(item["path"])
+    return None

@@ -1,0 +1,191 @@
+"""One job: stage timeline, live numbers and loss plot; its log; smoke answers; artifacts and commands to
+ship the Q4_K_M file. A polling thread tails new event and log lines and re-reads the summary files only
+when an event says they changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from runner.events import Event, EventTail
+from runner.jobstate import JobState
+from runner.rundir import RunDir
+from runner.store import Job, JobError, StoreError
+from tui.context import TuiContext
+from tui.feed import JobFeed, JobView
+from tui.format import STATE_STYLES
+from tui.messages import JobPolled, StoreFailed
+from tui.pulse import Pulse
+from tui.runfiles import LogTail, RunFiles, artifacts, q4_k_m, read_run_files
+from tui.screens.text_view import TextScreen
+from tui.widgets.live_stats import LiveStats
+from tui.widgets.log_panel import LogPanel
+from tui.widgets.loss_plot import LossPlot
+from tui.widgets.ship_panel import ShipPanel
+from tui.widgets.smoke_panel import SmokePanel
+from tui.widgets.stage_timeline import StageTimeline
+
+TABS = ("overview", "log", "smoke", "ship")
+_FILE_STAGES = {("stage_end", "smoke"), ("stage_end", "ship")}
+
+
+def rewrites_files(events: list[Event]) -> bool:
+    """Whether new events say that report.json, smoke.json or ship/Modelfile may have been (re)written."""
+    return any(e.get("type") == "job_end" or (e.get("type"), e.get("stage")) in _FILE_STAGES for e in events)
+
+
+class JobScreen(Screen[None]):
+    """Opened from the queue with enter."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,backspace", "back", "Back"),
+        *(Binding(str(i), f"tab('{tab}')", tab.title()) for i, tab in enumerate(TABS, 1)),
+        Binding("slash", "search", "Search log"),
+        Binding("y", "copy", "Copy"),
+        Binding("v", "view", "View text"),
+    ]
+
+    def __init__(self, ctx: TuiContext, job_id: int) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.job_id = job_id
+        self.job: Job | None = None
+        self.view: JobView | None = None
+        self.files = RunFiles()
+        self.pulse = Pulse(ctx.poll_s)
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"job {self.job_id}", id="job-title", classes="title")
+        yield Static(id="q4-path")
+        with TabbedContent(id="tabs"):
+            with TabPane("Overview", id="overview"), Horizontal():
+                with Vertical(id="left"):
+                    yield StageTimeline(id="stages")
+                    yield LiveStats(id="stats")
+                yield LossPlot(id="plot")
+            with TabPane("Log", id="log"):
+                yield LogPanel(id="log-panel")
+            with TabPane("Smoke", id="smoke"):
+                yield SmokePanel(id="smoke-panel")
+            with TabPane("Ship", id="ship"):
+                yield ShipPanel(id="ship-panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#stages", StageTimeline).border_title = "stages"
+        self.query_one("#stats", LiveStats).border_title = "training"
+        self._show_view(JobFeed().view())
+        self._poll()
+
+    @work(thread=True, exclusive=True, group="job-poll")
+    def _poll(self) -> None:
+        worker = get_current_worker()
+        feed, version, fresh = JobFeed(), None, True
+        tails: tuple[RunDir, EventTail, LogTail] | None = None
+        while not worker.is_cancelled:
+            try:
+                current = self.ctx.store.data_version()
+                job = self.ctx.store.get(self.job_id) if current != version else None
+            except (StoreError, JobError) as exc:
+                self.post_message(StoreFailed(str(exc)))
+                return
+            version = current
+            if tails is None and job is not None:
+                run = RunDir(Path(job.run_dir))
+                tails = (run, EventTail(run.events), LogTail(run.log))
+            if tails is not None:
+                run, event_tail, log_tail = tails
+                events, lines = event_tail.read_new(), log_tail.read_new()
+                feed.add(events)
+                files = read_run_files(run.root) if fresh or rewrites_files(events) else None
+                fresh = False
+                if job or events or lines or files:
+                    self.post_message(JobPolled(job, feed.view() if events else None, lines or None, files))
+            self.pulse.wait()
+
+    @on(JobPolled)
+    def _polled(self, message: JobPolled) -> None:
+        if message.job:
+            self.job = message.job
+            self._show_title()
+        if message.view:
+            self._show_view(message.view)
+        if message.log_lines:
+            self.query_one(LogPanel).append(message.log_lines)
+        if message.files:
+            self.files = message.files
+            self.query_one(SmokePanel).show(message.files.smoke)
+        self._show_artifacts()
+
+    def _show_view(self, view: JobView) -> None:
+        self.view = view
+        self.query_one(StageTimeline).show(view.stages)
+        self.query_one(LiveStats).show(view.progress, view.eval_loss)
+        self.query_one(LossPlot).show(view.train_series, view.eval_series)
+
+    @on(StoreFailed)
+    def _failed(self, message: StoreFailed) -> None:
+        self.notify(message.error, title="queue database", severity="error", timeout=10)
+
+    def _show_title(self) -> None:
+        job = self.job
+        assert job is not None
+        state = "cancelling" if job.cancel_requested and job.state.is_active else str(job.state)
+        title = Text.assemble(("job ", "bold"), (f"{job.id} {job.name}", "bold"), "  ",
+                              (state, STATE_STYLES.get(state, "")), f"  attempt {job.attempts}")
+        if job.state is not JobState.SUCCEEDED and job.reason:
+            title.append(f"  {job.reason}", style="red")
+        self.query_one("#job-title", Static).update(title)
+
+    def _show_artifacts(self) -> None:
+        if self.job is None:
+            return
+        root = Path(self.job.run_dir)
+        items = artifacts(self.files.report, self.view.artifacts if self.view else ())
+        q4 = q4_k_m(items)
+        if q4:
+            path = Text.assemble(("Q4_K_M ", "bold green"), str(root / q4))
+            self.query_one("#q4-path", Static).update(path)
+        self.query_one("#q4-path").set_class(q4 is not None, "-shown")
+        self.query_one(ShipPanel).show(root, items, q4, self.job.name, self.ctx.ssh_target,
+                                       self.files.modelfile)
+
+    # --- keys -------------------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_search(self) -> None:
+        self.action_tab("log")
+        self.query_one(LogPanel).open_search()
+
+    def _command_text(self) -> tuple[str, str] | None:
+        command = self.query_one(ShipPanel).selected
+        if command is None:
+            self.notify("nothing to copy yet: the commands appear once the Q4_K_M file exists",
+                        severity="warning")
+            return None
+        return command.label, command.text
+
+    def action_copy(self) -> None:
+        """Copy the highlighted command through the terminal (OSC 52); ``v`` shows it if that fails."""
+        if chosen := self._command_text():
+            self.action_tab("ship")
+            self.app.copy_to_clipboard(chosen[1])
+            self.notify(f"copied: {chosen[0]}  (nothing pasted? press v to see the text)")
+
+    def action_view(self) -> None:
+        if chosen := self._command_text():
+            self.app.push_screen(TextScreen(chosen[0], chosen[1]))

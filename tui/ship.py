@@ -1,0 +1,32 @@
+"""Ready-to-copy commands that take a finished GGUF from the server to a laptop and run it."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ShipCommand:
+    """A labelled command (or file text) for the clipboard."""
+
+    label: str
+    text: str
+
+
+def ship_commands(gguf: Path, model: str, target: str, modelfile: str | None = None) -> list[ShipCommand]:
+    """Fetch the file with scp or rsync from ``target`` (``user@host``); run it with llama.cpp or Ollama.
+
+    ``modelfile`` is the run's ``ship/Modelfile`` (it carries the chat template); without one, a minimal
+    Modelfile leaves the template to Ollama's reading of the GGUF."""
+    remote = f"{target}:{shlex.quote(str(gguf))}"
+    local = shlex.quote(f"./{gguf.name}")
+    minimal = f"# ollama create {model} -f Modelfile && ollama run {model}\nFROM ./{gguf.name}\n"
+    return [
+        ShipCommand("scp to your laptop", f"scp {remote} ."),
+        ShipCommand("rsync to your laptop (resumable)", f"rsync -avP {remote} ."),
+        ShipCommand("chat with llama.cpp", f"llama-cli -m {local} -cnv"),
+        ShipCommand("serve with llama.cpp (OpenAI API on :8080)", f"llama-server -m {local} --port 8080"),
+        ShipCommand("Ollama Modelfile", modelfile or minimal),
+    ]

@@ -1,0 +1,62 @@
+"""Artifacts with sizes and sha256, and the commands that ship the Q4_K_M file, ready to copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from runner.events import Event
+from tui.format import size
+from tui.ship import ShipCommand, ship_commands
+
+
+class ShipPanel(VerticalScroll):
+    """The run's files, then a list of commands; the highlighted command's text is shown in full."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.commands: list[ShipCommand] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="artifact-list")
+        yield OptionList(id="ship-commands")
+        yield Static(id="ship-preview")
+
+    def show(self, root: Path, items: list[Event], q4: str | None, model: str, target: str,
+             modelfile: str | None) -> None:
+        """Render the artifacts of the run directory ``root``; offer commands once the Q4_K_M file exists."""
+        text = Text()
+        for item in items:
+            text.append(f"{item['path']}", style="bold").append(f"  {size(item.get('bytes'))}\n")
+            if item.get("sha256"):
+                text.append(f"  sha256 {item['sha256']}\n", style="dim")
+        if q4:
+            text.append("Q4_K_M: ", style="bold green").append(str(root / q4))
+        self.query_one("#artifact-list", Static).update(text or Text("no artifacts yet", style="dim"))
+        commands = ship_commands(root / q4, model, target, modelfile) if q4 else []
+        if commands == self.commands:
+            return
+        self.commands = commands
+        self.set_class(bool(commands), "-ready")
+        options = self.query_one(OptionList)
+        options.clear_options()
+        options.add_options([Option(c.label, id=str(i)) for i, c in enumerate(commands)])
+        if commands:
+            options.highlighted = 0
+
+    @property
+    def selected(self) -> ShipCommand | None:
+        """The highlighted command."""
+        index = self.query_one(OptionList).highlighted
+        return self.commands[index] if index is not None and index < len(self.commands) else None
+
+    @on(OptionList.OptionHighlighted, "#ship-commands")
+    def _preview(self) -> None:
+        chosen = self.selected
+        self.query_one("#ship-preview", Static).update(Text(chosen.text) if chosen else "")
