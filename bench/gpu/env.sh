@@ -11,7 +11,7 @@ mkdir -p "$TUNEQ_CACHE/models"
 tar xzf .gpu/r1-qwen-tokenizer-v1.tar.gz -C "$TUNEQ_CACHE/models"
 tar xzf .gpu/llama-cpp-python-0.3.36-trimmed.tar.gz -C /tmp
 rm -f /tmp/llcpp.rc
-( CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_FA=OFF -DLLAVA_BUILD=OFF" \
+( CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAVA_BUILD=OFF" \
   CMAKE_BUILD_PARALLEL_LEVEL=16 python3 -m pip install -q --no-build-isolation --no-deps --no-index \
   --target /tmp/llcpp /tmp/llama_cpp_python-0.3.36 > "$OUT/llama-build.log" 2>&1; echo $? > /tmp/llcpp.rc ) &
 
