@@ -7,6 +7,7 @@ Variants, all LoRA r16 on the 7 projections, sequence length 2048, effective bat
   b  the seed-004 way: bare Unsloth + TRL SFTTrainer, adamw_8bit (pads to the longest row of a batch)
   c  tuneq's train stage with the job defaults (runner.pipeline.train)
   c+pf  tuneq with padding_free = true
+  any variant + "-nogc": the same without gradient checkpointing (Unsloth's offloaded one by default)
 Data: CoT-like rows of mixed length (200-2048 tokens, random ids). Each variant: warm-up steps, then
 ``--repeats`` timed blocks of ``--steps`` optimizer steps; the table shows the median block.
 """
@@ -112,6 +113,8 @@ def run_variant(
 ) -> dict[str, Any]:
     from datasets import Dataset
 
+    checkpointing = not variant.endswith("-nogc")
+    kind = variant.removesuffix("-nogc")
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     total = args.warmup + args.steps * args.repeats
@@ -129,13 +132,14 @@ def run_variant(
         disable_tqdm=True,
         seed=3407,
     )
-    if variant == "a":
+    if kind == "a":
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
 
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map="cuda")
-        model.gradient_checkpointing_enable()
-        model.enable_input_require_grads()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            model.enable_input_require_grads()
         model = get_peft_model(
             model, LoraConfig(r=16, lora_alpha=16, target_modules=TARGETS, task_type="CAUSAL_LM")
         )
@@ -167,10 +171,10 @@ def run_variant(
             r=16,
             lora_alpha=16,
             target_modules=TARGETS,
-            use_gradient_checkpointing="unsloth",
+            use_gradient_checkpointing="unsloth" if checkpointing else False,
             random_state=3407,
         )
-        cfg = SFTConfig(**common, max_length=SEQ, optim="adamw_8bit", padding_free=variant == "c+pf")
+        cfg = SFTConfig(**common, max_length=SEQ, optim="adamw_8bit", padding_free=kind == "c+pf")
         trainer = SFTTrainer(
             model=model,
             processing_class=tokenizer,

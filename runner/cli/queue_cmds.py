@@ -25,7 +25,6 @@ from runner.spec import SpecError
 from runner.store import JSON_VERSION, Job, JobError, Store, StoreError
 from runner.worker import daemon
 from runner.worker.linger import linger_warning
-from runner.worker.loop import serve
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 StoreHandler = Callable[[Store, argparse.Namespace], int]
@@ -74,7 +73,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("worker", help="run a worker in the foreground")
     p.add_argument("--extra", action="store_true", help="run beside the state directory's worker")
-    p.set_defaults(handler=lambda args: serve(extra=args.extra))
+    p.set_defaults(handler=_serve)
 
     p = sub.add_parser("daemon", help="run the worker detached: start | stop | status")
     p.add_argument("action", choices=("start", "stop", "status"))
@@ -237,3 +236,10 @@ def _daemon(args: argparse.Namespace) -> int:
 def _warn_linger() -> None:
     if warning := linger_warning():
         print(f"warning: {warning}", file=sys.stderr)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``tuneq worker``: imported here so the other verbs start without the worker's dependencies."""
+    from runner.worker.loop import serve
+
+    return serve(extra=args.extra)
