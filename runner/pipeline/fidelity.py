@@ -17,6 +17,7 @@ from runner.pipeline.answers import answer_prompts
 from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.evalmd import render_eval
+from runner.pipeline.isolate import call_in_child
 from runner.pipeline.perplexity import load_rows, perplexity
 from runner.pipeline.quantize import quant_path
 from runner.spec.model import ExportSpec
@@ -124,7 +125,8 @@ def _perplexities(ctx: StageContext) -> dict[str, Any]:
     f16 = quant_path(ctx, "f16")
     limit, why = ppl_limit(export, f16.stat().st_size // 2)  # f16: two bytes a weight
     quants = ["f16", *(q for q in export.gguf if q != "f16")]
-    measured = {q: perplexity(quant_path(ctx, q), rows) for q in quants}
+    # In a child process: llama.cpp's CUDA context beside torch's in one process was seen to hang.
+    measured = {q: call_in_child(f"perplexity of {q}", perplexity, quant_path(ctx, q), rows) for q in quants}
     files: list[dict[str, Any]] = [
         {
             "quant": q,
