@@ -44,11 +44,15 @@ def perplexity(gguf: Path, rows: list[Row]) -> Perplexity:
     """Score ``rows`` with the GGUF at ``gguf``; raises ValueError when no row has a labelled token."""
     from llama_cpp import Llama
 
-    n_ctx = max(len(r.input_ids) for r in rows)
+    # A context of whole 256-token blocks, one batch for a whole row: a tiny context (the longest row)
+    # crashed llama.cpp's CUDA backend on an H100, while the smoke test's large one ran.
+    longest = max(len(r.input_ids) for r in rows)
+    n_ctx = max(512, (longest + 255) // 256 * 256)
     llm = Llama(
         model_path=str(gguf),
         n_ctx=n_ctx,
-        n_batch=min(n_ctx, 2048),
+        n_batch=n_ctx,
+        n_ubatch=n_ctx,
         logits_all=True,
         n_threads=os.cpu_count() or 1,
         n_gpu_layers=-1,
