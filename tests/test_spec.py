@@ -151,3 +151,15 @@ def test_job_file_reference_is_current() -> None:
     assert (ROOT / "docs" / "job-file.md").read_text() == render(), (
         "run: python -m runner.spec.reference > docs/job-file.md"
     )
+
+
+def test_validation_needs_no_training_stack() -> None:
+    """The CLI, TUI and `tuneq validate` run where llama-cpp-python and torch are not installed."""
+    code = (
+        "import sys; sys.modules['llama_cpp'] = None; sys.modules['torch'] = None\n"
+        "from runner.spec import load_spec\n"
+        f"print(load_spec({str(DEMO)!r}).spec.export.gguf)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "q4_k_m" in result.stdout
