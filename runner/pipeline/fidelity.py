@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from runner.models.resolve import load_tokenizer, local_model_dir
@@ -18,7 +19,7 @@ from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.evalmd import render_eval
 from runner.pipeline.isolate import call_in_child
-from runner.pipeline.perplexity import load_rows, perplexity
+from runner.pipeline.perplexity import Perplexity, Row, load_rows, perplexity
 from runner.pipeline.quantize import quant_path
 from runner.spec.model import ExportSpec
 from runner.templates import chat_template_for
@@ -125,8 +126,7 @@ def _perplexities(ctx: StageContext) -> dict[str, Any]:
     f16 = quant_path(ctx, "f16")
     limit, why = ppl_limit(export, f16.stat().st_size // 2)  # f16: two bytes a weight
     quants = ["f16", *(q for q in export.gguf if q != "f16")]
-    # In a child process: llama.cpp's CUDA context beside torch's in one process was seen to hang.
-    measured = {q: call_in_child(f"perplexity of {q}", perplexity, quant_path(ctx, q), rows) for q in quants}
+    measured = {q: _score(ctx, quant_path(ctx, q), rows, q) for q in quants}
     files: list[dict[str, Any]] = [
         {
             "quant": q,
@@ -186,3 +186,18 @@ def _format_check(ctx: StageContext, answers: dict[str, Any]) -> dict[str, Any]:
             if answer["finish_reason"] != "stop":
                 problems.append(f"{source} answer to '{row['prompt'][:40]}' hit max_tokens without EOS")
     return {"checked": True, "problems": problems}
+
+
+def _score(ctx: StageContext, path: Path, rows: list[Row], quant: str) -> Perplexity:
+    """Perplexity of one file, in a child process (llama.cpp's CUDA context beside torch's hung once).
+
+    On the H100 the logits-for-every-position path crashed in llama.cpp's CUDA backend (SIGSEGV) where
+    the smoke test's generation ran; a crash is retried on the CPU, which computes the same numbers.
+    """
+    try:
+        return call_in_child(f"perplexity of {quant}", perplexity, path, rows)
+    except StageFailed as exc:
+        if "crashed" not in exc.cause:
+            raise
+        ctx.log(f"{exc.cause}; scoring {quant} on the CPU instead")
+        return call_in_child(f"perplexity of {quant} on the CPU", perplexity, path, rows, 0)

@@ -40,7 +40,7 @@ def load_rows(split_dir: Path, limit: int) -> list[Row]:
     return [Row(list(r["input_ids"]), list(r["labels"])) for r in data.select(range(min(limit, len(data))))]
 
 
-def perplexity(gguf: Path, rows: list[Row]) -> Perplexity:
+def perplexity(gguf: Path, rows: list[Row], gpu_layers: int = -1) -> Perplexity:
     """Score ``rows`` with the GGUF at ``gguf``; raises ValueError when no row has a labelled token."""
     from llama_cpp import Llama
 
@@ -55,7 +55,7 @@ def perplexity(gguf: Path, rows: list[Row]) -> Perplexity:
         n_ubatch=n_ctx,
         logits_all=True,
         n_threads=os.cpu_count() or 1,
-        n_gpu_layers=-1,
+        n_gpu_layers=gpu_layers,
         seed=0,
         verbose=False,
     )
