@@ -76,3 +76,7 @@ gpu-smoke:
 # on a CUDA machine: training throughput, the seeds' ways against tuneq's (docs/benchmarks.md)
 bench-gpu:
     bash -c 'source bench/gpu/env.sh && python3 bench/bench_gpu.py --out "$OUT/bench-gpu.json"'
+
+# queue latencies: submit/status with 10,000 jobs, submit -> pipeline start with an idle worker
+bench-queue: setup
+    {{bin}}/python bench/bench_queue.py
