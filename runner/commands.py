@@ -13,11 +13,11 @@ from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
-from runner.dataset.read import is_local_source, resolve_local
 from runner.events import Event, EventTail
 from runner.rundir import RunDir, prepare_run_dir
-from runner.spec import LoadedSpec, Problem, SpecError, load_spec
+from runner.spec import LoadedSpec, Problem, SpecError
 from runner.store import Job, NewJob, Store
+from runner.validate import validate_file
 
 
 def runs_root(store: Store) -> Path:
@@ -26,39 +26,18 @@ def runs_root(store: Store) -> Path:
 
 
 def load_all(paths: Sequence[str | Path]) -> list[LoadedSpec]:
-    """Validate every job file (and that its local data file exists); one :class:`SpecError` lists all
-    problems of all files."""
+    """Validate every job file as ``tuneq validate`` does (schema and data); one :class:`SpecError` lists
+    all problems of all files."""
     loaded: list[LoadedSpec] = []
     problems: list[Problem] = []
     for path in paths:
         try:
-            spec = load_spec(path)
+            loaded.append(validate_file(path)[0])
         except SpecError as exc:
             problems.extend(exc.problems)
-            continue
-        problems.extend(_data_problems(spec))
-        loaded.append(spec)
     if problems:
         raise SpecError(problems)
     return loaded
-
-
-def _data_problems(loaded: LoadedSpec) -> list[Problem]:
-    source = loaded.spec.data.source
-    if not is_local_source(source):
-        return []
-    path = resolve_local(source, loaded.base_dir)
-    if path.is_file():
-        return []
-    return [
-        Problem(
-            str(loaded.path),
-            None,
-            "data.source",
-            f"data file {path} not found",
-            "relative paths are taken from the job file's directory",
-        )
-    ]
 
 
 def submit(

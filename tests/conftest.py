@@ -49,7 +49,9 @@ def make_job(tmp_path: Path) -> JobFactory:
         path = jobs / f"{name}.toml"
         path.write_text(
             f'name = "{name}"\ndescription = "{description}"\n\n[model]\nbase = "tuneq:tiny-llama"\n\n'
-            f'[data]\nsource = "data/{DATA.name}"\n\n[run]\nretries = {retries}\n'
+            f'[data]\nsource = "data/{DATA.name}"\nformat = "columns"\n'
+            '[data.columns]\nprompt = "Question"\nreasoning = "Complex_CoT"\nresponse = "Response"\n\n'
+            f'[run]\nretries = {retries}\n'
         )
         return path
 
