@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,16 +79,6 @@ class EventTail:
 def read_events(path: Path) -> list[Event]:
     """All complete events of a file."""
     return EventTail(path).read_new()
-
-
-def iter_events(path: Path) -> Iterator[Event]:
-    """Iterate over complete events of a file without holding them all."""
-    with path.open("rb") as handle:
-        for line in handle:
-            if line.endswith(b"\n"):
-                event = _decode(line)
-                if event is not None:
-                    yield event
 
 
 def _decode(line: bytes) -> Event | None:
