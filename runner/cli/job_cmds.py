@@ -16,6 +16,7 @@ from runner.events import EventTail, format_event
 from runner.rundir import RunDir, prepare_run_dir
 from runner.spec import LoadedSpec, SpecError
 from runner.validate import DataCheck, check_labels, validate_file
+from runner.vram import estimate, model_config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -59,8 +60,17 @@ def _summary(loaded: LoadedSpec, data: DataCheck) -> str:
         f", lr {s.train.learning_rate:g}, {s.train.optim}",
         f"  export    {', '.join(s.export.gguf)}" + (" + LoRA GGUF" if s.export.lora_gguf else ""),
         f"  smoke     {len(s.smoke.prompts)} prompt(s) on {s.smoke.gguf}",
+        f"  memory    {_memory_line(loaded)}",
     ]
     return "\n".join(lines)
+
+
+def _memory_line(loaded: LoadedSpec) -> str:
+    s = loaded.spec
+    config = model_config(s.model.base, s.model.revision)
+    if config is None:
+        return "not estimated (the model's config.json is not on disk)"
+    return estimate(config, s).describe(s.train.per_device_train_batch_size, s.model.max_seq_length)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
