@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from runner.cli import job_cmds, queue_cmds, ship_cmds, tui_cmd
+from runner.cli.exitcodes import EXIT_INTERRUPTED
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _MODULES = [job_cmds, queue_cmds, ship_cmds, tui_cmd]
 
 

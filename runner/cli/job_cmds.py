@@ -11,14 +11,13 @@ from typing import Any
 
 from runner.backends.base import Launch
 from runner.backends.local import LocalBackend
+from runner.cli.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from runner.dataset.read import DataError
 from runner.events import EventTail, format_event
 from runner.rundir import RunDir, prepare_run_dir
 from runner.spec import LoadedSpec, SpecError
 from runner.validate import DataCheck, check_labels, validate_file
 from runner.vram import estimate, model_config
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def register(sub: Any) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import commands
+from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from runner.cli.queue_view import job_details, jobs_table
 from runner.events import format_event
 from runner.jobstate import JobState
@@ -26,7 +27,6 @@ from runner.store import JSON_VERSION, Job, JobError, Store, StoreError
 from runner.worker import daemon
 from runner.worker.linger import linger_warning
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 StoreHandler = Callable[[Store, argparse.Namespace], int]
 
 

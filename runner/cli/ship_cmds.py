@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from runner.ship.transfer import (
     ShipError,
     files_of,
@@ -22,8 +23,6 @@ from runner.ship.transfer import (
     to_remote,
 )
 from runner.store import JobError, Store, StoreError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def register(sub: Any) -> None:

@@ -6,16 +6,20 @@ import argparse
 import sys
 from pathlib import Path
 
+from runner.cli.exitcodes import EXIT_FAILED
 from runner.store import StoreError
-
-EXIT_FAILED = 1
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``tui``."""
     p = sub.add_parser("tui", help="the terminal UI: queue, submit, watch and ship jobs")
-    p.add_argument("--jobs", type=Path, default=Path("jobs"), metavar="DIR",
-                   help="where the submit screen looks for job files (default: ./jobs)")
+    p.add_argument(
+        "--jobs",
+        type=Path,
+        default=Path("jobs"),
+        metavar="DIR",
+        help="where the submit screen looks for job files (default: ./jobs)",
+    )
     p.set_defaults(handler=_tui)
 
 
