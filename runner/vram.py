@@ -65,18 +65,35 @@ def _params(config: Any) -> tuple[int, int, int]:
     return embeddings, linear, lora_width
 
 
-def estimate(config: Any, spec: JobSpec) -> Estimate:
-    """Peak training memory for ``spec`` on a model with ``config`` (a transformers config)."""
+def estimate_for(
+    config: Any, *, four_bit: bool, rank: int, optim: str, tokens: int, checkpointing: bool | str
+) -> Estimate:
+    """Peak training memory for a micro-batch of ``tokens`` tokens (padding included) on ``config``."""
     embeddings, linear, lora_width = _params(config)
-    weight_bytes = 2 * embeddings + (_NF4_BYTES if spec.model.load_in_4bit else 2) * linear
-    lora_params = spec.lora.r * lora_width
-    lora_bytes = lora_params * (4 + 4 + (2 if "8bit" in spec.train.optim else 8))  # fp32 weight, grad, states
-    tokens = spec.train.per_device_train_batch_size * spec.model.max_seq_length
+    weight_bytes = 2 * embeddings + (_NF4_BYTES if four_bit else 2) * linear
+    lora_params = rank * lora_width
+    lora_bytes = lora_params * (4 + 4 + (2 if "8bit" in optim else 8))  # fp32 weight, grad, states
     saved = tokens * config.num_hidden_layers * config.hidden_size * _SAVED_BYTES
-    if spec.lora.use_gradient_checkpointing is False:
+    if checkpointing is False:
         saved *= _NO_CHECKPOINT_FACTOR
     total = weight_bytes + lora_bytes + saved + _FIXED
     return Estimate(weight_bytes / GIB, lora_bytes / GIB, saved / GIB, total / GIB)
+
+
+def estimate(config: Any, spec: JobSpec) -> Estimate:
+    """Peak training memory for ``spec``'s own batch on a model with ``config`` (a transformers config).
+
+    ``use_gradient_checkpointing = "auto"`` counts as on: the least the job needs.
+    """
+    checkpointing = spec.lora.use_gradient_checkpointing
+    return estimate_for(
+        config,
+        four_bit=spec.model.load_in_4bit,
+        rank=spec.lora.r,
+        optim=spec.train.optim,
+        tokens=spec.train.per_device_train_batch_size * spec.model.max_seq_length,
+        checkpointing="unsloth" if checkpointing == "auto" else checkpointing,
+    )
 
 
 def model_config(base: str, revision: str | None = None) -> Any | None:

@@ -56,6 +56,8 @@ def _summary(loaded: LoadedSpec, data: DataCheck) -> str:
         f"  template  {s.template.style}",
         f"  lora      r {s.lora.r}, alpha {s.lora.lora_alpha}, {len(s.lora.target_modules)} target modules",
         f"  training  {steps}, batch {s.train.per_device_train_batch_size} x {s.train.gradient_accumulation_steps}"
+        + (" (on a GPU: fewer micro-batches where memory allows)" if s.train.auto_batch else "")
+        + f", {'padding-free' if s.train.flat_batches else 'packed' if s.train.packing else 'padded'}"
         f", lr {s.train.learning_rate:g}, {s.train.optim}",
         f"  export    {', '.join(s.export.gguf)}" + (" + LoRA GGUF" if s.export.lora_gguf else ""),
         f"  smoke     {len(s.smoke.prompts)} prompt(s) on {s.smoke.gguf}",

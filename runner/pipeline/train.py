@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner.models.resolve import resolve_base
+from runner.batchplan import BatchPlan
 from runner.pipeline.context import StageContext
-from runner.spec.model import JobSpec
+from runner.pipeline.trainer import add_adapter, build_trainer, load_base
 from runner.templates import chat_template_for
 
 
@@ -26,23 +26,6 @@ def setup_unsloth_env(ctx: StageContext) -> None:
     os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
     os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(ctx.run.root / ".unsloth_cache"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def load_base(spec: JobSpec) -> tuple[Any, Any]:
-    """The base model and tokenizer through Unsloth (import order: unsloth before transformers/trl)."""
-    import unsloth  # noqa: F401  (patches transformers/trl on import)
-    from unsloth import FastLanguageModel
-
-    dtype = None if spec.model.dtype == "auto" else spec.model.dtype
-    model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=resolve_base(spec.model.base),
-        max_seq_length=spec.model.max_seq_length,
-        dtype=dtype,
-        load_in_4bit=spec.model.load_in_4bit,
-        revision=spec.model.revision,
-        trust_remote_code=spec.model.trust_remote_code,
-    )
-    return model, tokenizer
 
 
 def last_checkpoint(checkpoints: Path, key: str) -> Path | None:
@@ -65,25 +48,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
     spec = ctx.spec
     model, tokenizer = load_base(spec)
     from datasets import load_from_disk
-    from unsloth import FastLanguageModel
 
-    lora = spec.lora
-    model = FastLanguageModel.get_peft_model(
-        model,
-        r=lora.r,
-        lora_alpha=lora.lora_alpha,
-        lora_dropout=lora.lora_dropout,
-        target_modules=list(lora.target_modules),
-        bias=lora.bias,
-        use_gradient_checkpointing=lora.use_gradient_checkpointing,
-        random_state=lora.random_state,
-        use_rslora=lora.use_rslora,
-        max_seq_length=spec.model.max_seq_length,
-    )
     train_ds = load_from_disk(str(ctx.run.data_dir / "train"))
     eval_path = ctx.run.data_dir / "eval"
     eval_ds = load_from_disk(str(eval_path)) if eval_path.exists() else None
-    trainer = _make_trainer(ctx, model, tokenizer, train_ds, eval_ds)
+    lengths = [min(len(ids), spec.model.max_seq_length) for ids in train_ds["input_ids"]]
+    model, plan = add_adapter(spec, model, lengths)
+    ctx.log(plan.describe())
+    if (loading := _reset_gpu_peak()) is not None:  # progress events then show training's own peak
+        ctx.log(f"loading the model peaked at {loading:.1f} GiB of GPU memory")
+    trainer = _make_trainer(ctx, plan, model, tokenizer, train_ds, eval_ds)
     resume = last_checkpoint(ctx.run.checkpoints, ctx.stage_key)
     resumed_from = int(resume.name.split("-")[1]) if resume else None
     if resume:
@@ -112,6 +86,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "eval_loss_before": eval_before,
         "eval_loss": eval_after,
         "resumed_from_step": resumed_from,
+        "micro_batch": plan.per_device,
+        "accumulation": plan.accumulation,
+        "gradient_checkpointing": plan.checkpointing,
     }
 
 
@@ -121,46 +98,17 @@ def _evaluate(trainer: Any) -> float | None:
     return float(loss) if loss is not None else None
 
 
-def _make_trainer(ctx: StageContext, model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any) -> Any:
-    from trl import SFTConfig, SFTTrainer
-
-    t = ctx.spec.train
-    has_eval = eval_ds is not None and t.eval_steps is not None
-    args = SFTConfig(
-        output_dir=str(ctx.run.checkpoints),
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        per_device_eval_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        max_steps=t.max_steps,
-        num_train_epochs=t.num_train_epochs,
-        learning_rate=t.learning_rate,
-        warmup_steps=t.warmup_ratio or t.warmup_steps,  # transformers 5: a float below 1 is a ratio
-        lr_scheduler_type=t.lr_scheduler_type,
-        optim=t.optim,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        seed=t.seed,
-        logging_steps=t.logging_steps,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=t.eval_steps if has_eval else None,
-        max_length=ctx.spec.model.max_seq_length,
-        packing=t.packing,
-        padding_free=t.padding_free,
-        dataset_num_proc=t.dataset_num_proc,
-        report_to=t.report_to,
-        include_num_input_tokens_seen="non_padding",
-        disable_tqdm=True,
-        logging_first_step=True,
-    )
-    return SFTTrainer(
-        model=model,
-        processing_class=tokenizer,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        args=args,
+def _make_trainer(
+    ctx: StageContext, plan: BatchPlan, model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any
+) -> Any:
+    return build_trainer(
+        model,
+        tokenizer,
+        spec=ctx.spec,
+        plan=plan,
+        output_dir=ctx.run.checkpoints,
+        train_ds=train_ds,
+        eval_ds=eval_ds,
         callbacks=[_progress_callback(ctx)],
     )
 
@@ -206,6 +154,17 @@ def _progress_callback(ctx: StageContext) -> Any:
             )
 
     return ProgressEvents()
+
+
+def _reset_gpu_peak() -> float | None:
+    """The GPU memory peak so far in GiB (loading, quantizing), then start counting afresh; None on CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    torch.cuda.reset_peak_memory_stats()
+    return peak
 
 
 def _memory_gib() -> float:

@@ -112,8 +112,10 @@ class LoraSpec(_Section):
         description="projections that get adapters",
     )
     bias: Literal["none", "all", "lora_only"] = Field("none", description="which biases train")
-    use_gradient_checkpointing: bool | Literal["unsloth"] = Field(
-        "unsloth", description="'unsloth' (offloaded), true, or false"
+    use_gradient_checkpointing: bool | Literal["unsloth", "auto"] = Field(
+        "auto",
+        description="'unsloth' (offloaded), true, false, or 'auto': off on a GPU where the batch fits without it, "
+        "else 'unsloth'",
     )
     random_state: int = Field(3407, description="seed of the adapter's initialisation")
     use_rslora: bool = Field(False, description="rank-stabilised scaling (alpha / sqrt(r))")
@@ -124,6 +126,11 @@ class TrainSpec(_Section):
 
     per_device_train_batch_size: int = Field(2, ge=1, description="examples per step per GPU")
     gradient_accumulation_steps: int = Field(4, ge=1, description="steps summed per optimizer update")
+    auto_batch: bool = Field(
+        True,
+        description="on a GPU, run the same effective batch (per-device x accumulation) in the fewest "
+        "micro-batches that fit in free memory",
+    )
     max_steps: int = Field(-1, ge=-1, description="-1: run num_train_epochs")
     num_train_epochs: float = Field(1.0, gt=0, description="passes over the data (used when max_steps is -1)")
     learning_rate: float = Field(2e-4, gt=0, lt=1, description="peak learning rate")
@@ -145,11 +152,18 @@ class TrainSpec(_Section):
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
     eval_steps: int | None = Field(None, ge=1, description="eval loss every N steps (needs data.eval_split)")
     packing: bool = Field(False, description="pack short examples into full-length rows")
-    padding_free: bool = Field(False, description="batch without padding (flattened sequences)")
+    padding_free: bool | None = Field(
+        None, description="batch without padding (flattened sequences); default: on unless packing"
+    )
     dataset_num_proc: int | None = Field(None, ge=1, description="processes for dataset preparation")
     report_to: Literal["none", "wandb", "tensorboard"] = Field(
         "none", description="metrics sink; wandb reads WANDB_API_KEY from the environment"
     )
+
+    @property
+    def flat_batches(self) -> bool:
+        """Whether batches are flattened without padding (explicitly, or by default when not packing)."""
+        return not self.packing if self.padding_free is None else self.padding_free
 
     @model_validator(mode="after")
     def _one_length(self) -> TrainSpec:
