@@ -91,6 +91,17 @@ def test_f16_perplexity_matches_transformers_on_completion_tokens(
     assert perplexity(tiny_ggufs["f16"], rows).ppl == pytest.approx(math.exp(total / count), rel=0.01)
 
 
+def test_rows_longer_than_one_decode_chunk_score_the_same(
+    tiny_ggufs: dict[str, Path], rows: list[Row], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = perplexity(tiny_ggufs["f16"], rows)
+    monkeypatch.setattr("runner.pipeline.perplexity.CHUNK", 16)  # every row spans several decode calls
+    assert max(len(r.input_ids) for r in rows) > 16
+    chunked = perplexity(tiny_ggufs["f16"], rows)
+    assert chunked.tokens == whole.tokens
+    assert chunked.ppl == pytest.approx(whole.ppl, rel=1e-3)
+
+
 def test_rows_without_labels_are_refused(tiny_ggufs: dict[str, Path], rows: list[Row]) -> None:
     with pytest.raises(ValueError, match="no labelled token"):
         perplexity(tiny_ggufs["f16"], [Row(rows[0].input_ids, [IGNORE] * len(rows[0].input_ids))])

@@ -81,3 +81,35 @@ def test_a_limit_exceeded_fails_the_job_or_warns(demo_run: Path, tmp_path: Path)
         and report["ship"]
         and "PROBLEMS: q8_0" in (run / "eval.md").read_text()
     )
+
+
+def test_a_crashing_scorer_retries_on_the_cpu_then_fails_or_warns(
+    demo_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.events import EventWriter
+    from runner.pipeline import fidelity
+    from runner.pipeline.context import StageContext, StageFailed
+    from runner.rundir import RunDir
+    from runner.spec import parse_spec
+
+    calls: list[str] = []
+
+    def crash(what: str, func: object, *args: object) -> object:
+        calls.append(what)
+        raise StageFailed(f"{what} crashed inside llama.cpp (signal SIGSEGV)", "hint")
+
+    monkeypatch.setattr(fidelity, "call_in_child", crash)
+    run = RunDir(demo_run)
+    text = run.job_toml.read_text()
+
+    def context(job_text: str) -> StageContext:
+        spec = parse_spec(job_text, str(run.job_toml))
+        return StageContext(
+            spec, run, run.read_job_info(), EventWriter(tmp_path / "events.jsonl", "t"), "fidelity"
+        )
+
+    with pytest.raises(StageFailed, match="perplexity of f16 on the CPU crashed"):
+        fidelity._perplexities(context(text))
+    assert calls == ["perplexity of f16", "perplexity of f16 on the CPU"]
+    warned = fidelity._perplexities(context(text.replace("[export]\n", '[export]\non_fidelity = "warn"\n')))
+    assert warned["files"] == [] and "on the CPU crashed" in warned["error"]

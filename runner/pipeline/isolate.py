@@ -6,6 +6,7 @@ event and report. The function and its arguments must be picklable (module-level
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import signal
 from collections.abc import Callable
@@ -17,6 +18,7 @@ T = TypeVar("T")
 
 
 def _child(conn: Any, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    faulthandler.enable()  # a native crash prints the Python stack to stderr (the stage's log)
     try:
         conn.send(("ok", func(*args)))
     except BaseException as exc:

@@ -40,38 +40,66 @@ def load_rows(split_dir: Path, limit: int) -> list[Row]:
     return [Row(list(r["input_ids"]), list(r["labels"])) for r in data.select(range(min(limit, len(data))))]
 
 
-def perplexity(gguf: Path, rows: list[Row], gpu_layers: int = -1) -> Perplexity:
-    """Score ``rows`` with the GGUF at ``gguf``; raises ValueError when no row has a labelled token."""
-    from llama_cpp import Llama
+CHUNK = 512  # tokens per llama_decode call (llama.cpp's default batch)
 
-    # A context of whole 256-token blocks, one batch for a whole row: a tiny context (the longest row)
-    # crashed llama.cpp's CUDA backend on an H100, while the smoke test's large one ran.
+
+def perplexity_on_cpu(gguf: Path, rows: list[Row]) -> Perplexity:
+    """``perplexity`` with CUDA hidden from llama.cpp (call in a fresh process, before llama_cpp loads).
+
+    With no layers offloaded a CUDA build still runs large matrix products on the GPU; hiding the devices
+    makes it a CPU build.
+    """
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    return perplexity(gguf, rows, gpu_layers=0)
+
+
+def perplexity(gguf: Path, rows: list[Row], gpu_layers: int = -1) -> Perplexity:
+    """Score ``rows`` with the GGUF at ``gguf``; raises ValueError when no row has a labelled token.
+
+    Uses llama.cpp's batch API the way its own perplexity tool does: each row is decoded in chunks of
+    ``CHUNK`` tokens and logits are requested only at the positions that predict a labelled token, so the
+    output buffer never holds more than one chunk's rows. (Asking llama-cpp-python for every position's
+    logits, ``logits_all``, crashed its CUDA build on the H100, on the GPU and with no layers offloaded.)
+    """
+    import llama_cpp
+
     longest = max(len(r.input_ids) for r in rows)
-    n_ctx = max(512, (longest + 255) // 256 * 256)
-    llm = Llama(
+    llm = llama_cpp.Llama(
         model_path=str(gguf),
-        n_ctx=n_ctx,
-        n_batch=n_ctx,
-        n_ubatch=n_ctx,
-        logits_all=True,
+        n_ctx=max(CHUNK, (longest + 255) // 256 * 256),
+        n_batch=CHUNK,
+        n_ubatch=CHUNK,
         n_threads=os.cpu_count() or 1,
         n_gpu_layers=gpu_layers,
         seed=0,
         verbose=False,
     )
+    n_vocab = llm.n_vocab()
+    batch = llama_cpp.llama_batch_init(CHUNK, 0, 1)
     total, count = 0.0, 0
     try:
         for row in rows:
-            positions = [j for j in range(1, len(row.input_ids)) if row.labels[j] != IGNORE]
-            if not positions:
+            scored = {j - 1 for j in range(1, len(row.input_ids)) if row.labels[j] != IGNORE}
+            if not scored:
                 continue
-            llm.reset()
-            llm.eval(row.input_ids)
-            logits = np.asarray(llm.scores[[j - 1 for j in positions]], dtype=np.float64)
-            targets = np.asarray([row.input_ids[j] for j in positions])
-            total += float(np.sum(_logsumexp(logits) - logits[np.arange(len(positions)), targets]))
-            count += len(positions)
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+            for start in range(0, len(row.input_ids), CHUNK):
+                chunk = row.input_ids[start : start + CHUNK]
+                batch.n_tokens = len(chunk)
+                for i, token in enumerate(chunk):
+                    batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, start + i, 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = start + i in scored
+                if (code := llama_cpp.llama_decode(llm.ctx, batch)) != 0:
+                    raise RuntimeError(f"llama_decode returned {code}")
+                for i in range(len(chunk)):
+                    if start + i in scored:
+                        out = llama_cpp.llama_get_logits_ith(llm.ctx, i)
+                        logits = np.ctypeslib.as_array(out, shape=(n_vocab,)).astype(np.float64)
+                        total += float(_logsumexp(logits[None, :])[0] - logits[row.input_ids[start + i + 1]])
+                        count += 1
     finally:
+        llama_cpp.llama_batch_free(batch)
         llm.close()
     if count == 0:
         raise ValueError("no labelled token to score")
