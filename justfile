@@ -73,6 +73,10 @@ bench-container: setup
 gpu-smoke:
     bash bench/gpu/smoke.sh
 
+# on a CUDA machine: everything issue 6 asks for in one go (~25 min; bench/gpu/proof.sh)
+gpu-proof:
+    bash bench/gpu/proof.sh
+
 # on a CUDA machine: training throughput, the seeds' ways against tuneq's (docs/benchmarks.md)
 bench-gpu:
     bash -c 'source bench/gpu/env.sh && python3 bench/bench_gpu.py --out "$OUT/bench-gpu.json"'

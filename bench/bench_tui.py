@@ -52,12 +52,28 @@ def seed(store: Store, n_jobs: int, n_events: int) -> Path:
     store.update_progress(job.id, worker.id, Progress("train", n_events, 10 * n_events, 1.0, 60.0))
     run.mkdir(parents=True, exist_ok=True)
     with (run / "events.jsonl").open("w") as out:
-        out.write(json.dumps({"v": 1, "t": now_iso(), "job": str(job.id), "stage": "train",
-                              "type": "stage_start"}) + "\n")
+        out.write(
+            json.dumps({"v": 1, "t": now_iso(), "job": str(job.id), "stage": "train", "type": "stage_start"})
+            + "\n"
+        )
         for step in range(1, n_events):
-            out.write(json.dumps({"v": 1, "t": now_iso(), "job": str(job.id), "stage": "train",
-                                  "type": "progress", "step": step, "max_steps": 10 * n_events,
-                                  "loss": 2.0 / (1 + step / 1000), "lr": 1e-4, "eta_s": 60.0}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "v": 1,
+                        "t": now_iso(),
+                        "job": str(job.id),
+                        "stage": "train",
+                        "type": "progress",
+                        "step": step,
+                        "max_steps": 10 * n_events,
+                        "loss": 2.0 / (1 + step / 1000),
+                        "lr": 1e-4,
+                        "eta_s": 60.0,
+                    }
+                )
+                + "\n"
+            )
     with (run / "log.txt").open("w") as log:
         log.writelines(f"log line {i}\n" for i in range(20_000))
     return run
@@ -70,9 +86,15 @@ class Terminal:
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "runner", "tui", "--jobs", str(ROOT / "jobs")],
-                                     stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runner", "tui", "--jobs", str(ROOT / "jobs")],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         os.close(slave)
         self.output = b""
 
@@ -165,11 +187,21 @@ def main() -> None:
             latencies.append(term.wait_for(f"{step}/".encode(), timeout=5))
             term.drain(0.2)
         streaming = 100 * (term.cpu_seconds() - before) / (time.perf_counter() - started)
-        rows.append((f"CPU while the job streams ({len(latencies) / args.seconds:.1f} events/s)",
-                     f"{streaming:.1f} %", ""))
+        rows.append(
+            (
+                f"CPU while the job streams ({len(latencies) / args.seconds:.1f} events/s)",
+                f"{streaming:.1f} %",
+                "",
+            )
+        )
         latencies.sort()
-        rows.append(("event → screen, median / max", f"{latencies[len(latencies) // 2]:.2f} / "
-                     f"{latencies[-1]:.2f} s", "≤ 1 s"))
+        rows.append(
+            (
+                "event → screen, median / max",
+                f"{latencies[len(latencies) // 2]:.2f} / {latencies[-1]:.2f} s",
+                "≤ 1 s",
+            )
+        )
     finally:
         stop.set()
         term.close()
