@@ -14,7 +14,7 @@ source bench/gpu/jobs.sh
 run_job jobs/gpu-random-r1-qwen-1.5b.toml
 rm -rf /tmp/runs/gpu-random-r1-qwen-1.5b  # the 8B run needs the disk
 common=(--warmup 2 --steps 3 --repeats 3)
-python3 bench/bench_gpu.py --variants c,b,a,c+padded+bs2+gc,b+nocudnn "${common[@]}" \
+python3 bench/bench_gpu.py --variants c,b,a,a+nogc,c+padded+bs2+gc "${common[@]}" \
   --out "$OUT/bench-1.5b.json" > "$OUT/bench-1.5b.log" 2>&1
 python3 bench/bench_gpu.py --model tuneq:random-llama-8b --variants c+4bit,b+4bit "${common[@]}" \
   --out "$OUT/bench-8b.json" > "$OUT/bench-8b.log" 2>&1
