@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -83,33 +85,36 @@ def test_a_limit_exceeded_fails_the_job_or_warns(demo_run: Path, tmp_path: Path)
     )
 
 
+def segfault(gguf: Path, rows: object, gpu_layers: int = -1) -> None:
+    """Stands in for the scorer in the spawned child: dies the way llama.cpp did on the H100."""
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
 def test_a_crashing_scorer_retries_on_the_cpu_then_fails_or_warns(
     demo_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from runner.events import EventWriter
     from runner.pipeline import fidelity
-    from runner.pipeline.context import StageContext, StageFailed
+    from runner.pipeline.context import StageContext
+    from runner.pipeline.isolate import ChildCrashed
     from runner.rundir import RunDir
     from runner.spec import parse_spec
 
-    calls: list[str] = []
-
-    def crash(what: str, func: object, *args: object) -> object:
-        calls.append(what)
-        raise StageFailed(f"{what} crashed inside llama.cpp (signal SIGSEGV)", "hint")
-
-    monkeypatch.setattr(fidelity, "call_in_child", crash)
+    monkeypatch.setattr(fidelity, "perplexity", segfault)  # real child processes, real crashes
+    monkeypatch.setattr(fidelity, "perplexity_on_cpu", segfault)
     run = RunDir(demo_run)
     text = run.job_toml.read_text()
+    events = tmp_path / "events.jsonl"
 
     def context(job_text: str) -> StageContext:
         spec = parse_spec(job_text, str(run.job_toml))
-        return StageContext(
-            spec, run, run.read_job_info(), EventWriter(tmp_path / "events.jsonl", "t"), "fidelity"
-        )
+        return StageContext(spec, run, run.read_job_info(), EventWriter(events, "t"), "fidelity")
 
-    with pytest.raises(StageFailed, match="perplexity of f16 on the CPU crashed"):
+    with pytest.raises(ChildCrashed, match=r"perplexity of f16 on the CPU crashed .*SIGSEGV"):
         fidelity._perplexities(context(text))
-    assert calls == ["perplexity of f16", "perplexity of f16 on the CPU"]
+    assert (
+        "perplexity of f16 crashed inside llama.cpp (signal SIGSEGV); scoring f16 on the CPU"
+        in events.read_text()
+    )
     warned = fidelity._perplexities(context(text.replace("[export]\n", '[export]\non_fidelity = "warn"\n')))
     assert warned["files"] == [] and "on the CPU crashed" in warned["error"]

@@ -18,7 +18,7 @@ from runner.pipeline.answers import answer_prompts
 from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.evalmd import render_eval
-from runner.pipeline.isolate import call_in_child
+from runner.pipeline.isolate import ChildCrashed, call_in_child
 from runner.pipeline.perplexity import Perplexity, Row, load_rows, perplexity, perplexity_on_cpu
 from runner.pipeline.quantize import quant_path
 from runner.spec.model import ExportSpec
@@ -47,8 +47,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "perplexity": _perplexities(ctx),
     }
     fid["format"] = _format_check(ctx, fid["answers"])
-    unmeasured = [f"perplexity not measured: {e}" for e in [fid["perplexity"].get("error")] if e]
-    problems = limit_problems(fid["perplexity"]) + unmeasured + fid["format"]["problems"]
+    problems = limit_problems(fid["perplexity"]) + fid["format"]["problems"]
+    if error := fid["perplexity"].get("error"):
+        problems.insert(0, f"perplexity not measured: {error}")
     fid.update(problems=problems, on_fidelity=export.on_fidelity, ok=not problems)
     (ctx.run.root / "fidelity.json").write_text(json.dumps(fid, indent=2, ensure_ascii=False))
     (ctx.run.root / "eval.md").write_text(render_eval(ctx.spec.name, fid), encoding="utf-8")
@@ -129,7 +130,7 @@ def _perplexities(ctx: StageContext) -> dict[str, Any]:
     quants = ["f16", *(q for q in export.gguf if q != "f16")]
     try:
         measured = {q: _score(ctx, quant_path(ctx, q), rows, q) for q in quants}
-    except StageFailed as exc:
+    except ChildCrashed as exc:
         if export.on_fidelity == "fail":
             raise
         return {"skipped": f"not measured: {exc.cause}", "files": [], "error": exc.cause}
@@ -202,8 +203,6 @@ def _score(ctx: StageContext, path: Path, rows: list[Row], quant: str) -> Perple
     """
     try:
         return call_in_child(f"perplexity of {quant}", perplexity, path, rows)
-    except StageFailed as exc:
-        if "crashed" not in exc.cause:
-            raise
+    except ChildCrashed as exc:
         ctx.log(f"{exc.cause}; scoring {quant} on the CPU instead")
         return call_in_child(f"perplexity of {quant} on the CPU", perplexity_on_cpu, path, rows)

@@ -17,6 +17,10 @@ from runner.pipeline.context import StageFailed
 T = TypeVar("T")
 
 
+class ChildCrashed(StageFailed):
+    """The child process died (a signal or an exit) instead of returning: a native crash."""
+
+
 def _child(conn: Any, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
     faulthandler.enable()  # a native crash prints the Python stack to stderr (the stage's log)
     try:
@@ -38,7 +42,7 @@ def _picklable(exc: BaseException) -> bool:
 
 
 def call_in_child(what: str, func: Callable[..., T], *args: Any) -> T:
-    """``func(*args)`` in a spawned process; its exception is re-raised, a crash becomes StageFailed."""
+    """``func(*args)`` in a spawned process; its exception is re-raised, a crash becomes ChildCrashed."""
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(child, func, args), daemon=True)
@@ -50,7 +54,7 @@ def call_in_child(what: str, func: Callable[..., T], *args: Any) -> T:
         process.join()
         code = process.exitcode or 0
         died = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        raise StageFailed(
+        raise ChildCrashed(
             f"{what} crashed inside llama.cpp ({died})",
             "see log.txt for llama.cpp's last lines; on a GPU, check the driver and free memory",
         ) from None
