@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner.batchplan import BatchPlan
 from runner.pipeline.context import StageContext
 from runner.pipeline.trainer import add_adapter, build_trainer, load_base
 from runner.templates import chat_template_for
@@ -57,7 +56,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ctx.log(plan.describe())
     if (loading := _reset_gpu_peak()) is not None:  # progress events then show training's own peak
         ctx.log(f"loading the model peaked at {loading:.1f} GiB of GPU memory")
-    trainer = _make_trainer(ctx, plan, model, tokenizer, train_ds, eval_ds)
+    trainer = build_trainer(
+        model,
+        tokenizer,
+        spec=spec,
+        plan=plan,
+        output_dir=ctx.run.checkpoints,
+        train_ds=train_ds,
+        eval_ds=eval_ds,
+        callbacks=[_progress_callback(ctx)],
+    )
     resume = last_checkpoint(ctx.run.checkpoints, ctx.stage_key)
     resumed_from = int(resume.name.split("-")[1]) if resume else None
     if resume:
@@ -96,21 +104,6 @@ def _evaluate(trainer: Any) -> float | None:
     metrics = trainer.evaluate()
     loss = metrics.get("eval_loss")
     return float(loss) if loss is not None else None
-
-
-def _make_trainer(
-    ctx: StageContext, plan: BatchPlan, model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any
-) -> Any:
-    return build_trainer(
-        model,
-        tokenizer,
-        spec=ctx.spec,
-        plan=plan,
-        output_dir=ctx.run.checkpoints,
-        train_ds=train_ds,
-        eval_ds=eval_ds,
-        callbacks=[_progress_callback(ctx)],
-    )
 
 
 def _progress_callback(ctx: StageContext) -> Any:
