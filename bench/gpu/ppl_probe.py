@@ -1,84 +1,70 @@
-"""Where does llama.cpp's CUDA build crash when scoring? Each case runs in its own process with faulthandler."""
+"""Where does llama.cpp's CUDA build crash when scoring a GGUF? ``python3 ppl_probe.py FILE.gguf``
 
-import faulthandler
+Each case runs in its own process. A case that dies on a signal runs again under cuda-gdb (on the GPU
+machine; it also debugs host code), which prints the native stack of the crashing thread.
+"""
+
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-faulthandler.enable()
-GGUF = Path("/tmp/probe/f16.gguf")
+
+CASES = {  # name: (row length, gpu_layers, hide CUDA)
+    "one-chunk-gpu": (300, -1, False),
+    "two-chunks-gpu": (1100, -1, False),
+    "one-chunk-ngl0": (300, 0, False),
+    "two-chunks-ngl0": (1100, 0, False),
+    "two-chunks-cpu": (1100, 0, True),
+    # as in the fidelity stage: torch holds the GPU, a spawned child scores
+    "spawned-after-torch": (300, -1, False),
+}
+QUIET = ("llama_model_loader", "print_info", "load_tensors", "llama_kv", "load:", ".", "llama_context")
 
 
-def case(name: str) -> None:
-    import llama_cpp
-    import numpy as np
+def case(gguf: Path, name: str) -> None:
+    """Score one row of ``CASES[name]``'s length the way the fidelity stage does."""
+    import faulthandler
 
+    faulthandler.enable()
+    length, layers, hide = CASES[name]
+    if hide:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    from runner.pipeline.isolate import call_in_child
     from runner.pipeline.perplexity import Row, perplexity
 
-    ids = list(range(1000, 1300))
+    ids = [1000 + (i * 7919) % 20000 for i in range(length)]
     rows = [Row(ids, [-100] * 100 + ids[100:])]
-    if name == "ppl-gpu":
-        print(perplexity(GGUF, rows, -1))
-    elif name == "ppl-cpu":
-        print(perplexity(GGUF, rows, 0))
-    elif name in ("last-only", "two-outputs"):
-        llm = llama_cpp.Llama(
-            model_path=str(GGUF), n_ctx=512, n_batch=512, n_ubatch=512, n_gpu_layers=-1, verbose=True
-        )
-        batch = llama_cpp.llama_batch_init(512, 0, 1)
-        batch.n_tokens = len(ids)
-        for i, t in enumerate(ids):
-            batch.token[i], batch.pos[i], batch.n_seq_id[i] = t, i, 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = i == len(ids) - 1 or (name == "two-outputs" and i == 150)
-        print("decode", llama_cpp.llama_decode(llm.ctx, batch), flush=True)
-        out = llama_cpp.llama_get_logits_ith(llm.ctx, len(ids) - 1)
-        print("logits", np.ctypeslib.as_array(out, shape=(llm.n_vocab(),))[:3], flush=True)
-    elif name == "generate":
-        llm = llama_cpp.Llama(model_path=str(GGUF), n_ctx=512, n_gpu_layers=-1, verbose=False)
-        print(llm.create_completion("hello", max_tokens=8))
+    if name == "spawned-after-torch":
+        import torch
+
+        held = torch.ones(1 << 28, device="cuda" if torch.cuda.is_available() else "cpu")
+        print(call_in_child("perplexity", perplexity, gguf, rows, layers), float(held[0]), flush=True)
+    else:
+        print(perplexity(gguf, rows, layers), flush=True)
+
+
+def main(gguf: Path) -> None:
+    """Every case, with the native stack of any that crashes."""
+    for name in CASES:
+        run = subprocess.run([sys.executable, __file__, str(gguf), name], capture_output=True, text=True)
+        lines = [x for x in (run.stdout + run.stderr).splitlines() if not x.startswith(QUIET)]
+        print(f"== {name}: rc {run.returncode}\n" + "\n".join(lines[-20:]), flush=True)
+        if run.returncode < 0 and shutil.which("cuda-gdb"):
+            gdb = subprocess.run(
+                ["cuda-gdb", "-q", "-batch", "-ex", "set pagination off", "-ex", "run", "-ex", "bt 40",
+                 "-ex", "info sharedlibrary", "--args", sys.executable, __file__, str(gguf), name],
+                capture_output=True, text=True, timeout=400,
+            )  # fmt: skip
+            out = [x for x in gdb.stdout.splitlines() if not x.startswith(QUIET) and "New Thread" not in x]
+            start = next((i for i, x in enumerate(out) if "received signal" in x), max(0, len(out) - 80))
+            print(f"-- cuda-gdb {name}\n" + "\n".join(out[start : start + 80]), flush=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        case(sys.argv[1])
-        sys.exit(0)
-    from runner.llamacpp import converter_script
-    from runner.models.resolve import resolve_base
-
-    GGUF.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            sys.executable,
-            str(converter_script()),
-            resolve_base("tuneq:tiny-r1-qwen"),
-            "--outtype",
-            "f16",
-            "--outfile",
-            str(GGUF),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    for name in ("generate", "last-only", "two-outputs", "ppl-gpu", "ppl-cpu"):
-        r = subprocess.run(
-            [sys.executable, __file__, name], capture_output=True, text=True, env=dict(os.environ)
-        )
-        lines = [
-            x
-            for x in (r.stdout + r.stderr).splitlines()
-            if not x.startswith(
-                (
-                    "llama_model_loader",
-                    "print_info",
-                    "load_tensors",
-                    "llama_context",
-                    "llama_kv",
-                    "load:",
-                    ".",
-                )
-            )
-        ]
-        print(f"== {name}: rc {r.returncode}\n" + "\n".join(lines[-25:]), flush=True)
+    if len(sys.argv) > 2:
+        case(Path(sys.argv[1]), sys.argv[2])
+    else:
+        main(Path(sys.argv[1]))
