@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole issue-6 proof in one go on the hub-less H100 (`just gpu-proof`). llama-cpp-python's CUDA build
 # and the random-weight models are made side by side, then the steps in $PROOF_STEPS run in order:
-#   probe    score the 1.5B model's f16 GGUF in every way the fidelity stage can (ppl_probe.py)
+#   probe    load and score the 1.5B model's f16 and Q4_K_M GGUFs in every way the fidelity stage can
+#            (ppl_probe.py), and what the CUDA build links and exports (libs.txt)
 #   job15    the 1.5B LoRA job through every stage
 #   pytest   the GPU tests (tests/test_gpu.py)
 #   bench15  bench-gpu on the 1.5B shape: c, b, a, a+nogc, c+padded+bs2+gc
@@ -29,8 +30,15 @@ wait_llama || exit 1
 for s in $steps; do
   step "$s"
   case $s in
-    probe) python3 bench/gpu/ppl_probe.py /tmp/probe-1.5b-f16.gguf > "$OUT/probe.log" 2>&1
-           rm -f /tmp/probe-1.5b-f16.gguf ;;
+    probe) python3 -c "import llama_cpp, pathlib; from runner.pipeline.quantize import quantize_file as q; \
+             q(*map(pathlib.Path, ['/tmp/probe-1.5b-f16.gguf', '/tmp/probe-1.5b-q4.gguf']), 15)" >> "$OUT/models.log" 2>&1
+           lib=/tmp/llcpp/llama_cpp/lib
+           { for so in libllama libggml-cuda; do echo "$so: $(readelf -d $lib/$so.so | grep -o 'NEEDED.*' | tr '\n' ' ')"
+               echo "  exports $(nm -D --defined-only $lib/$so.so | c++filt | grep -c ' [TW] std::') std:: functions"; done
+             strings -a $lib/libggml-cuda.so | grep -m3 "GCC: ("; g++ --version | head -1; nvcc --version | tail -2
+             env | grep -i -E "flags|nvcc|cmake" ; } > "$OUT/libs.txt" 2>&1
+           python3 bench/gpu/ppl_probe.py /tmp/probe-1.5b-f16.gguf /tmp/probe-1.5b-q4.gguf > "$OUT/probe.log" 2>&1
+           rm -f /tmp/probe-1.5b-*.gguf ;;
     job15) run_job jobs/gpu-random-r1-qwen-1.5b.toml
            rm -rf /tmp/runs/gpu-random-r1-qwen-1.5b ;;  # the 8B run needs the disk
     pytest) python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py > "$OUT/pytest-gpu.txt" 2>&1 ;;

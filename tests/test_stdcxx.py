@@ -1,0 +1,33 @@
+"""The system libstdc++ is in the global symbol scope once tuneq is imported, ahead of llama.cpp's libraries."""
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc symbol scopes")
+
+PROBE = """
+import ctypes
+def where(lib):
+    try:
+        return ctypes.cast(getattr(lib, "_ZNSt6locale7classicEv"), ctypes.c_void_p).value
+    except AttributeError:
+        return None
+print(where(ctypes.CDLL(None)))
+{imports}
+print(where(ctypes.CDLL(None)), where(ctypes.CDLL("libstdc++.so.6")))
+"""
+
+
+def _global_lookups(imports: str) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(imports=imports)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return out
+
+
+def test_importing_runner_puts_libstdcxx_first_in_the_global_scope() -> None:
+    before, after, system = _global_lookups("import runner\nimport llama_cpp")
+    assert before == "None"  # a bare interpreter has no C++ runtime in its global scope
+    assert after == system  # std:: lookups by any later library (libllama, torch) find libstdc++.so.6
