@@ -73,7 +73,7 @@ bench-container: setup
 gpu-smoke:
     bash bench/gpu/smoke.sh
 
-# on a CUDA machine: everything issue 6 asks for in one go (~25 min; bench/gpu/proof.sh)
+# on a CUDA machine: everything issue 6 asks for in one go (~30 min; bench/gpu/proof.sh; PROOF_STEPS picks steps)
 gpu-proof:
     bash bench/gpu/proof.sh
 

@@ -43,6 +43,8 @@ def case(gguf: Path, options: set[str]) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     if "bare" in options:  # without tuneq's fix (runner/stdcxx.py): numpy, then llama_cpp, as before it
         import numpy  # noqa: F401
+    else:
+        import runner  # noqa: F401  (its import shares libstdc++ before llama_cpp loads)
     import ctypes
 
     import llama_cpp

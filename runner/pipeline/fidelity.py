@@ -198,8 +198,8 @@ def _format_check(ctx: StageContext, answers: dict[str, Any]) -> dict[str, Any]:
 def _score(ctx: StageContext, path: Path, rows: list[Row], quant: str) -> Perplexity:
     """Perplexity of one file, in a child process, so that a crash inside llama.cpp fails only this call.
 
-    On the H100 llama-cpp-python's CUDA build crashed (SIGSEGV) scoring a 1.5B model's f16 file, where the
-    smoke test's generation ran; a crash is retried with CUDA hidden, on the CPU.
+    A crash is retried once with CUDA hidden, on the CPU (a GPU-side failure, such as a driver fault, then
+    still gets a measurement). The SIGSEGV seen on the H100 was a libstdc++ clash, fixed by runner/stdcxx.py.
     """
     try:
         return call_in_child(f"perplexity of {quant}", perplexity, path, rows)

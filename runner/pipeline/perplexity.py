@@ -58,8 +58,7 @@ def perplexity(gguf: Path, rows: list[Row], gpu_layers: int = -1) -> Perplexity:
 
     Uses llama.cpp's batch API the way its own perplexity tool does: each row is decoded in chunks of
     ``CHUNK`` tokens and logits are requested only at the positions that predict a labelled token, so the
-    output buffer never holds more than one chunk's rows. (Asking llama-cpp-python for every position's
-    logits, ``logits_all``, crashed its CUDA build on the H100, on the GPU and with no layers offloaded.)
+    output buffer never holds more than one chunk's rows, whatever the row length and vocabulary.
     """
     import llama_cpp
 
