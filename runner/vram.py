@@ -25,7 +25,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from runner.models.random import SHAPES
+from runner.models.random import SHAPES, VOCAB_SIZE
 from runner.spec.model import JobSpec
 
 GIB = 2**30
@@ -100,7 +100,7 @@ def model_config(base: str, revision: str | None = None) -> Any | None:
     """The base model's config.json as attributes, if it is on disk (nothing is built or downloaded)."""
     if base in SHAPES:
         shape = {k: v for k, v in SHAPES[base].items() if k != "arch"}
-        return SimpleNamespace(**shape, vocab_size=152_064, tie_word_embeddings=False)
+        return SimpleNamespace(**shape, vocab_size=VOCAB_SIZE, tie_word_embeddings=False)
     path = Path(base).expanduser() / "config.json"
     if not path.exists() and not base.startswith("tuneq:"):
         from huggingface_hub import try_to_load_from_cache

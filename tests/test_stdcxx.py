@@ -21,13 +21,17 @@ print(where(ctypes.CDLL(None)), where(ctypes.CDLL("libstdc++.so.6")))
 
 
 def _global_lookups(imports: str) -> list[str]:
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", PROBE.format(imports=imports)], capture_output=True, text=True, check=True
     ).stdout.split()
-    return out
 
 
-def test_importing_runner_puts_libstdcxx_first_in_the_global_scope() -> None:
-    before, after, system = _global_lookups("import runner\nimport llama_cpp")
+def test_importing_runner_puts_libstdcxx_in_the_global_scope() -> None:
+    before, after, system = _global_lookups("import runner")
     assert before == "None"  # a bare interpreter has no C++ runtime in its global scope
+    assert after == system  # runner alone loads nothing C++: only share_libstdcxx puts it there
+
+
+def test_llama_cpp_loaded_afterwards_does_not_take_the_lookups() -> None:
+    _, after, system = _global_lookups("import runner\nimport llama_cpp")
     assert after == system  # std:: lookups by any later library (libllama, torch) find libstdc++.so.6

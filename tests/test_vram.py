@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from runner.models.random import VOCAB_SIZE, build_r1_tokenizer, padded_vocab
 from runner.spec import parse_spec
 from runner.spec.model import JobSpec
 from runner.vram import estimate, model_config
 
-QWEN2_1_5B = SimpleNamespace(
-    hidden_size=1536,
-    intermediate_size=8960,
-    num_hidden_layers=28,
-    num_attention_heads=12,
-    num_key_value_heads=2,
-    vocab_size=151936,
-    tie_word_embeddings=False,
-)
-LLAMA_8B = SimpleNamespace(
-    hidden_size=4096,
-    intermediate_size=14336,
-    num_hidden_layers=32,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    vocab_size=128256,
-    tie_word_embeddings=False,
-)
+# The real models the peaks were measured on: the built-in shapes with their own vocabularies.
+QWEN2_1_5B = SimpleNamespace(**{**vars(model_config("tuneq:random-r1-qwen-1.5b")), "vocab_size": 151_936})
+LLAMA_8B = SimpleNamespace(**{**vars(model_config("tuneq:random-llama-8b")), "vocab_size": 128_256})
 
 
 def job(batch: int, four_bit: bool = False, checkpointing: str = '"unsloth"') -> JobSpec:
@@ -64,3 +51,10 @@ def test_unknown_hub_model_is_not_estimated(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     assert model_config("nobody/nothing-here") is None
+
+
+def test_builtin_shapes_have_their_tokenizer_s_vocabulary(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(build_r1_tokenizer(tmp_path / "tok"))
+    assert padded_vocab(len(tokenizer)) == VOCAB_SIZE == model_config("tuneq:random-llama-8b").vocab_size

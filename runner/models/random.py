@@ -24,6 +24,8 @@ R1_BOS, R1_EOS, R1_PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁senten
 R1_MARKERS = ("<｜User｜>", "<｜Assistant｜>", "<think>", "</think>")
 _VERSION = "v1"
 
+VOCAB_SIZE = 152_064  # the R1-style tokenizer's 151,943 tokens, rounded up to a multiple of 128
+
 SHAPES: dict[str, dict[str, Any]] = {
     "tuneq:random-r1-qwen-1.5b": {
         "arch": "qwen2",
@@ -68,6 +70,11 @@ def build_r1_tokenizer(dest: Path) -> Path:
     return dest
 
 
+def padded_vocab(tokens: int) -> int:
+    """The embedding rows for a tokenizer of ``tokens`` tokens: rounded up to a multiple of 128."""
+    return (tokens + 127) // 128 * 128
+
+
 def r1_tokenizer_dir(cache: Path) -> Path:
     """The cached R1-style Qwen2 tokenizer (built on first use; needs llama.cpp's vocab files)."""
     dest = cache / f"r1-qwen-tokenizer-{_VERSION}"
@@ -84,12 +91,11 @@ def build_random_model(name: str, dest: Path, tokenizer_dir: Path, seed: int = 0
     shape = dict(SHAPES[name])
     arch = shape.pop("arch")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    vocab = (len(tokenizer) + 127) // 128 * 128
     config_cls, model_cls = (
         (Qwen2Config, Qwen2ForCausalLM) if arch == "qwen2" else (LlamaConfig, LlamaForCausalLM)
     )
     config = config_cls(
-        vocab_size=vocab,
+        vocab_size=padded_vocab(len(tokenizer)),
         max_position_embeddings=32768,
         rms_norm_eps=1e-6,
         tie_word_embeddings=False,

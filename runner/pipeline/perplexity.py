@@ -95,7 +95,7 @@ def perplexity(gguf: Path, rows: list[Row], gpu_layers: int = -1) -> Perplexity:
                     if start + i in scored:
                         out = llama_cpp.llama_get_logits_ith(llm.ctx, i)
                         logits = np.ctypeslib.as_array(out, shape=(n_vocab,)).astype(np.float64)
-                        total += float(_logsumexp(logits[None, :])[0] - logits[row.input_ids[start + i + 1]])
+                        total += _logsumexp(logits) - float(logits[row.input_ids[start + i + 1]])
                         count += 1
     finally:
         llama_cpp.llama_batch_free(batch)
@@ -105,7 +105,6 @@ def perplexity(gguf: Path, rows: list[Row], gpu_layers: int = -1) -> Perplexity:
     return Perplexity(math.exp(total / count), count)
 
 
-def _logsumexp(logits: np.ndarray) -> np.ndarray:
-    top = logits.max(axis=1)
-    result: np.ndarray = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
-    return result
+def _logsumexp(logits: np.ndarray) -> float:
+    top = float(logits.max())
+    return top + math.log(float(np.exp(logits - top).sum()))

@@ -18,6 +18,7 @@ from typing import Any
 from runner.pipeline.context import StageContext
 from runner.pipeline.trainer import add_adapter, build_trainer, load_base
 from runner.templates import chat_template_for
+from runner.vram import GIB
 
 
 def setup_unsloth_env(ctx: StageContext) -> None:
@@ -155,7 +156,7 @@ def _reset_gpu_peak() -> float | None:
 
     if not torch.cuda.is_available():
         return None
-    peak = torch.cuda.max_memory_allocated() / 2**30
+    peak = torch.cuda.max_memory_allocated() / GIB
     torch.cuda.reset_peak_memory_stats()
     return peak
 
@@ -165,10 +166,10 @@ def _memory_gib() -> float:
     import torch
 
     if torch.cuda.is_available():
-        return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        return round(torch.cuda.max_memory_allocated() / GIB, 2)
     import psutil
 
-    return round(psutil.Process().memory_info().rss / 2**30, 2)
+    return round(psutil.Process().memory_info().rss / GIB, 2)
 
 
 class _GracefulStop:
