@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.events import EventWriter
+from runner.pipeline.stopping import StopSignal
 from runner.rundir import RunDir
 from runner.spec.model import JobSpec
 
@@ -31,6 +32,9 @@ class StageContext:
     stage: str = ""
     stage_key: str = ""  # hash of the spec sections the current stage depends on
     handoff: dict[str, Any] = field(default_factory=dict)  # live objects passed between stages in one process
+    stop: StopSignal = field(
+        default_factory=StopSignal
+    )  # the pipeline's stop signals (runner.pipeline.stopping)
 
     def emit(self, type_: Any, **fields: Any) -> None:
         """Emit an event attributed to the current stage."""

@@ -24,6 +24,7 @@ from runner.models.resolve import ModelNotFound
 from runner.pipeline import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.report import write_report
+from runner.pipeline.stopping import EXIT_STOPPED, Stopped, StopSignal
 from runner.rundir import RunDir
 from runner.spec.load import parse_spec
 from runner.spec.model import JobSpec
@@ -86,11 +87,20 @@ def _outputs(run: RunDir, result: dict[str, Any], stage: str) -> list[str]:
 
 
 def run_pipeline(run_dir: Path, echo: TextIO | None = None) -> int:
-    """Run every stage of the job in ``run_dir``; return the process exit code (0 ok, 1 failed, 143 stopped)."""
-    run = RunDir(run_dir)
+    """Run every stage of the job in ``run_dir``; return the process exit code (0 ok, 1 failed, 143 stopped).
+
+    SIGTERM/SIGINT stop it (:mod:`runner.pipeline.stopping`): the job ends with ``job_end`` marked
+    ``stopped``, which the worker records as interrupted or cancelled, never as failed.
+    """
+    stop = StopSignal()
+    with stop.installed():
+        return _run_stages(RunDir(run_dir), stop, echo)
+
+
+def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
     info = run.read_job_info()
     spec = parse_spec(run.job_toml.read_text(encoding="utf-8"), str(run.job_toml))
-    ctx = StageContext(spec, run, info, EventWriter(run.events, str(info["job"]), echo))
+    ctx = StageContext(spec, run, info, EventWriter(run.events, str(info["job"]), echo), stop=stop)
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, dict[str, Any]] = {}
     failure: dict[str, Any] | None = None
@@ -113,10 +123,11 @@ def run_pipeline(run_dir: Path, echo: TextIO | None = None) -> int:
         ctx.emit("stage_start")
         started = time.monotonic()
         try:
-            result = stage.run(ctx)
+            with stop.interruptible():
+                result = stage.run(ctx)
         except BaseException as exc:
             seconds = round(time.monotonic() - started, 2)
-            failure, code = _describe_failure(exc, stage.name)
+            failure, code = _describe_failure(exc, stage.name, stop)
             ctx.emit("error", **failure)
             ctx.emit("stage_end", ok=False, seconds=seconds)
             timings[stage.name] = {"seconds": seconds, "reused": False}
@@ -145,6 +156,7 @@ def run_pipeline(run_dir: Path, echo: TextIO | None = None) -> int:
         "job_end",
         ok=failure is None,
         exit_code=code,
+        stopped=code == EXIT_STOPPED or None,
         reason=failure["cause"] if failure else None,
         q4_k_m=next(
             (
@@ -158,13 +170,11 @@ def run_pipeline(run_dir: Path, echo: TextIO | None = None) -> int:
     return code
 
 
-def _describe_failure(exc: BaseException, stage: str) -> tuple[dict[str, Any], int]:
-    if isinstance(exc, SystemExit | KeyboardInterrupt):
-        return {
-            "cause": "stopped by a signal (checkpoint saved where training was running)",
-            "hint": None,
-            "stage": stage,
-        }, 143
+def _describe_failure(exc: BaseException, stage: str, stop: StopSignal) -> tuple[dict[str, Any], int]:
+    """The error event's fields and the exit code; after a stop signal the stage was stopped, whatever
+    its code raised then (a child killed by the same signal is no failure)."""
+    if stop.requested or isinstance(exc, Stopped | SystemExit | KeyboardInterrupt):
+        return {"cause": f"stopped by {stop.describe()} during the {stage} stage", "hint": None}, EXIT_STOPPED
     if isinstance(exc, _KNOWN_FAILURES):
         hint = getattr(exc, "hint", None)
         return {"cause": str(getattr(exc, "cause", exc)), "hint": hint}, 1

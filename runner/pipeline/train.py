@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -72,11 +71,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if resume:
         ctx.log(f"resuming from {resume.name}")
     eval_before = _evaluate(trainer) if eval_ds is not None and resume is None else None
-    stopper = _GracefulStop()
-    trainer.add_callback(stopper.callback())
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if stopper.requested:
-        raise SystemExit(143)
+    trainer.add_callback(_stop_callback(ctx))
+    with ctx.stop.checkpointing():
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if ctx.stop.requested:
+        ctx.log(f"stopped at step {trainer.state.global_step} after saving a checkpoint")
+    ctx.stop.raise_if_requested()
     eval_after = _evaluate(trainer) if eval_ds is not None else None
     tokenizer.chat_template = chat_template_for(spec.template, tokenizer)
     tmp = ctx.run.root / "lora.tmp"
@@ -172,28 +172,14 @@ def _memory_gib() -> float:
     return round(psutil.Process().memory_info().rss / GIB, 2)
 
 
-class _GracefulStop:
-    """First SIGTERM/SIGINT: checkpoint at the end of the current step and stop training."""
+def _stop_callback(ctx: StageContext) -> Any:
+    """After a stop signal: checkpoint at the end of the current step and stop training."""
+    from transformers import TrainerCallback
 
-    def __init__(self) -> None:
-        self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._flag)
+    class StopOnSignal(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if ctx.stop.requested:
+                control.should_save = True
+                control.should_training_stop = True
 
-    def _flag(self, signum: int, frame: Any) -> None:
-        if self.requested:  # second signal: stop now
-            raise SystemExit(128 + signum)
-        self.requested = True
-
-    def callback(self) -> Any:
-        from transformers import TrainerCallback
-
-        outer = self
-
-        class StopOnSignal(TrainerCallback):
-            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-                if outer.requested:
-                    control.should_save = True
-                    control.should_training_stop = True
-
-        return StopOnSignal()
+    return StopOnSignal()

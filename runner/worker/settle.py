@@ -19,9 +19,9 @@ Verdict = tuple[JobState, str | None]
 
 
 def reported(follower: Follower) -> Verdict | None:
-    """What the attempt's ``job_end`` event says, if it came."""
+    """What the attempt's ``job_end`` event says, if it came and was not a stop (the stopper decides)."""
     end = follower.end
-    if end is None:
+    if end is None or end.get("stopped"):
         return None
     if end.get("ok"):
         return JobState.SUCCEEDED, None
@@ -32,6 +32,8 @@ def exit_verdict(outcome: Outcome, follower: Follower) -> Verdict:
     """The end of a pipeline that exited by itself: its ``job_end`` event, else its exit status."""
     if (verdict := reported(follower)) is not None:
         return verdict
+    if follower.end is not None and follower.end.get("stopped"):
+        return JobState.INTERRUPTED, "the pipeline was stopped by a signal from outside tuneq"
     if outcome.exit_code == 0:
         return JobState.FAILED, "the pipeline exited without a job_end event (see log.txt)"
     cause = f"{follower.last_error}; " if follower.last_error else ""
@@ -48,12 +50,11 @@ def stopped_verdict(job: Job, follower: Follower, why: str) -> Verdict:
     return JobState.INTERRUPTED, why
 
 
-def settle(store: Store, job: Job, verdict: Verdict, now: float) -> Job:
-    """Record a running job's end; requeue an interrupted one while it has retries left."""
+def settle(store: Store, job_id: int, verdict: Verdict, now: float) -> Job:
+    """Record a running job's end; requeue an interrupted one while it has retries left (one transaction)."""
     state, reason = verdict
-    ended = store.transition(job.id, JobState.RUNNING, state, now=now, reason=reason)
-    log.info("job %d %s%s", job.id, state, f": {reason}" if reason else "")
-    if state is JobState.INTERRUPTED and ended.retries_left > 0:
-        ended = store.transition(job.id, JobState.INTERRUPTED, JobState.QUEUED, now=now, use_retry=True)
-        log.info("job %d requeued (%d automatic retries left)", job.id, ended.retries_left)
+    ended = store.end_attempt(job_id, state, now=now, reason=reason)
+    log.info("job %d %s%s", job_id, state, f": {reason}" if reason else "")
+    if ended.state is JobState.QUEUED:
+        log.info("job %d requeued (%d automatic retries left)", job_id, ended.retries_left)
     return ended

@@ -1,0 +1,94 @@
+"""A stop signal ends the pipeline as stopped (exit 143, an error event, the report, ``job_end``), never as
+failed, in training and in a stage that runs a child; the worker then records interrupted or cancelled.
+
+The real ``run_pipeline`` runs in a real process group over cheap stand-in stages (tests/stop_pipeline.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from conftest import JobFactory
+from test_worker import FAST, drive, ended, submit
+
+from runner import commands
+from runner.backends.base import Launch
+from runner.backends.local import LocalBackend
+from runner.events import read_events
+from runner.jobstate import JobState
+from runner.rundir import RunDir, prepare_run_dir
+from runner.spec import load_spec
+from runner.store import Store
+from runner.worker import steps
+from runner.worker.clock import SystemClock
+from runner.worker.loop import Flags, run
+from runner.worker.steps import WorkerRuntime
+
+STOP_PIPELINE = [sys.executable, str(Path(__file__).with_name("stop_pipeline.py"))]
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("stage", ["train", "lora"])
+def test_sigterm_ends_the_pipeline_stopped_with_its_report(
+    home: Path, make_job: JobFactory, tmp_path: Path, stage: str
+) -> None:
+    loaded = load_spec(make_job("stop", f"wait-in={stage}"))
+    run_dir = prepare_run_dir(loaded, tmp_path / "run", "7")
+    backend = LocalBackend(STOP_PIPELINE)
+    handle = backend.start(Launch("7", run_dir.root, loaded.spec))
+    wait_for(lambda: (run_dir.root / f"{stage}.ready").exists())
+    backend.stop(handle, grace_s=20)  # SIGTERM to the process group: the pipeline and its child
+    outcome = backend.poll(handle)
+    assert outcome is not None and outcome.exit_code == 143, (run_dir.log.read_text(), outcome)
+    events = read_events(run_dir.events)
+    errors = [e for e in events if e["type"] == "error"]
+    assert [(e["stage"], e["cause"]) for e in errors] == [
+        (stage, f"stopped by SIGTERM during the {stage} stage")
+    ]
+    assert events[-1]["type"] == "job_end"
+    assert (events[-1]["ok"], events[-1]["exit_code"], events[-1]["stopped"]) == (False, 143, True)
+    report = json.loads(run_dir.report.read_text())
+    assert report["failure"]["cause"] == f"stopped by SIGTERM during the {stage} stage"
+    assert (run_dir.root / "checkpoint").exists() == (stage == "train")  # training checkpoints first
+
+
+def stop_worker() -> WorkerRuntime:
+    return WorkerRuntime.create(
+        {"local": LocalBackend(STOP_PIPELINE)}, replace(FAST, grace_s=20), time.time()
+    )
+
+
+def test_a_worker_stop_while_a_child_runs_requeues_the_job(store: Store, make_job: JobFactory) -> None:
+    job = submit(store, make_job("lora", "wait-in=lora", retries=1))
+    w = stop_worker()
+    drive(store, w, lambda: (RunDir(Path(store.get(job.id).run_dir)).root / "lora.ready").exists())
+    run(store, SystemClock(), w, Flags(stops=1))
+    stopped = store.get(job.id)
+    assert (stopped.state, stopped.reason, stopped.retries_left) == (
+        JobState.QUEUED,
+        "its worker was stopped",
+        0,
+    )
+
+
+def test_a_cancel_while_a_child_runs_cancels_the_job(store: Store, make_job: JobFactory) -> None:
+    job = submit(store, make_job("lora", "wait-in=lora", retries=1))
+    w = stop_worker()
+    drive(store, w, lambda: (RunDir(Path(store.get(job.id).run_dir)).root / "lora.ready").exists())
+    commands.cancel(store, job.id)
+    drive(store, w, ended(store, job.id))
+    cancelled = store.get(job.id)
+    assert (cancelled.state, cancelled.reason) == (JobState.CANCELLED, "cancelled by the user")
+    steps.shutdown(store, SystemClock(), w, force=True)
