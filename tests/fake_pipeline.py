@@ -3,7 +3,7 @@
 It behaves as the job file's ``description`` says, as space-separated words:
 ``steps=N`` progress events (default 3), ``sleep=S`` seconds spread over the steps, ``fail`` (ends with a
 failing job_end, exit 1), ``crash`` (exits 3 without job_end), ``ignore-term`` (survives SIGTERM),
-``fail-first`` (fails on the first attempt only). Every start appends ``<job> <pid>`` to $FAKE_RUNS_LOG.
+``fail-first`` (fails on the first attempt only), ``linger=S`` (waits S seconds after the last step). Every start appends ``<job> <pid>`` to $FAKE_RUNS_LOG.
 """
 
 import json
@@ -37,6 +37,7 @@ for step in range(1, steps + 1):
     time.sleep(sleep / steps)
     loss = round(2.0 / step, 4)
     events.emit("progress", "train", step=step, max_steps=steps, loss=loss, eta_s=steps - step)
+time.sleep(float(opts.get("linger") or 0))
 if "crash" in opts:
     sys.exit(3)
 if "fail" in opts or ("fail-first" in opts and attempt == 1):

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_PIPELINE, JobFactory, runs_log
+from conftest import FAKE_PIPELINE, JobFactory, gone, runs_log
 
 from runner import commands
 from runner.backends.local import LocalBackend
 from runner.jobstate import JobState
-from runner.store import Job, Store
+from runner.store import Job, Store, StoreLocked
 from runner.worker import steps
 from runner.worker.clock import Clock, SystemClock
 from runner.worker.loop import Flags, run, tick
+from runner.worker.settle import settle
 from runner.worker.steps import WorkerConfig, WorkerRuntime
 
 FAST = WorkerConfig(
@@ -211,3 +214,50 @@ def test_shutdown_interrupts_and_requeues_the_running_job(store: Store, make_job
     stopped = store.get(job.id)
     assert (stopped.state, stopped.reason) == (JobState.QUEUED, "its worker was stopped")
     assert store.workers() == []
+
+
+def test_a_job_that_ends_while_the_database_is_locked_settles_once_the_lock_lifts(
+    home: Path, make_job: JobFactory
+) -> None:
+    with Store(timeout=0.1) as store:
+        job = submit(store, make_job("quick", "steps=1 linger=1"))
+        w = worker(config=replace(FAST, heartbeat_s=60, sweep_s=60))  # reap meets the lock, as it mostly does
+        drive(store, w, started(store, job.id))
+        pid = int(w.jobs[job.id].handle)
+        blocker = sqlite3.connect(store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process writes for longer than the busy timeout
+        deadline = time.monotonic() + 15
+        while not gone(pid):
+            assert time.monotonic() < deadline, "the pipeline did not end"
+            time.sleep(0.05)
+        for _ in range(5):  # the worker notices the end while the store refuses every write
+            with contextlib.suppress(StoreLocked):  # what the loop did with a locked tick before
+                tick(store, SystemClock(), w, Flags())
+        assert store.get(job.id).state is JobState.RUNNING
+        blocker.execute("ROLLBACK")
+        drive(store, w, ended(store, job.id), timeout=5)
+        assert store.get(job.id).state is JobState.SUCCEEDED
+        assert w.jobs == {}
+
+
+def test_a_claim_starts_a_new_events_offset(store: Store, make_job: JobFactory) -> None:
+    job = submit(store, make_job("flaky", "fail-first", retries=1))
+    drive(store, worker(), ended(store, job.id))
+    assert store.get(job.id).state is JobState.FAILED  # its events end with a failing job_end
+    commands.retry(store, job.id)
+    store.claim("gone-before-launch", now=time.time(), lease_s=60)  # dies before starting the pipeline
+    steps.sweep(store, SystemClock(), worker(), force=True)
+    requeued = store.get(job.id)  # the first attempt's job_end is not this attempt's
+    assert (requeued.state, requeued.retries_left) == (JobState.QUEUED, 0)
+    assert "worker stopped responding" in (requeued.reason or "")
+
+
+def test_an_interrupted_end_and_its_requeue_are_one_transaction(store: Store, make_job: JobFactory) -> None:
+    job = submit(store, make_job("long", retries=1))
+    store.claim("w", now=time.time(), lease_s=60)
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    settle(store, job.id, (JobState.INTERRUPTED, "its worker was stopped"), time.time())
+    store._conn.set_trace_callback(None)
+    assert store.get(job.id).state is JobState.QUEUED
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]

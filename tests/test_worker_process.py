@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,7 +19,7 @@ from conftest import JobFactory, gone, runs_log
 
 from runner import commands
 from runner.jobstate import JobState
-from runner.store import Store
+from runner.store import Store, WorkerInfo
 
 
 @pytest.fixture
@@ -112,3 +114,59 @@ def test_two_workers_run_200_jobs_submitted_concurrently_exactly_once(
     assert sorted(runs) == sorted(str(j.id) for j in jobs)
     assert set(runs.values()) == {1}
     assert len({j.worker for j in jobs}) == 2  # both workers took part
+
+
+def test_a_job_deleted_under_the_worker_stops_its_pipeline_and_the_worker_goes_on(
+    store: Store, make_job: JobFactory, spawn, tmp_path: Path
+) -> None:
+    (job,) = commands.submit(store, [make_job("long", "steps=100 sleep=60")])
+    (other,) = commands.submit(store, [make_job("next")])
+    worker = spawn()
+    wait_for(lambda: store.get(job.id).progress.step is not None)
+    pipeline = int(store.get(job.id).handle or 0)
+    with sqlite3.connect(store.path, isolation_level=None) as conn:  # a queue database replaced under it
+        conn.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+    wait_for(lambda: store.get(other.id).state.is_finished)
+    assert store.get(other.id).state is JobState.SUCCEEDED
+    assert gone(pipeline)
+    assert worker.poll() is None, (tmp_path / "worker0.log").read_text()
+
+
+def test_a_container_engine_error_is_logged_and_the_worker_goes_on(
+    store: Store, make_job: JobFactory, spawn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docker_job = make_job("boxed")
+    docker_job.write_text(docker_job.read_text() + 'backend = "docker"\n')
+    (boxed,) = commands.submit(store, [docker_job])
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a worker of this host that died while its container ran
+    store.heartbeat(WorkerInfo("dead", socket.gethostname(), dead.pid, 0, 0), now=time.time(), lease_s=60)
+    store.claim("dead", now=time.time(), lease_s=60)
+    store.set_handle(boxed.id, "dead", "0123456789ab")
+    (other,) = commands.submit(store, [make_job("next")])
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")  # the engine is gone
+    worker = spawn()
+    wait_for(lambda: store.get(other.id).state.is_finished)
+    assert store.get(other.id).state is JobState.SUCCEEDED
+    assert worker.poll() is None
+    assert "sweep: no container engine answers" in (tmp_path / "worker0.log").read_text()
+
+
+def test_a_second_sigterm_kills_the_pipeline_at_once(
+    store: Store, make_job: JobFactory, spawn, tmp_path: Path
+) -> None:
+    (job,) = commands.submit(store, [make_job("stubborn", "steps=100 sleep=60 ignore-term", retries=0)])
+    worker = spawn()  # its grace period is 20 s
+    wait_for(lambda: store.get(job.id).progress.step is not None)
+    pipeline = int(store.get(job.id).handle or 0)
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert worker.poll() is None and not gone(pipeline)  # waiting for the pipeline to checkpoint
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0, (tmp_path / "worker0.log").read_text()
+    assert time.monotonic() - started < 5
+    assert gone(pipeline)
+    stopped = store.get(job.id)
+    assert (stopped.state, stopped.reason) == (JobState.INTERRUPTED, "its worker was stopped")
+    assert "second stop signal" in (tmp_path / "worker0.log").read_text()

@@ -190,6 +190,7 @@ class Store:
                 "worker": worker,
                 "lease_until": lease_until,
                 "handle": None,
+                "events_offset": -1,  # not launched yet: no event in the file belongs to this attempt
                 "reason": None,
                 "cancel_requested": 0,
             }
@@ -219,8 +220,9 @@ class Store:
     # --- intents (CLI and TUI) ---------------------------------------------------------------------
 
     def submit(self, new: NewJob, *, now: float, prepare: Callable[[int], Path]) -> Job:
-        """Queue a job. ``prepare(job_id)`` creates its run directory and returns its path, inside the
-        same transaction: if it raises, nothing is queued."""
+        """Queue a job. ``prepare(job_id)`` gives the job its run directory and returns its path, inside
+        the same transaction: if it raises, nothing is queued. A crash before the commit may leave that
+        directory behind, and the id is then used again: ``prepare`` must never adopt an existing one."""
         with self._tx() as conn:
             cursor = conn.execute(
                 "INSERT INTO jobs (name, spec_text, spec_hash, source_path, priority, state, retries_left, "
@@ -304,13 +306,30 @@ class Store:
                 lease_until=now + lease_s,
             )
 
-    def set_launched(self, job_id: int, worker: str, handle: str, events_offset: int) -> None:
-        """Record the backend handle (a hint for recovery) and where this attempt's events begin."""
+    def end_attempt(self, job_id: int, state: JobState, *, now: float, reason: str | None) -> Job:
+        """Record a running job's end as ``state``; an interrupted job with retries left is requeued in
+        the same transaction (a crash cannot leave it interrupted and forgotten)."""
+        with self._tx() as conn:
+            ended = self._set_state(conn, job_id, JobState.RUNNING, state, now=now, reason=reason)
+            if state is JobState.INTERRUPTED and ended.retries_left > 0:
+                ended = self._set_state(
+                    conn, job_id, JobState.INTERRUPTED, JobState.QUEUED, now=now, use_retry=True
+                )
+            return ended
+
+    def set_events_offset(self, job_id: int, worker: str, events_offset: int) -> None:
+        """Record where this attempt's events begin, before its pipeline starts."""
+        self._update_running(job_id, worker, "events_offset = ?", events_offset)
+
+    def set_handle(self, job_id: int, worker: str, handle: str) -> None:
+        """Record the backend handle of the attempt's pipeline (a hint for recovery)."""
+        self._update_running(job_id, worker, "handle = ?", handle)
+
+    def _update_running(self, job_id: int, worker: str, assignment: str, value: Any) -> None:
         with self._tx() as conn:
             conn.execute(
-                "UPDATE jobs SET handle = ?, events_offset = ? WHERE id = ? AND worker = ? "
-                "AND state = 'running'",
-                (handle, events_offset, job_id, worker),
+                f"UPDATE jobs SET {assignment} WHERE id = ? AND worker = ? AND state = 'running'",
+                (value, job_id, worker),
             )
 
     def update_progress(self, job_id: int, worker: str, progress: Progress) -> None:

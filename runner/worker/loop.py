@@ -1,9 +1,13 @@
 """The worker loop: heartbeat → reap → sweep → claim → sleep, until a signal says stop.
 
-Signal handlers only count signals. After the first SIGTERM/SIGINT/SIGHUP the loop stops claiming,
-stops the running pipeline (SIGTERM, then SIGKILL after the grace period, so it can checkpoint) and
-records it ``interrupted`` (requeued while its retry budget lasts). A second signal during that
-shutdown cuts the grace period short: the pipeline is killed at once.
+Signal handlers only count signals; the loop acts on the count. After the first SIGTERM/SIGINT/SIGHUP
+the loop stops claiming, stops the running pipelines (SIGTERM, then SIGKILL after the grace period, so
+they can checkpoint) and records them ``interrupted`` (requeued while their retry budget lasts). A
+second signal during that shutdown cuts the grace period short: the pipelines are killed at once.
+
+A step that fails (a busy or replaced database, a container engine that does not answer) is logged
+and runs again next turn, after a pause that grows while failures repeat; it never ends the worker
+while pipelines run.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ import os
 import signal
 import socket
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
 from runner.backends.factory import make_backend
 from runner.gpus import GpuError, discover
 from runner.paths import state_dir
-from runner.store import Store, StoreError, StoreLocked
+from runner.store import Store, StoreError
 from runner.worker import steps
 from runner.worker.clock import Clock, SystemClock
 from runner.worker.pidfile import PidLock
@@ -27,10 +33,7 @@ from runner.worker.steps import WorkerConfig, WorkerRuntime
 
 log = logging.getLogger("tuneq.worker")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-class ForceStop(Exception):
-    """Raised by the second stop signal while the worker is shutting down."""
+MAX_BACKOFF_S = 5.0  # the longest pause after repeated failing turns (below any lease)
 
 
 @dataclass
@@ -38,41 +41,67 @@ class Flags:
     """What the signal handlers tell the loop."""
 
     stops: int = 0
-    stopping: bool = False  # in the graceful shutdown, where a second signal forces
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
-        """Count a stop signal; during a graceful shutdown, interrupt it."""
+        """Count a stop signal (the loop acts on it)."""
         self.stops += 1
-        if self.stopping:
-            raise ForceStop
 
 
-def tick(store: Store, clock: Clock, w: WorkerRuntime, flags: Flags) -> None:
-    """One round of the loop."""
-    steps.heartbeat(store, clock, w)
-    steps.reap(store, clock, w)
-    steps.sweep(store, clock, w)
+def _attempt(name: str, step: Callable[[], object]) -> bool:
+    """Run one step; log a failure (it runs again next turn) instead of ending the worker."""
+    try:
+        step()
+    except (StoreError, OSError) as exc:  # OSError includes BackendError (the container engine)
+        log.warning("%s: %s (trying again)", name, exc)
+        return False
+    except Exception:  # an engine error, a bug: the running pipelines must still be looked after
+        log.exception("%s failed (trying again)", name)
+        return False
+    return True
+
+
+def tick(store: Store, clock: Clock, w: WorkerRuntime, flags: Flags) -> bool:
+    """One round of the loop; False if a step failed (logged; it runs again next round)."""
+    ok = _attempt("heartbeat", lambda: steps.heartbeat(store, clock, w))
+    ok = _attempt("reap", lambda: steps.reap(store, clock, w)) and ok
+    ok = _attempt("sweep", lambda: steps.sweep(store, clock, w)) and ok
     if not flags.stops:
-        steps.claim_next(store, clock, w)
+        ok = _attempt("claim", lambda: steps.claim_next(store, clock, w)) and ok
+    return ok
 
 
 def run(store: Store, clock: Clock, w: WorkerRuntime, flags: Flags) -> None:
-    """Run ticks until a stop signal, then shut down; a busy database only delays a tick."""
-    steps.heartbeat(store, clock, w, force=True)
-    steps.sweep(store, clock, w, force=True)
+    """Run ticks until a stop signal, then shut down; failing turns back off, never end the loop."""
+    _attempt("heartbeat", lambda: steps.heartbeat(store, clock, w, force=True))
+    _attempt("sweep", lambda: steps.sweep(store, clock, w, force=True))
+    failures = 0
     while not flags.stops:
-        try:
-            tick(store, clock, w, flags)
-        except StoreLocked as exc:
-            log.warning("%s", exc)
-        clock.sleep(w.config.busy_poll_s if w.jobs else w.config.idle_poll_s)
-    try:
-        flags.stopping = flags.stops < 2
-        steps.shutdown(store, clock, w, force=not flags.stopping)
-    except ForceStop:
-        flags.stopping = False
-        log.warning("second stop signal: killing the running pipeline")
-        steps.shutdown(store, clock, w, force=True)
+        failures = 0 if tick(store, clock, w, flags) else failures + 1
+        pause = w.config.busy_poll_s if w.jobs else w.config.idle_poll_s
+        clock.sleep(min(pause * 2**failures, max(pause, MAX_BACKOFF_S)))
+    shutdown(store, clock, w, flags)
+
+
+def shutdown(store: Store, clock: Clock, w: WorkerRuntime, flags: Flags) -> None:
+    """Stop the pipelines with their grace period in a thread while watching for a second signal, which
+    kills them at once; then record what is not yet recorded (a few tries if the store fails)."""
+    stopper = threading.Thread(
+        target=_attempt,
+        args=("shutdown", lambda: steps.shutdown(store, clock, w, force=flags.stops > 1)),
+        daemon=True,
+    )
+    stopper.start()
+    killed = flags.stops > 1
+    while stopper.is_alive():
+        stopper.join(0.05)
+        if flags.stops > 1 and not killed:
+            killed = True
+            log.warning("second stop signal: killing the running pipelines")
+            steps.kill_all(w)
+    for _ in range(10):
+        if _attempt("shutdown", lambda: steps.shutdown(store, clock, w, force=True)):
+            return
+        clock.sleep(MAX_BACKOFF_S / 5)
 
 
 def serve(*, extra: bool = False, config: WorkerConfig | None = None) -> int:

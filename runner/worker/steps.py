@@ -18,7 +18,7 @@ from runner.gpus import pick
 from runner.jobstate import JobState
 from runner.rundir import RunDir
 from runner.spec import JobSpec, SpecError, parse_spec
-from runner.store import Job, Progress, StateConflict, Store, WorkerInfo
+from runner.store import Job, JobNotFound, Progress, StateConflict, Store, WorkerInfo
 from runner.worker.clock import Clock
 from runner.worker.follow import Follower
 from runner.worker.settle import Verdict, exit_verdict, settle, stopped_verdict
@@ -51,6 +51,8 @@ class Running:
     gpus: tuple[int, ...] = ()
     mirrored: Progress = field(default_factory=Progress)
     mirrored_at: float = 0.0
+    handle_stored: bool = False  # set_handle succeeded; retried each turn until it does
+    verdict: Verdict | None = None  # how it ended, kept until the store has recorded it
 
 
 @dataclass
@@ -102,17 +104,38 @@ def heartbeat(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool = Fal
 
 
 def reap(store: Store, clock: Clock, w: WorkerRuntime) -> None:
-    """Mirror progress of running jobs, act on cancel requests and record the ones that ended."""
+    """Mirror progress of running jobs, act on cancel requests and record the ones that ended.
+
+    A job is forgotten only once its end is recorded: if the store fails meanwhile, the next turn
+    records the verdict kept on the :class:`Running`.
+    """
     for run in list(w.jobs.values()):
-        mirror(store, clock, w, run)
+        if run.verdict is None:
+            _check(store, clock, w, run)
+        if run.verdict is not None:
+            _record_end(store, clock, w, run)
+
+
+def _check(store: Store, clock: Clock, w: WorkerRuntime, run: Running) -> None:
+    """Store the handle if still due, mirror progress, act on a cancel request, poll the pipeline."""
+    if not run.handle_stored:
+        store.set_handle(run.job_id, w.info.id, run.handle)
+        run.handle_stored = True
+    mirror(store, clock, w, run)
+    try:
         job = store.get(run.job_id)
-        if job.cancel_requested:
-            _stop_and_settle(store, clock, w, run, job, grace_s=w.config.grace_s, why="cancelled by the user")
-            continue
-        outcome = run.backend.poll(run.handle)
-        if outcome is not None:
-            run.follower.read()
-            _finish(store, clock, w, run, job, exit_verdict(outcome, run.follower))
+    except JobNotFound:  # the queue database was replaced under the worker
+        log.warning("job %d is no longer in the queue: stopping its pipeline", run.job_id)
+        run.backend.stop(run.handle, grace_s=w.config.grace_s)
+        w.jobs.pop(run.job_id, None)
+        return
+    if job.cancel_requested:
+        _stop(store, clock, w, run, job, grace_s=w.config.grace_s, why="cancelled by the user")
+        return
+    outcome = run.backend.poll(run.handle)
+    if outcome is not None:
+        run.follower.read()
+        run.verdict = exit_verdict(outcome, run.follower)
 
 
 def mirror(store: Store, clock: Clock, w: WorkerRuntime, run: Running, *, force: bool = False) -> None:
@@ -127,27 +150,30 @@ def mirror(store: Store, clock: Clock, w: WorkerRuntime, run: Running, *, force:
         run.mirrored = run.follower.progress
 
 
-def _stop_and_settle(
+def _stop(
     store: Store, clock: Clock, w: WorkerRuntime, run: Running, job: Job, *, grace_s: float, why: str
 ) -> None:
+    """Stop a job's pipeline and keep its verdict on ``run`` (recorded by :func:`_record_end`)."""
     heartbeat(store, clock, w, force=True)  # a long grace period must not let the lease lapse
     run.backend.stop(run.handle, grace_s=grace_s)
     run.backend.poll(run.handle)
     run.follower.read()
-    _finish(store, clock, w, run, job, stopped_verdict(job, run.follower, why))
+    run.verdict = stopped_verdict(job, run.follower, why)
 
 
-def _finish(store: Store, clock: Clock, w: WorkerRuntime, run: Running, job: Job, verdict: Verdict) -> None:
-    w.jobs.pop(run.job_id, None)
+def _record_end(store: Store, clock: Clock, w: WorkerRuntime, run: Running) -> None:
+    """Record an ended job's verdict, then forget the job (a store failure leaves it for the next turn)."""
+    assert run.verdict is not None
     mirror(store, clock, w, run, force=True)
-    _settle_if_ours(store, job, verdict, clock.now())
+    _settle_if_ours(store, run.job_id, run.verdict, clock.now())
+    w.jobs.pop(run.job_id, None)
 
 
-def _settle_if_ours(store: Store, job: Job, verdict: Verdict, now: float) -> None:
+def _settle_if_ours(store: Store, job_id: int, verdict: Verdict, now: float) -> None:
     try:
-        settle(store, job, verdict, now)
+        settle(store, job_id, verdict, now)
     except StateConflict as exc:  # another worker's sweep recorded it first
-        log.warning("job %d: %s; leaving it as it is", job.id, exc)
+        log.warning("job %d: %s; leaving it as it is", job_id, exc)
 
 
 # --- sweep --------------------------------------------------------------------------------------------
@@ -198,13 +224,20 @@ def recover(store: Store, clock: Clock, w: WorkerRuntime, job: Job, *, local: bo
     """End a job whose worker is gone. On the same host its pipeline is stopped if it still runs (it
     resumes from its checkpoint when requeued); a pipeline that finished meanwhile ends as it reported."""
     why = "its worker stopped responding (killed, rebooted or out of memory)"
-    follower = Follower.at(RunDir(Path(job.run_dir)).events, job.events_offset)
+    events = RunDir(Path(job.run_dir)).events
+    launched = job.events_offset >= 0  # else the worker died before starting it: no events are its own
+    follower = Follower.at(events, job.events_offset if launched else _events_end(events))
     backend = _backend_of(store, w, job)
     if local and job.handle and backend is not None and backend.poll(job.handle) is None:
         log.warning("job %d: its worker is gone; stopping its pipeline (pid %s)", job.id, job.handle)
         backend.stop(job.handle, grace_s=w.config.grace_s)
     follower.read()
-    _settle_if_ours(store, job, stopped_verdict(job, follower, why), clock.now())
+    _settle_if_ours(store, job.id, stopped_verdict(job, follower, why), clock.now())
+
+
+def _events_end(events: Path) -> int:
+    """Where the next attempt's events will begin: the events file's current size."""
+    return events.stat().st_size if events.exists() else 0
 
 
 def _spec_of(store: Store, job: Job) -> JobSpec | None:
@@ -248,29 +281,34 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
     try:
         spec = parse_spec(store.spec_text(job.id), f"job {job.id}")
     except SpecError as exc:
-        settle(store, job, (JobState.FAILED, f"the stored job file no longer validates: {exc}"), clock.now())
+        settle(
+            store, job.id, (JobState.FAILED, f"the stored job file no longer validates: {exc}"), clock.now()
+        )
         return
     backend = w.backends.get(spec.run.backend)
     gpus = w.gpus_for(spec)
     if backend is None:
         reason = f"the '{spec.run.backend}' backend is not available to this worker"
     elif gpus is None:  # another worker claimed past our check: give it back
-        settle(store, job, (JobState.INTERRUPTED, "no free GPU on this worker when claimed"), clock.now())
+        settle(store, job.id, (JobState.INTERRUPTED, "no free GPU on this worker when claimed"), clock.now())
         return
     elif not run_dir.job_json.exists():
         reason = f"run directory {job.run_dir} is missing"
     else:
-        offset = run_dir.events.stat().st_size if run_dir.events.exists() else 0
+        offset = _events_end(run_dir.events)
+        store.set_events_offset(job.id, w.info.id, offset)  # before the start: recovery reads from here
         try:
             handle = backend.start(Launch(str(job.id), run_dir.root, spec, gpus))
         except OSError as exc:
             reason = f"the pipeline could not start: {exc}"
         else:
-            store.set_launched(job.id, w.info.id, handle, offset)
-            w.jobs[job.id] = Running(job.id, backend, handle, Follower.at(run_dir.events, offset), gpus)
+            run = Running(job.id, backend, handle, Follower.at(run_dir.events, offset), gpus)
+            w.jobs[job.id] = run  # tracked before any further write, so a store failure cannot lose it
             log.info("job %d started (attempt %d, %s %s)", job.id, job.attempts, backend.name, handle)
+            store.set_handle(job.id, w.info.id, handle)
+            run.handle_stored = True
             return
-    settle(store, job, (JobState.FAILED, reason), clock.now())
+    settle(store, job.id, (JobState.FAILED, reason), clock.now())
 
 
 # --- shutdown -----------------------------------------------------------------------------------------
@@ -279,8 +317,15 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
 def shutdown(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool) -> None:
     """Stop every running pipeline (``force``: SIGKILL at once) and record the jobs as interrupted."""
     for run in list(w.jobs.values()):
-        job = store.get(run.job_id)
-        _stop_and_settle(
-            store, clock, w, run, job, grace_s=0 if force else w.config.grace_s, why="its worker was stopped"
-        )
+        if run.verdict is None:
+            job = store.get(run.job_id)
+            grace_s = 0 if force else w.config.grace_s
+            _stop(store, clock, w, run, job, grace_s=grace_s, why="its worker was stopped")
+        _record_end(store, clock, w, run)
     store.unregister_worker(w.info.id)
+
+
+def kill_all(w: WorkerRuntime) -> None:
+    """Kill every running pipeline now (the second stop signal); :func:`shutdown` records them."""
+    for run in list(w.jobs.values()):
+        run.backend.stop(run.handle, grace_s=0)
