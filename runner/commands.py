@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from runner.events import Event, EventTail
-from runner.rundir import RunDir, prepare_run_dir
+from runner.rundir import RunDir, adopt_staged, stage_run_dir
 from runner.spec import LoadedSpec, Problem, SpecError
 from runner.store import Job, NewJob, Store
 from runner.validate import validate_file
@@ -58,12 +58,16 @@ def submit(
             priority=priority,
             retries=loaded.spec.run.retries,
         )
-        jobs.append(store.submit(new, now=time.time(), prepare=partial(_prepare, loaded, root)))
+        staged = stage_run_dir(loaded, root)  # the data copy happens outside the transaction
+        try:
+            jobs.append(store.submit(new, now=time.time(), prepare=partial(_adopt, staged, loaded)))
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)  # gone already once adopted
     return jobs
 
 
-def _prepare(loaded: LoadedSpec, root: Path, job_id: int) -> Path:
-    return prepare_run_dir(loaded, root / str(job_id), str(job_id)).root
+def _adopt(staged: Path, loaded: LoadedSpec, job_id: int) -> Path:
+    return adopt_staged(staged, loaded, job_id).root
 
 
 def cancel(store: Store, job_id: int) -> Job:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import filecmp
 import json
 import os
+import secrets
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,27 +100,91 @@ class RunDir:
         return info
 
 
-def prepare_run_dir(loaded: LoadedSpec, root: Path, job_id: str) -> RunDir:
-    """Create a run directory for a job: spec text, job facts, and a copy of a local data file.
+class RunDirConflict(ValueError):
+    """An existing run directory holds another job: it is never adopted (one-line message)."""
 
-    An existing directory is reused as is (that is what makes resume and retry work).
-    """
+
+def prepare_run_dir(loaded: LoadedSpec, root: Path, job_id: str) -> RunDir:
+    """The run directory of ``tuneq run``: created with the spec text, job facts and a copy of a local data
+    file; an existing one is reused (resume) only if it holds the same spec and data, else
+    :class:`RunDirConflict`."""
     run = RunDir(root)
     if run.job_json.exists():
+        if not _holds(run, loaded):
+            raise RunDirConflict(
+                f"run directory {root} holds another job (its job file or data differ from "
+                f"{loaded.path}): pass a new --run-dir, or delete {root} to start over"
+            )
         return run
     root.mkdir(parents=True, exist_ok=True)
-    data_path = None
-    source = loaded.spec.data.source
-    if is_local_source(source):
-        src = resolve_local(source, loaded.base_dir)
-        run.input_dir.mkdir(exist_ok=True)
-        dst = run.input_dir / src.name
+    _write_inputs(run, loaded)
+    _write_job_info(run, loaded, job_id)
+    return run
+
+
+def stage_run_dir(loaded: LoadedSpec, runs: Path) -> Path:
+    """A new private directory under ``runs`` holding the spec text and a copy of the local data file,
+    made before the job has an id (outside the queue's transaction); :func:`adopt_staged` names it."""
+    runs.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(runs)
+    staged = runs / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
+    staged.mkdir()  # the usual permissions (a container may read it), unlike mkdtemp's 0700
+    try:
+        _write_inputs(RunDir(staged), loaded)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return staged
+
+
+def adopt_staged(staged: Path, loaded: LoadedSpec, job_id: int) -> RunDir:
+    """Give a staged directory to job ``job_id``: its facts, then the name ``<id>`` beside it, or
+    ``<id>.<n>`` where a directory of that name is left by someone else (a submit killed before its job
+    was committed, an earlier queue database). An existing directory is never adopted."""
+    _write_job_info(RunDir(staged), loaded, str(job_id))
+    root, n = staged.parent / str(job_id), 1
+    while True:
         try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-        data_path = str(dst.relative_to(root))
+            staged.rename(root)  # atomic; fails on any existing entry but an empty directory
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise
+            n += 1
+            root = staged.parent / f"{job_id}.{n}"
+            continue
+        return RunDir(root)
+
+
+STAGING_PREFIX = ".submit-"
+_ABANDONED_S = 24 * 3600  # a staging directory this old belongs to a submit that died
+
+
+def _remove_abandoned(runs: Path) -> None:
+    cutoff = time.time() - _ABANDONED_S
+    for staged in runs.glob(STAGING_PREFIX + "*"):
+        with contextlib.suppress(OSError):
+            if staged.stat().st_mtime < cutoff:
+                shutil.rmtree(staged)
+
+
+def _local_data(loaded: LoadedSpec) -> Path | None:
+    """The job's local data file, if its source is one."""
+    source = loaded.spec.data.source
+    return resolve_local(source, loaded.base_dir) if is_local_source(source) else None
+
+
+def _write_inputs(run: RunDir, loaded: LoadedSpec) -> None:
+    """Write the spec text and copy a local data file: a copy, never a link, so the job's input is
+    frozen now, whatever happens to the user's file later."""
     run.job_toml.write_text(loaded.text, encoding="utf-8")
+    if (src := _local_data(loaded)) is not None:
+        run.input_dir.mkdir(exist_ok=True)
+        shutil.copy2(src, run.input_dir / src.name)
+
+
+def _write_job_info(run: RunDir, loaded: LoadedSpec, job_id: str) -> None:
+    src = _local_data(loaded)
+    data_path = str((run.input_dir / src.name).relative_to(run.root)) if src is not None else None
     info = {
         "job": job_id,
         "name": loaded.spec.name,
@@ -126,4 +195,14 @@ def prepare_run_dir(loaded: LoadedSpec, root: Path, job_id: str) -> RunDir:
     tmp = run.job_json.with_suffix(".tmp")
     tmp.write_text(json.dumps(info, indent=2))
     os.replace(tmp, run.job_json)
-    return run
+
+
+def _holds(run: RunDir, loaded: LoadedSpec) -> bool:
+    """Whether an existing run directory was made from the same spec and the same data."""
+    info = run.read_job_info()
+    if info.get("spec_hash") != loaded.spec_hash:
+        return False
+    src, copy = _local_data(loaded), info.get("data_path")
+    if src is None or copy is None:
+        return src is None and copy is None
+    return (run.root / copy).is_file() and filecmp.cmp(src, run.root / copy, shallow=False)

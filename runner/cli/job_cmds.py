@@ -14,7 +14,7 @@ from runner.backends.local import LocalBackend
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from runner.dataset.read import DataError
 from runner.events import EventTail, format_event
-from runner.rundir import RunDir, prepare_run_dir
+from runner.rundir import RunDir, RunDirConflict, prepare_run_dir
 from runner.spec import LoadedSpec, SpecError
 from runner.validate import DataCheck, check_labels, validate_file
 from runner.vram import estimate, model_config
@@ -33,7 +33,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run one job in the foreground (no queue)")
     p.add_argument("file", metavar="FILE")
     p.add_argument(
-        "--run-dir", type=Path, help="run directory (default: runs/<name>-<time>; reused if it exists)"
+        "--run-dir",
+        type=Path,
+        help="run directory (default: runs/<name>-<time>); an existing one is resumed if it holds the same "
+        "job file and data, else refused",
     )
     p.set_defaults(handler=cmd_run)
 
@@ -120,7 +123,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     root = args.run_dir or Path("runs") / f"{loaded.spec.name}-{stamp}"
-    run = prepare_run_dir(loaded, root.resolve(), root.name)
+    try:
+        run = prepare_run_dir(loaded, root.resolve(), root.name)
+    except RunDirConflict as exc:
+        print(f"tuneq run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"run directory: {run.root}")
     return follow_local_run(run, loaded)
 
