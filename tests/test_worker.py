@@ -14,6 +14,7 @@ import pytest
 from conftest import FAKE_PIPELINE, JobFactory, gone, runs_log
 
 from runner import commands
+from runner.backends.base import Launch
 from runner.backends.local import LocalBackend
 from runner.jobstate import JobState
 from runner.store import Job, Store, StoreLocked
@@ -261,3 +262,44 @@ def test_an_interrupted_end_and_its_requeue_are_one_transaction(store: Store, ma
     store._conn.set_trace_callback(None)
     assert store.get(job.id).state is JobState.QUEUED
     assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
+
+
+class LockedAfterStart(LocalBackend):
+    """The local backend on a machine where another process takes the database right after a start."""
+
+    def __init__(self, db: Path) -> None:
+        super().__init__(FAKE_PIPELINE)
+        self.blocker = sqlite3.connect(db, isolation_level=None)
+
+    def start(self, launch: Launch) -> str:
+        handle = super().start(launch)
+        self.blocker.execute("BEGIN IMMEDIATE")
+        return handle
+
+
+def test_a_pipeline_whose_handle_cannot_be_stored_is_still_followed_and_recorded(
+    home: Path, make_job: JobFactory
+) -> None:
+    with Store(timeout=0.1) as store:
+        job = submit(store, make_job("quick", "steps=2 sleep=1"))
+        backend = LockedAfterStart(store.path)
+        w = WorkerRuntime.create({"local": backend}, FAST, time.time())
+        with contextlib.suppress(StoreLocked):  # what the loop did with a locked tick before
+            tick(store, SystemClock(), w, Flags())
+        assert store.get(job.id).handle is None  # started, but the store refused its handle
+        backend.blocker.execute("ROLLBACK")
+        drive(store, w, lambda: store.get(job.id).handle is not None, timeout=5)
+        drive(store, w, ended(store, job.id), timeout=10)
+        assert store.get(job.id).state is JobState.SUCCEEDED
+
+
+def test_a_job_claimed_but_lost_before_its_start_is_recovered_by_its_own_worker(
+    store: Store, make_job: JobFactory
+) -> None:
+    job = submit(store, make_job("a", retries=1))
+    w = worker()
+    steps.heartbeat(store, SystemClock(), w, force=True)
+    store.claim(w.info.id, now=time.time(), lease_s=60)  # then the store failed before the launch
+    drive(store, w, ended(store, job.id))
+    done = store.get(job.id)
+    assert (done.state, done.attempts) == (JobState.SUCCEEDED, 2)

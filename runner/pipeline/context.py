@@ -32,9 +32,7 @@ class StageContext:
     stage: str = ""
     stage_key: str = ""  # hash of the spec sections the current stage depends on
     handoff: dict[str, Any] = field(default_factory=dict)  # live objects passed between stages in one process
-    stop: StopSignal = field(
-        default_factory=StopSignal
-    )  # the pipeline's stop signals (runner.pipeline.stopping)
+    stop: StopSignal = field(default_factory=StopSignal)  # SIGTERM/SIGINT (runner.pipeline.stopping)
 
     def emit(self, type_: Any, **fields: Any) -> None:
         """Emit an event attributed to the current stage."""

@@ -290,13 +290,19 @@ class Store:
 
     # --- the worker's side -------------------------------------------------------------------------
 
-    def claim(self, worker: str, *, now: float, lease_s: float) -> Job | None:
-        """Atomically take the next queued job for ``worker`` (two workers never get the same one)."""
+    def claim(
+        self, worker: str, *, now: float, lease_s: float, events_offset: Callable[[Job], int] | None = None
+    ) -> Job | None:
+        """Atomically take the next queued job for ``worker`` (two workers never get the same one).
+
+        ``events_offset(job)`` says where this attempt's events begin, stored in the same transaction;
+        without it the offset is -1 (no event belongs to the attempt yet).
+        """
         with self._tx() as conn:
             row = conn.execute(_NEXT_QUEUED).fetchone()
             if row is None:
                 return None
-            return self._set_state(
+            job = self._set_state(
                 conn,
                 row["id"],
                 JobState.QUEUED,
@@ -305,6 +311,9 @@ class Store:
                 worker=worker,
                 lease_until=now + lease_s,
             )
+            if events_offset is not None:
+                conn.execute("UPDATE jobs SET events_offset = ? WHERE id = ?", (events_offset(job), job.id))
+            return self._load(conn, job.id)
 
     def end_attempt(self, job_id: int, state: JobState, *, now: float, reason: str | None) -> Job:
         """Record a running job's end as ``state``; an interrupted job with retries left is requeued in
@@ -317,19 +326,12 @@ class Store:
                 )
             return ended
 
-    def set_events_offset(self, job_id: int, worker: str, events_offset: int) -> None:
-        """Record where this attempt's events begin, before its pipeline starts."""
-        self._update_running(job_id, worker, "events_offset = ?", events_offset)
-
     def set_handle(self, job_id: int, worker: str, handle: str) -> None:
         """Record the backend handle of the attempt's pipeline (a hint for recovery)."""
-        self._update_running(job_id, worker, "handle = ?", handle)
-
-    def _update_running(self, job_id: int, worker: str, assignment: str, value: Any) -> None:
         with self._tx() as conn:
             conn.execute(
-                f"UPDATE jobs SET {assignment} WHERE id = ? AND worker = ? AND state = 'running'",
-                (value, job_id, worker),
+                "UPDATE jobs SET handle = ? WHERE id = ? AND worker = ? AND state = 'running'",
+                (handle, job_id, worker),
             )
 
     def update_progress(self, job_id: int, worker: str, progress: Progress) -> None:

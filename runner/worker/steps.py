@@ -174,6 +174,8 @@ def _settle_if_ours(store: Store, job_id: int, verdict: Verdict, now: float) -> 
         settle(store, job_id, verdict, now)
     except StateConflict as exc:  # another worker's sweep recorded it first
         log.warning("job %d: %s; leaving it as it is", job_id, exc)
+    except JobNotFound:  # deleted meanwhile (a replaced queue database)
+        log.warning("job %d is no longer in the queue; nothing to record", job_id)
 
 
 # --- sweep --------------------------------------------------------------------------------------------
@@ -189,7 +191,10 @@ def sweep(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool = False) 
     workers = {info.id: info for info in store.workers()}
     for job in store.list_jobs([JobState.RUNNING]):
         owner = workers.get(job.worker or "")
-        if job.worker != w.info.id and _is_lost(job, owner, w.info, now):
+        if job.worker == w.info.id:
+            if job.id not in w.jobs:  # claimed here, but the store failed before its start was tracked
+                recover(store, clock, w, job, local=True, why="its worker lost track of it while starting it")
+        elif _is_lost(job, owner, w.info, now):
             recover(store, clock, w, job, local=owner is not None and owner.host == w.info.host)
     for info in workers.values():
         if info.id != w.info.id and _is_dead(info, w.info, now, w.config.lease_s):
@@ -220,12 +225,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def recover(store: Store, clock: Clock, w: WorkerRuntime, job: Job, *, local: bool) -> None:
+def recover(
+    store: Store,
+    clock: Clock,
+    w: WorkerRuntime,
+    job: Job,
+    *,
+    local: bool,
+    why: str = "its worker stopped responding (killed, rebooted or out of memory)",
+) -> None:
     """End a job whose worker is gone. On the same host its pipeline is stopped if it still runs (it
     resumes from its checkpoint when requeued); a pipeline that finished meanwhile ends as it reported."""
-    why = "its worker stopped responding (killed, rebooted or out of memory)"
     events = RunDir(Path(job.run_dir)).events
-    launched = job.events_offset >= 0  # else the worker died before starting it: no events are its own
+    launched = job.events_offset >= 0  # else claimed without an offset: no event is known to be its own
     follower = Follower.at(events, job.events_offset if launched else _events_end(events))
     backend = _backend_of(store, w, job)
     if local and job.handle and backend is not None and backend.poll(job.handle) is None:
@@ -268,7 +280,12 @@ def claim_next(store: Store, clock: Clock, w: WorkerRuntime) -> Job | None:
     spec = _spec_of(store, head)
     if spec is not None and w.gpus_for(spec) is None:
         return None
-    job = store.claim(w.info.id, now=clock.now(), lease_s=w.config.lease_s)
+    job = store.claim(
+        w.info.id,
+        now=clock.now(),
+        lease_s=w.config.lease_s,
+        events_offset=lambda claimed: _events_end(RunDir(Path(claimed.run_dir)).events),
+    )
     if job is None:
         return None
     launch(store, clock, w, job)
@@ -295,14 +312,13 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
     elif not run_dir.job_json.exists():
         reason = f"run directory {job.run_dir} is missing"
     else:
-        offset = _events_end(run_dir.events)
-        store.set_events_offset(job.id, w.info.id, offset)  # before the start: recovery reads from here
         try:
             handle = backend.start(Launch(str(job.id), run_dir.root, spec, gpus))
         except OSError as exc:
             reason = f"the pipeline could not start: {exc}"
         else:
-            run = Running(job.id, backend, handle, Follower.at(run_dir.events, offset), gpus)
+            follower = Follower.at(run_dir.events, max(job.events_offset, 0))
+            run = Running(job.id, backend, handle, follower, gpus)
             w.jobs[job.id] = run  # tracked before any further write, so a store failure cannot lose it
             log.info("job %d started (attempt %d, %s %s)", job.id, job.attempts, backend.name, handle)
             store.set_handle(job.id, w.info.id, handle)
