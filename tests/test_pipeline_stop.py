@@ -6,7 +6,9 @@ The real ``run_pipeline`` runs in a real process group over cheap stand-in stage
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -14,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import JobFactory
+from conftest import DATA, ROOT, JobFactory
 from test_worker import FAST, drive, ended, submit
 
 from runner import commands
@@ -30,6 +32,7 @@ from runner.worker.clock import SystemClock
 from runner.worker.loop import Flags, run
 from runner.worker.steps import WorkerRuntime
 
+DEMO = ROOT / "jobs" / "demo-tiny.toml"
 STOP_PIPELINE = [sys.executable, str(Path(__file__).with_name("stop_pipeline.py"))]
 
 
@@ -92,3 +95,29 @@ def test_a_cancel_while_a_child_runs_cancels_the_job(store: Store, make_job: Job
     cancelled = store.get(job.id)
     assert (cancelled.state, cancelled.reason) == (JobState.CANCELLED, "cancelled by the user")
     steps.shutdown(store, SystemClock(), w, force=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs the training stack")
+def test_sigterm_during_real_training_saves_a_checkpoint_and_ends_stopped(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "demo" / "data").mkdir(parents=True)
+    shutil.copy(DATA, tmp_path / "demo" / "data" / DATA.name)
+    job = tmp_path / "demo" / "demo.toml"
+    job.write_text(DEMO.read_text().replace("max_steps = 60", "max_steps = 2000"))
+    loaded = load_spec(job)
+    run_dir = prepare_run_dir(loaded, tmp_path / "run", "demo")
+    backend = LocalBackend([sys.executable, "-m", "runner.pipeline"])
+    handle = backend.start(Launch("demo", run_dir.root, loaded.spec))
+    wait_for(lambda: any(e["type"] == "progress" for e in read_events(run_dir.events)), timeout=1200)
+    backend.stop(handle, grace_s=120)
+    outcome = backend.poll(handle)
+    assert outcome is not None and outcome.exit_code == 143, run_dir.log.read_text()[-3000:]
+    events = read_events(run_dir.events)
+    assert [e["cause"] for e in events if e["type"] == "error"] == [
+        "stopped by SIGTERM during the train stage"
+    ]
+    assert any("after saving a checkpoint" in e.get("message", "") for e in events)
+    assert list(run_dir.checkpoints.glob("checkpoint-*/trainer_state.json"))
+    assert (events[-1]["type"], events[-1]["stopped"]) == ("job_end", True)
+    assert json.loads(run_dir.report.read_text())["failure"]["cause"].startswith("stopped by SIGTERM")
