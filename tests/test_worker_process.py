@@ -170,3 +170,21 @@ def test_a_second_sigterm_kills_the_pipeline_at_once(
     stopped = store.get(job.id)
     assert (stopped.state, stopped.reason) == (JobState.INTERRUPTED, "its worker was stopped")
     assert "second stop signal" in (tmp_path / "worker0.log").read_text()
+
+
+def test_sigterm_while_the_database_is_locked_still_stops_and_records_the_job(
+    store: Store, make_job: JobFactory, spawn, tmp_path: Path
+) -> None:
+    (job,) = commands.submit(store, [make_job("long", "steps=100 sleep=60", retries=0)])
+    worker = spawn()
+    wait_for(lambda: store.get(job.id).progress.step is not None)
+    pipeline = int(store.get(job.id).handle or 0)
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # longer than the worker's busy timeout (5 s)
+    worker.send_signal(signal.SIGTERM)
+    wait_for(lambda: gone(pipeline), timeout=15)  # stopped although the store refuses writes
+    time.sleep(1)
+    blocker.execute("ROLLBACK")
+    assert worker.wait(timeout=30) == 0, (tmp_path / "worker0.log").read_text()
+    stopped = store.get(job.id)
+    assert (stopped.state, stopped.reason) == (JobState.INTERRUPTED, "its worker was stopped")

@@ -54,7 +54,7 @@ def _attempt(name: str, step: Callable[[], object]) -> bool:
     except (StoreError, OSError) as exc:  # OSError includes BackendError (the container engine)
         log.warning("%s: %s (trying again)", name, exc)
         return False
-    except Exception:  # an engine error, a bug: the running pipelines must still be looked after
+    except Exception:  # anything unforeseen: the running pipelines must still be looked after
         log.exception("%s failed (trying again)", name)
         return False
     return True
@@ -76,7 +76,7 @@ def run(store: Store, clock: Clock, w: WorkerRuntime, flags: Flags) -> None:
     _attempt("sweep", lambda: steps.sweep(store, clock, w, force=True))
     failures = 0
     while not flags.stops:
-        failures = 0 if tick(store, clock, w, flags) else failures + 1
+        failures = 0 if tick(store, clock, w, flags) else min(failures + 1, 10)
         pause = w.config.busy_poll_s if w.jobs else w.config.idle_poll_s
         clock.sleep(min(pause * 2**failures, max(pause, MAX_BACKOFF_S)))
     shutdown(store, clock, w, flags)

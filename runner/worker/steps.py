@@ -18,7 +18,7 @@ from runner.gpus import pick
 from runner.jobstate import JobState
 from runner.rundir import RunDir
 from runner.spec import JobSpec, SpecError, parse_spec
-from runner.store import Job, JobNotFound, Progress, StateConflict, Store, WorkerInfo
+from runner.store import Job, JobNotFound, Progress, StateConflict, Store, StoreError, WorkerInfo
 from runner.worker.clock import Clock
 from runner.worker.follow import Follower
 from runner.worker.settle import Verdict, exit_verdict, settle, stopped_verdict
@@ -154,11 +154,19 @@ def _stop(
     store: Store, clock: Clock, w: WorkerRuntime, run: Running, job: Job, *, grace_s: float, why: str
 ) -> None:
     """Stop a job's pipeline and keep its verdict on ``run`` (recorded by :func:`_record_end`)."""
-    heartbeat(store, clock, w, force=True)  # a long grace period must not let the lease lapse
+    _keep_lease(store, clock, w)
     run.backend.stop(run.handle, grace_s=grace_s)
     run.backend.poll(run.handle)
     run.follower.read()
     run.verdict = stopped_verdict(job, run.follower, why)
+
+
+def _keep_lease(store: Store, clock: Clock, w: WorkerRuntime) -> None:
+    """Renew the leases before a long grace period; a busy store must not keep a pipeline from stopping."""
+    try:
+        heartbeat(store, clock, w, force=True)
+    except StoreError as exc:
+        log.warning("heartbeat: %s", exc)
 
 
 def _record_end(store: Store, clock: Clock, w: WorkerRuntime, run: Running) -> None:
@@ -331,12 +339,23 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
 
 
 def shutdown(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool) -> None:
-    """Stop every running pipeline (``force``: SIGKILL at once) and record the jobs as interrupted."""
+    """Stop every running pipeline (``force``: SIGKILL at once), then record the jobs as interrupted; a
+    store failure leaves what is not yet recorded to the next call (the pipelines are stopped first)."""
     for run in list(w.jobs.values()):
         if run.verdict is None:
-            job = store.get(run.job_id)
-            grace_s = 0 if force else w.config.grace_s
-            _stop(store, clock, w, run, job, grace_s=grace_s, why="its worker was stopped")
+            _keep_lease(store, clock, w)
+            run.backend.stop(run.handle, grace_s=0 if force else w.config.grace_s)  # idempotent
+    for run in list(w.jobs.values()):
+        if run.verdict is None:
+            run.backend.poll(run.handle)
+            run.follower.read()
+            try:
+                job = store.get(run.job_id)
+            except JobNotFound:
+                log.warning("job %d is no longer in the queue; nothing to record", run.job_id)
+                w.jobs.pop(run.job_id, None)
+                continue
+            run.verdict = stopped_verdict(job, run.follower, "its worker was stopped")
         _record_end(store, clock, w, run)
     store.unregister_worker(w.info.id)
 
