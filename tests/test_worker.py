@@ -7,7 +7,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -303,3 +303,27 @@ def test_a_job_claimed_but_lost_before_its_start_is_recovered_by_its_own_worker(
     drive(store, w, ended(store, job.id))
     done = store.get(job.id)
     assert (done.state, done.attempts) == (JobState.SUCCEEDED, 2)
+
+
+def test_failing_turns_back_off_and_never_end_the_loop(home: Path) -> None:
+    @dataclass
+    class StoppingClock(HandClock):
+        """Stops the worker after eight pauses, then frees the database."""
+
+        pauses: list[float] = field(default_factory=list)
+
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            self.pauses.append(seconds)
+            if len(self.pauses) == 8:
+                flags.stops = 1
+                blocker.execute("ROLLBACK")
+
+    flags = Flags()
+    with Store(timeout=0.01) as store:
+        blocker = sqlite3.connect(store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        clock = StoppingClock()
+        run(store, clock, worker(clock), flags)
+        assert clock.pauses[:8] == [0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.0]
+        assert store.workers() == []  # the shutdown went through once the database was free
