@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runner.secrets import redact
+
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a job file: where it is, what is wrong, how to fix it."""
+    """One thing wrong with a job file: where it is, what is wrong, how to fix it (secrets redacted)."""
 
     file: str
     line: int | None
@@ -18,7 +20,7 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         what = f"{self.key}: {self.message}" if self.key else self.message
-        return f"{where}: {what}" + (f"\n    hint: {self.hint}" if self.hint else "")
+        return redact(f"{where}: {what}" + (f"\n    hint: {self.hint}" if self.hint else ""))
 
 
 class SpecError(Exception):
