@@ -17,10 +17,15 @@ class Problem:
     message: str
     hint: str | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("file", "key", "message", "hint"):
+            if (value := getattr(self, name)) is not None:
+                object.__setattr__(self, name, redact(value))
+
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         what = f"{self.key}: {self.message}" if self.key else self.message
-        return redact(f"{where}: {what}" + (f"\n    hint: {self.hint}" if self.hint else ""))
+        return f"{where}: {what}" + (f"\n    hint: {self.hint}" if self.hint else "")
 
 
 class SpecError(Exception):
