@@ -82,7 +82,8 @@ def test_validate_never_echoes_a_secret_looking_value(home: Path, make_job: JobF
     job.write_text(job.read_text().replace(f'"{SHAPED}"', f'"{HEX40}"'))  # a bare W&B key's shape
     done = tuneq("validate", str(job))
     assert done.returncode == 2 and HEX40 not in done.stderr
-    job.write_text(job.read_text().replace(f'"{HEX40}"', "512") + f'{SHAPED} = "Question"\n')
+    text = job.read_text().replace(f'"{HEX40}"', "512")
+    job.write_text(text.replace("[data.columns]\n", f'[data.columns]\n{SHAPED} = "Question"\n'))
     done = tuneq("validate", str(job))  # a token-shaped [data.columns] key, echoed by its validator
     assert "unknown role(s) in columns: ['***']" in done.stderr and SHAPED not in done.stderr
 
