@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -96,6 +97,17 @@ def test_validate_refuses_devices_fifos_and_huge_files_without_reading_them(
         started = time.monotonic()
         refused(tuneq("validate", str(path), timeout=20), str(path), why)
         assert time.monotonic() - started < 15
+
+
+def test_validate_refuses_a_data_source_that_is_a_fifo_or_a_device(
+    home: Path, make_job: JobFactory, tmp_path: Path
+) -> None:
+    job = make_job("a")
+    os.mkfifo(job.parent / "data" / "rows.jsonl")
+    (job.parent / "data" / "zero.jsonl").symlink_to("/dev/zero")
+    for name in ("rows.jsonl", "zero.jsonl"):
+        job.write_text(re.sub(r'source = "[^"]*"', f'source = "{job.parent}/data/{name}"', job.read_text()))
+        refused(tuneq("validate", str(job), timeout=20), "data.source", "not a regular file")
 
 
 # --- tuneq log --------------------------------------------------------------------------------------
