@@ -173,6 +173,7 @@ def test_backup_holds_the_jobs_that_are_still_in_the_wal(
         assert done.returncode == 0, done.stderr
         assert "(3 jobs)" in done.stdout
         refused(tuneq("backup", str(tmp_path / "backup.db")), "exists")
+        refused(tuneq("backup", str(tmp_path / "nowhere" / "backup.db")), "is not a directory")
     plain = sqlite3.connect(tmp_path / "plain.db")
     with pytest.raises(sqlite3.OperationalError):  # no jobs table: even the schema is in the WAL
         plain.execute("SELECT count(*) FROM jobs").fetchone()

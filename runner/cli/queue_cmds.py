@@ -234,6 +234,9 @@ def _priority(store: Store, args: argparse.Namespace) -> int:
 
 def _backup(args: argparse.Namespace) -> int:
     source = default_path()
+    if not args.path.parent.is_dir():
+        print(f"tuneq: {args.path.parent} is not a directory: create it first", file=sys.stderr)
+        return EXIT_USAGE
     try:
         jobs = backup(source, args.path)
     except FileExistsError:

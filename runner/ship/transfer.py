@@ -71,7 +71,8 @@ def parse_dest(dest: str) -> Path | Remote:
     if not _valid_host(host):
         raise ShipError(f"DEST {dest!r}: {host!r} is not a valid host name or address ([::1] for IPv6)")
     if path in ("", "~"):
-        raise ShipError(f"DEST {dest!r} names no directory: write {dest}models/NAME (relative to the home)")
+        home = dest.removesuffix(path)
+        raise ShipError(f"DEST {dest!r} names no directory: write {home}models/NAME (relative to the home)")
     if _CONTROL.search(path):
         raise ShipError(f"DEST {dest!r}: the remote path holds a control character")
     return Remote(user, host, path.removeprefix("~/"))
