@@ -2,7 +2,8 @@
 
 They validate, write intents to the store and return the updated :class:`Job`; they never touch
 processes (the worker owns those). Errors are :class:`SpecError` (a job file), :class:`JobError` (an
-unknown id or a wrong state) and :class:`StoreError` (the database); each message is for the user.
+unknown id or a wrong state), :class:`StoreError` (the database) and :class:`StateDirError` (the state
+directory or its ``runs/`` is not a directory); each message is for the user.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from functools import partial
 from pathlib import Path
 
 from runner.events import Event, EventTail
+from runner.paths import ensure_dir
 from runner.rundir import RunDir, adopt_staged, stage_run_dir
 from runner.spec import LoadedSpec, Problem, SpecError
-from runner.store import Job, NewJob, Store
+from runner.store import Job, JobError, NewJob, Store
 from runner.validate import validate_file
 
 
 def runs_root(store: Store) -> Path:
-    """Where the store's jobs get their run directories: ``runs/`` beside the database."""
-    return store.path.parent / "runs"
+    """Where the store's jobs get their run directories: ``runs/`` beside the database (created here;
+    :class:`StateDirError` if it cannot be a directory)."""
+    return ensure_dir(store.path.parent / "runs", "the runs directory")
 
 
 def load_all(paths: Sequence[str | Path]) -> list[LoadedSpec]:
@@ -85,12 +88,46 @@ def set_priority(store: Store, job_id: int, priority: int) -> Job:
     return store.set_priority(job_id, priority)
 
 
-def remove(store: Store, job_id: int, *, artifacts: bool = False) -> Job:
-    """Forget a finished job; with ``artifacts`` also delete its run directory."""
+def bump_priority(store: Store, job_id: int, delta: int) -> Job:
+    """Raise (or with a negative ``delta`` lower) a job's priority relative to its current value."""
+    return store.bump_priority(job_id, delta)
+
+
+def remove(store: Store, job_id: int, *, artifacts: bool = False) -> tuple[Job, Path | None]:
+    """Forget a finished job; with ``artifacts`` also delete its run directory. Returns the job and the
+    directory deleted (``None`` when there was none to delete).
+
+    A run directory that is a symlink (moved to another disk) is deleted where it points, then the link.
+    A directory that is not this job's run directory is refused (:class:`JobError`) before anything is
+    forgotten; an :class:`OSError` while deleting comes after the job was forgotten.
+    """
+    target = _run_dir_to_delete(store.get(job_id)) if artifacts else None
     job = store.remove(job_id)
-    if artifacts and job.run_dir and RunDir(Path(job.run_dir)).job_json.exists():
-        shutil.rmtree(job.run_dir, ignore_errors=True)
-    return job
+    if target is not None:
+        shutil.rmtree(target)
+        link = Path(job.run_dir)
+        if link.is_symlink():
+            link.unlink()
+    return job, target
+
+
+def _run_dir_to_delete(job: Job) -> Path | None:
+    """The real directory behind ``job.run_dir`` if it is this job's run directory; ``None`` if it is gone."""
+    path = Path(job.run_dir)
+    if not path.exists():
+        return None
+    target = path.resolve()
+    try:
+        owner = str(RunDir(target).read_job_info().get("job")) if target.is_dir() else None
+    except (OSError, ValueError):
+        owner = None
+    if owner != str(job.id):
+        shown = f"{path} (-> {target})" if target != path else str(path)
+        raise JobError(
+            f"job {job.id}: {shown} is not this job's run directory (its job.json does not name job "
+            f"{job.id}): nothing removed; delete it yourself if it is yours to delete"
+        )
+    return target
 
 
 def job_events(store: Store, job_id: int, *, follow: bool = False, poll_s: float = 0.25) -> Iterator[Event]:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from runner.secrets import redact
+from runner.secrets import redact_data
 
 EVENT_VERSION = 1
 EventType = Literal["stage_start", "stage_end", "progress", "metric", "artifact", "log", "error", "job_end"]
@@ -37,12 +38,12 @@ class EventWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def emit(self, type_: EventType, stage: str | None = None, **fields: Any) -> Event:
-        """Write one event; string values pass through secret redaction first."""
+        """Write one event; every string in it (nested ones too) passes through secret redaction first."""
         event: Event = {"v": EVENT_VERSION, "t": now_iso(), "job": self.job, "stage": stage, "type": type_}
         for key, value in fields.items():
             if value is not None:
-                event[key] = redact(value) if isinstance(value, str) else value
-        line = json.dumps(event, ensure_ascii=False, default=str)
+                event[key] = redact_data(value)
+        line = json.dumps(event, ensure_ascii=False)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()
@@ -92,8 +93,25 @@ def _decode(line: bytes) -> Event | None:
     return event if isinstance(event, dict) else None
 
 
+# ESC sequences (CSI, OSC/DCS/APC/PM strings, two-byte ones), then any other C0/C1 control but \t and \n
+_UNPRINTABLE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]?|[\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|[ -~]?)"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` without escape sequences and control characters (tabs and newlines stay): what a job
+    wrote can neither move the cursor, recolour, retitle nor clear the user's terminal."""
+    return _UNPRINTABLE.sub("", text)
+
+
 def format_event(event: Event) -> str:
-    """One readable line for a terminal (``tuneq run`` and ``tuneq log``)."""
+    """One readable line for a terminal (``tuneq run`` and ``tuneq log``), made :func:`terminal_safe`."""
+    return terminal_safe(_describe(event))
+
+
+def _describe(event: Event) -> str:
     stage = event.get("stage") or "-"
     kind = event.get("type")
     head = f"{event.get('t', '')[11:19]} {stage:<9}"

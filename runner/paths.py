@@ -6,6 +6,25 @@ import os
 from pathlib import Path
 
 
+class StateDirError(Exception):
+    """A directory tuneq keeps its state in cannot be used (one line naming it, for the user)."""
+
+
+def ensure_dir(path: Path, what: str) -> Path:
+    """Create the directory ``path`` if it is missing; :class:`StateDirError` if it cannot be one."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StateDirError(
+            f"{what} {path} is a file, not a directory: move it aside, or set TUNEQ_HOME to a directory"
+        ) from None
+    except OSError as exc:
+        raise StateDirError(
+            f"{what} {path} cannot be created: {exc.strerror}; set TUNEQ_HOME to a writable directory"
+        ) from None
+    return path
+
+
 def state_dir() -> Path:
     """The state directory (database, worker logs, runs, built-in models); created on first use."""
     if home := os.environ.get("TUNEQ_HOME"):
@@ -14,8 +33,7 @@ def state_dir() -> Path:
         root = Path(xdg) / "tuneq"
     else:
         root = Path.home() / ".local" / "state" / "tuneq"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return ensure_dir(root, "the state directory")
 
 
 def cache_dir() -> Path:

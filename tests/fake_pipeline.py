@@ -3,7 +3,9 @@
 It behaves as the job file's ``description`` says, as space-separated words:
 ``steps=N`` progress events (default 3), ``sleep=S`` seconds spread over the steps, ``fail`` (ends with a
 failing job_end, exit 1), ``crash`` (exits 3 without job_end), ``ignore-term`` (survives SIGTERM),
-``fail-first`` (fails on the first attempt only), ``linger=S`` (waits S seconds after the last step). Every start appends ``<job> <pid>`` to $FAKE_RUNS_LOG.
+``fail-first`` (fails on the first attempt only), ``linger=S`` (waits S seconds after the last step),
+``leak`` (prints $HF_TOKEN to stdout and stderr and puts it in a nested event field, as a careless library
+might). Every start appends ``<job> <pid>`` to $FAKE_RUNS_LOG.
 """
 
 import json
@@ -32,6 +34,11 @@ attempt_file.write_text(str(attempt))
 
 events = EventWriter(run_dir / "events.jsonl", job)
 events.emit("stage_start", "train")
+if "leak" in opts:
+    token = os.environ["HF_TOKEN"]
+    print(f"Authorization: Bearer {token}", flush=True)
+    print(f"retrying with token={token}", file=sys.stderr, flush=True)
+    events.emit("metric", "train", request={"headers": {"authorization": token}, "tried": [token]})
 steps, sleep = int(opts.get("steps") or 3), float(opts.get("sleep") or 0)
 for step in range(1, steps + 1):
     time.sleep(sleep / steps)

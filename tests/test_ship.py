@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT
 from test_fidelity import tiny_ggufs  # noqa: F401  (session fixture: the tiny model as GGUF files)
 
 from runner.cli import main
@@ -201,3 +205,93 @@ def test_push_dry_run_lists_the_upload(
     assert all(f"  {name}  " in out for name in ("m-Q4_K_M.gguf", "README.md", "commands.txt", "SHA256SUMS"))
     assert main(["push", str(run_dir), "--repo", "me/m"]) == 2
     assert "HF_TOKEN is not set" in capsys.readouterr().err
+
+
+def recording_tools(tmp_path: Path, *names: str) -> Path:
+    """A directory holding stand-ins for ``names`` that append their argv to ``argv.jsonl`` and succeed."""
+    tools = tmp_path / f"bin-{'-'.join(names)}"
+    tools.mkdir()
+    for name in names:
+        tool = tools / name
+        tool.write_text(
+            f"#!{sys.executable}\nimport json, sys\n"
+            f"open({str(tmp_path / 'argv.jsonl')!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        )
+        tool.chmod(0o755)
+    return tools
+
+
+def ship_cli(*args: str, cwd: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m runner ship ARGS`` with only ``path`` on PATH."""
+    env = {**os.environ, "PATH": str(path), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "runner", "ship", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def recorded(tmp_path: Path) -> list[list[str]]:
+    log = tmp_path / "argv.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_ship_refuses_option_like_and_malformed_destinations_and_creates_nothing(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    tools = recording_tools(tmp_path, "rsync", "scp", "ssh")
+    cwd = tmp_path / "cwd"
+    (cwd / "etc").mkdir(parents=True)
+    (cwd / "etc" / "passwd").write_text("root:x:0:0\n")
+    (cwd / "deep" / "here").mkdir(parents=True)
+    for dest, why in (
+        ("-oProxyCommand=touch x", "looks like an option"),
+        ("-e sh -c x", "looks like an option"),
+        ("user@[::1:/srv/x", "neither a local path nor [user@]host:path"),
+        ("user@[not-an-ip]:/srv/x", "not a valid host"),
+        ("user@-oProxyCommand=x:/srv/x", "not a valid host"),
+        ("bad user@gpu:/srv/x", "not a valid user"),
+        ("gpu:", "names no directory"),
+        ("gpu:/srv/a\nb", "control character"),
+        ("../../etc", "directory of other files"),  # from deep/here: cwd/etc, which holds other files
+    ):
+        done = ship_cli(str(run_dir), dest, cwd=cwd / "deep" / "here", path=tools)
+        assert (done.returncode, "Traceback" in done.stderr) == (2, False), (dest, done.stderr)
+        assert why in done.stderr and len(done.stderr.splitlines()) == 1, (dest, done.stderr)
+    assert list((cwd / "deep" / "here").iterdir()) == []  # no "-oProxyCommand=touch x" directory, no "x"
+    assert sorted(p.name for p in (cwd / "etc").iterdir()) == ["passwd"]
+    assert recorded(tmp_path) == []  # neither rsync, scp nor ssh ran
+
+
+def test_ship_passes_the_remote_path_after_double_dash_and_past_any_shell(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """rsync gets ``--protect-args`` and scp ``-s`` (SFTP), so the remote path reaches no shell and spaces
+    or ``;`` stay literal; every operand follows ``--``."""
+    folder = run_dir / "ship"
+    done = ship_cli(
+        str(run_dir),
+        "me@[::1]:/srv/my models;touch pwned",
+        cwd=tmp_path,
+        path=recording_tools(tmp_path, "rsync"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        "ran: rsync -a --protect-args -- " in done.stdout
+        and "'me@[::1]:/srv/my models;touch pwned/'" in done.stdout
+    )
+    done = ship_cli(
+        str(run_dir), "gpu-box.lan:~/models/m", cwd=tmp_path, path=recording_tools(tmp_path, "scp")
+    )
+    assert done.returncode == 0, done.stderr
+    files = [str(folder / name) for name in ("README.md", "SHA256SUMS", "commands.txt", "m-Q4_K_M.gguf")]
+    assert recorded(tmp_path) == [
+        ["-a", "--protect-args", "--", f"{folder}/", "me@[::1]:/srv/my models;touch pwned/"],
+        ["-p", "-s", "--", *files, "gpu-box.lan:models/m/"],
+    ]
+
+
+def test_ship_into_an_earlier_copy_or_an_empty_directory(run_dir: Path, tmp_path: Path) -> None:
+    tools = recording_tools(tmp_path, "rsync")
+    (tmp_path / "empty").mkdir()
+    for _ in range(2):  # the second time into the first copy
+        done = ship_cli(str(run_dir), "empty", cwd=tmp_path, path=tools)
+        assert done.returncode == 0, done.stderr
+        assert f"checksums verified in {tmp_path / 'empty'}" in done.stdout

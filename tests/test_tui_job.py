@@ -92,6 +92,22 @@ def test_log_tab_follows_and_searches(store: Store, ids: dict[str, int], tmp_pat
     drive(make_app(store, tmp_path), scenario)
 
 
+def test_log_tab_shows_no_escape_sequences(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
+    """Textual's Log passes ESC (and C1 controls) to the terminal: the panel strips them first."""
+    run = Path(store.get(ids["medical-r1"]).run_dir)
+    with (run / "log.txt").open("a") as log:
+        log.write("\x1b]0;pwned\x07\x1b[2J\x1b[31mhostile\x1b[0m \x9b6nline\n")
+
+    async def scenario(pilot) -> None:
+        screen = await open_job(pilot, ids["medical-r1"])
+        await pilot.press("2")
+        view = screen.query_one(LogPanel).query_one("#log-view")
+        await wait_for(pilot, lambda: any("hostile" in line for line in view.lines))
+        assert [line for line in view.lines if "hostile" in line] == ["hostile 6nline"]
+
+    drive(make_app(store, tmp_path), scenario)
+
+
 def test_smoke_and_ship_tabs_and_copy(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
     run = Path(store.get(ids["demo-tiny"]).run_dir)
     (run / "ship").mkdir()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,6 +132,23 @@ def test_cancel_asks_first(store: Store, ids: dict[str, int], tmp_path: Path) ->
         await noted(pilot, "only queued or running")
 
     drive(make_app(store, tmp_path), scenario)
+
+
+def test_priority_keys_add_to_the_stored_priority(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
+    """``+`` adds to what the store holds, not to the screen's copy: a priority set by another process
+    since the screen last loaded is kept, and two quick presses both count."""
+
+    async def scenario(pilot) -> None:
+        await loaded(pilot)
+        select(pilot, ids["big-sft"])
+        elsewhere = [sys.executable, "-m", "runner", "priority", str(ids["big-sft"]), "10"]
+        subprocess.run(elsewhere, check=True, capture_output=True)  # the screen still shows 0
+        await pilot.press("plus", "plus")
+        await wait_for(pilot, lambda: store.get(ids["big-sft"]).priority == 12)
+        await pilot.pause(0.3)
+        assert store.get(ids["big-sft"]).priority == 12
+
+    drive(make_app(store, tmp_path, poll_s=2), scenario)  # no reload during the test but after each key
 
 
 def test_retry_and_priority(store: Store, ids: dict[str, int], tmp_path: Path) -> None:

@@ -175,12 +175,13 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1]))
 
 
-def make_app(store: Store, jobs_dir: Path, *, clock: Callable[[], float] = lambda: FIXED_NOW) -> Any:
-    """The TUI over ``store`` with a fixed clock, a fast poll and a fixed scp target."""
+def make_app(store: Store, jobs_dir: Path, *, clock: Callable[[], float] = lambda: FIXED_NOW,
+             poll_s: float = 0.05) -> Any:
+    """The TUI over ``store`` with a fixed clock, a fast poll (unless ``poll_s``) and a fixed scp target."""
     from tui.app import TuneqApp
     from tui.context import TuiContext
 
-    app = TuneqApp(TuiContext(store, jobs_dir, clock=clock, poll_s=0.05, ssh_target="me@gpu-box"))
+    app = TuneqApp(TuiContext(store, jobs_dir, clock=clock, poll_s=poll_s, ssh_target="me@gpu-box"))
     app.notes = []
     notify = app.notify
 

@@ -1,7 +1,8 @@
 """The local backend: each job's pipeline is a child process in its own session (and process group).
 
 The command is ``[sys.executable, "-m", "runner.pipeline", RUN_DIR]``, started in the run directory with
-stdin closed and stdout+stderr appended to ``log.txt``. Its own session means a Ctrl-C or a hang-up
+stdin closed and stdout+stderr appended to ``log.txt``, secrets scrubbed on the way
+(:mod:`runner.backends.logscrub`). Its own session means a Ctrl-C or a hang-up
 aimed at the worker never reaches it, and :meth:`LocalBackend.stop` can signal the whole group.
 ``TUNEQ_PIPELINE_CMD`` (split like a shell line; the run directory is appended) replaces the command —
 the tests run a tiny fake pipeline through it.
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner.backends.base import Launch, Outcome
+from runner.backends.logscrub import drain, start_relay
 from runner.rundir import RunDir
 
 PIPELINE_CMD_ENV = "TUNEQ_PIPELINE_CMD"
@@ -45,13 +47,15 @@ class LocalBackend:
     def __init__(self, command: Sequence[str] | None = None) -> None:
         self.command = list(command) if command is not None else pipeline_command()
         self._children: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+        self._relays: dict[str, subprocess.Popen[bytes]] = {}  # each child's log writer
 
     def start(self, launch: Launch) -> str:
         """Start ``launch``'s pipeline; return its pid."""
         env = {**os.environ, **launch.env, "PYTHONUNBUFFERED": "1"}
         if launch.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in launch.gpus)
-        with RunDir(launch.run_dir).log.open("ab") as log:
+        relay, log = start_relay(RunDir(launch.run_dir).log, env)
+        try:
             proc = subprocess.Popen(
                 [*self.command, str(launch.run_dir)],
                 cwd=launch.run_dir,
@@ -61,8 +65,11 @@ class LocalBackend:
                 env=env,
                 start_new_session=True,
             )
+        finally:
+            os.close(log)
         handle = str(proc.pid)
         self._children[handle] = (launch.job_id, proc)
+        self._relays[handle] = relay
         return handle
 
     def poll(self, handle: str) -> Outcome | None:
@@ -73,6 +80,7 @@ class LocalBackend:
             if code is None:
                 return None
             del self._children[handle]
+            drain(self._relays.pop(handle, None))  # log.txt holds the pipeline's last words
             return _outcome(code)
         if _leader_alive(int(handle)):
             return None

@@ -28,7 +28,7 @@ class LogCopy:
     ) -> None:
         self.container = container
         self.log = log
-        self.secrets = [value for value in secrets if len(value) >= 8]
+        self.secrets = list(secrets)
         self.since = since  # epoch seconds: for a re-attached container, continue about where the file ends
         self.broken = False  # the engine cut the stream before the output ended
         self._thread: threading.Thread | None = None
@@ -82,7 +82,5 @@ class LogCopy:
             self._write(pending.decode("utf-8", "replace"))
 
     def _write(self, text: str) -> None:
-        for value in self.secrets:
-            text = text.replace(value, "***")
         with self.log.open("a", encoding="utf-8") as out:
-            out.write(redact(text))
+            out.write(redact(text, self.secrets))

@@ -10,7 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from runner.cli import job_cmds, queue_cmds, ship_cmds, tui_cmd
-from runner.cli.exitcodes import EXIT_INTERRUPTED
+from runner.cli.exitcodes import EXIT_INTERRUPTED, EXIT_USAGE
+from runner.paths import StateDirError
 
 _MODULES = [job_cmds, queue_cmds, ship_cmds, tui_cmd]
 
@@ -39,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
+    except StateDirError as exc:
+        print(f"tuneq: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

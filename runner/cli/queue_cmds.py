@@ -1,5 +1,5 @@
 """Queue verbs: ``submit``, ``status``, ``show``, ``log``, ``cancel``, ``retry``, ``remove``, ``priority``,
-``worker`` and ``daemon start|stop|status``.
+``backup``, ``worker`` and ``daemon start|stop|status``.
 
 Each verb is a thin layer over :mod:`runner.commands` (shared with the TUI). Unknown ids and wrong
 states print one line and exit 2; an unusable database prints one line and exits 1. ``--json`` shapes
@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from runner import commands
+from runner.cli import argtypes
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from runner.cli.queue_view import job_details, jobs_table
 from runner.events import format_event
 from runner.jobstate import JobState
 from runner.rundir import RunDir
 from runner.spec import SpecError
-from runner.store import JSON_VERSION, Job, JobError, Store, StoreError
+from runner.store import JSON_VERSION, Job, JobError, Store, StoreError, default_path
+from runner.store.backup import backup
 from runner.worker import daemon
 from runner.worker.linger import linger_warning
 
@@ -34,7 +36,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the queue verbs to the ``tuneq`` parser."""
     p = sub.add_parser("submit", help="validate job files and queue them")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    p.add_argument("--priority", type=argtypes.priority, default=0, help="higher runs first (default 0)")
     p.add_argument("--name", help="a display name instead of the job file's name")
     p.set_defaults(handler=_with_store(_submit))
 
@@ -43,12 +45,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_with_store(_status))
 
     p = sub.add_parser("show", help="everything about one job")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=argtypes.job_id)
     p.add_argument("--json", action="store_true", help="machine-readable output (docs/cli-json.md)")
     p.set_defaults(handler=_with_store(_show))
 
     p = sub.add_parser("log", help="a job's events as readable lines")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=argtypes.job_id)
     p.add_argument("-f", "--follow", action="store_true", help="keep following until the job ends")
     p.set_defaults(handler=_with_store(_log))
 
@@ -57,19 +59,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ("retry", _retry, "requeue failed, interrupted or cancelled jobs"),
     ):
         p = sub.add_parser(verb, help=help_)
-        p.add_argument("ids", nargs="+", type=int, metavar="ID")
+        p.add_argument("ids", nargs="+", type=argtypes.job_id, metavar="ID")
         p.set_defaults(handler=_with_store(_each(action)))
 
     p = sub.add_parser("remove", help="forget finished jobs")
-    p.add_argument("ids", nargs="+", type=int, metavar="ID")
+    p.add_argument("ids", nargs="+", type=argtypes.job_id, metavar="ID")
     p.add_argument("--artifacts", action="store_true", help="also delete their run directories (asks first)")
     p.add_argument("--yes", action="store_true", help="do not ask before deleting run directories")
     p.set_defaults(handler=_with_store(_remove))
 
     p = sub.add_parser("priority", help="change a job's priority")
-    p.add_argument("id", type=int)
-    p.add_argument("priority", type=int)
+    p.add_argument("id", type=argtypes.job_id)
+    p.add_argument("priority", type=argtypes.priority)
     p.set_defaults(handler=_with_store(_priority))
+
+    p = sub.add_parser("backup", help="copy the queue database safely, even while workers run")
+    p.add_argument("path", type=Path, metavar="PATH", help="the new file to write (never overwritten)")
+    p.set_defaults(handler=_backup)
 
     p = sub.add_parser("worker", help="run a worker in the foreground")
     p.add_argument("--extra", action="store_true", help="run beside the state directory's worker")
@@ -172,12 +178,30 @@ def _remove(store: Store, args: argparse.Namespace) -> int:
     if args.artifacts and not args.yes and not _confirm(store, args.ids):
         print("nothing removed", file=sys.stderr)
         return EXIT_FAILED
-    return _each(lambda s, job_id: _remove_one(s, job_id, args.artifacts))(store, args)
+    code = EXIT_OK
+    for job_id in args.ids:
+        try:
+            print(_remove_one(store, job_id, args.artifacts))
+        except JobError as exc:
+            print(f"tuneq: {exc}", file=sys.stderr)
+            code = EXIT_USAGE
+        except OSError as exc:
+            print(
+                f"tuneq: job {job_id} removed, but its run directory was not fully deleted: {exc}",
+                file=sys.stderr,
+            )
+            code = code or EXIT_FAILED
+    return code
 
 
 def _remove_one(store: Store, job_id: int, artifacts: bool) -> str:
-    job = commands.remove(store, job_id, artifacts=artifacts)
-    return f"job {job.id} removed" + (f" and {job.run_dir} deleted" if artifacts else "")
+    job, deleted = commands.remove(store, job_id, artifacts=artifacts)
+    if not artifacts:
+        return f"job {job.id} removed"
+    if deleted is None:
+        return f"job {job.id} removed; its run directory {job.run_dir} was already gone"
+    shown = str(deleted) if Path(job.run_dir) == deleted else f"{deleted} (linked from {job.run_dir})"
+    return f"job {job.id} removed and {shown} deleted"
 
 
 def _confirm(store: Store, ids: list[int]) -> bool:
@@ -205,6 +229,26 @@ def _known(store: Store, ids: list[int]) -> list[Job]:
 def _priority(store: Store, args: argparse.Namespace) -> int:
     job = commands.set_priority(store, args.id, args.priority)
     print(f"job {job.id} priority {job.priority}")
+    return EXIT_OK
+
+
+def _backup(args: argparse.Namespace) -> int:
+    source = default_path()
+    if not args.path.parent.is_dir():
+        print(f"tuneq: {args.path.parent} is not a directory: create it first", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        jobs = backup(source, args.path)
+    except FileExistsError:
+        print(f"tuneq: {args.path} exists: name a new file for the backup", file=sys.stderr)
+        return EXIT_USAGE
+    except FileNotFoundError:
+        print(f"tuneq: there is no queue database at {source} to back up", file=sys.stderr)
+        return EXIT_USAGE
+    except (StoreError, OSError) as exc:
+        print(f"tuneq: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"backed up {source} ({jobs} jobs) to {args.path}")
     return EXIT_OK
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner.events import terminal_safe
 from runner.rundir import RunDir
 from runner.store import Job, iso
 
@@ -79,4 +80,6 @@ def job_details(job: Job) -> str:
         ("log", run.log),
         ("spec hash", job.spec_hash[:16]),
     ]
-    return "\n".join(f"{name + ':':<16}{'-' if value is None else value}" for name, value in fields)
+    return terminal_safe(
+        "\n".join(f"{name + ':':<16}{'-' if value is None else value}" for name, value in fields)
+    )

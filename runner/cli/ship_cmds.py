@@ -1,22 +1,27 @@
 """``tuneq ship`` and ``tuneq push``: hand a finished run's ``ship/`` folder over.
 
-``ID`` is a job id of the queue or a run directory. Exit codes: 0 done, 1 the copy or upload failed,
-2 bad input (unknown job, no finished ship folder).
+``ID`` is a job id of the queue or a run directory. ``DEST`` is a local directory (new, empty or an earlier
+copy) or ``[user@]host:path``; anything else is refused before anything is copied. Exit codes: 0 done,
+1 the copy or upload failed, 2 bad input (unknown job, no finished ship folder, a DEST refused).
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
+from runner.cli import argtypes
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from runner.ship.transfer import (
+    Remote,
     ShipError,
+    check_local_dest,
     files_of,
     hub_token,
-    is_remote,
+    parse_dest,
     push,
     ship_folder,
     to_local,
@@ -48,9 +53,10 @@ def run_dir_of(ref: str) -> Path:
     if not ref.isdigit():
         return Path(ref)
     try:
+        job_id = argtypes.job_id(ref)
         with Store() as store:
-            return Path(store.get(int(ref)).run_dir)
-    except (JobError, StoreError) as exc:
+            return Path(store.get(job_id).run_dir)
+    except (JobError, StoreError, argparse.ArgumentTypeError) as exc:
         raise ShipError(str(exc)) from None
 
 
@@ -58,20 +64,23 @@ def cmd_ship(args: argparse.Namespace) -> int:
     """Copy the folder to DEST (or only show it), then print the commands to run the model there."""
     try:
         folder = ship_folder(run_dir_of(args.run))
+        dest = parse_dest(args.dest) if args.dest is not None else None
+        if isinstance(dest, Path):
+            dest = check_local_dest(dest, folder)
     except ShipError as exc:
         print(f"tuneq ship: {exc}", file=sys.stderr)
         return EXIT_USAGE
     where = str(folder)
     try:
-        if args.dest and is_remote(args.dest):
-            print("ran: " + " ".join(to_remote(folder, args.dest)))
+        if isinstance(dest, Remote):
+            print("ran: " + shlex.join(to_remote(folder, dest)))
             print("check there with: sha256sum -c SHA256SUMS")
-            where = args.dest
-        elif args.dest:
-            for name, how in to_local(folder, Path(args.dest)).items():
+            where = str(dest)
+        elif dest is not None:
+            for name, how in to_local(folder, dest).items():
                 print(f"{how:<7} {name}")
-            print(f"checksums verified in {args.dest}")
-            where = args.dest
+            print(f"checksums verified in {dest}")
+            where = str(dest)
     except (ShipError, OSError) as exc:
         print(f"tuneq ship: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -68,6 +68,8 @@ def read_local(path: Path, split: str = "train") -> list[Row]:
         raise DataError(f"data file {path} not found")
     if path.is_dir():
         raise DataError(f"data source {path} is a directory; name a .jsonl/.json/.csv/.parquet file")
+    if not path.is_file():  # checked before opening: reading a FIFO or a device never ends
+        raise DataError(f"data source {path} is not a regular file (a device, FIFO or socket)")
     suffix = path.suffix.lower()
     try:
         if suffix == ".jsonl":

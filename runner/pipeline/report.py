@@ -12,6 +12,7 @@ from typing import Any
 from runner.events import now_iso
 from runner.pipeline.artifacts import sha256_file
 from runner.pipeline.context import StageContext
+from runner.secrets import redact_data
 from runner.spec.load import spec_hash
 
 _PACKAGES = (
@@ -80,7 +81,8 @@ def write_report(
         "artifacts": artifacts,
     }
     _write_atomic(ctx.run.sha256sums, "".join(sums))
-    _write_atomic(ctx.run.report, json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    text = json.dumps(redact_data(report), indent=2, ensure_ascii=False)
+    _write_atomic(ctx.run.report, text)
     return ctx.run.report
 
 

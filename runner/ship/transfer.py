@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from runner.ship.files import SUMS, link_or_copy, verify_sums
 
-_REMOTE = re.compile(r"^(?:[\w.-]+@)?[\w.-]+:")  # user@host:path or host:path, as scp and rsync read them
+_REMOTE = re.compile(r"(?:(?P<user>[^@/:\[\]]*)@)?(?P<host>\[[^\]]*\]|[^@/:\[\]]*):(?P<path>.*)", re.DOTALL)
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")  # a host name, IPv4 address or ssh alias
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ShipError(Exception):
@@ -33,16 +38,74 @@ def files_of(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file())
 
 
-def is_remote(dest: str) -> bool:
-    """Whether ``dest`` names another machine (``user@host:path``)."""
-    return bool(_REMOTE.match(dest))
+@dataclass(frozen=True)
+class Remote:
+    """``[user@]host:path`` on another machine, checked part by part."""
+
+    user: str | None
+    host: str  # a host name, an IPv4 address, or an IPv6 address in brackets
+    path: str  # relative paths start in the remote user's home
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}:{self.path}" if self.user else f"{self.host}:{self.path}"
+
+
+def parse_dest(dest: str) -> Path | Remote:
+    """``DEST`` read as scp reads it: ``[user@]host:path`` when a ``:`` comes before any ``/`` (the host
+    may be ``[IPv6]``), else a local directory. :class:`ShipError` for anything that could be taken for an
+    option or that is not a well-formed remote (user, host and path are each checked)."""
+    if not dest:
+        raise ShipError("DEST is empty: name a directory or user@host:path")
+    if dest.startswith("-"):
+        raise ShipError(
+            f"DEST {dest!r} looks like an option: write ./{dest} for a local directory of that name"
+        )
+    if ":" not in dest.split("/", 1)[0]:
+        return Path(dest)
+    match = _REMOTE.fullmatch(dest)
+    if match is None:
+        raise ShipError(f"DEST {dest!r} is neither a local path nor [user@]host:path")
+    user, host, path = match["user"], match["host"], match["path"]
+    if user is not None and not _USER.fullmatch(user):
+        raise ShipError(f"DEST {dest!r}: {user!r} is not a valid user name")
+    if not _valid_host(host):
+        raise ShipError(f"DEST {dest!r}: {host!r} is not a valid host name or address ([::1] for IPv6)")
+    if path in ("", "~"):
+        home = dest.removesuffix(path)
+        raise ShipError(f"DEST {dest!r} names no directory: write {home}models/NAME (relative to the home)")
+    if _CONTROL.search(path):
+        raise ShipError(f"DEST {dest!r}: the remote path holds a control character")
+    return Remote(user, host, path.removeprefix("~/"))
+
+
+def _valid_host(host: str) -> bool:
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+        return True
+    return bool(_HOST.fullmatch(host))
+
+
+def check_local_dest(dest: Path, folder: Path) -> Path:
+    """The absolute directory to ship into: a new or empty one, or an earlier ship copy (it holds a
+    ``SHA256SUMS``), never the ship folder itself; anything else (a file, a directory of other files such
+    as ``/etc``) raises :class:`ShipError`."""
+    target = dest.resolve()
+    if target == folder.resolve():
+        raise ShipError(f"{target} is the ship folder itself")
+    if target.exists() and not target.is_dir():
+        raise ShipError(f"{target} exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not (target / SUMS).is_file():
+        raise ShipError(f"{target} is a directory of other files (no {SUMS}): name a new or empty directory")
+    return target
 
 
 def to_local(folder: Path, dest: Path) -> dict[str, str]:
-    """Hard-link (or copy) every file into ``dest``, then check ``SHA256SUMS`` there; file → how it went."""
+    """Hard-link (or copy) every file into ``dest`` (checked by :func:`check_local_dest`), then check
+    ``SHA256SUMS`` there; file → how it went."""
     dest.mkdir(parents=True, exist_ok=True)
-    if dest.resolve() == folder.resolve():
-        raise ShipError(f"{dest} is the ship folder itself")
     done = {p.name: link_or_copy(p, dest / p.name) for p in files_of(folder)}
     bad = verify_sums(dest)
     if bad:
@@ -50,13 +113,21 @@ def to_local(folder: Path, dest: Path) -> dict[str, str]:
     return done
 
 
-def to_remote(folder: Path, dest: str) -> list[str]:
-    """Copy the files to ``user@host:path`` with rsync (or scp when rsync is missing); return the command."""
-    files = [str(p) for p in files_of(folder)]
+def remote_command(folder: Path, dest: Remote) -> list[str]:
+    """The rsync (or, without rsync, scp) command that copies the folder's files into ``dest``.
+
+    Every operand follows ``--``, and the remote path never reaches a shell: rsync sends it with
+    ``--protect-args`` and scp with ``-s`` (the SFTP protocol), so spaces, quotes and ``;`` stay literal.
+    """
+    target = f"{Remote(dest.user, dest.host, dest.path.rstrip('/'))}/"
     if shutil.which("rsync"):
-        command = ["rsync", "-a", f"{folder}/", f"{dest.rstrip('/')}/"]
-    else:
-        command = ["scp", "-p", *files, f"{dest.rstrip('/')}/"]
+        return ["rsync", "-a", "--protect-args", "--", f"{folder}/", target]
+    return ["scp", "-p", "-s", "--", *(str(p) for p in files_of(folder)), target]
+
+
+def to_remote(folder: Path, dest: Remote) -> list[str]:
+    """Run :func:`remote_command`; return the command."""
+    command = remote_command(folder, dest)
     proc = subprocess.run(command, check=False)
     if proc.returncode != 0:
         raise ShipError(f"{command[0]} exited with {proc.returncode} copying to {dest}")

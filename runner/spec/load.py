@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,11 +18,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from runner.secrets import looks_secret
 from runner.spec.model import JobSpec
 from runner.spec.problems import Problem, SpecError
 
 _SECRET_KEY = re.compile(r"(^|_)(token|api_?key|secret|password|passwd)$", re.IGNORECASE)
-_SECRET_VALUE = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|wandb_[A-Za-z0-9]{20,}|[0-9a-f]{40})\b")
+_REVISION = ("model", "revision")  # may be a 40-hex git commit pin, which is not a secret
+MAX_JOB_FILE_BYTES = 1024 * 1024  # job files are small; anything larger is a wrong path
+_MAX_SHOWN = 60  # longest invalid value echoed in a message
 SECRET_HINT = (
     "secrets are never read from job files: export HF_TOKEN (or WANDB_API_KEY) in the environment "
     "that starts tuneq, and delete this key"
@@ -52,18 +57,33 @@ def spec_hash(spec: JobSpec) -> str:
 
 
 def read_text(path: Path) -> str:
-    """Read a job file as UTF-8 text, turning every way that can fail into a :class:`SpecError`."""
+    """Read a job file as UTF-8 text, turning every way that can fail into a :class:`SpecError`.
+
+    Only a regular file of at most :data:`MAX_JOB_FILE_BYTES` is read (checked before reading, so a
+    device such as ``/dev/zero`` or a FIFO is refused at once instead of hanging).
+    """
     where = str(path)
-    if not path.exists():
+    try:
+        kind = path.stat().st_mode
+        if stat.S_ISDIR(kind):
+            raise SpecError(
+                [Problem(where, None, None, "is a directory, not a job file", "pass a .toml file")]
+            )
+        _check_regular(kind, where)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never waits for a FIFO's writer
+        with os.fdopen(fd, "rb") as handle:
+            found = os.fstat(fd)
+            _check_regular(found.st_mode, where)  # the path may have been replaced since the stat
+            raw = handle.read(MAX_JOB_FILE_BYTES + 1)
+    except FileNotFoundError:
         raise SpecError(
             [Problem(where, None, None, "file not found", "check the path (job files live in jobs/)")]
-        )
-    if path.is_dir():
-        raise SpecError([Problem(where, None, None, "is a directory, not a job file", "pass a .toml file")])
-    try:
-        raw = path.read_bytes()
+        ) from None
     except OSError as exc:
         raise SpecError([Problem(where, None, None, f"cannot be read: {exc.strerror}", None)]) from None
+    if len(raw) > MAX_JOB_FILE_BYTES:
+        too_big = f"is over {MAX_JOB_FILE_BYTES:,} bytes, too large for a job file"
+        raise SpecError([Problem(where, None, None, too_big, "pass the .toml job file, not its data")])
     if b"\x00" in raw:
         raise SpecError([Problem(where, None, None, "is a binary file, not TOML", "pass a .toml job file")])
     try:
@@ -76,6 +96,17 @@ def read_text(path: Path) -> str:
     if not text.strip():
         raise SpecError([Problem(where, None, None, "is empty", "start from jobs/demo-tiny.toml")])
     return text
+
+
+def _check_regular(mode: int, where: str) -> None:
+    if not stat.S_ISREG(mode):
+        raise SpecError(
+            [
+                Problem(
+                    where, None, None, "is not a regular file (a device, FIFO or socket)", "pass a .toml file"
+                )
+            ]
+        )
 
 
 def parse_spec(text: str, where: str) -> JobSpec:
@@ -120,7 +151,7 @@ def _secret_problems(data: dict[str, Any], where: str, locate: _KeyLocator) -> I
     for path, value in _walk(data):
         key = path[-1]
         looks_secret_key = bool(_SECRET_KEY.search(key)) and not isinstance(value, dict | list)
-        looks_secret_value = isinstance(value, str) and bool(_SECRET_VALUE.search(value))
+        looks_secret_value = isinstance(value, str) and looks_secret(value, commit_ok=path == _REVISION)
         if looks_secret_key or looks_secret_value:
             yield Problem(where, locate.line(path), ".".join(path), "looks like a secret", SECRET_HINT)
 
@@ -136,10 +167,18 @@ def _validation_problems(exc: ValidationError, where: str, locate: _KeyLocator) 
         elif kind == "missing":
             yield Problem(where, None, key, "is required", _missing_hint(path))
         else:
-            got = err.get("input")
-            shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
             message = err["msg"].removeprefix("Value error, ")
-            yield Problem(where, line, key, f"{message}{shown}", None)
+            yield Problem(where, line, key, f"{message}{_shown(err.get('input'))}", None)
+
+
+def _shown(value: Any) -> str:
+    """`` (got VALUE)`` for a short scalar that is no secret (those are never echoed), else nothing."""
+    if isinstance(value, dict | list) or value is None:
+        return ""
+    text = repr(value)
+    if looks_secret(text) or len(text) > _MAX_SHOWN:
+        return ""
+    return f" (got {text})"
 
 
 def _missing_hint(path: tuple[str, ...]) -> str:

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runner.secrets import redact
+
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a job file: where it is, what is wrong, how to fix it."""
+    """One thing wrong with a job file: where it is, what is wrong, how to fix it (secrets redacted)."""
 
     file: str
     line: int | None
     key: str | None
     message: str
     hint: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("file", "key", "message", "hint"):
+            if (value := getattr(self, name)) is not None:
+                object.__setattr__(self, name, redact(value))
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file

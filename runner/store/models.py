@@ -10,6 +10,7 @@ from typing import Any
 from runner.jobstate import JobState
 
 JSON_VERSION = 1  # the version of the --json shapes (docs/cli-json.md)
+SQLITE_INT_MAX = 2**63 - 1  # SQLite's largest INTEGER: job ids and priorities stay within ±this
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from runner.jobstate import JobState, check_transition
 from runner.paths import state_dir
 from runner.store.errors import JobNotFound, StateConflict, StoreError, StoreLocked, WrongState
-from runner.store.models import Job, NewJob, Progress, WorkerInfo
+from runner.store.models import SQLITE_INT_MAX, Job, NewJob, Progress, WorkerInfo
 from runner.store.schema import SCHEMA_VERSION, check_not_newer, migrate, user_version
 
 DB_NAME = "queue.db"
@@ -272,11 +272,21 @@ class Store:
 
     def set_priority(self, job_id: int, priority: int) -> Job:
         """Change the priority of a job that may still run (queued or retryable)."""
+        return self._update_priority(job_id, "?", priority)
+
+    def bump_priority(self, job_id: int, delta: int) -> Job:
+        """Add ``delta`` to a job's priority in one statement, so that concurrent bumps all count (the
+        result stays within ±:data:`SQLITE_INT_MAX`)."""
+        return self._update_priority(
+            job_id, f"MAX(-{SQLITE_INT_MAX}, MIN({SQLITE_INT_MAX}, priority + ?))", delta
+        )
+
+    def _update_priority(self, job_id: int, expression: str, value: int) -> Job:
         with self._tx() as conn:
             job = self._load(conn, job_id)
             if not (job.state is JobState.QUEUED or job.state.is_retryable):
                 raise WrongState(job_id, job.state, "only queued or retryable jobs have a priority to change")
-            conn.execute("UPDATE jobs SET priority = ? WHERE id = ?", (priority, job_id))
+            conn.execute(f"UPDATE jobs SET priority = {expression} WHERE id = ?", (value, job_id))
             return self._load(conn, job_id)
 
     def remove(self, job_id: int) -> Job:

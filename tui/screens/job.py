@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from runner.events import Event, EventTail
+from runner.events import Event, EventTail, terminal_safe
 from runner.jobstate import JobState
 from runner.rundir import RunDir
 from runner.store import Job, JobError, StoreError
@@ -143,7 +143,7 @@ class JobScreen(Screen[None]):
         title = Text.assemble(("job ", "bold"), (f"{job.id} {job.name}", "bold"), "  ",
                               (state, STATE_STYLES.get(state, "")), f"  attempt {job.attempts}")
         if job.state is not JobState.SUCCEEDED and job.reason:
-            title.append(f"  {job.reason}", style="red")
+            title.append(f"  {terminal_safe(job.reason)}", style="red")
         self.query_one("#job-title", Static).update(title)
 
     def _show_artifacts(self) -> None:

@@ -206,8 +206,7 @@ class QueueScreen(Screen[None]):
 
     def action_priority(self, delta: int) -> None:
         if job := self._selected():
-            self._intent(lambda store, job_id: commands.set_priority(store, job_id, job.priority + delta),
-                         job.id)
+            self._intent(lambda store, job_id: commands.bump_priority(store, job_id, delta), job.id)
 
     @work(thread=True, group="intent")
     def _intent(self, command: Callable[..., Job], job_id: int) -> None:

@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 
 from runner import commands
 from runner.dataset.read import DataError
+from runner.paths import StateDirError
 from runner.spec import LoadedSpec, SpecError
 from runner.store import StoreError
 from runner.validate import DataCheck, check_labels, validate_file
@@ -170,7 +171,7 @@ class SubmitScreen(Screen[None]):
     def _submit(self, path: Path) -> None:
         try:
             jobs = commands.submit(self.ctx.store, [path])
-        except (SpecError, StoreError) as exc:
+        except (SpecError, StoreError, StateDirError) as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
             return
         self.app.call_from_thread(self._submitted, jobs[0].id, jobs[0].name)

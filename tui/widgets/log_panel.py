@@ -11,6 +11,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Input, Log
 
+from runner.events import terminal_safe
+
 KEEP_LINES = 5000
 
 
@@ -37,7 +39,8 @@ class LogPanel(Vertical):
         yield Log(max_lines=KEEP_LINES, auto_scroll=True, id="log-view")
 
     def append(self, lines: list[str]) -> None:
-        """Add new lines (shown if they match the search)."""
+        """Add new lines (shown if they match the search), without their escape sequences."""
+        lines = [terminal_safe(line) for line in lines]
         self._lines.extend(lines)
         shown = [line for line in lines if self._matches(line)]
         if shown:
