@@ -121,6 +121,30 @@ def test_a_converter_that_fills_the_disk_fails_with_that_cause_and_leaves_nothin
     assert os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize > 7 * MB  # the space is back
 
 
+def test_a_quantize_that_fills_the_disk_fails_with_that_cause_and_leaves_nothing(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """The real converter and llama.cpp's quantizer on the built-in tiny model (a 4.5 MB f16 GGUF)."""
+    from runner.llamacpp import converter_script
+    from runner.models.resolve import resolve_base
+    from runner.spec.quants import known_ftypes
+
+    f16 = tmp_path / "tiny-f16.gguf"
+    command = [sys.executable, str(converter_script()), resolve_base("tuneq:tiny-llama"), "--outtype", "f16"]
+    subprocess.run([*command, "--outfile", str(f16)], check=True, capture_output=True)
+    src = small_disk / "f16.gguf"
+    src.write_bytes(f16.read_bytes())
+    _fill(small_disk / "ballast", 2 * MB)  # leaves ~1.9 MB: a 2.4 MB Q8_0 does not fit
+    dst = small_disk / "tiny-Q8_0.gguf"
+    with pytest.raises(StageFailed) as info:
+        quantize.quantize_file(src, dst, known_ftypes()["q8_0"], threads=2)
+    assert (info.value.cause, info.value.hint) == (
+        f"llama_model_quantize could not write {dst.name}: {DISK_FULL}",
+        DISK_HINT,
+    )
+    assert sorted(p.name for p in small_disk.iterdir()) == ["ballast", "f16.gguf"]
+
+
 class _FillingModel:
     """Stands in for the trained model: its merged save writes shards until the disk is full."""
 
