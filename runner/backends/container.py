@@ -94,10 +94,9 @@ def container_name(queue: str, job_id: str) -> str:
     return f"tuneq-{queue}-" + re.sub(r"[^A-Za-z0-9_.-]", "-", job_id)
 
 
-def queue_filter(queue: str, worker_id: str | None = None) -> dict[str, list[str]]:
-    """The engine's label filter for a queue's containers (one worker's, if given)."""
-    labels = [f"{LABEL_QUEUE}={queue}"] + ([f"{LABEL_WORKER}={worker_id}"] if worker_id else [])
-    return {"label": labels}
+def queue_filter(queue: str, worker_id: str) -> dict[str, list[str]]:
+    """The engine's label filter for one worker's containers of one queue."""
+    return {"label": [f"{LABEL_QUEUE}={queue}", f"{LABEL_WORKER}={worker_id}"]}
 
 
 def container_secrets(worker_env: Mapping[str, str]) -> dict[str, str]:

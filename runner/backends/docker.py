@@ -107,16 +107,15 @@ class DockerBackend:
                 f"job {launch.job_id} needs {launch.spec.run.gpus} GPU(s), {len(launch.gpus)} assigned"
             )
         secrets_dir = write_secret_files(container_secrets(os.environ))
-        kwargs = create_kwargs(launch, self.settings, self.worker_id, os.environ, secrets_dir)
         try:
+            kwargs = create_kwargs(launch, self.settings, self.worker_id, os.environ, secrets_dir)
             self._remove_stale(kwargs["name"])
             with _engine_errors(f"creating the container of job {launch.job_id}"):
                 container = self.client.containers.create(**kwargs)
-        except ImageNotFound:
+        except BaseException as exc:
             remove_secret_files(secrets_dir)
-            raise BackendError(_NO_IMAGE.format(kwargs["image"])) from None
-        except BaseException:
-            remove_secret_files(secrets_dir)
+            if isinstance(exc, ImageNotFound):
+                raise BackendError(_NO_IMAGE.format(kwargs["image"])) from None
             raise
         try:
             with _engine_errors(f"starting the container of job {launch.job_id}"):
