@@ -11,9 +11,10 @@
 # `just setup` does for the local environment. Only what pyproject cannot hold is pinned here: the CUDA
 # base, Ubuntu's Python (3.12) and the CUDA build of torch, inside Unsloth's range (`just check-pins`).
 #
-# A job's container gets two mounts from the worker: its run directory (same path as on the host, also
-# the working directory) and the model cache at $HF_HOME. Secrets (HF_TOKEN) come as environment
-# variables at run time, never in a layer.
+# A job's container gets its mounts from the worker: its run directory (same path as on the host, also
+# the working directory), the model cache at /cache/huggingface (read-only when the job downloads
+# nothing) and its secrets (HF_TOKEN) as read-only files named by HF_TOKEN_FILE, at run time, never in a
+# layer nor in the container's environment.
 
 ARG CUDA_VERSION=13.0.1
 ARG UBUNTU=ubuntu24.04

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 SECRET_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
@@ -21,6 +22,13 @@ _HEX40 = re.compile(r"\b[0-9a-f]{40}\b")  # a bare W&B API key; also a git commi
 def secret_values() -> list[str]:
     """The values of secret environment variables that are set (long enough to be real)."""
     return [v for name in SECRET_ENV_VARS if len(v := os.environ.get(name, "")) >= MIN_SECRET_LEN]
+
+
+def load_secret_files() -> None:
+    """Set each unset secret from the file ``<NAME>_FILE`` names (how the docker backend passes them)."""
+    for name in SECRET_ENV_VARS:
+        if (path := os.environ.get(f"{name}_FILE")) and not os.environ.get(name):
+            os.environ[name] = Path(path).read_text(encoding="utf-8").strip()
 
 
 def redact(text: str, extra: Iterable[str] = ()) -> str:

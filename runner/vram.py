@@ -65,6 +65,12 @@ def _params(config: Any) -> tuple[int, int, int]:
     return embeddings, linear, lora_width
 
 
+def parameter_count(config: Any) -> int:
+    """The model's parameters (embeddings, head and the layers' linear weights; norms are negligible)."""
+    embeddings, linear, _ = _params(config)
+    return embeddings + linear
+
+
 def estimate_for(
     config: Any, *, four_bit: bool, rank: int, optim: str, tokens: int, checkpointing: bool | str
 ) -> Estimate:

@@ -27,12 +27,17 @@ from runner.backends.container import (
     CACHE_TARGET,
     CUDA_OOM,
     HOST_OOM,
+    SECRETS_TARGET,
     BindMount,
     DockerSettings,
     container_name,
     create_kwargs,
     device_requests,
+    downloads,
     exit_reason,
+    queue_id,
+    remove_secret_files,
+    write_secret_files,
 )
 from runner.backends.docker import DockerBackend, connect
 from runner.backends.errors import BackendError
@@ -43,6 +48,8 @@ from runner.spec.model import JobSpec, RunSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "tests" / "container"
+VENV = Path(sys.prefix)  # the venv running the tests (a worktree may use another checkout's)
+PYTHON = ("env", f"PYTHONPATH={ROOT}", str(VENV / "bin" / "python"))  # this checkout's code first
 TEST_IMAGE = "localhost/tuneq-test:latest"
 TOKEN = "hf_" + "x7" * 16
 
@@ -70,23 +77,83 @@ def _launch(
 
 
 def test_create_kwargs_mounts_labels_name_env_shm(tmp_path: Path) -> None:
-    settings = DockerSettings(image="tuneq:1", model_cache=tmp_path / "hf", shm_size="8g")
+    settings = DockerSettings(image="tuneq:1", model_cache=tmp_path / "hf", shm_size="8g", queue="q1")
     launch = Launch("job/7", tmp_path / "run", _spec(), env={"EXTRA": "1"})
-    kwargs = create_kwargs(launch, settings, "w1", {"HF_TOKEN": TOKEN, "PATH": "/secret/path"})
+    secrets = write_secret_files({"HF_TOKEN": TOKEN})
+    assert secrets is not None
+    kwargs = create_kwargs(launch, settings, "w1", {"HF_TOKEN": TOKEN, "PATH": "/secret/path"}, secrets)
     run_dir = str((tmp_path / "run").resolve())
-    assert kwargs["name"] == "tuneq-job-7" == container_name("job/7")
-    assert kwargs["labels"] == {"tuneq.job": "job/7", "tuneq.worker": "w1", "tuneq.run_dir": run_dir}
+    assert kwargs["name"] == "tuneq-q1-job-7" == container_name("q1", "job/7")
+    assert kwargs["labels"] == {
+        "tuneq.job": "job/7",
+        "tuneq.worker": "w1",
+        "tuneq.queue": "q1",
+        "tuneq.run_dir": run_dir,
+        "tuneq.secrets": str(secrets),
+    }
     assert [(m["Source"], m["Target"], m["ReadOnly"]) for m in kwargs["mounts"]] == [
         (run_dir, run_dir, False),
-        (str(tmp_path / "hf"), CACHE_TARGET, False),
+        (str(tmp_path / "hf"), CACHE_TARGET, True),  # a built-in base and local data download nothing
+        (str(secrets), SECRETS_TARGET, True),
     ]
     assert kwargs["command"] == ["python", "-m", "runner.pipeline", run_dir]
     assert kwargs["working_dir"] == run_dir and kwargs["shm_size"] == "8g" and kwargs["image"] == "tuneq:1"
-    assert kwargs["environment"]["HF_TOKEN"] == TOKEN and kwargs["environment"]["EXTRA"] == "1"
+    assert kwargs["environment"]["HF_TOKEN_FILE"] == f"{SECRETS_TARGET}/HF_TOKEN"
+    assert kwargs["environment"]["EXTRA"] == "1"
+    assert TOKEN not in json.dumps(kwargs["environment"])  # secrets never enter the environment
     assert "PATH" not in kwargs["environment"]  # only secrets pass from the worker's environment
-    assert kwargs["environment"]["HF_HOME"] == CACHE_TARGET
+    assert kwargs["environment"]["HF_HUB_CACHE"] == f"{CACHE_TARGET}/hub"
+    assert kwargs["environment"]["HF_HUB_OFFLINE"] == "1"
     assert kwargs["device_requests"] == [] and "network_mode" not in kwargs
     assert kwargs["user"] == f"{os.getuid()}:{os.getgid()}"
+    assert (secrets.stat().st_mode & 0o777, (secrets / "HF_TOKEN").stat().st_mode & 0o777) == (0o700, 0o600)
+    assert (secrets / "HF_TOKEN").read_text() == TOKEN
+    remove_secret_files(secrets)
+    assert not secrets.exists()
+
+
+def test_queue_id_is_per_state_dir(tmp_path: Path) -> None:
+    one, two = queue_id(tmp_path / "a"), queue_id(tmp_path / "b")
+    assert one != two and len(one) == 10 and queue_id(tmp_path / "a" / ".." / "a") == one
+    assert container_name(one, "1") != container_name(two, "1")
+
+
+def _hub_model(cache: Path, repo: str, files: dict[str, str]) -> None:
+    """A model in a Hugging Face hub cache laid out as huggingface_hub writes it."""
+    folder = cache / "hub" / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text("c0ffee")
+    for name, text in files.items():
+        (folder / "snapshots" / "c0ffee").mkdir(parents=True, exist_ok=True)
+        (folder / "snapshots" / "c0ffee" / name).write_text(text)
+
+
+def test_model_cache_is_read_write_only_when_the_job_downloads(tmp_path: Path) -> None:
+    pytest.importorskip("huggingface_hub")
+    cache = tmp_path / "hf"
+    index = json.dumps({"weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors"}})
+    _hub_model(cache, "org/whole", {"config.json": "{}", "model.safetensors": ""})
+    _hub_model(
+        cache,
+        "org/partial",
+        {"config.json": "{}", "model.safetensors.index.json": index, "model-1.safetensors": ""},
+    )
+
+    def spec(base: str, source: str = "rows.jsonl") -> JobSpec:
+        return JobSpec.model_validate({"name": "x", "model": {"base": base}, "data": {"source": source}})
+
+    assert not downloads(spec("tuneq:tiny-llama"), {}, cache)
+    assert not downloads(spec(str(tmp_path)), {}, cache)  # a local base
+    assert not downloads(spec("org/whole"), {}, cache)
+    assert downloads(spec("org/partial"), {}, cache)  # a shard is missing
+    assert downloads(spec("org/absent"), {}, cache)
+    assert downloads(spec("tuneq:tiny-llama", "org/some-dataset"), {}, cache)  # hub data
+    assert not downloads(spec("org/absent", "org/some-dataset"), {"HF_HUB_OFFLINE": "1"}, cache)
+    launch = Launch("j", tmp_path / "run", spec("org/absent"))
+    kwargs = create_kwargs(launch, DockerSettings(model_cache=cache, queue="q"), "w", {})
+    cache_mount = next(m for m in kwargs["mounts"] if m["Target"] == CACHE_TARGET)
+    assert not cache_mount["ReadOnly"] and kwargs["environment"]["HF_HOME"] == CACHE_TARGET
+    assert "HF_HUB_OFFLINE" not in kwargs["environment"]
 
 
 def test_run_image_needs_the_docker_backend() -> None:
@@ -209,7 +276,12 @@ def client(engine: str) -> docker.DockerClient:
     try:
         client.images.get(TEST_IMAGE)
     except docker.errors.ImageNotFound:
-        built = subprocess.run([SCRIPTS / "build-test-image.sh", TEST_IMAGE], capture_output=True, text=True)
+        built = subprocess.run(
+            [SCRIPTS / "build-test-image.sh", TEST_IMAGE],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TUNEQ_TEST_VENV": str(VENV)},
+        )
         if built.returncode != 0:
             pytest.skip(f"cannot build the test image: {built.stderr.strip()[-300:]}")
     return client
@@ -217,15 +289,17 @@ def client(engine: str) -> docker.DockerClient:
 
 def _settings(engine: str, tmp_path: Path, **changes: Any) -> DockerSettings:
     """The test image running the fake pipeline from this checkout (interpreter, venv, code read-only)."""
-    base = Path(sys.base_prefix)
+    trees = {ROOT, VENV, Path(sys.base_prefix)}
+    outer = sorted(p for p in trees if not any(p != q and p.is_relative_to(q) for q in trees))
     values: dict[str, Any] = {
         "image": TEST_IMAGE,
         "base_url": engine,
         "shm_size": "256m",
         "model_cache": tmp_path / "hf",
         "network": "none",
-        "command": (str(ROOT / ".venv/bin/python"), str(SCRIPTS / "fake_pipeline.py")),
-        "extra_mounts": (BindMount(ROOT, str(ROOT)), BindMount(base, str(base))),
+        "command": (*PYTHON, str(SCRIPTS / "fake_pipeline.py")),
+        "extra_mounts": tuple(BindMount(p, str(p)) for p in outer),
+        "queue": queue_id(tmp_path),
     }
     (tmp_path / "hf").mkdir(exist_ok=True)
     return DockerSettings(**{**values, **changes})
@@ -263,20 +337,20 @@ def test_job_runs_to_success_with_labels_name_mounts_shm(
     backend: DockerBackend, client: docker.DockerClient, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    handle = backend.start(_launch(run_dir, "ok-1", print=["hello from {HF_HOME}"], sleep=1))
+    handle = backend.start(_launch(run_dir, "ok-1", print=["hello from {HF_HUB_CACHE}"], sleep=1))
     attrs = client.containers.get(handle).attrs
-    assert attrs["Name"].lstrip("/") == "tuneq-ok-1"
+    assert attrs["Name"].lstrip("/") == f"tuneq-{backend.settings.queue}-ok-1"
     labels = attrs["Config"]["Labels"]
     assert (labels["tuneq.job"], labels["tuneq.worker"]) == ("ok-1", backend.worker_id)
-    extras = {str(ROOT), sys.base_prefix}
+    extras = {str(ROOT), sys.prefix, sys.base_prefix}
     mounts = {m["Destination"]: m for m in attrs["Mounts"] if m["Destination"] not in extras}
     assert set(mounts) == {str(run_dir.resolve()), CACHE_TARGET}
-    assert mounts[str(run_dir.resolve())]["RW"] and mounts[CACHE_TARGET]["RW"]
+    assert mounts[str(run_dir.resolve())]["RW"] and not mounts[CACHE_TARGET]["RW"]  # nothing to download
     assert attrs["HostConfig"]["ShmSize"] == 256 * 1024**2
     assert backend.running() == {"ok-1": handle}
 
     assert _wait(backend, handle) == Outcome(0, None)
-    assert "hello from /cache/huggingface\ndone sleeping\n" in (run_dir / "log.txt").read_text()
+    assert "hello from /cache/huggingface/hub\ndone sleeping\n" in (run_dir / "log.txt").read_text()
     assert read_events(run_dir / "events.jsonl")[-1] | {"t": None} == {
         "v": 1,
         "t": None,
@@ -352,17 +426,52 @@ def test_restarted_worker_reattaches_to_running_and_reaps_dead(
 
 
 @pytest.mark.container
-def test_hf_token_reaches_the_container_but_no_file(
+def test_hf_token_reaches_the_container_as_a_file_not_in_its_environment(
     backend: DockerBackend, client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     run_dir = tmp_path / "run"
     handle = backend.start(_launch(run_dir, "tok", print=["token is {HF_TOKEN}"], sleep=0.5))
-    assert f"HF_TOKEN={TOKEN}" in client.containers.get(handle).attrs["Config"]["Env"]
-    assert _wait(backend, handle) == Outcome(0, None)
+    attrs = client.containers.get(handle).attrs
+    assert TOKEN not in json.dumps(attrs)  # what `docker inspect` shows: no token anywhere
+    assert f"HF_TOKEN_FILE={SECRETS_TARGET}/HF_TOKEN" in attrs["Config"]["Env"]
+    secrets = Path(attrs["Config"]["Labels"]["tuneq.secrets"])
+    assert not secrets.is_relative_to(run_dir) and (secrets / "HF_TOKEN").read_text() == TOKEN
+    mount = next(m for m in attrs["Mounts"] if m["Destination"] == SECRETS_TARGET)
+    assert (mount["Source"], mount["RW"]) == (str(secrets), False)
+    assert _wait(backend, handle) == Outcome(0, None)  # the pipeline read the file (else: KeyError, exit 1)
     log, events = (run_dir / "log.txt").read_text(), (run_dir / "events.jsonl").read_text()
     assert "token is ***" in log and "token is ***" in events
     assert not [p for p in run_dir.rglob("*") if p.is_file() and TOKEN in p.read_text(errors="replace")]
+    assert not secrets.exists()  # removed with the container
+
+
+@pytest.mark.container
+def test_two_queues_on_one_engine_never_share_or_reap_each_others_containers(
+    engine: str, client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """Two state directories (two TUNEQ_HOME), each with its job 1 and a worker of the same id."""
+    one, two = (
+        DockerBackend(_settings(engine, tmp_path, queue=queue_id(tmp_path / home)), "w", client)
+        for home in ("home-a", "home-b")
+    )
+    try:
+        first = one.start(_launch(tmp_path / "a" / "1", "1", sleep=30))
+        second = two.start(_launch(tmp_path / "b" / "1", "1", sleep=30))  # same job id: no name clash
+        dead = one.start(_launch(tmp_path / "a" / "2", "2", stderr=["last words"], exit=5, crash=True))
+        _wait_for(lambda: client.containers.get(dead).status == "exited")
+        assert first != second
+        assert two.running() == {"1": second}  # the other queue's dead container is not reaped
+        assert client.containers.get(dead).status == "exited"
+        assert one.running() == {"1": first}
+        assert one.poll(dead) == Outcome(5, "exit code 5: last words")
+        one.stop(first, grace_s=1)
+        assert two.running() == {"1": second}  # untouched by the other queue's stop
+        assert client.containers.get(second).status == "running"
+    finally:
+        for backend in (one, two):
+            for handle in backend.running().values():
+                backend.stop(handle, grace_s=1)
 
 
 @pytest.mark.container
@@ -390,7 +499,7 @@ def test_demo_job_runs_in_a_container(engine: str, client: docker.DockerClient, 
     loaded = load_spec(demo)
     run = prepare_run_dir(loaded, tmp_path / "run", "demo-1")
     spec = loaded.spec.model_copy(update={"run": loaded.spec.run.model_copy(update={"gpus": 0})})
-    settings = _settings(engine, tmp_path, command=(str(ROOT / ".venv/bin/python"), "-m", "runner.pipeline"))
+    settings = _settings(engine, tmp_path, command=(*PYTHON, "-m", "runner.pipeline"))
     backend = DockerBackend(settings, "w-demo", client)
     outcome = _wait(backend, backend.start(Launch("demo-1", run.root, spec)), timeout_s=1500)
     assert outcome == Outcome(0, None), f"the pipeline failed in the container: {outcome.reason}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -102,3 +104,40 @@ def test_a_pid_it_did_not_start_is_polled_and_stopped(tmp_path: Path) -> None:
     assert starter.poll(handle) == Outcome(-15, "killed by SIGTERM")  # reaped by its parent
     outcome = stranger.poll(handle)
     assert outcome == Outcome(UNKNOWN_EXIT, "exit status unknown (started by an earlier worker)")
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["own-child", "after-worker-restart"])
+def test_a_killed_leader_takes_its_group_and_escaped_descendants_along(
+    tmp_path: Path, restarted: bool
+) -> None:
+    """kill -9 of the leader (as the OOM killer does): its group and a setsid'd descendant die with it."""
+    backend = LocalBackend(
+        script(
+            tmp_path,
+            (
+                "sleeper = [sys.executable, '-c', 'import time; time.sleep(60)']\n"
+                "grouped = subprocess.Popen(sleeper)\n"
+                "escaped = subprocess.Popen(sleeper, start_new_session=True)\n"
+                "open(os.path.join(sys.argv[1], 'kids.tmp'), 'w').write(f'{grouped.pid} {escaped.pid}')\n"
+                "os.rename(os.path.join(sys.argv[1], 'kids.tmp'), os.path.join(sys.argv[1], 'kids'))\n"
+                "time.sleep(60)\n"
+            ),
+        )
+    )
+    run = launch(tmp_path)
+    handle = backend.start(run)
+    watcher = LocalBackend() if restarted else backend
+    while not (run.run_dir / "kids").exists():
+        assert watcher.poll(handle) is None
+        time.sleep(0.02)
+    grouped, escaped = map(int, (run.run_dir / "kids").read_text().split())
+    assert watcher.poll(handle) is None  # the worker's regular poll sees the family while the leader lives
+    os.kill(int(handle), signal.SIGKILL)
+    outcome = wait_outcome(watcher, handle)
+    assert outcome.exit_code == (UNKNOWN_EXIT if restarted else -9)
+    deadline = time.monotonic() + 5
+    while not (gone(grouped) and gone(escaped)):
+        assert time.monotonic() < deadline, f"left running: {[p for p in (grouped, escaped) if not gone(p)]}"
+        time.sleep(0.02)
+    if restarted:
+        assert wait_outcome(backend, handle) == Outcome(-9, "killed by SIGKILL")  # its parent reaps it

@@ -2,15 +2,28 @@
 
 A job's container gets exactly: the run directory (read-write, at the same path as on the host, so paths
 in events stay valid), the model cache (the host's Hugging Face cache at ``/cache/huggingface``), secrets
-from the worker's environment, a shared-memory size, labels ``tuneq.job``/``tuneq.worker``, a name
-derived from the job, and a device request for exactly the GPUs the worker assigned.
+from the worker's environment, a shared-memory size, labels ``tuneq.job``/``tuneq.worker``/``tuneq.queue``,
+a name derived from the queue and the job, and a device request for exactly the GPUs the worker assigned.
+
+- The queue is a short hash of the state directory: two queues (two ``TUNEQ_HOME``) on one engine never
+  share a container name, and each finds and reaps only its own containers.
+- Secrets never enter the container's environment, which ``docker inspect`` shows: each is a file in a
+  private directory (0700, files 0600) mounted read-only at ``/run/tuneq-secrets``, named by
+  ``<NAME>_FILE``; the pipeline reads them at start (:func:`runner.secrets.load_secret_files`).
+- The model cache is mounted read-only, with the hub offline, when the job downloads nothing: a built-in
+  or local base, or a hub model already complete in the cache, and local data (or ``HF_HUB_OFFLINE``).
+  The hub cache is then ``/cache/huggingface/hub`` and ``HF_HOME`` a scratch directory in the container.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +31,21 @@ from typing import Any
 from docker.types import DeviceRequest, Mount
 
 from runner.backends.base import Launch
+from runner.dataset.read import is_local_source
+from runner.models.resolve import is_builtin
+from runner.paths import state_dir
 from runner.secrets import SECRET_ENV_VARS
+from runner.spec.model import JobSpec
 
 LABEL_JOB = "tuneq.job"
 LABEL_WORKER = "tuneq.worker"
+LABEL_QUEUE = "tuneq.queue"
 LABEL_RUN_DIR = "tuneq.run_dir"
+LABEL_SECRETS = "tuneq.secrets"
 CACHE_TARGET = "/cache/huggingface"
+SECRETS_TARGET = "/run/tuneq-secrets"
+SECRETS_PREFIX = "tuneq-secrets-"
+SCRATCH_HF_HOME = "/tmp/huggingface"
 CUDA_OOM = "CUDA out of memory: lower per_device_train_batch_size or max_seq_length"
 HOST_OOM = "host out of memory (container OOMKilled): lower per_device_train_batch_size or max_seq_length"
 _OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "CUDA error: out of memory")
@@ -36,6 +58,11 @@ def default_model_cache() -> Path:
         return Path(home)
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "huggingface"
+
+
+def queue_id(state: Path | None = None) -> str:
+    """A short id of the queue: a hash of its state directory (``TUNEQ_HOME``) as an absolute path."""
+    return hashlib.sha256(str((state or state_dir()).resolve()).encode()).hexdigest()[:10]
 
 
 @dataclass(frozen=True)
@@ -57,13 +84,77 @@ class DockerSettings:
     model_cache: Path = field(default_factory=default_model_cache)
     network: str | None = None  # None: the engine's default (jobs may download models)
     user: str | None = None  # None: the worker's uid:gid, so run files stay the worker's
+    queue: str = field(default_factory=queue_id)  # the queue's id, in names and labels
     command: tuple[str, ...] = ("python", "-m", "runner.pipeline")  # the run directory is appended
     extra_mounts: tuple[BindMount, ...] = ()
 
 
-def container_name(job_id: str) -> str:
-    """``tuneq-<job id>`` with characters Docker refuses in names replaced by ``-``."""
-    return "tuneq-" + re.sub(r"[^A-Za-z0-9_.-]", "-", job_id)
+def container_name(queue: str, job_id: str) -> str:
+    """``tuneq-<queue>-<job id>`` with characters Docker refuses in names replaced by ``-``."""
+    return f"tuneq-{queue}-" + re.sub(r"[^A-Za-z0-9_.-]", "-", job_id)
+
+
+def queue_filter(queue: str, worker_id: str) -> dict[str, list[str]]:
+    """The engine's label filter for one worker's containers of one queue."""
+    return {"label": [f"{LABEL_QUEUE}={queue}", f"{LABEL_WORKER}={worker_id}"]}
+
+
+def container_secrets(worker_env: Mapping[str, str]) -> dict[str, str]:
+    """The secrets the container needs: those set in the worker's environment."""
+    return {name: value for name in SECRET_ENV_VARS if (value := worker_env.get(name))}
+
+
+def write_secret_files(secrets: Mapping[str, str]) -> Path | None:
+    """A private directory (0700) holding one 0600 file per secret, outside any run directory; ``None``
+    when there is no secret. :func:`remove_secret_files` deletes it when the job ends."""
+    if not secrets:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix=SECRETS_PREFIX))
+    for name, value in secrets.items():
+        fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+    return folder
+
+
+def remove_secret_files(folder: str | Path | None) -> None:
+    """Delete a directory made by :func:`write_secret_files` (anything else is left alone)."""
+    if not folder or not Path(folder).name.startswith(SECRETS_PREFIX):
+        return
+    for file in Path(folder).glob("*"):
+        file.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        Path(folder).rmdir()
+
+
+def downloads(spec: JobSpec, worker_env: Mapping[str, str], model_cache: Path) -> bool:
+    """Whether the job may download into the model cache: its data or its base model is on the hub and
+    not already complete in the cache, and the worker is not offline."""
+    if worker_env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    if not is_local_source(spec.data.source):
+        return True
+    base = spec.model.base
+    if is_builtin(base) or Path(base).expanduser().exists():
+        return False
+    return not _cached_complete(base, spec.model.revision, model_cache / "hub")
+
+
+def _cached_complete(repo: str, revision: str | None, hub_cache: Path) -> bool:
+    """Whether a hub model's snapshot in ``hub_cache`` has its config and every weight file."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # a worker without the train extra cannot tell: let the job download
+        return False
+    config = try_to_load_from_cache(repo, "config.json", cache_dir=hub_cache, revision=revision)
+    if not isinstance(config, str):
+        return False
+    snapshot = Path(config).parent
+    index = snapshot / "model.safetensors.index.json"
+    if index.exists():
+        shards = set(json.loads(index.read_text()).get("weight_map", {}).values())
+        return bool(shards) and all((snapshot / shard).exists() for shard in shards)
+    return any(snapshot.glob("*.safetensors")) or any(snapshot.glob("*.bin"))
 
 
 def device_requests(gpus: Sequence[int]) -> list[DeviceRequest]:
@@ -73,33 +164,56 @@ def device_requests(gpus: Sequence[int]) -> list[DeviceRequest]:
     return [DeviceRequest(driver="nvidia", device_ids=[str(g) for g in gpus], capabilities=[["gpu"]])]
 
 
-def container_env(launch: Launch, worker_env: Mapping[str, str]) -> dict[str, str]:
-    """The container's environment: cache and home paths, the worker's secrets, then the launch's env."""
+def container_env(
+    launch: Launch, secret_names: Iterable[str] = (), *, cache_read_only: bool = False
+) -> dict[str, str]:
+    """The container's environment: cache and home paths, where the secrets are mounted (never their
+    values), then the launch's env."""
     env = {"HF_HOME": CACHE_TARGET, "HOME": "/tmp", "TUNEQ_HOME": "/tmp/tuneq", "PYTHONUNBUFFERED": "1"}
-    env.update({name: value for name in SECRET_ENV_VARS if (value := worker_env.get(name))})
+    if cache_read_only:
+        env |= {"HF_HOME": SCRATCH_HF_HOME, "HF_HUB_CACHE": f"{CACHE_TARGET}/hub", "HF_HUB_OFFLINE": "1"}
+    env.update({f"{name}_FILE": f"{SECRETS_TARGET}/{name}" for name in secret_names})
     env.update(launch.env)
     return env
 
 
 def create_kwargs(
-    launch: Launch, settings: DockerSettings, worker_id: str, worker_env: Mapping[str, str]
+    launch: Launch,
+    settings: DockerSettings,
+    worker_id: str,
+    worker_env: Mapping[str, str],
+    secrets_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Arguments of ``client.containers.create`` for one job."""
+    """Arguments of ``client.containers.create`` for one job (``secrets_dir``: from
+    :func:`write_secret_files`)."""
     run_dir = str(launch.run_dir.resolve())
+    read_only = not downloads(launch.spec, worker_env, settings.model_cache)
     mounts = [
         Mount(target=run_dir, source=run_dir, type="bind"),
-        Mount(target=CACHE_TARGET, source=str(settings.model_cache.resolve()), type="bind"),
+        Mount(
+            target=CACHE_TARGET, source=str(settings.model_cache.resolve()), type="bind", read_only=read_only
+        ),
         *(
             Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
             for m in settings.extra_mounts
         ),
     ]
+    labels = {
+        LABEL_JOB: launch.job_id,
+        LABEL_WORKER: worker_id,
+        LABEL_QUEUE: settings.queue,
+        LABEL_RUN_DIR: run_dir,
+    }
+    secret_names = sorted(p.name for p in secrets_dir.iterdir()) if secrets_dir else []
+    if secrets_dir is not None:
+        mounts.append(Mount(target=SECRETS_TARGET, source=str(secrets_dir), type="bind", read_only=True))
+        labels[LABEL_SECRETS] = str(secrets_dir)
     kwargs: dict[str, Any] = {
         "image": launch.spec.run.image or settings.image,
         "command": [*settings.command, run_dir],
-        "name": container_name(launch.job_id),
-        "labels": {LABEL_JOB: launch.job_id, LABEL_WORKER: worker_id, LABEL_RUN_DIR: run_dir},
-        "environment": container_env(launch, worker_env),
+        "name": container_name(settings.queue, launch.job_id),
+        "labels": labels,
+        "environment": container_env(launch, secret_names, cache_read_only=read_only),
         "mounts": mounts,
         "working_dir": run_dir,
         "shm_size": settings.shm_size,

@@ -4,8 +4,8 @@ Works with dockerd and with ``podman system service`` (tests). The container run
 ``python -m runner.pipeline <run_dir>`` as the local backend; events arrive through the mounted run
 directory, and a thread per container streams its output (secrets redacted) into ``log.txt``. A
 container is removed as soon as its outcome is read (``poll``), when it is stopped (``stop``), or when a
-restarted worker finds it dead (``running``): none is left behind. Engine failures surface as one-line
-:class:`BackendError` messages.
+restarted worker finds it dead (``running``): none is left behind, nor its secret files. Engine failures
+surface as one-line :class:`BackendError` messages.
 """
 
 from __future__ import annotations
@@ -26,10 +26,14 @@ from runner.backends.base import Launch, Outcome
 from runner.backends.container import (
     LABEL_JOB,
     LABEL_RUN_DIR,
-    LABEL_WORKER,
+    LABEL_SECRETS,
     DockerSettings,
+    container_secrets,
     create_kwargs,
     exit_reason,
+    queue_filter,
+    remove_secret_files,
+    write_secret_files,
 )
 from runner.backends.errors import BackendError
 from runner.backends.logcopy import MARKER, LogCopy
@@ -57,7 +61,7 @@ def connect(base_url: str | None = None) -> docker.DockerClient:
 
 
 class DockerBackend:
-    """Runs jobs in containers labelled ``tuneq.job=<id>``, ``tuneq.worker=<worker_id>``."""
+    """Runs jobs in containers labelled ``tuneq.job=<id>``, ``tuneq.worker=<worker_id>``, ``tuneq.queue``."""
 
     name = "docker"
 
@@ -102,13 +106,17 @@ class DockerBackend:
             raise BackendError(
                 f"job {launch.job_id} needs {launch.spec.run.gpus} GPU(s), {len(launch.gpus)} assigned"
             )
-        kwargs = create_kwargs(launch, self.settings, self.worker_id, os.environ)
-        self._remove_stale(kwargs["name"])
+        secrets_dir = write_secret_files(container_secrets(os.environ))
         try:
+            kwargs = create_kwargs(launch, self.settings, self.worker_id, os.environ, secrets_dir)
+            self._remove_stale(kwargs["name"])
             with _engine_errors(f"creating the container of job {launch.job_id}"):
                 container = self.client.containers.create(**kwargs)
-        except ImageNotFound:
-            raise BackendError(_NO_IMAGE.format(kwargs["image"])) from None
+        except BaseException as exc:
+            remove_secret_files(secrets_dir)
+            if isinstance(exc, ImageNotFound):
+                raise BackendError(_NO_IMAGE.format(kwargs["image"])) from None
+            raise
         try:
             with _engine_errors(f"starting the container of job {launch.job_id}"):
                 container.start()
@@ -152,7 +160,7 @@ class DockerBackend:
 
     def running(self) -> dict[str, str]:
         """Live containers of this worker (job id -> id); dead ones are reaped, outcomes kept for poll."""
-        mine = {"label": f"{LABEL_WORKER}={self.worker_id}"}
+        mine = queue_filter(self.settings.queue, self.worker_id)
         with _engine_errors("listing containers"):
             found = self.client.containers.list(all=True, filters=mine)
         live = {}
@@ -227,12 +235,14 @@ def _tail(log: Path) -> list[str]:
 
 
 def _remove(container: Container) -> None:
+    """Remove the container, then its secret files."""
     try:
         container.remove(force=True, v=True)
     except NotFound:
         pass
     except (DockerException, requests.RequestException) as exc:
         raise BackendError(f"could not remove container {container.name}: {_short(exc)}") from None
+    remove_secret_files(container.labels.get(LABEL_SECRETS))
 
 
 @contextmanager

@@ -10,6 +10,10 @@ the tests run a tiny fake pipeline through it.
 The handle is the pid. A pid that is not this backend's child (its worker was restarted) is polled with
 ``os.kill(pid, 0)``; its exit status is then unknown (:data:`UNKNOWN_EXIT`) and the job's ``job_end``
 event is what tells how it ended.
+
+The group dies with its job: when the leader is found dead (the OOM killer, ``kill -9``), whatever is left
+of its process group is killed, and so is every descendant seen while the leader lived (recorded with
+psutil at each poll) that moved to a session of its own. Nothing is left holding GPU memory.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import psutil
 
 from runner.backends.base import Launch, Outcome
 from runner.backends.logscrub import drain, start_relay
@@ -48,6 +54,7 @@ class LocalBackend:
         self.command = list(command) if command is not None else pipeline_command()
         self._children: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
         self._relays: dict[str, subprocess.Popen[bytes]] = {}  # each child's log writer
+        self._descendants: dict[str, dict[int, float]] = {}  # handle -> {pid: create time} seen alive
 
     def start(self, launch: Launch) -> str:
         """Start ``launch``'s pipeline; return its pid."""
@@ -73,27 +80,47 @@ class LocalBackend:
         return handle
 
     def poll(self, handle: str) -> Outcome | None:
-        """``None`` while the process runs; its exit code (or :data:`UNKNOWN_EXIT` for a non-child) after."""
-        child = self._children.get(handle)
+        """``None`` while the process runs; its exit code (or :data:`UNKNOWN_EXIT` for a non-child) after.
+
+        A dead leader's leftovers (its group, its recorded descendants) are killed before it is reaped.
+        """
+        if self._alive(handle):
+            self._track_descendants(handle)
+            return None
+        self._kill_leftovers(handle)
+        self._descendants.pop(handle, None)
+        child = self._children.pop(handle, None)
         if child is not None:
-            code = child[1].poll()
-            if code is None:
-                return None
-            del self._children[handle]
+            code = child[1].wait()
             drain(self._relays.pop(handle, None))  # log.txt holds the pipeline's last words
             return _outcome(code)
-        if _leader_alive(int(handle)):
-            return None
         return Outcome(UNKNOWN_EXIT, "exit status unknown (started by an earlier worker)")
 
     def stop(self, handle: str, grace_s: float = 10.0) -> None:
         """SIGTERM the process group, then SIGKILL it if it still runs after ``grace_s``; idempotent."""
-        if not self._alive(handle):
-            return
-        _signal_group(int(handle), signal.SIGTERM)
-        self._wait(handle, grace_s)
-        _signal_group(int(handle), signal.SIGKILL)  # also the group's stragglers (data loader workers)
+        if self._alive(handle):
+            _signal_group(int(handle), signal.SIGTERM)
+            self._wait(handle, grace_s)
+        self._kill_leftovers(handle)  # also the group's stragglers (data loader workers)
         self._wait(handle, 5.0)
+
+    def _track_descendants(self, handle: str) -> None:
+        """Record the leader's live descendants, to find those that leave its session later."""
+        seen = self._descendants.setdefault(handle, {})
+        with contextlib.suppress(psutil.Error):
+            for proc in psutil.Process(int(handle)).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    seen[proc.pid] = proc.create_time()
+
+    def _kill_leftovers(self, handle: str) -> None:
+        """SIGKILL the job's process group and its recorded descendants that still run."""
+        if _group_is_ours(int(handle)):
+            _signal_group(int(handle), signal.SIGKILL)
+        for pid, created in self._descendants.get(handle, {}).items():
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                if proc.create_time() == created:  # the same process, not a reused pid
+                    proc.kill()
 
     def _wait(self, handle: str, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -107,8 +134,30 @@ class LocalBackend:
     def _alive(self, handle: str) -> bool:
         child = self._children.get(handle)
         if child is not None:
-            return child[1].poll() is None
+            return _child_running(child[1])
         return _leader_alive(int(handle))
+
+
+def _child_running(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether a child runs, without reaping it: until then its pid (and group id) cannot be reused."""
+    if proc.returncode is not None:
+        return False
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+    except ChildProcessError:
+        return proc.poll() is None
+
+
+def _group_is_ours(pid: int) -> bool:
+    """Whether process group ``pid`` is the one our leader started: no process has the pid (Linux keeps
+    the number while a group bears it), or the process with it leads its own session, as our leader
+    (running or not yet reaped) does and a reused pid rarely does."""
+    try:
+        return os.getsid(pid) == pid
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
 
 
 def _leader_alive(pid: int) -> bool:

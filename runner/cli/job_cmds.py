@@ -14,10 +14,11 @@ from runner.backends.local import LocalBackend
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from runner.dataset.read import DataError
 from runner.events import EventTail, format_event
+from runner.pipeline.disk import describe as describe_disk
 from runner.rundir import RunDir, RunDirConflict, prepare_run_dir
 from runner.spec import LoadedSpec, SpecError
 from runner.validate import DataCheck, check_labels, validate_file
-from runner.vram import estimate, model_config
+from runner.vram import estimate, model_config, parameter_count
 
 
 def register(sub: Any) -> None:
@@ -65,6 +66,7 @@ def _summary(loaded: LoadedSpec, data: DataCheck) -> str:
         f"  export    {', '.join(s.export.gguf)}" + (" + LoRA GGUF" if s.export.lora_gguf else ""),
         f"  smoke     {len(s.smoke.prompts)} prompt(s) on {s.smoke.gguf}",
         f"  memory    {_memory_line(loaded)}",
+        f"  disk      {_disk_line(loaded)}",
     ]
     return "\n".join(lines)
 
@@ -75,6 +77,14 @@ def _memory_line(loaded: LoadedSpec) -> str:
     if config is None:
         return "not estimated (the model's config.json is not on disk)"
     return estimate(config, s).describe(s.train.per_device_train_batch_size, s.model.max_seq_length)
+
+
+def _disk_line(loaded: LoadedSpec) -> str:
+    s = loaded.spec
+    config = model_config(s.model.base, s.model.revision)
+    if config is None:
+        return "not estimated (the model's config.json is not on disk)"
+    return describe_disk(parameter_count(config), s.export.gguf)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

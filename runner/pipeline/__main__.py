@@ -4,7 +4,9 @@ import sys
 from pathlib import Path
 
 from runner.pipeline.run import run_pipeline
+from runner.secrets import load_secret_files
 
 if len(sys.argv) != 2:
     sys.exit("usage: python -m runner.pipeline RUN_DIR")
+load_secret_files()
 sys.exit(run_pipeline(Path(sys.argv[1])))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.pipeline.context import StageContext, StageFailed
+from runner.pipeline.disk import DISK_FULL, DISK_HINT
 
 
 def sha256_file(path: Path) -> str:
@@ -48,7 +49,10 @@ def run_converter(ctx: StageContext, script: Path, args: list[str], out: Path) -
     sys.stdout.write(proc.stdout[-20_000:])
     sys.stderr.write(proc.stderr[-20_000:])
     if proc.returncode != 0 or not tmp.exists() or tmp.stat().st_size == 0:
+        tmp.unlink(missing_ok=True)  # a partial file would only hold on to the space
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        if "No space left on device" in proc.stderr or "Disk quota exceeded" in proc.stderr:
+            raise StageFailed(f"{script.name} failed (exit {proc.returncode}): {DISK_FULL}", DISK_HINT)
         hint = None
         if "NotImplementedError" in tail and "pre-tokenizer" in tail.lower():
             hint = "llama.cpp does not know this tokenizer's pre-tokenizer; use a supported base model"

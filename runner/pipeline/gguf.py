@@ -7,6 +7,7 @@ from typing import Any
 from runner.llamacpp import converter_script
 from runner.pipeline.artifacts import record_artifact, run_converter
 from runner.pipeline.context import StageContext
+from runner.pipeline.disk import ensure_room
 
 
 def f16_path(ctx: StageContext) -> Any:
@@ -16,6 +17,7 @@ def f16_path(ctx: StageContext) -> Any:
 
 def run(ctx: StageContext) -> dict[str, Any]:
     """Convert ``merged/`` to an f16 GGUF (the chat template and EOS come from the tokenizer files)."""
+    ensure_room(ctx, "gguf")
     ctx.run.gguf.mkdir(exist_ok=True)
     out = f16_path(ctx)
     run_converter(ctx, converter_script(), [str(ctx.run.merged), "--outtype", "f16"], out)

@@ -9,11 +9,13 @@ from typing import Any
 
 from runner.models.resolve import local_model_dir
 from runner.pipeline.context import StageContext, StageFailed
+from runner.pipeline.disk import ensure_room
 from runner.pipeline.train import setup_unsloth_env
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
     """Merge with Unsloth's ``save_pretrained_merged(..., "merged_16bit")`` and check what it wrote."""
+    ensure_room(ctx, "merged")
     setup_unsloth_env(ctx)
     model, tokenizer = ctx.handoff.get("model"), ctx.handoff.get("tokenizer")
     if model is None:  # train was reused: load base + adapter from lora/
@@ -28,8 +30,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
         )
     tmp = ctx.run.root / "merged.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained_merged(str(tmp), tokenizer, save_method="merged_16bit")
-    _restore_tokenizer_files(ctx, tmp)
+    try:
+        model.save_pretrained_merged(str(tmp), tokenizer, save_method="merged_16bit")
+        _restore_tokenizer_files(ctx, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a partial merge would only hold on to the space
+        raise
     weights = list(tmp.glob("*.safetensors"))
     total = sum(p.stat().st_size for p in weights)
     if not weights or total == 0 or not (tmp / "config.json").exists():

@@ -9,6 +9,7 @@ from typing import Any
 
 from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
+from runner.pipeline.disk import DISK_FULL, DISK_HINT, ensure_room, path_is_full
 from runner.pipeline.gguf import f16_path
 from runner.spec.quants import known_ftypes
 
@@ -30,7 +31,10 @@ def quantize_file(src: Path, dst: Path, ftype: int, threads: int | None = None) 
     tmp = dst.with_name(dst.name + ".tmp")
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
     if rc != 0 or not tmp.exists():
+        full = path_is_full(dst.parent)
         tmp.unlink(missing_ok=True)
+        if full:
+            raise StageFailed(f"llama_model_quantize could not write {dst.name}: {DISK_FULL}", DISK_HINT)
         raise StageFailed(
             f"llama_model_quantize returned {rc} for {dst.name}", "see log.txt for llama.cpp's output"
         )
@@ -39,6 +43,7 @@ def quantize_file(src: Path, dst: Path, ftype: int, threads: int | None = None) 
 
 def run(ctx: StageContext) -> dict[str, Any]:
     """Write every quant listed in ``export.gguf`` besides f16."""
+    ensure_room(ctx, "quantize")
     artifacts = []
     for quant in ctx.spec.export.gguf:
         if quant == "f16":

@@ -23,6 +23,7 @@ from runner.llamacpp import ConverterMissing
 from runner.models.resolve import ModelNotFound
 from runner.pipeline import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.context import StageContext, StageFailed
+from runner.pipeline.disk import DISK_FULL, DISK_HINT, is_disk_full
 from runner.pipeline.report import write_report
 from runner.pipeline.stopping import EXIT_STOPPED, Stopped, StopSignal
 from runner.rundir import RunDir
@@ -125,6 +126,8 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
         try:
             with stop.interruptible():
                 result = stage.run(ctx)
+            seconds = round(time.monotonic() - started, 2)
+            _write_marker(run, stage.name, key, seconds, result)
         except BaseException as exc:
             seconds = round(time.monotonic() - started, 2)
             failure, code = _describe_failure(exc, stage.name, stop)
@@ -132,16 +135,6 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
             ctx.emit("stage_end", ok=False, seconds=seconds)
             timings[stage.name] = {"seconds": seconds, "reused": False}
             break
-        seconds = round(time.monotonic() - started, 2)
-        marker = {
-            "key": key,
-            "seconds": seconds,
-            "result": result,
-            "outputs": _outputs(run, result, stage.name),
-        }
-        tmp = _marker(run, stage.name).with_suffix(".tmp")
-        tmp.write_text(json.dumps(marker, indent=2, default=str))
-        os.replace(tmp, _marker(run, stage.name))
         results[stage.name], timings[stage.name] = result, {"seconds": seconds, "reused": False}
         ctx.emit("stage_end", ok=True, seconds=seconds)
     ctx.stage = "report"
@@ -170,11 +163,21 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
     return code
 
 
+def _write_marker(run: RunDir, stage: str, key: str, seconds: float, result: dict[str, Any]) -> None:
+    """Mark ``stage`` done (written aside and renamed: a full disk never leaves half a marker)."""
+    marker = {"key": key, "seconds": seconds, "result": result, "outputs": _outputs(run, result, stage)}
+    tmp = _marker(run, stage).with_suffix(".tmp")
+    tmp.write_text(json.dumps(marker, indent=2, default=str))
+    os.replace(tmp, _marker(run, stage))
+
+
 def _describe_failure(exc: BaseException, stage: str, stop: StopSignal) -> tuple[dict[str, Any], int]:
     """The error event's fields and the exit code; after a stop signal the stage was stopped, whatever
     its code raised then (a child killed by the same signal is no failure)."""
     if stop.requested or isinstance(exc, Stopped | SystemExit | KeyboardInterrupt):
         return {"cause": f"stopped by {stop.describe()} during the {stage} stage", "hint": None}, EXIT_STOPPED
+    if is_disk_full(exc):
+        return {"cause": f"{stage}: {DISK_FULL}", "hint": DISK_HINT}, 1
     if isinstance(exc, _KNOWN_FAILURES):
         hint = getattr(exc, "hint", None)
         return {"cause": str(getattr(exc, "cause", exc)), "hint": hint}, 1
@@ -189,7 +192,7 @@ def explain(text: str) -> str | None:
     if "out of memory" in lowered:
         return "CUDA out of memory: lower per_device_train_batch_size or max_seq_length, or set load_in_4bit = true"
     if "no space left" in lowered:
-        return "the disk is full: free space under the run directory"
+        return DISK_HINT
     if "401" in lowered or "gated" in lowered:
         return "the hub refused access: export HF_TOKEN with a token that can read this model"
     if "offline" in lowered or "couldn't connect" in lowered or "connection" in lowered:

@@ -4,12 +4,14 @@
 # imported with `podman import`. The interpreter, the venv and the checkout are bind-mounted read-only at
 # run time, at their host paths, so the container runs the very code under test.
 #   build-test-image.sh [IMAGE]     (default localhost/tuneq-test:latest; needs podman)
+# The venv is $TUNEQ_TEST_VENV, else the checkout's .venv.
 set -euo pipefail
 image=${1:-localhost/tuneq-test:latest}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export CONTAINERS_CONF="$root/tests/container/containers.conf"
-base=$("$root/.venv/bin/python" -c 'import sys; print(sys.base_prefix)')
-venv_lib="$root/.venv/lib"
+venv=${TUNEQ_TEST_VENV:-$root/.venv}
+base=$("$venv/bin/python" -c 'import sys; print(sys.base_prefix)')
+venv_lib="$venv/lib"
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 from runner.events import EventWriter
+from runner.secrets import load_secret_files
 
+load_secret_files()  # as python -m runner.pipeline does
 run_dir = Path(sys.argv[1])
 plan = json.loads((run_dir / "fake.json").read_text())
 events = EventWriter(run_dir / "events.jsonl", job=plan.get("job", "fake"))

@@ -1,0 +1,100 @@
+"""Disk space for the export stages: checked before they write, and a full disk named as the cause.
+
+A rented server's disk most often fills at merge and export. Before ``merged``, ``gguf`` and ``quantize``,
+what that stage and the export stages after it will write is compared with the free space of the run
+directory's filesystem; short of it, the stage fails at once ("needs N GB, M GB free"). Sizes: 16-bit
+weights take 2 bytes a parameter (the merged safetensors, the f16 GGUF), a quant its bits per weight / 8
+(llama.cpp's averages), plus a 5% margin. The parameter count comes from the files already written (the
+f16 GGUF, the merged safetensors), else from the base model's config. A disk that fills anyway (an
+``ENOSPC`` mid-stage) fails the job with :data:`DISK_FULL` and the same hint; artifacts are written under
+a temporary name and renamed, so a partial one is never taken for done.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner.pipeline.context import StageContext, StageFailed
+
+EXPORT_STAGES = ("merged", "gguf", "quantize")
+DISK_FULL = "the disk is full (no space left on device)"
+DISK_HINT = "free space on that disk, or move TUNEQ_HOME (or the run directory) to a bigger disk"
+GB = 10**9
+_MARGIN = 1.05
+# Average bits per weight of llama.cpp's quant types (token embeddings and output kept wider included).
+_QUANT_BITS = {
+    "f16": 16.0, "bf16": 16.0, "q8_0": 8.5, "q6_k": 6.6, "q5_k_m": 5.7, "q5_k_s": 5.5, "q5_1": 6.0,
+    "q5_0": 5.5, "q4_k_m": 4.9, "q4_k_s": 4.6, "q4_1": 5.0, "q4_0": 4.5, "iq4_nl": 4.5, "iq4_xs": 4.3,
+    "q3_k_l": 4.3, "q3_k_m": 3.9, "q3_k_s": 3.5, "iq3_m": 3.7, "iq3_s": 3.5, "iq3_xs": 3.3, "iq3_xxs": 3.1,
+    "q2_k": 3.4, "tq2_0": 2.1, "tq1_0": 1.7,
+}  # fmt: skip
+_UNKNOWN_BITS = 8.5  # a quant not in the table: assume the largest common one
+
+
+def export_bytes(params: int, quants: Sequence[str]) -> dict[str, int]:
+    """Bytes each export stage writes for a model of ``params`` parameters and the ``export.gguf`` list."""
+    quantized = sum(params * _QUANT_BITS.get(q, _UNKNOWN_BITS) / 8 for q in quants if q != "f16")
+    return {"merged": 2 * params, "gguf": 2 * params, "quantize": int(quantized)}
+
+
+def size_text(n: float) -> str:
+    """Bytes for people: ``3.1 GB``, ``850 MB``."""
+    return f"{n / GB:.1f} GB" if n >= GB else f"{n / 10**6:.0f} MB"
+
+
+def describe(params: int, quants: Sequence[str]) -> str:
+    """The ``tuneq validate`` line: what the export stages will write in all, and by stage."""
+    sizes = export_bytes(params, quants)
+    parts = [f"merged 16-bit {size_text(sizes['merged'])}", f"f16 GGUF {size_text(sizes['gguf'])}"]
+    if sizes["quantize"]:
+        listed = " + ".join(q for q in quants if q != "f16")
+        parts.append(f"{listed} {size_text(sizes['quantize'])}")
+    return f"~{size_text(sum(sizes.values()))} written by export ({', '.join(parts)})"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a full disk (or an exhausted quota)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def ensure_room(ctx: StageContext, stage: str) -> None:
+    """Fail ``stage`` before it writes if its filesystem cannot hold what it and the later export stages
+    will write; nothing is checked when the model's size cannot be told."""
+    params = _parameters(ctx)
+    if params is None:
+        ctx.log("disk space not checked: the model's size is unknown")
+        return
+    sizes = export_bytes(params, ctx.spec.export.gguf)
+    need = int(_MARGIN * sum(sizes[s] for s in EXPORT_STAGES[EXPORT_STAGES.index(stage) :]))
+    free = shutil.disk_usage(ctx.run.root).free
+    if need > free:
+        raise StageFailed(
+            f"{stage}: needs {size_text(need)}, {size_text(free)} free on the disk of {ctx.run.root}",
+            DISK_HINT,
+        )
+
+
+def _parameters(ctx: StageContext) -> int | None:
+    """The model's parameter count: from the f16 GGUF or the merged weights on disk, else the base's config."""
+    from runner.pipeline.gguf import f16_path
+
+    f16 = f16_path(ctx)
+    if f16.exists():
+        return f16.stat().st_size // 2
+    merged = list(ctx.run.merged.glob("*.safetensors")) if ctx.run.merged.is_dir() else []
+    if merged:
+        return sum(p.stat().st_size for p in merged) // 2
+    from runner.models.resolve import local_model_dir
+    from runner.vram import model_config, parameter_count
+
+    base = local_model_dir(ctx.spec.model.base, ctx.spec.model.revision)
+    config = model_config(str(base) if base else ctx.spec.model.base, ctx.spec.model.revision)
+    return None if config is None else parameter_count(config)
+
+
+def path_is_full(path: Path) -> bool:
+    """Whether the filesystem holding ``path`` has (almost) no space left: after a native writer failed."""
+    return shutil.disk_usage(path).free < 2**20

@@ -1,0 +1,192 @@
+"""Disk space at export, on a real small filesystem (an 8 MB tmpfs): the merged, gguf and quantize stages
+refuse to start without room, a disk that fills mid-stage fails with that cause, and no partial artifact
+is left or taken for done. `tuneq validate` prints the estimate."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.events import EventWriter
+from runner.pipeline import gguf, merged, quantize
+from runner.pipeline.artifacts import run_converter
+from runner.pipeline.context import StageContext, StageFailed
+from runner.pipeline.disk import DISK_FULL, DISK_HINT
+from runner.pipeline.run import _describe_failure
+from runner.rundir import RunDir
+from runner.spec import parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 10**6
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs; skipped where mounting one is not permitted."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _base(tmp_path: Path, hidden: int, layers: int, vocab: int) -> Path:
+    """A local base model's config.json (its size is all the disk check reads)."""
+    base = tmp_path / f"base-{hidden}"
+    base.mkdir()
+    config = {
+        "hidden_size": hidden,
+        "intermediate_size": 3 * hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "vocab_size": vocab,
+    }
+    (base / "config.json").write_text(json.dumps(config))
+    return base
+
+
+def _ctx(
+    run_root: Path, base: Path | str = "tuneq:tiny-llama", quants: str = '"f16", "q4_k_m"'
+) -> StageContext:
+    spec = parse_spec(
+        f'name = "x"\n[model]\nbase = "{base}"\n[data]\nsource = "d.jsonl"\n[export]\ngguf = [{quants}]\n',
+        "test.toml",
+    )
+    run = RunDir(run_root)
+    return StageContext(spec, run, {"job": "1"}, EventWriter(run.events, "1"))
+
+
+def _fill(path: Path, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\1" * size)
+
+
+def test_each_export_stage_fails_before_writing_without_room(small_disk: Path, tmp_path: Path) -> None:
+    # merged: a 2.2M-parameter base → 4.4 MB merged + 4.4 MB f16 + 1.3 MB Q4_K_M, on 8 MB
+    ctx = _ctx(small_disk / "m", _base(tmp_path, 256, 2, 1024))
+    with pytest.raises(StageFailed, match=r"^merged: needs 11 MB, 8 MB free on the disk of ") as info:
+        merged.run(ctx)
+    assert info.value.hint == DISK_HINT and not ctx.run.merged.exists()
+
+    # gguf: 4 MB of merged weights on the disk → a 4 MB f16 GGUF and a 1.2 MB Q4_K_M, 4 MB left
+    ctx = _ctx(small_disk / "g")
+    _fill(ctx.run.merged / "model.safetensors", 4 * MB)
+    with pytest.raises(StageFailed, match=r"^gguf: needs 5 MB, 4 MB free") as info:
+        gguf.run(ctx)
+    assert info.value.hint == DISK_HINT and not ctx.run.gguf.exists()
+    (ctx.run.merged / "model.safetensors").unlink()
+
+    # quantize: a 3 MB f16 GGUF → Q4_K_M + Q8_0 need 2.7 MB, 2 MB left beside a 3 MB file
+    ctx = _ctx(small_disk / "q", quants='"f16", "q4_k_m", "q8_0"')
+    _fill(gguf.f16_path(ctx), 3 * MB)
+    _fill(small_disk / "ballast", 3 * MB)
+    with pytest.raises(StageFailed, match=r"^quantize: needs 3 MB, 2 MB free") as info:
+        quantize.run(ctx)
+    assert info.value.hint == DISK_HINT
+    assert sorted(p.name for p in ctx.run.gguf.iterdir()) == [gguf.f16_path(ctx).name]
+
+
+def test_a_converter_that_fills_the_disk_fails_with_that_cause_and_leaves_nothing(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    converter = tmp_path / "convert_fill.py"
+    converter.write_text(
+        "import sys\n"
+        "with open(sys.argv[sys.argv.index('--outfile') + 1], 'wb') as out:\n"
+        "    for _ in range(40):\n"
+        "        out.write(b'x' * 500_000)\n"
+        "        out.flush()\n"
+    )
+    ctx = _ctx(small_disk / "run")
+    out = ctx.run.gguf / "x-f16.gguf"
+    out.parent.mkdir(parents=True)
+    with pytest.raises(StageFailed) as info:
+        run_converter(ctx, converter, [], out)
+    assert info.value.cause == f"convert_fill.py failed (exit 1): {DISK_FULL}"
+    assert info.value.hint == DISK_HINT
+    assert list(out.parent.iterdir()) == []  # no partial file, under its final name or the temporary one
+    assert os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize > 7 * MB  # the space is back
+
+
+def test_a_quantize_that_fills_the_disk_fails_with_that_cause_and_leaves_nothing(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """The real converter and llama.cpp's quantizer on the built-in tiny model (a 4.5 MB f16 GGUF)."""
+    from runner.llamacpp import converter_script
+    from runner.models.resolve import resolve_base
+    from runner.spec.quants import known_ftypes
+
+    f16 = tmp_path / "tiny-f16.gguf"
+    command = [sys.executable, str(converter_script()), resolve_base("tuneq:tiny-llama"), "--outtype", "f16"]
+    subprocess.run([*command, "--outfile", str(f16)], check=True, capture_output=True)
+    src = small_disk / "f16.gguf"
+    src.write_bytes(f16.read_bytes())
+    _fill(small_disk / "ballast", 2 * MB)  # leaves ~1.9 MB: a 2.4 MB Q8_0 does not fit
+    dst = small_disk / "tiny-Q8_0.gguf"
+    with pytest.raises(StageFailed) as info:
+        quantize.quantize_file(src, dst, known_ftypes()["q8_0"], threads=2)
+    assert (info.value.cause, info.value.hint) == (
+        f"llama_model_quantize could not write {dst.name}: {DISK_FULL}",
+        DISK_HINT,
+    )
+    assert sorted(p.name for p in small_disk.iterdir()) == ["ballast", "f16.gguf"]
+
+
+class _FillingModel:
+    """Stands in for the trained model: its merged save writes shards until the disk is full."""
+
+    def save_pretrained_merged(self, folder: str, tokenizer: Any, save_method: str) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for shard in range(20):
+            (Path(folder) / f"model-{shard}.safetensors").write_bytes(b"\0" * MB)
+
+
+def test_a_merge_that_fills_the_disk_fails_the_job_with_that_cause_and_leaves_nothing(
+    small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("UNSLOTH_DISABLE_STATISTICS", "UNSLOTH_COMPILE_LOCATION", "TOKENIZERS_PARALLELISM"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the stage sets them
+    ctx = _ctx(small_disk / "run", _base(tmp_path, 64, 1, 256))  # small enough to pass the check
+    ctx.handoff.update(model=_FillingModel(), tokenizer=None)
+    with pytest.raises(OSError) as info:
+        merged.run(ctx)
+    failure, code = _describe_failure(info.value, "merged")
+    assert (failure, code) == ({"cause": f"merged: {DISK_FULL}", "hint": DISK_HINT}, 1)
+    assert list(ctx.run.root.iterdir()) == []  # no merged/, no merged.tmp
+
+
+def test_validate_prints_the_disk_the_export_needs(tmp_path: Path) -> None:
+    job = tmp_path / "job.toml"
+    data = ROOT / "jobs" / "data" / "medical-cot-tiny.jsonl"
+    job.write_text(
+        'name = "x"\n[model]\nbase = "tuneq:random-r1-qwen-1.5b"\n'
+        f'[data]\nsource = "{data}"\nformat = "columns"\n'
+        '[data.columns]\nprompt = "Question"\nreasoning = "Complex_CoT"\nresponse = "Response"\n'
+        '[export]\ngguf = ["f16", "q4_k_m", "q8_0"]\n'
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TUNEQ_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "validate", str(job)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        "  disk      ~10.1 GB written by export "
+        "(merged 16-bit 3.6 GB, f16 GGUF 3.6 GB, q4_k_m + q8_0 3.0 GB)\n" in done.stdout
+    )
