@@ -106,7 +106,7 @@ def prepare_run_dir(loaded: LoadedSpec, root: Path, job_id: str) -> RunDir:
     root.mkdir(parents=True, exist_ok=True)
     data_path = None
     source = loaded.spec.data.source
-    if is_local_source(source):
+    if is_local_source(source, loaded.base_dir):
         src = resolve_local(source, loaded.base_dir)
         run.input_dir.mkdir(exist_ok=True)
         dst = run.input_dir / src.name
