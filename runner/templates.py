@@ -91,7 +91,7 @@ def _plain_prompt_completion(example: Example, template: TemplateSpec) -> tuple[
     messages = example.messages
     if sum(1 for m in messages if m.role == "assistant") != 1:
         raise DataError(
-            f"style '{template.style}' takes single-turn examples; use style 'chat' for conversations"
+            f"style '{template.style}' takes single-turn examples; use style 'chat' or 'r1' for conversations"
         )
     system = next((m.content for m in messages if m.role == "system"), template.system)
     user = next(m for m in messages if m.role == "user")
@@ -155,8 +155,8 @@ def _style_advice(example: Example) -> str:
     """A template style that renders this example consistently, for an error message."""
     if sum(1 for m in example.messages if m.role == "assistant") > 1:
         return (
-            "for conversations use template.style = 'r1' (its own template; 'alpaca' and 'custom' "
-            "take single-turn examples only)"
+            "for conversations use template.style = 'r1' (it brings its own template; the alpaca and "
+            "custom styles take single-turn examples only)"
         )
     return "use template.style = 'alpaca' or 'r1' (both work with or without reasoning in the data)"
 
