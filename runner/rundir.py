@@ -170,7 +170,7 @@ def _remove_abandoned(runs: Path) -> None:
 def _local_data(loaded: LoadedSpec) -> Path | None:
     """The job's local data file, if its source is one."""
     source = loaded.spec.data.source
-    return resolve_local(source, loaded.base_dir) if is_local_source(source) else None
+    return resolve_local(source, loaded.base_dir) if is_local_source(source, loaded.base_dir) else None
 
 
 def _write_inputs(run: RunDir, loaded: LoadedSpec) -> None:

@@ -31,11 +31,16 @@ Segment = tuple[str, bool]
 
 @dataclass(frozen=True)
 class Tokenized:
-    """One training row: ids, labels, and whether truncation cut it."""
+    """One training row: ids, labels, and how many tokens truncation cut off its end."""
 
     input_ids: list[int]
     labels: list[int]
-    truncated: bool
+    cut: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        """Whether truncation to ``max_seq_length`` cut the row."""
+        return self.cut > 0
 
     @property
     def trainable(self) -> int:
@@ -86,7 +91,7 @@ def _plain_prompt_completion(example: Example, template: TemplateSpec) -> tuple[
     messages = example.messages
     if sum(1 for m in messages if m.role == "assistant") != 1:
         raise DataError(
-            f"style '{template.style}' takes single-turn examples; use style 'chat' for conversations"
+            f"style '{template.style}' takes single-turn examples; use style 'chat' or 'r1' for conversations"
         )
     system = next((m.content for m in messages if m.role == "system"), template.system)
     user = next(m for m in messages if m.role == "user")
@@ -132,8 +137,8 @@ def _chat_segments(example: Example, tokenizer: Any, chat_template: str, always_
         before, after = render(i, True), render(i + 1, False)
         if not (before.startswith(done) and after.startswith(before)):
             raise DataError(
-                "the chat template renders turns inconsistently (a prefix changes when a turn is added); "
-                "use template.style = 'r1' or 'alpaca'"
+                "the model's chat template renders turns inconsistently (a prefix changes when a turn "
+                f"is added), so the trained tokens would not be those it is prompted with; {_style_advice(example)}"
             )
         segments += [(before[len(done) :], False), (after[len(before) :], True)]
         done = after
@@ -146,13 +151,26 @@ def _chat_segments(example: Example, tokenizer: Any, chat_template: str, always_
     return segments
 
 
+def _style_advice(example: Example) -> str:
+    """A template style that renders this example consistently, for an error message."""
+    if sum(1 for m in example.messages if m.role == "assistant") > 1:
+        return (
+            "for conversations use template.style = 'r1' (it brings its own template; the alpaca and "
+            "custom styles take single-turn examples only)"
+        )
+    return "use template.style = 'alpaca' or 'r1' (both work with or without reasoning in the data)"
+
+
 def tokenize_example(
     example: Example, template: TemplateSpec, tokenizer: Any, max_seq_length: int
 ) -> Tokenized:
     """Token ids and labels for one example, truncated to ``max_seq_length``.
 
-    The whole text is tokenized once (as at inference), and a token carries the loss when it starts
-    inside a trained segment, so segment borders never change how the text splits into tokens.
+    The whole text is tokenized once, and a token carries the loss when it starts inside a trained
+    segment. Where a token of that text spans a prompt/answer boundary (byte-level BPE merges the
+    ``"\n"`` ending R1's ``<think>\n`` prompt with the ``"\n"`` opening an empty reasoning into one
+    ``"\n\n"`` token), the row is re-split there (:func:`_split_at`): the prompt's tokens become exactly
+    those of the prompt tokenized alone, as inference sees them, and the answer continues from them.
     """
     segments = render_segments(example, template, tokenizer)
     last = max(i for i, (_, trained) in enumerate(segments) if trained)
@@ -161,16 +179,18 @@ def tokenize_example(
         for i, (text, trained) in enumerate(segments[: last + 1])
     ]
     text = "".join(t for t, _ in segments)
-    spans, position = [], 0
+    spans, prompt_ends, position = [], [], 0
     for piece, trained in segments:
         if trained:
             spans.append((position, position + len(piece)))
+            prompt_ends.append(position)
         position += len(piece)
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids: list[int] = list(encoded["input_ids"])
+    ids, starts = _encode(tokenizer, text)
+    for end in prompt_ends:
+        ids, starts = _split_at(tokenizer, text, end, ids, starts)
     labels = [
         tid if any(a <= start < b for a, b in spans) else IGNORE
-        for tid, (start, _) in zip(ids, encoded["offset_mapping"], strict=True)
+        for tid, start in zip(ids, starts, strict=True)
     ]
     if not _ends_turn(tokenizer, ids):
         ids.append(tokenizer.eos_token_id)
@@ -179,8 +199,64 @@ def tokenize_example(
     if bos is not None and _adds_bos(tokenizer) and ids[0] != bos:
         ids.insert(0, bos)
         labels.insert(0, IGNORE)
-    truncated = len(ids) > max_seq_length
-    return Tokenized(ids[:max_seq_length], labels[:max_seq_length], truncated)
+    return Tokenized(ids[:max_seq_length], labels[:max_seq_length], max(0, len(ids) - max_seq_length))
+
+
+def truncation_warning(examples: list[Example], rows: list[Tokenized], max_seq_length: int) -> str | None:
+    """A warning naming the examples longer than ``max_seq_length`` and the tokens cut, or None."""
+    cut = [(e.row, r) for e, r in zip(examples, rows, strict=True) if r.truncated]
+    if not cut:
+        return None
+    cut.sort()
+    shown = ", ".join(
+        f"row {number} ({len(r.input_ids) + r.cut} tokens, {r.cut} cut"
+        + (", nothing left to learn)" if r.trainable == 0 else ")")
+        for number, r in cut[:5]
+    )
+    more = f" and {len(cut) - 5} more" if len(cut) > 5 else ""
+    return (
+        f"{len(cut)} of {len(rows)} examples are longer than model.max_seq_length {max_seq_length} and lose "
+        f"their end: {shown}{more}; raise model.max_seq_length to train them whole"
+    )
+
+
+def _encode(tokenizer: Any, text: str, offset: int = 0) -> tuple[list[int], list[int]]:
+    """Token ids of ``text`` (no special tokens added) and each token's start in characters."""
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return list(encoded["input_ids"]), [offset + start for start, _ in encoded["offset_mapping"]]
+
+
+def _split_at(
+    tokenizer: Any, text: str, end: int, ids: list[int], starts: list[int]
+) -> tuple[list[int], list[int]]:
+    """``ids`` re-split so that they begin with the tokens of ``text[:end]`` tokenized alone.
+
+    Unchanged when they already do. Otherwise the tokens before ``end`` are replaced by the prompt's
+    own, and the text of tokens cut by the boundary is tokenized on its own after them.
+    """
+    prompt_ids, prompt_starts = _encode(tokenizer, text[:end])
+    if ids[: len(prompt_ids)] == prompt_ids:
+        return ids, starts
+    after = next((i for i, start in enumerate(starts) if start >= end), len(ids))
+    resume = starts[after] if after < len(ids) else len(text)
+    bridge_ids, bridge_starts = _encode(tokenizer, text[end:resume], offset=end)
+    return prompt_ids + bridge_ids + ids[after:], prompt_starts + bridge_starts + starts[after:]
+
+
+def generation_prompt_ids(tokenizer: Any, prompt: str, chat_template: str | None = None) -> list[int]:
+    """The token ids a model is prompted with for one user message, as at inference.
+
+    The chat template renders the prompt with its generation prompt; BOS is added only when the
+    template did not write one.
+    """
+    text: str = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}],
+        chat_template=chat_template,
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    has_bos = bool(tokenizer.bos_token) and text.startswith(tokenizer.bos_token)
+    return list(tokenizer(text, add_special_tokens=not has_bos)["input_ids"])
 
 
 def _ends_turn(tokenizer: Any, ids: list[int]) -> bool:
@@ -203,9 +279,10 @@ _ALPACA_CHAT_TEMPLATE = (
     "{%- set ns = namespace(system='" + ALPACA_SYSTEM + "') -%}"
     "{%- for m in messages if m['role'] == 'system' %}{% set ns.system = m['content'] %}{% endfor -%}"
     "{{ ns.system }}"
-    "{%- for m in messages %}{% if m['role'] == 'user' %}\n\n### Instruction:\n{{ m['content'] }}\n\n### Response:\n"
+    "{%- for m in messages %}{% if m['role'] == 'user' %}"
+    "{{ '\\n\\n### Instruction:\\n' + m['content'] + '\\n\\n### Response:\\n' }}"
     "{% elif m['role'] == 'assistant' %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
-)
+)  # newlines as Jinja strings: chat templates run with trim_blocks, which drops one after a block tag
 
 
 def chat_template_for(template: TemplateSpec, tokenizer: Any) -> str:

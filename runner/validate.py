@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.dataset.build import load_examples
-from runner.dataset.read import DataError, is_local_source, resolve_local
+from runner.dataset.read import DataError, check_hub_id, is_local_source, resolve_local
 from runner.spec import LoadedSpec, Problem, SpecError, load_spec
 from runner.templates import Tokenized
 
@@ -47,10 +47,12 @@ def check_data(loaded: LoadedSpec) -> DataCheck:
     """Read the job's rows where possible and check them; raise :class:`SpecError` naming ``data.*`` keys."""
     data = loaded.spec.data
     where = str(loaded.path)
-    local = is_local_source(data.source)
-    if not local and not hub_reachable():
-        return DataCheck("not checked (offline)")
+    local = is_local_source(data.source, loaded.base_dir)
     try:
+        if not local:
+            check_hub_id(data.source)
+            if not hub_reachable():
+                return DataCheck("not checked (offline)")
         examples = load_examples(data, loaded.spec.template, loaded.base_dir, None, loaded.spec.train.seed)
     except DataError as exc:
         key = "data.columns" if "column" in str(exc) else "data.source"
@@ -76,13 +78,14 @@ class LabelCheck:
     no_target: int
     truncated: int
     sample: str
+    truncation: str | None = None  # which examples truncation cuts, and by how many tokens
 
 
 def check_labels(loaded: LoadedSpec, limit: int = 2000) -> LabelCheck:
     """Tokenize up to ``limit`` examples with the model's tokenizer: count ones that would train nothing."""
     from runner.models.resolve import load_tokenizer
     from runner.pipeline.data import render_sample
-    from runner.templates import tokenize_example
+    from runner.templates import tokenize_example, truncation_warning
 
     spec = loaded.spec
     examples = load_examples(spec.data, spec.template, loaded.base_dir, None, spec.train.seed).train[:limit]
@@ -95,4 +98,5 @@ def check_labels(loaded: LoadedSpec, limit: int = 2000) -> LabelCheck:
         sum(r.trainable == 0 for r in rows),
         sum(r.truncated for r in rows),
         render_sample(rows[0], tokenizer),
+        truncation_warning(examples, rows, spec.model.max_seq_length),
     )

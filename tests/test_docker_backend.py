@@ -142,13 +142,13 @@ def test_model_cache_is_read_write_only_when_the_job_downloads(tmp_path: Path) -
     def spec(base: str, source: str = "rows.jsonl") -> JobSpec:
         return JobSpec.model_validate({"name": "x", "model": {"base": base}, "data": {"source": source}})
 
-    assert not downloads(spec("tuneq:tiny-llama"), {}, cache)
-    assert not downloads(spec(str(tmp_path)), {}, cache)  # a local base
-    assert not downloads(spec("org/whole"), {}, cache)
-    assert downloads(spec("org/partial"), {}, cache)  # a shard is missing
-    assert downloads(spec("org/absent"), {}, cache)
-    assert downloads(spec("tuneq:tiny-llama", "org/some-dataset"), {}, cache)  # hub data
-    assert not downloads(spec("org/absent", "org/some-dataset"), {"HF_HUB_OFFLINE": "1"}, cache)
+    assert not downloads(spec("tuneq:tiny-llama"), tmp_path, {}, cache)
+    assert not downloads(spec(str(tmp_path)), tmp_path, {}, cache)  # a local base
+    assert not downloads(spec("org/whole"), tmp_path, {}, cache)
+    assert downloads(spec("org/partial"), tmp_path, {}, cache)  # a shard is missing
+    assert downloads(spec("org/absent"), tmp_path, {}, cache)
+    assert downloads(spec("tuneq:tiny-llama", "org/some-dataset"), tmp_path, {}, cache)  # hub data
+    assert not downloads(spec("org/absent", "org/some-dataset"), tmp_path, {"HF_HUB_OFFLINE": "1"}, cache)
     launch = Launch("j", tmp_path / "run", spec("org/absent"))
     kwargs = create_kwargs(launch, DockerSettings(model_cache=cache, queue="q"), "w", {})
     cache_mount = next(m for m in kwargs["mounts"] if m["Target"] == CACHE_TARGET)

@@ -127,12 +127,12 @@ def remove_secret_files(folder: str | Path | None) -> None:
         Path(folder).rmdir()
 
 
-def downloads(spec: JobSpec, worker_env: Mapping[str, str], model_cache: Path) -> bool:
+def downloads(spec: JobSpec, run_dir: Path, worker_env: Mapping[str, str], model_cache: Path) -> bool:
     """Whether the job may download into the model cache: its data or its base model is on the hub and
     not already complete in the cache, and the worker is not offline."""
     if worker_env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False
-    if not is_local_source(spec.data.source):
+    if not is_local_source(spec.data.source, run_dir):
         return True
     base = spec.model.base
     if is_builtin(base) or Path(base).expanduser().exists():
@@ -187,7 +187,7 @@ def create_kwargs(
     """Arguments of ``client.containers.create`` for one job (``secrets_dir``: from
     :func:`write_secret_files`)."""
     run_dir = str(launch.run_dir.resolve())
-    read_only = not downloads(launch.spec, worker_env, settings.model_cache)
+    read_only = not downloads(launch.spec, Path(launch.run_dir), worker_env, settings.model_cache)
     mounts = [
         Mount(target=run_dir, source=run_dir, type="bind"),
         Mount(

@@ -17,6 +17,7 @@ from runner.events import EventTail, format_event
 from runner.pipeline.disk import describe as describe_disk
 from runner.rundir import RunDir, RunDirConflict, prepare_run_dir
 from runner.spec import LoadedSpec, SpecError
+from runner.spec.model import file_stem
 from runner.validate import DataCheck, check_labels, validate_file
 from runner.vram import estimate, model_config, parameter_count
 
@@ -100,6 +101,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(_summary(loaded, data))
         if args.show_sample and data.status == "checked":
             code = max(code, _show_sample(loaded))
+        elif data.status == "checked":
+            print(
+                "  lengths   not counted: --show-sample tokenizes the examples and names any longer than max_seq_length"
+            )
     return code
 
 
@@ -114,6 +119,8 @@ def _show_sample(loaded: LoadedSpec) -> int:
         f"  {labels.examples} examples tokenized: {labels.truncated} truncated to "
         f"max_seq_length, {labels.no_target} with nothing to learn"
     )
+    if labels.truncation:
+        print(f"{loaded.path}: warning: {labels.truncation}", file=sys.stderr)
     if labels.no_target == labels.examples:
         print(
             f"{loaded.path}: model.max_seq_length: every example loses its answer to truncation "
@@ -132,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    root = args.run_dir or Path("runs") / f"{loaded.spec.name}-{stamp}"
+    root = args.run_dir or Path("runs") / f"{file_stem(loaded.spec.name)}-{stamp}"
     try:
         run = prepare_run_dir(loaded, root.resolve(), root.name)
     except RunDirConflict as exc:

@@ -10,6 +10,7 @@ from runner.dataset.formats import Example, detect_format, required_columns, to_
 from runner.dataset.read import (
     DataError,
     Row,
+    check_hub_id,
     is_local_source,
     parse_split,
     read_hub,
@@ -37,24 +38,34 @@ def read_rows(
     split = split or data.split
     if local_copy is not None:
         return read_local(local_copy, split)
-    if is_local_source(data.source):
+    if is_local_source(data.source, base_dir):
         return read_local(resolve_local(data.source, base_dir), split)
+    check_hub_id(data.source)
     return read_hub(data.source, data.subset, split)
 
 
 def resolve_format(data: DataSpec, rows: list[Row]) -> str:
-    """The data format: as set, or detected from the first row; checks every row has its columns."""
+    """The data format: as set, or detected from the first row; checks every row has its columns.
+
+    A missing column is reported once, with how many rows lack it and the first few of them.
+    """
     fmt = data.format if data.format != "auto" else detect_format(set(rows[0]))
     needed = required_columns(fmt, data.columns)
-    problems = []
+    lacking: dict[str, list[int]] = {}
     for number, row in enumerate(rows, start=1):
-        missing = sorted(needed - set(row))
-        if missing:
-            problems.append(f"row {number}: missing column(s) {missing} (columns present: {sorted(row)})")
-        if len(problems) >= MAX_ROW_PROBLEMS:
-            break
-    if problems:
-        raise DataError(f"format '{fmt}' needs columns {sorted(needed)}:\n  " + "\n  ".join(problems))
+        for column in sorted(needed - set(row)):
+            lacking.setdefault(column, []).append(number)
+    if lacking:
+        lines = [
+            f"column {column!r} missing in {len(numbers)} of {len(rows)} rows (first: row"
+            f"{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers[:MAX_ROW_PROBLEMS]))}; "
+            f"row {numbers[0]} has {sorted(rows[numbers[0] - 1])})"
+            for column, numbers in sorted(lacking.items())
+        ]
+        raise DataError(
+            f"format '{fmt}' needs columns {sorted(needed)} in every row of {data.source}:\n  "
+            + "\n  ".join(lines)
+        )
     return fmt
 
 
@@ -63,12 +74,12 @@ def normalize(rows: list[Row], fmt: str, data: DataSpec, template: TemplateSpec)
     examples, problems = [], []
     for number, row in enumerate(rows, start=1):
         try:
-            examples.append(to_example(row, fmt, data.columns, template.system))
+            examples.append(to_example(row, fmt, data.columns, template.system, number))
         except DataError as exc:
             problems.append(f"row {number}: {exc}")
     if problems:
         shown = "\n  ".join(problems[:MAX_ROW_PROBLEMS])
-        raise DataError(f"{len(problems)} row(s) cannot be used:\n  {shown}")
+        raise DataError(f"{len(problems)} of {len(rows)} rows of {data.source} cannot be used:\n  {shown}")
     return examples
 
 

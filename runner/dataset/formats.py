@@ -39,6 +39,7 @@ class Example:
 
     messages: tuple[Message, ...]
     fields: dict[str, Any] = field(default_factory=dict)
+    row: int = 0  # its 1-based row in the data (0: not from a file), for messages about it
 
 
 def detect_format(columns: set[str]) -> str:
@@ -68,7 +69,9 @@ def required_columns(fmt: str, mapping: dict[str, str]) -> set[str]:
     }[fmt]
 
 
-def to_example(row: Row, fmt: str, mapping: dict[str, str], system: str | None = None) -> Example:
+def to_example(
+    row: Row, fmt: str, mapping: dict[str, str], system: str | None = None, number: int = 0
+) -> Example:
     """Normalize one row; raises :class:`DataError` when a value has the wrong shape."""
     messages = list(_MAKERS[fmt](row, mapping))
     if system and not any(m.role == "system" for m in messages):
@@ -78,7 +81,7 @@ def to_example(row: Row, fmt: str, mapping: dict[str, str], system: str | None =
     for m in messages:
         if not isinstance(m.content, str):
             raise DataError(f"a {m.role} turn is {type(m.content).__name__}, not text")
-    return Example(tuple(messages), dict(row))
+    return Example(tuple(messages), dict(row), number)
 
 
 def _text(row: Row, key: str) -> str:

@@ -7,14 +7,19 @@ them without the training stack. Every failure is a :class:`DataError` with a me
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 Row = dict[str, Any]
 LOCAL_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+# Suffixes that mark a file name, never a hub id (hub ids may hold dots: "teknium/OpenHermes-2.5").
+FILE_SUFFIXES = (*LOCAL_SUFFIXES, ".txt", ".tsv", ".ndjson", ".xlsx", ".xls", ".arrow", ".gz", ".zip", ".md")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 _SPLIT = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)(\[(?P<start>-?\d*%?)?:(?P<stop>-?\d*%?)?\])?$")
 
 
@@ -51,9 +56,29 @@ def parse_split(split: str) -> SplitSlice:
     return SplitSlice(match["name"], match["start"] or None, match["stop"] or None)
 
 
-def is_local_source(source: str) -> bool:
-    """Whether ``data.source`` names a local file (by suffix or path shape) rather than a hub id."""
-    return source.endswith(LOCAL_SUFFIXES) or source.startswith(("/", "./", "../", "~"))
+def is_local_source(source: str, base_dir: Path) -> bool:
+    """Whether ``data.source`` names a local file rather than a hub id.
+
+    It does when it exists, starts with ``/``, ``.`` or ``~``, holds a backslash or more than one
+    ``/``, or ends with a file suffix (``.txt`` too: a missing ``data/alpaca.txt`` is a missing file,
+    not a hub id). A hub id is ``owner/name`` (or ``name``) without such a suffix.
+    """
+    return (
+        source.startswith(("/", ".", "~"))
+        or "\\" in source
+        or source.count("/") > 1
+        or Path(source).suffix.lower() in FILE_SUFFIXES
+        or resolve_local(source, base_dir).exists()
+    )
+
+
+def check_hub_id(source: str) -> None:
+    """Raise :class:`DataError` when a non-local ``data.source`` is not shaped like a hub id."""
+    if not _HUB_ID.match(source):
+        raise DataError(
+            f"data source '{source}' is neither an existing file nor a hub id: name a local "
+            f"{'/'.join(LOCAL_SUFFIXES)} file (relative to the job file) or a hub dataset as 'owner/name'"
+        )
 
 
 def resolve_local(source: str, base_dir: Path) -> Path:
@@ -71,44 +96,60 @@ def read_local(path: Path, split: str = "train") -> list[Row]:
     if not path.is_file():  # checked before opening: reading a FIFO or a device never ends
         raise DataError(f"data source {path} is not a regular file (a device, FIFO or socket)")
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".jsonl":
-            rows = _read_jsonl(path)
-        elif suffix == ".json":
-            rows = _read_json(path)
-        elif suffix == ".csv":
-            with path.open(newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
-        elif suffix == ".parquet":
-            rows = _read_parquet(path)
-        else:
-            raise DataError(f"{path}: unknown file type '{suffix}'; use one of {', '.join(LOCAL_SUFFIXES)}")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not valid UTF-8 text") from None
+    if suffix == ".jsonl":
+        rows = _read_jsonl(path)
+    elif suffix == ".json":
+        rows = _read_json(path)
+    elif suffix == ".csv":
+        rows = list(csv.DictReader(io.StringIO(_read_text(path), newline="")))
+    elif suffix == ".parquet":
+        rows = _read_parquet(path)
+    else:
+        raise DataError(
+            f"{path}: unknown file type '{suffix or '(none)'}'; supported: {', '.join(LOCAL_SUFFIXES)} "
+            "(convert the file, or rename it if it already is one of these)"
+        )
     if not rows:
         raise DataError(f"{path}: no rows")
     return parse_split(split).apply(rows)
 
 
+def _read_text(path: Path) -> str:
+    """A text file's content without a UTF-8 byte-order mark (Excel's "CSV UTF-8" writes one).
+
+    Text that is not UTF-8 is a :class:`DataError` naming the line, the byte and how to convert it.
+    """
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
+        raise DataError(
+            f"{path}:{line}: not valid UTF-8 text (byte {exc.start}: 0x{raw[exc.start]:02x}); if it is "
+            f"Latin-1, convert it: iconv -f latin1 -t utf-8 {shlex.quote(str(path))} > "
+            f"{shlex.quote(str(converted))}"
+        ) from None
+
+
 def _read_jsonl(path: Path) -> list[Row]:
     rows: list[Row] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{number}: each line must be a JSON object")
-            rows.append(row)
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number}: each line must be a JSON object")
+        rows.append(row)
     return rows
 
 
 def _read_json(path: Path) -> list[Row]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
     if isinstance(data, dict):  # {"train": [...]} or {"data": [...]}

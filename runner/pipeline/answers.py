@@ -24,6 +24,8 @@ def answer_prompts(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from runner.templates import generation_prompt_ids
+
     tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model: Any = AutoModelForCausalLM.from_pretrained(
@@ -34,22 +36,16 @@ def answer_prompts(
     stops = {*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id} - {None}
     results = []
     for prompt in prompts:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}],
-            chat_template=chat_template,
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-        has_bos = bool(tokenizer.bos_token) and text.startswith(tokenizer.bos_token)
-        inputs = tokenizer(text, add_special_tokens=not has_bos, return_tensors="pt").to(device)
+        input_ids = torch.tensor([generation_prompt_ids(tokenizer, prompt, chat_template)], device=device)
         with torch.no_grad():
             out = model.generate(
-                **inputs,
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
                 max_new_tokens=max_tokens,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id or min(stops),
             )
-        new = out[0, inputs["input_ids"].shape[1] :].tolist()
+        new = out[0, input_ids.shape[1] :].tolist()
         stopped = bool(new) and new[-1] in stops
         results.append(
             {

@@ -17,7 +17,7 @@ from runner.dataset.build import load_examples
 from runner.dataset.formats import Example
 from runner.models.resolve import load_tokenizer
 from runner.pipeline.context import StageContext, StageFailed
-from runner.templates import IGNORE, Tokenized, tokenize_example
+from runner.templates import IGNORE, Tokenized, tokenize_example, truncation_warning
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -59,9 +59,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
 def _tokenize_all(
     examples: list[Example], ctx: StageContext, tokenizer: Any
 ) -> tuple[list[Tokenized], dict[str, Any]]:
-    rows = [
-        tokenize_example(e, ctx.spec.template, tokenizer, ctx.spec.model.max_seq_length) for e in examples
-    ]
+    max_seq_length = ctx.spec.model.max_seq_length
+    rows = [tokenize_example(e, ctx.spec.template, tokenizer, max_seq_length) for e in examples]
+    if warning := truncation_warning(examples, rows, max_seq_length):
+        ctx.log(f"warning: {warning}")
     kept = [r for r in rows if r.trainable > 0]
     dropped = len(rows) - len(kept)
     if dropped:

@@ -3,6 +3,12 @@
 Checks the failure modes users hit after export: no chat template embedded, answers that never stop
 (wrong EOS), template tokens leaking into the text, and the job's own expectations (``must_contain``,
 ``regex``). Greedy decoding (temperature 0) so results repeat. Any failed check fails the job.
+
+Generation is bounded here, not only by llama-cpp-python's ``max_tokens``: its completion loop (0.3.36)
+skips that check while a UTF-8 character is incomplete, so byte-fallback output (CJK text from a
+half-trained model) ran on until the context was full and ``llama_decode`` failed. :class:`TokenBudget`
+forces the end-of-sequence token once ``max_tokens`` are out or the context is nearly full, and such an
+answer is reported as one that did not stop.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ import os
 import re
 import time
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.isolate import call_in_child
@@ -32,6 +41,33 @@ LEAK_MARKERS = (
 )
 
 
+class TokenBudget:
+    """A llama-cpp-python logits processor that ends an answer after ``max_tokens`` or at a full context.
+
+    It is called before each token is sampled, with the tokens evaluated so far; past the budget it leaves
+    only the end-of-sequence token possible, and ``exhausted`` records that the answer did not stop.
+    """
+
+    def __init__(self, max_tokens: int, n_ctx: int, eos: int) -> None:
+        self.max_tokens, self.n_ctx, self.eos = max_tokens, n_ctx, eos
+        self.prompt_tokens: int | None = None
+        self.exhausted = False
+
+    def __call__(
+        self, input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single]
+    ) -> npt.NDArray[np.single]:
+        """The scores unchanged, or only EOS possible once the budget is spent."""
+        if self.prompt_tokens is None:
+            self.prompt_tokens = len(input_ids)
+        generated = len(input_ids) - self.prompt_tokens
+        if generated < self.max_tokens and len(input_ids) < self.n_ctx - 1:
+            return scores
+        self.exhausted = True
+        only_eos = np.full_like(scores, -np.inf)
+        only_eos[self.eos] = 0.0
+        return only_eos
+
+
 def answer_prompts(
     path: str, n_ctx: int, prompts: list[SmokePrompt], max_tokens: int
 ) -> tuple[str | None, list[Any]]:
@@ -41,7 +77,7 @@ def answer_prompts(
     llm = Llama(
         model_path=path, n_ctx=n_ctx, n_threads=os.cpu_count() or 1, n_gpu_layers=-1, seed=0, verbose=False
     )
-    return llm.metadata.get("tokenizer.chat_template"), [_ask(llm, p, max_tokens) for p in prompts]
+    return llm.metadata.get("tokenizer.chat_template"), [_ask(llm, p, max_tokens, n_ctx) for p in prompts]
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -90,20 +126,40 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return {"ok": True, "prompts": len(results)}
 
 
-def _ask(llm: Any, prompt: SmokePrompt, max_tokens: int) -> dict[str, Any]:
+def _ask(llm: Any, prompt: SmokePrompt, max_tokens: int, n_ctx: int) -> dict[str, Any]:
+    from llama_cpp import LogitsProcessorList
+
+    budget = TokenBudget(max_tokens, n_ctx, llm.token_eos())
     started = time.monotonic()
-    out = llm.create_chat_completion(
-        messages=[{"role": "user", "content": prompt.prompt}], temperature=0.0, max_tokens=max_tokens, seed=0
-    )
+    try:
+        out = llm.create_chat_completion(
+            messages=[{"role": "user", "content": prompt.prompt}],
+            temperature=0.0,
+            max_tokens=max_tokens,
+            seed=0,
+            logits_processor=LogitsProcessorList([budget]),
+        )
+    except RuntimeError as exc:  # llama_decode failing: a failed check, not a crashed stage
+        check = {"name": "generates an answer", "ok": False, "detail": str(exc)}
+        return {
+            "prompt": prompt.prompt,
+            "answer": "",
+            "finish_reason": "error",
+            "completion_tokens": 0,
+            "tokens_per_s": None,
+            "checks": [check],
+            "ok": False,
+        }
     seconds = time.monotonic() - started
     choice = out["choices"][0]
     answer = choice["message"]["content"] or ""
     tokens = out["usage"]["completion_tokens"]
-    checks = evaluate(prompt, answer, choice["finish_reason"])
+    finish_reason = "length" if budget.exhausted else choice["finish_reason"]
+    checks = evaluate(prompt, answer, finish_reason)
     return {
         "prompt": prompt.prompt,
         "answer": answer,
-        "finish_reason": choice["finish_reason"],
+        "finish_reason": finish_reason,
         "completion_tokens": tokens,
         "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
         "checks": checks,
@@ -119,7 +175,7 @@ def evaluate(prompt: SmokePrompt, answer: str, finish_reason: str | None) -> lis
             {
                 "name": "stops before max_tokens",
                 "ok": finish_reason == "stop",
-                "detail": f"finish_reason={finish_reason}",
+                "detail": f"did not stop: no end-of-sequence token within max_tokens ({finish_reason=})",
             }
         )
     leaked = [m for m in LEAK_MARKERS if m in answer]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+import unicodedata
 from typing import Any
 
 from runner.pipeline.evalmd import fidelity_sections
@@ -9,8 +12,19 @@ from runner.spec.model import JobSpec
 
 
 def ollama_name(spec: JobSpec) -> str:
-    """The model name for ``ollama create`` (Ollama wants lower case)."""
-    return spec.artifact_name.lower()
+    """The model name for ``ollama create``."""
+    return ollama_model_name(spec.artifact_name)
+
+
+def ollama_model_name(name: str) -> str:
+    """``name`` as Ollama accepts it (lower-case ASCII letters, digits, '.', '_', '-').
+
+    Accents are dropped ("Café" → "cafe"), other runs of characters become '-'; a name with no ASCII
+    letter or digit (``日本語ジョブ``) becomes ``tuneq-`` and a short hash of it.
+    """
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9._-]+", "-", ascii_name).strip("-._")
+    return slug or "tuneq-" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
 def commands(spec: JobSpec, gguf: str, lora: str | None) -> str:

@@ -6,6 +6,7 @@ TRL's ``SFTConfig``, PEFT's ``LoraConfig``), so a notebook's settings move over 
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -13,7 +14,35 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from runner.spec.quants import check_quant
 
 Quant = Annotated[str, AfterValidator(check_quant)]
+NAME_RULE = (
+    "1 to 64 characters: letters and digits in any script, spaces, '-', '_' and '.', not starting with "
+    '\'.\', \'-\' or a space (e.g. "medical-r1", "my job", "日本語ジョブ")'
+)
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def check_job_name(name: str) -> str:
+    """A job name as written, or ``ValueError`` saying in words what is wrong and what a name may be."""
+    bad = sorted({c for c in name if not (c in " -_." or unicodedata.category(c)[0] in "LNM")})
+    if "/" in bad or "\\" in bad:
+        problem = "a name may not hold a path separator ('/' or '\\')"
+    elif bad:
+        shown = ", ".join(repr(c) if c.isprintable() else f"U+{ord(c):04X}" for c in bad)
+        problem = f"{shown} not allowed in a name"
+    elif not 1 <= len(name) <= 64:
+        problem = f"the name has {len(name)} characters"
+    elif name.startswith((".", "-", " ")) or name.endswith(" "):
+        problem = "a name may not start with '.', '-' or a space, nor end with a space"
+    elif ".." in name:
+        problem = "a name may not hold '..'"
+    else:
+        return name
+    raise ValueError(f"{problem}; a job name is {NAME_RULE}")
+
+
+def file_stem(name: str) -> str:
+    """A valid job name as a file-name stem: Unicode NFC, spaces as '-' (no quoting needed in a shell)."""
+    return unicodedata.normalize("NFC", name).replace(" ", "-")
 
 
 class _Section(BaseModel):
@@ -242,9 +271,9 @@ class RunSpec(_Section):
 class JobSpec(_Section):
     """A whole job file."""
 
-    name: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-        description="job name (also the default artifact file stem)",
+    name: Annotated[str, AfterValidator(check_job_name)] = Field(
+        description="job name: letters and digits in any script, spaces, '-', '_', '.' (up to 64); "
+        "also the default artifact file stem, with spaces as '-'",
     )
     description: str | None = Field(None, description="free text shown in listings")
     model: ModelSpec
@@ -258,19 +287,11 @@ class JobSpec(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> JobSpec:
-        if (
-            self.template.style == "r1"
-            and self.data.format == "columns"
-            and "reasoning" not in self.data.columns
-        ):
-            raise ValueError(
-                "template.style 'r1' trains the reasoning: map data.columns.reasoning to a column"
-            )
         if self.smoke.gguf not in self.export.gguf:
             raise ValueError(f"smoke.gguf '{self.smoke.gguf}' is not among export.gguf {self.export.gguf}")
         return self
 
     @property
     def artifact_name(self) -> str:
-        """The stem of exported files (``export.name`` or the job name)."""
-        return self.export.name or self.name
+        """The stem of exported files (``export.name`` or the job name as a file stem)."""
+        return self.export.name or file_stem(self.name)

@@ -19,6 +19,7 @@ from textual.worker import get_current_worker
 from runner.events import Event, EventTail, terminal_safe
 from runner.jobstate import JobState
 from runner.rundir import RunDir
+from runner.ship.card import ollama_model_name
 from runner.store import Job, JobError, StoreError
 from tui.context import TuiContext
 from tui.feed import JobFeed, JobView
@@ -156,7 +157,7 @@ class JobScreen(Screen[None]):
             path = Text.assemble(("Q4_K_M ", "bold green"), str(root / q4))
             self.query_one("#q4-path", Static).update(path)
         self.query_one("#q4-path").set_class(q4 is not None, "-shown")
-        self.query_one(ShipPanel).show(root, items, q4, self.job.name, self.ctx.ssh_target,
+        self.query_one(ShipPanel).show(root, items, q4, ollama_model_name(self.job.name), self.ctx.ssh_target,
                                        self.files.modelfile)
 
     # --- keys -------------------------------------------------------------------------------------
