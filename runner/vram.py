@@ -26,6 +26,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from runner.models.random import SHAPES, VOCAB_SIZE
+from runner.models.tiny import PACKAGED, TINY_LLAMA
 from runner.spec.model import JobSpec
 
 GIB = 2**30
@@ -107,7 +108,7 @@ def model_config(base: str, revision: str | None = None) -> Any | None:
     if base in SHAPES:
         shape = {k: v for k, v in SHAPES[base].items() if k != "arch"}
         return SimpleNamespace(**shape, vocab_size=VOCAB_SIZE, tie_word_embeddings=False)
-    path = Path(base).expanduser() / "config.json"
+    path = (PACKAGED if base == TINY_LLAMA else Path(base).expanduser()) / "config.json"
     if not path.exists() and not base.startswith("tuneq:"):
         from huggingface_hub import try_to_load_from_cache
 

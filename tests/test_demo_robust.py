@@ -55,7 +55,15 @@ def test_demo_passes_on_other_numerics(tmp_path: Path, threads: int, seed: int, 
         env["ATEN_CPU_CAPABILITY"] = kernels
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "runner", "run", str(demo_with_seed(tmp_path, seed)), "--run-dir", str(run_dir)],
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "run",
+            str(demo_with_seed(tmp_path, seed)),
+            "--run-dir",
+            str(run_dir),
+        ],
         capture_output=True,
         text=True,
         env=env,
