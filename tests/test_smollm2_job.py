@@ -38,7 +38,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "TUNEQ_HOME": str(base / "home"), "HF_HUB_OFFLINE": "1"},
+        env={
+            **os.environ,
+            "TUNEQ_HOME": str(base / "home"),
+            "HF_HUB_OFFLINE": "1",
+            # the pipeline child runs in the run directory: it must import this checkout's runner
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        },
         timeout=1800,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -169,8 +169,23 @@ def job_texts(data_dir: Path, model_dir: Path, prompts: list[str]) -> list[str]:
     tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir))
     split = data_dir / "eval" if (data_dir / "eval").exists() else data_dir / "train"
     rows = load_from_disk(str(split))
-    texts = [
-        tokenizer.decode(r["input_ids"], skip_special_tokens=False)
-        for r in rows.select(range(min(MAX_TEXTS, len(rows))))
-    ]
+    texts = [as_text(tokenizer, r["input_ids"]) for r in rows.select(range(min(MAX_TEXTS, len(rows))))]
     return texts + prompts
+
+
+def as_text(tokenizer: Any, ids: list[int]) -> str:
+    """The text of ``ids`` with added and special tokens written as themselves (so both sides parse them).
+
+    ``decode`` alone can rewrite them (a sentencepiece decoder turns ``▁`` into a space inside
+    ``<｜begin▁of▁sentence｜>``), and the rows would then test plain text only.
+    """
+    added = set(tokenizer.added_tokens_decoder)
+    parts: list[str] = []
+    run: list[int] = []
+    for token in ids:
+        if token in added:
+            parts += [tokenizer.decode(run), tokenizer.convert_ids_to_tokens(token)]
+            run = []
+        else:
+            run.append(token)
+    return "".join([*parts, tokenizer.decode(run)])
