@@ -96,3 +96,16 @@ def test_an_eos_the_gguf_does_not_share_is_named(tmp_path: Path) -> None:
     (model / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(StageFailed, match=r"EOS id 2, the HF tokenizer's is \d+"):
         check_parity(gguf, model, TEXTS[1:])
+
+
+def test_rows_keep_their_special_tokens_as_text() -> None:
+    """The compared text of a training row writes BOS and markers as themselves, not as decode rewrites them."""
+    from transformers import AutoTokenizer
+
+    from runner.pipeline.tokparity import as_text
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base("tuneq:tiny-llama"))
+    text = "<｜begin▁of▁sentence｜><｜User｜>What is 2 + 2?<｜Assistant｜>4<｜end▁of▁sentence｜>"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert as_text(tokenizer, ids) == text
+    assert tokenizer(as_text(tokenizer, ids), add_special_tokens=False)["input_ids"] == ids
