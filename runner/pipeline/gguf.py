@@ -24,9 +24,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ctx.run.gguf.mkdir(exist_ok=True)
     out = f16_path(ctx)
     run_converter(ctx, converter_script(), [str(ctx.run.merged), "--outtype", "f16"], out)
-    texts = job_texts(ctx.run.data_dir, ctx.run.merged, [p.prompt for p in ctx.spec.smoke.prompts])
+    remote = ctx.spec.model.trust_remote_code
+    texts = job_texts(ctx.run.data_dir, ctx.run.merged, [p.prompt for p in ctx.spec.smoke.prompts], remote)
     try:
-        parity = check_parity(out, ctx.run.merged, texts)
+        parity = check_parity(out, ctx.run.merged, texts, remote)
     except Exception:
         out.unlink(missing_ok=True)  # a GGUF that tokenizes wrongly is never left to be reused
         raise

@@ -94,14 +94,16 @@ def gguf_tokenize(path: str, texts: list[str]) -> dict[str, Any]:
         llm.close()
 
 
-def check_parity(gguf: Path, model_dir: Path, texts: list[str]) -> dict[str, Any]:
+def check_parity(
+    gguf: Path, model_dir: Path, texts: list[str], trust_remote_code: bool = False
+) -> dict[str, Any]:
     """Compare the GGUF's tokenizer with ``model_dir``'s on ``texts``; raise StageFailed naming differences."""
     from transformers import AutoTokenizer
 
     from runner.templates import END_OF_TURN, adds_bos
 
     vocab = read_gguf_vocab(gguf)
-    tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     kind, merges = hf_vocab_kind(model_dir)
     hf_side = f"{type(tokenizer).__name__}, eos {tokenizer.eos_token_id}"
     facts = f"GGUF: {vocab.describe()}; HF tokenizer: {hf_side}"
@@ -161,12 +163,14 @@ def check_parity(gguf: Path, model_dir: Path, texts: list[str]) -> dict[str, Any
     }
 
 
-def job_texts(data_dir: Path, model_dir: Path, prompts: list[str]) -> list[str]:
+def job_texts(
+    data_dir: Path, model_dir: Path, prompts: list[str], trust_remote_code: bool = False
+) -> list[str]:
     """The text to compare: the first held-out rows (else training rows) as trained, and the smoke prompts."""
     from datasets import load_from_disk
     from transformers import AutoTokenizer
 
-    tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     split = data_dir / "eval" if (data_dir / "eval").exists() else data_dir / "train"
     rows = load_from_disk(str(split))
     texts = [as_text(tokenizer, r["input_ids"]) for r in rows.select(range(min(MAX_TEXTS, len(rows))))]
