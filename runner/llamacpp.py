@@ -8,12 +8,14 @@ reads from there: it never clones, downloads or builds llama.cpp.
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 
@@ -49,6 +51,48 @@ def converter_script(name: str = "convert_hf_to_gguf.py") -> Path:
 def vocab_gguf(name: str) -> Path:
     """A vocab-only GGUF of a real tokenizer family shipped with llama.cpp (``qwen2``, ``llama-bpe``)."""
     return converter_dir() / "models" / f"ggml-vocab-{name}.gguf"
+
+
+def convertible_architectures() -> frozenset[str]:
+    """The ``architectures`` names the installed converter turns into a text model (empty when absent).
+
+    Read from the converter's own source, not imported (that needs torch): every name passed to a
+    ``@ModelBase.register(...)`` decorator of a class that is not a vision/audio projector (``MmprojModel``).
+    """
+    root = converter_dir()
+    return _registered_architectures(
+        root, (root / ".version").read_text() if (root / ".version").exists() else ""
+    )
+
+
+@cache
+def _registered_architectures(root: Path, _version: str) -> frozenset[str]:
+    sources = [root / "convert_hf_to_gguf.py", *sorted((root / "conversion").glob("*.py"))]
+    bases: dict[str, list[str]] = {}
+    registered: dict[str, list[str]] = {}
+    for source in sources:
+        if not source.exists():
+            continue
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            bases[node.name] = [ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases]
+            for decorator in node.decorator_list:
+                if (
+                    isinstance(decorator, ast.Call)
+                    and isinstance(decorator.func, ast.Attribute)
+                    and decorator.func.attr == "register"
+                    and ast.unparse(decorator.func.value) == "ModelBase"
+                ):
+                    names = [a.value for a in decorator.args if isinstance(a, ast.Constant)]
+                    registered.setdefault(node.name, []).extend(n for n in names if isinstance(n, str))
+
+    def projector(name: str, seen: frozenset[str] = frozenset()) -> bool:
+        if name == "MmprojModel":
+            return True
+        return name not in seen and any(projector(b, seen | {name}) for b in bases.get(name, []))
+
+    return frozenset(n for cls, names in registered.items() if not projector(cls) for n in names)
 
 
 def install(dest: Path | None = None) -> Path:

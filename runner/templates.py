@@ -196,7 +196,7 @@ def tokenize_example(
         ids.append(tokenizer.eos_token_id)
         labels.append(tokenizer.eos_token_id)
     bos = tokenizer.bos_token_id
-    if bos is not None and _adds_bos(tokenizer) and ids[0] != bos:
+    if bos is not None and adds_bos(tokenizer) and ids[0] != bos:
         ids.insert(0, bos)
         labels.insert(0, IGNORE)
     return Tokenized(ids[:max_seq_length], labels[:max_seq_length], max(0, len(ids) - max_seq_length))
@@ -269,7 +269,7 @@ def _ends_turn(tokenizer: Any, ids: list[int]) -> bool:
     return ids[-1] in ends
 
 
-def _adds_bos(tokenizer: Any) -> bool:
+def adds_bos(tokenizer: Any) -> bool:
     """Whether this tokenizer family starts sequences with BOS (Llama does, Qwen does not)."""
     probe = tokenizer("a")["input_ids"]
     return bool(probe) and probe[0] == tokenizer.bos_token_id

@@ -4,10 +4,16 @@ The schema (every problem at once, with file, line and key), then the data as fa
 offline: a local file exists and parses, the format's columns exist in every row, the row count, and —
 with the tokenizer — how many examples keep a token to learn from after truncation. Hub datasets are
 not fetched when the hub is unreachable: they are reported as "not checked (offline)".
+
+The base model's architecture (``config.json``'s ``architectures``) must be one the pinned llama.cpp
+converter registers, read from the converter's own source: a model that cannot become a GGUF is
+refused here, in a second, not after training. A hub model not in the local cache is "not checked
+(offline)".
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass, field
@@ -15,7 +21,9 @@ from pathlib import Path
 
 from runner.dataset.build import load_examples
 from runner.dataset.read import DataError, check_hub_id, is_local_source, resolve_local
+from runner.llamacpp import convertible_architectures
 from runner.spec import LoadedSpec, Problem, SpecError, load_spec
+from runner.spec.load import key_line
 from runner.templates import Tokenized
 
 HUB_HOST = ("huggingface.co", 443)
@@ -64,10 +72,70 @@ def check_data(loaded: LoadedSpec) -> DataCheck:
     return check
 
 
+def base_architecture(base: str, revision: str | None = None) -> tuple[str | None, str]:
+    """The base model's ``architectures[0]`` and whether the converter supports it, as a status line.
+
+    Reads only files on disk (a local directory or the hub cache); built-in models are made convertible.
+    """
+    if base.startswith("tuneq:"):
+        return None, "built-in (converts to GGUF)"
+    config = Path(base).expanduser() / "config.json"
+    if not Path(base).expanduser().exists():
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(base, "config.json", revision=revision)
+        if not isinstance(cached, str):
+            return None, "not checked (offline)"
+        config = Path(cached)
+    try:
+        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None, f"not checked ({config} is missing or not a JSON object)"
+    if not architectures:
+        return None, f"not checked ({config} names no architectures)"
+    supported = convertible_architectures()
+    if not supported:
+        return architectures[0], "not checked (llama.cpp's converter is not installed: run `just setup`)"
+    if architectures[0] not in supported:
+        return architectures[0], "unsupported"
+    return architectures[0], f"{architectures[0]}: llama.cpp's converter supports it"
+
+
+def check_architecture(loaded: LoadedSpec) -> str:
+    """The base model's architecture status; :class:`SpecError` when the converter cannot convert it."""
+    model = loaded.spec.model
+    arch, status = base_architecture(model.base, model.revision)
+    if status == "unsupported":
+        raise SpecError(
+            [
+                Problem(
+                    str(loaded.path),
+                    key_line(loaded.text, ("model", "base")),
+                    "model.base",
+                    f"architecture {arch} cannot be converted to GGUF by the pinned llama.cpp converter "
+                    f"({len(convertible_architectures())} supported, e.g. LlamaForCausalLM, "
+                    "Qwen2ForCausalLM): pick a base model of a supported architecture",
+                )
+            ]
+        )
+    return status
+
+
 def validate_file(path: str | Path) -> tuple[LoadedSpec, DataCheck]:
-    """Schema and data checks for one job file; :class:`SpecError` lists every problem found."""
+    """Schema, model architecture and data checks for one job file; :class:`SpecError` lists problems."""
     loaded = load_spec(path)
-    return loaded, check_data(loaded)
+    problems: list[Problem] = []
+    try:
+        check_architecture(loaded)
+    except SpecError as exc:
+        problems += exc.problems
+    try:
+        data = check_data(loaded)
+    except SpecError as exc:
+        problems += exc.problems
+    if problems:
+        raise SpecError(problems)
+    return loaded, data
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 from runner.llamacpp import converter_script
 from runner.models.resolve import resolve_base
 from runner.pipeline.fidelity import eval_loss_summary, limit_problems, ppl_limit
-from runner.pipeline.perplexity import Row, perplexity
+from runner.pipeline.perplexity import Row, general_text_rows, perplexities, perplexity
 from runner.pipeline.quantize import quantize_file
 from runner.spec.model import ExportSpec
 from runner.spec.quants import known_ftypes
@@ -100,6 +100,19 @@ def test_rows_longer_than_one_decode_chunk_score_the_same(
     chunked = perplexity(tiny_ggufs["f16"], rows)
     assert chunked.tokens == whole.tokens
     assert chunked.ppl == pytest.approx(whole.ppl, rel=1e-3)
+
+
+def test_general_text_is_scored_per_language_in_one_load(
+    tiny_ggufs: dict[str, Path], rows: list[Row]
+) -> None:
+    from transformers import AutoTokenizer
+
+    general = general_text_rows(AutoTokenizer.from_pretrained(resolve_base("tuneq:tiny-llama")))
+    assert set(general) == {"en", "zh"}
+    scores = perplexities(tiny_ggufs["f16"], {**general, "eval": rows})
+    for lang, [row] in general.items():
+        assert scores[lang].tokens == len(row.input_ids) - 1 > 100  # every token after the first
+    assert scores["eval"] == perplexity(tiny_ggufs["f16"], rows)
 
 
 def test_rows_without_labels_are_refused(tiny_ggufs: dict[str, Path], rows: list[Row]) -> None:

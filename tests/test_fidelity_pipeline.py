@@ -100,7 +100,7 @@ def test_a_crashing_scorer_retries_on_the_cpu_then_fails_or_warns(
     from runner.rundir import RunDir
     from runner.spec import parse_spec
 
-    monkeypatch.setattr(fidelity, "perplexity", segfault)  # real child processes, real crashes
+    monkeypatch.setattr(fidelity, "perplexities", segfault)  # real child processes, real crashes
     monkeypatch.setattr(fidelity, "perplexity_on_cpu", segfault)
     run = RunDir(demo_run)
     text = run.job_toml.read_text()
@@ -116,5 +116,8 @@ def test_a_crashing_scorer_retries_on_the_cpu_then_fails_or_warns(
         "perplexity of f16 crashed inside llama.cpp (signal SIGSEGV); scoring f16 on the CPU"
         in events.read_text()
     )
-    warned = fidelity._perplexities(context(text.replace("[export]\n", '[export]\non_fidelity = "warn"\n')))
+    warned, general = fidelity._perplexities(
+        context(text.replace("[export]\n", '[export]\non_fidelity = "warn"\n'))
+    )
+    assert general["files"] == [] and "on the CPU crashed" in general["skipped"]
     assert warned["files"] == [] and "on the CPU crashed" in warned["error"]

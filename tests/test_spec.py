@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.llamacpp import convertible_architectures
 from runner.spec import SpecError, load_spec, parse_spec
 from runner.validate import validate_file
 
@@ -163,3 +164,52 @@ def test_validation_needs_no_training_stack() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "q4_k_m" in result.stdout
+
+
+def _model_job(tmp_path: Path, base: str) -> Path:
+    (tmp_path / "rows.jsonl").write_text(
+        "".join(f'{{"instruction": "q{i}", "output": "a{i}"}}\n' for i in range(4))
+    )
+    job = tmp_path / "job.toml"
+    job.write_text(MINIMAL.replace('"tuneq:tiny-llama"', f"{base!r}"))
+    return job
+
+
+@pytest.mark.parametrize(("arch", "code"), [("NoSuchForCausalLM", 2), ("LlamaForCausalLM", 0)])
+def test_an_architecture_the_converter_lacks_is_refused(tmp_path: Path, arch: str, code: int) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(f'{{"architectures": ["{arch}"], "model_type": "x"}}')
+    job = _model_job(tmp_path, str(model))
+    result = run_cli("validate", str(job))
+    assert result.returncode == code, result.stderr
+    if code:
+        assert result.stderr.strip().splitlines() == [
+            f"{job}:3: model.base: architecture NoSuchForCausalLM cannot be converted to GGUF by the pinned "
+            f"llama.cpp converter ({len(convertible_architectures())} supported, e.g. LlamaForCausalLM, "
+            "Qwen2ForCausalLM): pick a base model of a supported architecture"
+        ]
+    else:
+        assert "convert   LlamaForCausalLM: llama.cpp's converter supports it" in result.stdout
+
+
+def test_supported_architectures_come_from_the_converters_source() -> None:
+    names = convertible_architectures()
+    assert {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM"} <= names
+    assert "NoSuchForCausalLM" not in names
+
+
+def test_an_uncached_hub_model_is_not_checked_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    job = _model_job(tmp_path, "someone/not-in-the-cache")
+    code = (
+        "import sys; sys.modules['llama_cpp'] = None; sys.modules['torch'] = None\n"
+        "from runner.validate import validate_file, base_architecture\n"
+        f"validate_file({str(job)!r}); print(base_architecture('someone/not-in-the-cache')[1])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "not checked (offline)"

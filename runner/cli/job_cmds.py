@@ -18,7 +18,7 @@ from runner.pipeline.disk import describe as describe_disk
 from runner.rundir import RunDir, RunDirConflict, prepare_run_dir
 from runner.spec import LoadedSpec, SpecError
 from runner.spec.model import file_stem
-from runner.validate import DataCheck, check_labels, validate_file
+from runner.validate import DataCheck, base_architecture, check_labels, validate_file
 from runner.vram import estimate, model_config, parameter_count
 
 
@@ -57,6 +57,7 @@ def _summary(loaded: LoadedSpec, data: DataCheck) -> str:
         f"{loaded.path}: valid",
         f"  model     {s.model.base}, max_seq_length {s.model.max_seq_length}, "
         f"{'4-bit' if s.model.load_in_4bit else '16-bit'} base",
+        f"  convert   {base_architecture(s.model.base, s.model.revision)[1]}",
         f"  data      {s.data.source}: {rows}",
         f"  template  {s.template.style}",
         f"  lora      r {s.lora.r}, alpha {s.lora.lora_alpha}, {len(s.lora.target_modules)} target modules",

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from runner.models.random import SHAPES, random_model_dir
+from runner.models.smollm2 import SMOLLM2, WheelMissing, smollm2_dir
 from runner.models.tiny import TINY_LLAMA, tiny_llama_dir
 from runner.paths import models_dir
 
-BUILTINS = (TINY_LLAMA, *SHAPES)
+BUILTINS = (TINY_LLAMA, SMOLLM2, *SHAPES)
 
 
 class ModelNotFound(Exception):
@@ -28,6 +29,11 @@ def resolve_base(base: str) -> str:
             return str(tiny_llama_dir(models_dir()))
         if base in SHAPES:
             return str(random_model_dir(base, models_dir()))
+        if base == SMOLLM2:
+            try:
+                return str(smollm2_dir(models_dir()))
+            except WheelMissing as exc:
+                raise ModelNotFound(str(exc)) from None
         raise ModelNotFound(f"unknown built-in model '{base}'; built-ins: {', '.join(BUILTINS)}")
     path = Path(base).expanduser()
     if path.exists():

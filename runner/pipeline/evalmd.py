@@ -24,6 +24,8 @@ def fidelity_sections(fid: dict[str, Any], level: int) -> str:
         f"{h} Eval loss (held-out split)\n\n{_loss_table(fid['eval_loss'])}",
         f"{h} Perplexity of the GGUF files\n\n{_ppl_table(fid['perplexity'])}",
     ]
+    if "general_text" in fid:
+        parts.append(f"{h} Perplexity on general text\n\n{_general_table(fid['general_text'])}")
     if fid["format"]["checked"]:
         found = fid["format"]["problems"]
         parts.append(
@@ -59,6 +61,28 @@ def _ppl_table(ppl: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {f['file']} | {f['ppl']:.4f} | {f['increase']:+.2%} |" for f in ppl["files"]]
+    return "\n".join(lines)
+
+
+def _general_table(general: dict[str, Any]) -> str:
+    if general["skipped"]:
+        return general["skipped"]
+    languages = list(general["tokens"])
+    lines = [
+        f"Fixed passages shipped with tuneq ({general['source']}), which the job did not train on: what "
+        "quantization did to the model itself. Tokens: "
+        + ", ".join(f"{lang} {n}" for lang, n in general["tokens"].items())
+        + ".",
+        "",
+        "| file | " + " | ".join(f"{lang} | vs f16" for lang in languages) + " |",
+        "|---|" + "---|---|" * len(languages),
+    ]
+    lines += [
+        f"| {f['file']} | "
+        + " | ".join(f"{f[lang]:.4f} | {f[lang + '_increase']:+.2%}" for lang in languages)
+        + " |"
+        for f in general["files"]
+    ]
     return "\n".join(lines)
 
 

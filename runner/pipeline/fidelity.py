@@ -4,6 +4,9 @@
 - the trainer's eval loss before and after training;
 - perplexity of the f16 GGUF and each quant over the held-out completions, and each quant's increase,
   checked against ``export.max_ppl_increase`` (failing the job, or warning with ``on_fidelity = "warn"``);
+- the same files' perplexity on general text no job trains on (``perplexity.GENERAL_TEXT``: English and
+  Chinese passages), reported beside it: a fine-tune on repetitive data scores near 1 on its own answers
+  whatever the quant, while general text still shows what quantization did to the model;
 - for ``r1`` jobs, the after answers close their reasoning (``</think>``) and stop on EOS.
 """
 
@@ -19,7 +22,15 @@ from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.evalmd import render_eval
 from runner.pipeline.isolate import ChildCrashed, call_in_child
-from runner.pipeline.perplexity import Perplexity, Row, load_rows, perplexity, perplexity_on_cpu
+from runner.pipeline.perplexity import (
+    GENERAL_TEXT,
+    Perplexity,
+    Row,
+    general_text_rows,
+    load_rows,
+    perplexities,
+    perplexity_on_cpu,
+)
 from runner.pipeline.quantize import quant_path
 from runner.spec.model import ExportSpec
 from runner.templates import chat_template_for
@@ -44,8 +55,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     fid: dict[str, Any] = {
         "answers": _answers(ctx),
         "eval_loss": eval_loss_summary(stage_result(ctx, "train")),
-        "perplexity": _perplexities(ctx),
     }
+    fid["perplexity"], fid["general_text"] = _perplexities(ctx)
     fid["format"] = _format_check(ctx, fid["answers"])
     problems = limit_problems(fid["perplexity"]) + fid["format"]["problems"]
     if error := fid["perplexity"].get("error"):
@@ -119,41 +130,74 @@ def eval_loss_summary(train: dict[str, Any]) -> dict[str, Any]:
     return {"before": before, "after": after, "improved": improved, "note": note}
 
 
-def _perplexities(ctx: StageContext) -> dict[str, Any]:
+def _perplexities(ctx: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The held-out table (with the limit) and the general-text table, each file loaded once."""
+    from transformers import AutoTokenizer
+
     export = ctx.spec.export
     eval_dir = ctx.run.data_dir / "eval"
-    if not eval_dir.exists():
-        return {"skipped": "no eval split (set data.eval_split): perplexity not measured", "files": []}
-    rows = load_rows(eval_dir, export.ppl_rows)
-    f16 = quant_path(ctx, "f16")
-    limit, why = ppl_limit(export, f16.stat().st_size // 2)  # f16: two bytes a weight
+    sets = general_text_rows(
+        AutoTokenizer.from_pretrained(str(ctx.run.merged), trust_remote_code=ctx.spec.model.trust_remote_code)
+    )
+    languages = list(sets)
+    if eval_dir.exists():
+        sets["eval"] = load_rows(eval_dir, export.ppl_rows)
     quants = ["f16", *(q for q in export.gguf if q != "f16")]
     try:
-        measured = {q: _score(ctx, quant_path(ctx, q), rows, q) for q in quants}
+        measured = {q: _score(ctx, quant_path(ctx, q), sets, q) for q in quants}
     except ChildCrashed as exc:
         if export.on_fidelity == "fail":
             raise
-        return {"skipped": f"not measured: {exc.cause}", "files": [], "error": exc.cause}
+        skipped = {"skipped": f"not measured: {exc.cause}", "files": [], "error": exc.cause}
+        return skipped, {"skipped": skipped["skipped"], "files": []}
+    general: dict[str, Any] = {
+        "source": str(GENERAL_TEXT.relative_to(GENERAL_TEXT.parents[2])),
+        "tokens": {lang: measured["f16"][lang].tokens for lang in languages},
+        "files": [
+            {
+                "quant": q,
+                "file": str(quant_path(ctx, q).relative_to(ctx.run.root)),
+                **{lang: m[lang].ppl for lang in languages},
+                **{f"{lang}_increase": m[lang].ppl / measured["f16"][lang].ppl - 1 for lang in languages},
+            }
+            for q, m in measured.items()
+        ],
+        "skipped": None,
+    }
+    if "eval" not in sets:
+        return {
+            "skipped": "no eval split (set data.eval_split): perplexity not measured",
+            "files": [],
+        }, general
+    limit, why = ppl_limit(export, quant_path(ctx, "f16").stat().st_size // 2)  # f16: two bytes a weight
     files: list[dict[str, Any]] = [
         {
             "quant": q,
             "file": str(quant_path(ctx, q).relative_to(ctx.run.root)),
-            "ppl": m.ppl,
-            "tokens": m.tokens,
-            "increase": m.ppl / measured["f16"].ppl - 1,
+            "ppl": m["eval"].ppl,
+            "tokens": m["eval"].tokens,
+            "increase": m["eval"].ppl / measured["f16"]["eval"].ppl - 1,
         }
         for q, m in measured.items()
     ]
-    for f in files:
-        ctx.emit("metric", quant=f["quant"], ppl=round(f["ppl"], 4), ppl_increase=round(f["increase"], 4))
-    return {
-        "rows": len(rows),
+    for f, g in zip(files, general["files"], strict=True):
+        general_metrics = {f"ppl_{lang}": round(g[lang], 4) for lang in languages}
+        ctx.emit(
+            "metric",
+            quant=f["quant"],
+            ppl=round(f["ppl"], 4),
+            ppl_increase=round(f["increase"], 4),
+            **general_metrics,
+        )
+    table = {
+        "rows": len(sets["eval"]),
         "tokens": files[0]["tokens"],
         "files": files,
         "max_increase": limit,
         "limit_source": why,
         "skipped": None,
     }
+    return table, general
 
 
 def ppl_limit(export: ExportSpec, params: int) -> tuple[float, str]:
@@ -195,14 +239,14 @@ def _format_check(ctx: StageContext, answers: dict[str, Any]) -> dict[str, Any]:
     return {"checked": True, "problems": problems}
 
 
-def _score(ctx: StageContext, path: Path, rows: list[Row], quant: str) -> Perplexity:
-    """Perplexity of one file, in a child process, so that a crash inside llama.cpp fails only this call.
+def _score(ctx: StageContext, path: Path, sets: dict[str, list[Row]], quant: str) -> dict[str, Perplexity]:
+    """Perplexities of one file, in a child process, so that a crash inside llama.cpp fails only this call.
 
     A crash is retried once with CUDA hidden, on the CPU (a GPU-side failure, such as a driver fault, then
     still gets a measurement). The SIGSEGV seen on the H100 was a libstdc++ clash, fixed by runner/stdcxx.py.
     """
     try:
-        return call_in_child(f"perplexity of {quant}", perplexity, path, rows)
+        return call_in_child(f"perplexity of {quant}", perplexities, path, sets)
     except ChildCrashed as exc:
         ctx.log(f"{exc.cause}; scoring {quant} on the CPU instead")
-        return call_in_child(f"perplexity of {quant} on the CPU", perplexity_on_cpu, path, rows)
+        return call_in_child(f"perplexity of {quant} on the CPU", perplexity_on_cpu, path, sets)

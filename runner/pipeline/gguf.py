@@ -1,4 +1,8 @@
-"""Stage ``gguf``: the merged model → ``gguf/<name>-f16.gguf`` with llama.cpp's own converter."""
+"""Stage ``gguf``: the merged model → ``gguf/<name>-f16.gguf`` with llama.cpp's own converter.
+
+The result must tokenize as the merged model does (runner/pipeline/tokparity.py): the job's held-out rows
+and smoke prompts to the same ids, with the same BOS/EOS/end-of-turn ids; otherwise the stage fails here.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from runner.llamacpp import converter_script
 from runner.pipeline.artifacts import record_artifact, run_converter
 from runner.pipeline.context import StageContext
 from runner.pipeline.disk import ensure_room
+from runner.pipeline.tokparity import check_parity, job_texts
 
 
 def f16_path(ctx: StageContext) -> Any:
@@ -21,4 +26,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ctx.run.gguf.mkdir(exist_ok=True)
     out = f16_path(ctx)
     run_converter(ctx, converter_script(), [str(ctx.run.merged), "--outtype", "f16"], out)
-    return {"artifact": record_artifact(ctx, out, "gguf-f16")}
+    remote = ctx.spec.model.trust_remote_code
+    texts = job_texts(ctx.run.data_dir, ctx.run.merged, [p.prompt for p in ctx.spec.smoke.prompts], remote)
+    try:
+        parity = check_parity(out, ctx.run.merged, texts, remote)
+    except Exception:
+        out.unlink(missing_ok=True)  # a GGUF that tokenizes wrongly is never left to be reused
+        raise
+    ctx.log(
+        f"tokenizer parity: {parity['texts']} texts, {parity['tokens']} tokens, same ids ({parity['gguf']})"
+    )
+    return {"artifact": record_artifact(ctx, out, "gguf-f16"), "tokenizer_parity": parity}

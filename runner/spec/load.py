@@ -137,6 +137,11 @@ def load_spec(path: str | Path) -> LoadedSpec:
     return LoadedSpec(parse_spec(text, str(p)), text, p)
 
 
+def key_line(text: str, path: tuple[str, ...]) -> int | None:
+    """The line of a key path (or of its nearest enclosing table) in job-file text."""
+    return _KeyLocator(text).line(path)
+
+
 def _walk(data: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
     if isinstance(data, dict):
         for key, value in data.items():
