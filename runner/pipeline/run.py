@@ -52,7 +52,6 @@ STAGES = (
     Stage("fidelity", fidelity.run, (*_TRAINING, "export", "smoke")),
     Stage("ship", ship.run, (*_TRAINING, "export", "smoke")),
 )
-STAGE_NAMES = tuple(s.name for s in STAGES)
 _KNOWN_FAILURES = (StageFailed, DataError, ConverterMissing, ModelNotFound)
 
 
