@@ -40,10 +40,27 @@ test: setup
 test-fast: setup
     {{bin}}/pytest -m "not slow and not gpu and not container" -q
 
-# ruff and mypy
+# ruff, mypy and the import contracts (pyproject's [tool.importlinter])
 lint: setup
     {{bin}}/ruff check .
     {{bin}}/mypy
+    {{bin}}/lint-imports
+
+# the core install (`pip install .`, no extras) in a throwaway venv: --help, status, validate, TUI start-up
+check-core:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    src="{{justfile_directory()}}"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    {{python}} -m venv "$tmp/venv"
+    "$tmp/venv/bin/pip" install -q "$src"
+    export TUNEQ_HOME="$tmp/home"
+    cd "$tmp"  # away from the source tree: the installed package runs
+    "$tmp/venv/bin/tuneq" --help >/dev/null
+    "$tmp/venv/bin/tuneq" status
+    "$tmp/venv/bin/tuneq" validate "$src/jobs/demo-tiny.toml"
+    "$tmp/venv/bin/python" "$src/.ci/tui_smoke.py" "$src/jobs"
 
 # wall time of the demo job per stage on this machine
 bench-demo: setup
