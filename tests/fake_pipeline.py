@@ -3,7 +3,8 @@
 It behaves as the job file's ``description`` says, as space-separated words:
 ``steps=N`` progress events (default 3), ``sleep=S`` seconds spread over the steps, ``fail`` (ends with a
 failing job_end, exit 1), ``crash`` (exits 3 without job_end), ``ignore-term`` (survives SIGTERM),
-``fail-first`` (fails on the first attempt only), ``linger=S`` (waits S seconds after the last step). Every start appends ``<job> <pid>`` to $FAKE_RUNS_LOG.
+``fail-first`` (fails on the first attempt only), ``linger=S`` (waits S seconds after the last step),
+``tested=QUANT`` (job_end names ``gguf/<name>-<QUANT>.gguf`` as the tested file). Every start appends ``<job> <pid>`` to $FAKE_RUNS_LOG.
 """
 
 import json
@@ -46,4 +47,8 @@ if "fail" in opts or ("fail-first" in opts and attempt == 1):
     events.emit("job_end", ok=False, reason="fake failure")
     sys.exit(1)
 events.emit("stage_end", "train", ok=True, seconds=sleep)
-events.emit("job_end", ok=True)
+if tested := opts.get("tested"):
+    path = f"gguf/{spec['name']}-{tested.upper()}.gguf"
+    events.emit("job_end", ok=True, tested_gguf=path, tested_quant=tested)
+else:
+    events.emit("job_end", ok=True)

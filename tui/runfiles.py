@@ -1,5 +1,5 @@
-"""Reading a run directory for the job screen: the log's new lines, ``report.json``, ``smoke.json``, and
-which artifact is the Q4_K_M file. Blocking file reads: call these from a polling thread."""
+"""Reading a run directory for the job screen: the log's new lines, ``report.json``, ``smoke.json`` and the
+artifacts. Blocking file reads: call these from a polling thread."""
 
 from __future__ import annotations
 
@@ -77,10 +77,3 @@ def artifacts(report: dict[str, Any] | None, events: tuple[Event, ...]) -> list[
             merged[entry["path"]] = merged.get(entry["path"], {}) | entry
     return list(merged.values())
 
-
-def q4_k_m(items: list[Event]) -> str | None:
-    """The path (relative to the run directory) of the Q4_K_M GGUF, if there is one."""
-    for item in items:
-        if item.get("kind") == "gguf-q4_k_m" or str(item.get("path", "")).upper().endswith("Q4_K_M.GGUF"):
-            return str(item["path"])
-    return None

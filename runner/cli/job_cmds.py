@@ -12,6 +12,7 @@ from typing import Any
 from runner.backends.base import Launch
 from runner.backends.local import LocalBackend
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from runner.core.tested import tested_gguf
 from runner.dataset.read import DataError
 from runner.events import EventTail, format_event
 from runner.rundir import RunDir, RunDirConflict, prepare_run_dir
@@ -152,10 +153,10 @@ def follow_local_run(run: RunDir, loaded: LoadedSpec) -> int:
         backend.stop(handle, grace_s=30)
         return EXIT_INTERRUPTED
     if last.get("type") == "job_end" and last.get("ok"):
-        q4 = last.get("q4_k_m")
+        tested = tested_gguf(last)
         print(f"report: {run.report}")
-        if q4:
-            print(f"tested Q4_K_M: {run.root / q4}")
+        if tested:
+            print(f"tested {tested.label}: {run.root / tested.path}")
         return EXIT_OK
     print(f"job failed: see {run.log} and {run.report}", file=sys.stderr)
     return EXIT_FAILED

@@ -1,5 +1,5 @@
 """One job: stage timeline, live numbers and loss plot; its log; smoke answers; artifacts and commands to
-ship the Q4_K_M file. A polling thread tails new event and log lines and re-reads the summary files only
+ship the tested GGUF. A polling thread tails new event and log lines and re-reads the summary files only
 when an event says they changed."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from runner.core.tested import tested_gguf
 from runner.events import Event, EventTail
 from runner.jobstate import JobState
 from runner.rundir import RunDir
@@ -25,7 +26,7 @@ from tui.feed import JobFeed, JobView
 from tui.format import STATE_STYLES
 from tui.messages import JobPolled, StoreFailed
 from tui.pulse import Pulse
-from tui.runfiles import LogTail, RunFiles, artifacts, q4_k_m, read_run_files
+from tui.runfiles import LogTail, RunFiles, artifacts, read_run_files
 from tui.screens.text_view import TextScreen
 from tui.widgets.live_stats import LiveStats
 from tui.widgets.log_panel import LogPanel
@@ -65,7 +66,7 @@ class JobScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(f"job {self.job_id}", id="job-title", classes="title")
-        yield Static(id="q4-path")
+        yield Static(id="tested-path")
         with TabbedContent(id="tabs"):
             with TabPane("Overview", id="overview"), Horizontal():
                 with Vertical(id="left"):
@@ -151,12 +152,12 @@ class JobScreen(Screen[None]):
             return
         root = Path(self.job.run_dir)
         items = artifacts(self.files.report, self.view.artifacts if self.view else ())
-        q4 = q4_k_m(items)
-        if q4:
-            path = Text.assemble(("Q4_K_M ", "bold green"), str(root / q4))
-            self.query_one("#q4-path", Static).update(path)
-        self.query_one("#q4-path").set_class(q4 is not None, "-shown")
-        self.query_one(ShipPanel).show(root, items, q4, self.job.name, self.ctx.ssh_target,
+        tested = tested_gguf(self.view.end if self.view else None)
+        if tested:
+            path = Text.assemble((f"{tested.label} ", "bold green"), str(root / tested.path))
+            self.query_one("#tested-path", Static).update(path)
+        self.query_one("#tested-path").set_class(tested is not None, "-shown")
+        self.query_one(ShipPanel).show(root, items, tested, self.job.name, self.ctx.ssh_target,
                                        self.files.modelfile)
 
     # --- keys -------------------------------------------------------------------------------------
@@ -174,7 +175,7 @@ class JobScreen(Screen[None]):
     def _command_text(self) -> tuple[str, str] | None:
         command = self.query_one(ShipPanel).selected
         if command is None:
-            self.notify("nothing to copy yet: the commands appear once the Q4_K_M file exists",
+            self.notify("nothing to copy yet: the commands appear once the job has tested its GGUF",
                         severity="warning")
             return None
         return command.label, command.text
