@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from runner.core.present import state_label
 from runner.core.tested import tested_gguf
 from runner.events import Event, EventTail
 from runner.jobstate import JobState
@@ -140,9 +141,10 @@ class JobScreen(Screen[None]):
     def _show_title(self) -> None:
         job = self.job
         assert job is not None
-        state = "cancelling" if job.cancel_requested and job.state.is_active else str(job.state)
-        title = Text.assemble(("job ", "bold"), (f"{job.id} {job.name}", "bold"), "  ",
-                              (state, STATE_STYLES.get(state, "")), f"  attempt {job.attempts}")
+        state = state_label(job.state, job.cancel_requested)
+        # Gaps end the bold runs: a bold run drawn wider than its cells (SVG viewers) then covers no text.
+        title = Text.assemble((f"job {job.id} {job.name}  ", "bold"), (f"{state}  ", STATE_STYLES.get(state, "")),
+                              f"attempt {job.attempts}")
         if job.state is not JobState.SUCCEEDED and job.reason:
             title.append(f"  {job.reason}", style="red")
         self.query_one("#job-title", Static).update(title)
@@ -154,7 +156,7 @@ class JobScreen(Screen[None]):
         items = artifacts(self.files.report, self.view.artifacts if self.view else ())
         tested = tested_gguf(self.view.end if self.view else None)
         if tested:
-            path = Text.assemble((f"{tested.label} ", "bold green"), str(root / tested.path))
+            path = Text.assemble((f"{tested.label} ", "green"), str(root / tested.path))
             self.query_one("#tested-path", Static).update(path)
         self.query_one("#tested-path").set_class(tested is not None, "-shown")
         self.query_one(ShipPanel).show(root, items, tested, self.job.name, self.ctx.ssh_target,

@@ -75,7 +75,7 @@ class SubmitScreen(Screen[None]):
         self.result: Validated | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(Text.assemble(("Submit a job", "bold"), f"  from {self.ctx.jobs_dir}"), classes="title")
+        yield Static(Text.assemble(("Submit a job  ", "bold"), f"from {self.ctx.jobs_dir}"), classes="title")
         yield Input(placeholder="filter job files", id="file-filter")
         with Horizontal():
             yield OptionList(id="files")
