@@ -2,7 +2,7 @@
 
 It behaves as the job file's ``description`` says, as space-separated words:
 ``steps=N`` progress events (default 3), ``sleep=S`` seconds spread over the steps, ``fail`` (ends with a
-failing job_end, exit 1), ``crash`` (exits 3 without job_end), ``ignore-term`` (survives SIGTERM),
+failing job_end, exit 1), ``crash`` (exits 3 without job_end), ``ignore-term`` (survives SIGTERM, noting it in ``sigterm``),
 ``fail-first`` (fails on the first attempt only), ``linger=S`` (waits S seconds after the last step),
 ``tested=QUANT`` (job_end names ``gguf/<name>-<QUANT>.gguf`` as the tested file). Every start appends ``<job> <pid>`` to $FAKE_RUNS_LOG.
 """
@@ -25,8 +25,8 @@ job = json.loads((run_dir / "job.json").read_text())["job"]
 if runs_log := os.environ.get("FAKE_RUNS_LOG"):
     with open(runs_log, "a") as handle:
         handle.write(f"{job} {os.getpid()}\n")
-if "ignore-term" in opts:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if "ignore-term" in opts:  # survive SIGTERM; note each one in <run dir>/sigterm
+    signal.signal(signal.SIGTERM, lambda *_: (run_dir / "sigterm").open("a").write("ignored\n"))
 attempt_file = run_dir / "attempts"
 attempt = int(attempt_file.read_text()) + 1 if attempt_file.exists() else 1
 attempt_file.write_text(str(attempt))
