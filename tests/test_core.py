@@ -1,4 +1,5 @@
-"""The core: the stage names the pipeline runs, the one worker-liveness rule, and nothing heavy loaded."""
+"""The core: the stage names the pipeline runs, the one worker-liveness rule, the line tail, and nothing
+heavy loaded."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from runner.core.stages import STAGE_NAMES
+from runner.core.tail import LineTail
 from runner.core.workers import worker_alive
 from runner.store import WorkerInfo
+from tui.runfiles import LOG_START_BYTES, LogTail
 
 
 def test_the_pipeline_runs_the_stages_the_core_names() -> None:
@@ -45,3 +49,23 @@ def test_importing_the_core_the_cli_and_the_tui_loads_no_native_library() -> Non
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_line_tail_returns_complete_lines_once(tmp_path: Path) -> None:
+    path = tmp_path / "grows.txt"
+    tail = LineTail(path)
+    assert tail.read_lines() == []  # not there yet
+    path.write_bytes(b"one\ntw")
+    assert tail.read_lines() == [b"one"]  # the torn line waits
+    with path.open("ab") as handle:
+        handle.write(b"o\nthree\n")
+    assert tail.read_lines() == [b"two", b"three"]
+    assert tail.read_lines() == []
+
+
+def test_a_long_log_is_read_from_its_last_lines(tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    log.write_text("".join(f"line {i}\n" for i in range(100_000)))  # ~1 MiB
+    lines = LogTail(log).read_new()
+    assert lines[-1] == "line 99999" and lines[0].startswith("line ")
+    assert sum(len(line) + 1 for line in lines) <= LOG_START_BYTES  # the cut first line is dropped
