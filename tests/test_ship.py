@@ -11,10 +11,15 @@ import pytest
 from test_fidelity import tiny_ggufs  # noqa: F401  (session fixture: the tiny model as GGUF files)
 
 from runner.cli import main
+from runner.ship.card import commands
 from runner.ship.files import write_sums
 from runner.ship.modelfile import GgufChat, derive_turns, go_template, modelfile, read_gguf_chat, render_chat
+from runner.spec import load_spec
 from runner.spec.model import TemplateSpec
 from runner.templates import chat_template_for
+from tui.ship import ship_commands
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -201,3 +206,13 @@ def test_push_dry_run_lists_the_upload(
     assert all(f"  {name}  " in out for name in ("m-Q4_K_M.gguf", "README.md", "commands.txt", "SHA256SUMS"))
     assert main(["push", str(run_dir), "--repo", "me/m"]) == 2
     assert "HF_TOKEN is not set" in capsys.readouterr().err
+
+
+def test_the_tui_offers_the_commands_of_commands_txt() -> None:
+    spec = load_spec(ROOT / "jobs" / "demo-tiny.toml").spec
+    lines = commands(spec, "demo-tiny-Q8_0.gguf", None).splitlines()
+    offered = ship_commands(Path("/runs/1/gguf/demo-tiny-Q8_0.gguf"), spec.artifact_name, "me@gpu-box")
+    runs = [c.text for c in offered if c.text.startswith("llama-")]
+    assert runs and all(line in lines for line in runs)  # llama-cli, llama-server with the same flags
+    ollama = next(c.text for c in offered if c.label == "Ollama Modelfile").splitlines()[0]
+    assert ollama == "# " + " && ".join(line for line in lines if line.startswith("ollama "))
