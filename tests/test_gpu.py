@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import runner.pipeline  # noqa: F401  (libstdc++ before torch and llama_cpp: runner/stdcxx.py)
-
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 ROOT = Path(__file__).resolve().parent.parent
