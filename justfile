@@ -54,7 +54,11 @@ check-core:
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
     {{python}} -m venv "$tmp/venv"
-    "$tmp/venv/bin/pip" install -q "$src"
+    # a copy of the checkout's files (setuptools builds in the source folder: keep build/ out of it)
+    mkdir "$tmp/src"
+    (cd "$src" && git ls-files -co --exclude-standard -z | tar --null -T - --ignore-failed-read -cf - 2>/dev/null) \
+        | tar -C "$tmp/src" -xf -
+    "$tmp/venv/bin/pip" install -q "$tmp/src"
     export TUNEQ_HOME="$tmp/home"
     cd "$tmp"  # away from the source tree: the installed package runs
     "$tmp/venv/bin/tuneq" --help >/dev/null
