@@ -42,10 +42,31 @@ test: setup
 test-fast: setup
     {{bin}}/pytest -m "not slow and not gpu and not container" -q
 
-# ruff and mypy
+# ruff, mypy and the import contracts (pyproject's [tool.importlinter])
 lint: setup
     {{bin}}/ruff check .
     {{bin}}/mypy
+    {{bin}}/lint-imports
+
+# the core install (`pip install .`, no extras) in a throwaway venv: --help, status, validate, TUI start-up
+check-core:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    src="{{justfile_directory()}}"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    {{python}} -m venv "$tmp/venv"
+    # a copy of the checkout's files (setuptools builds in the source folder: keep build/ out of it)
+    mkdir "$tmp/src"
+    (cd "$src" && git ls-files -co --exclude-standard -z | tar --null -T - --ignore-failed-read -cf - 2>/dev/null) \
+        | tar -C "$tmp/src" -xf -
+    "$tmp/venv/bin/pip" install -q "$tmp/src"
+    export TUNEQ_HOME="$tmp/home"
+    cd "$tmp"  # away from the source tree: the installed package runs
+    "$tmp/venv/bin/tuneq" --help >/dev/null
+    "$tmp/venv/bin/tuneq" status
+    "$tmp/venv/bin/tuneq" validate "$src/jobs/demo-tiny.toml"
+    "$tmp/venv/bin/python" "$src/.ci/tui_smoke.py" "$src/jobs"
 
 # wall time of the demo job per stage on this machine
 bench-demo: setup

@@ -1,7 +1,2 @@
-"""tuneq: queue, run and ship LoRA fine-tunes."""
-
-from runner.stdcxx import share_libstdcxx
-
-# Before anything can import llama_cpp: every process that runs tuneq code imports this package first
-# (spawned children too, to unpickle their target), so llama.cpp and torch share one libstdc++.
-share_libstdcxx()
+"""tuneq: queue, run and ship LoRA fine-tunes. Importing it has no side effects (the pipeline's
+package loads the C++ runtime its native libraries need: :mod:`runner.pipeline`)."""

@@ -19,7 +19,7 @@ from runner.paths import ensure_dir
 from runner.rundir import RunDir, adopt_staged, stage_run_dir
 from runner.spec import LoadedSpec, Problem, SpecError
 from runner.store import Job, JobError, NewJob, Store
-from runner.validate import validate_file
+from runner.validate import DataCheck, validate_file
 
 
 def runs_root(store: Store) -> Path:
@@ -41,6 +41,39 @@ def load_all(paths: Sequence[str | Path]) -> list[LoadedSpec]:
     if problems:
         raise SpecError(problems)
     return loaded
+
+
+def validation_rows(loaded: LoadedSpec, data: DataCheck) -> list[tuple[str, str]]:
+    """What a user checks before queueing a valid job, as (topic, facts) rows: model, data, template, LoRA,
+    training, export, smoke (``tuneq validate`` and the TUI's submit screen show these)."""
+    s = loaded.spec
+    steps = (
+        f"{s.train.max_steps} steps" if s.train.max_steps > 0 else f"{s.train.num_train_epochs:g} epoch(s)"
+    )
+    rows = (
+        f"{data.train_rows} train + {data.eval_rows} eval rows, format {data.format}"
+        if data.status == "checked"
+        else data.status
+    )
+    batching = "padding-free" if s.train.flat_batches else "packed" if s.train.packing else "padded"
+    return [
+        (
+            "model",
+            f"{s.model.base}, max_seq_length {s.model.max_seq_length}, "
+            f"{'4-bit' if s.model.load_in_4bit else '16-bit'} base",
+        ),
+        ("data", f"{s.data.source}: {rows}"),
+        ("template", s.template.style),
+        ("lora", f"r {s.lora.r}, alpha {s.lora.lora_alpha}, {len(s.lora.target_modules)} target modules"),
+        (
+            "training",
+            f"{steps}, batch {s.train.per_device_train_batch_size} x {s.train.gradient_accumulation_steps}"
+            + (" (on a GPU: fewer micro-batches where memory allows)" if s.train.auto_batch else "")
+            + f", {batching}, lr {s.train.learning_rate:g}, {s.train.optim}",
+        ),
+        ("export", ", ".join(s.export.gguf) + (" + LoRA GGUF" if s.export.lora_gguf else "")),
+        ("smoke", f"{len(s.smoke.prompts)} prompt(s) on {s.smoke.gguf}"),
+    ]
 
 
 def submit(

@@ -46,8 +46,3 @@ def cache_dir() -> Path:
 def models_dir() -> Path:
     """Cache of built-in test models (``tuneq:tiny-llama``), shared by every state directory."""
     return cache_dir() / "models"
-
-
-def runs_dir() -> Path:
-    """Default parent of queued jobs' run directories."""
-    return state_dir() / "runs"

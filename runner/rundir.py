@@ -1,4 +1,4 @@
-"""The run directory: one per job, the only place a pipeline writes (layout in docs/design.md)."""
+"""The run directory: one per job, the only place a pipeline writes (layout: README's "The run directory")."""
 
 from __future__ import annotations
 

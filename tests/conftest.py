@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import runner.pipeline  # noqa: F401  (tests load llama.cpp and torch: libstdc++ first, runner/stdcxx.py)
 from runner.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,10 +2,10 @@
 
 It behaves as the job file's ``description`` says, as space-separated words:
 ``steps=N`` progress events (default 3), ``sleep=S`` seconds spread over the steps, ``fail`` (ends with a
-failing job_end, exit 1), ``crash`` (exits 3 without job_end), ``ignore-term`` (survives SIGTERM),
+failing job_end, exit 1), ``crash`` (exits 3 without job_end), ``ignore-term`` (survives SIGTERM, noting it in ``sigterm``),
 ``fail-first`` (fails on the first attempt only), ``linger=S`` (waits S seconds after the last step),
-``leak`` (prints $HF_TOKEN to stdout and stderr and puts it in a nested event field, as a careless library
-might). Every start appends ``<job> <pid>`` to $FAKE_RUNS_LOG.
+``tested=QUANT`` (job_end names ``gguf/<name>-<QUANT>.gguf`` as the tested file), ``leak`` (prints
+$HF_TOKEN to stdout and stderr and puts it in a nested event field, as a careless library might). Every start appends ``<job> <pid>`` to $FAKE_RUNS_LOG.
 """
 
 import json
@@ -26,8 +26,8 @@ job = json.loads((run_dir / "job.json").read_text())["job"]
 if runs_log := os.environ.get("FAKE_RUNS_LOG"):
     with open(runs_log, "a") as handle:
         handle.write(f"{job} {os.getpid()}\n")
-if "ignore-term" in opts:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if "ignore-term" in opts:  # survive SIGTERM; note each one in <run dir>/sigterm
+    signal.signal(signal.SIGTERM, lambda *_: (run_dir / "sigterm").open("a").write("ignored\n"))
 attempt_file = run_dir / "attempts"
 attempt = int(attempt_file.read_text()) + 1 if attempt_file.exists() else 1
 attempt_file.write_text(str(attempt))
@@ -53,4 +53,8 @@ if "fail" in opts or ("fail-first" in opts and attempt == 1):
     events.emit("job_end", ok=False, reason="fake failure")
     sys.exit(1)
 events.emit("stage_end", "train", ok=True, seconds=sleep)
-events.emit("job_end", ok=True)
+if tested := opts.get("tested"):
+    path = f"gguf/{spec['name']}-{tested.upper()}.gguf"
+    events.emit("job_end", ok=True, tested_gguf=path, tested_quant=tested)
+else:
+    events.emit("job_end", ok=True)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -226,3 +229,16 @@ def test_linger_warning(tmp_path: Path) -> None:
     assert linger_warning(user="ana", cgroup=session, systemd=tmp_path / "none", linger_dir=linger) is None
     (linger / "ana").touch()
     assert linger_warning(user="ana", cgroup=session, systemd=systemd, linger_dir=linger) is None
+
+
+def test_submit_warns_when_the_only_worker_row_is_a_dead_process(
+    home: Path, make_job: JobFactory, capsys
+) -> None:
+    from runner.store import WorkerInfo, default_path
+
+    home.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with Store(default_path()) as store:  # a worker killed before it could unregister
+        store.heartbeat(WorkerInfo("gone", socket.gethostname(), dead.pid, 0, 0), now=time.time(), lease_s=60)
+    assert "tuneq daemon start" in tuneq(capsys, "submit", str(make_job("a")))[2]

@@ -3,7 +3,8 @@
 The ``container`` tests start ``podman system service`` themselves (tests/container/podman-service.sh,
 which installs podman where it can) unless ``DOCKER_HOST`` is set, import a small test image
 (tests/container/build-test-image.sh) and mount the project's interpreter, venv and checkout read-only,
-so the container runs this checkout's code. They skip when no engine can be started.
+so the container runs this checkout's code. They skip when no engine can be started, except in CI
+(``CI=true``), where that is a failure: CI must not pass without running them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import docker
 import pytest
@@ -250,6 +251,13 @@ def test_gpu_job_without_assigned_gpu_is_refused(tmp_path: Path) -> None:
 # --- against a real engine ------------------------------------------------------------------------------
 
 
+def _no_engine(why: str) -> NoReturn:
+    """Skip the engine's tests; in CI (``CI=true``) fail instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {why}", pytrace=False)
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Docker Engine API URL: ``$DOCKER_HOST``, else a podman service started for this session."""
@@ -259,7 +267,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     sock = tmp_path_factory.mktemp("engine") / "podman.sock"
     started = subprocess.run([SCRIPTS / "podman-service.sh", "start", sock], capture_output=True, text=True)
     if started.returncode != 0:
-        pytest.skip(f"no container engine: {started.stderr.strip().splitlines()[-1:]}")
+        _no_engine(f"no container engine: {started.stderr.strip().splitlines()[-1:]}")
     try:
         yield f"unix://{sock}"
     finally:
@@ -272,7 +280,7 @@ def client(engine: str) -> docker.DockerClient:
     try:
         client = connect(engine)
     except BackendError as exc:
-        pytest.skip(str(exc))
+        _no_engine(str(exc))
     try:
         client.images.get(TEST_IMAGE)
     except docker.errors.ImageNotFound:
@@ -283,7 +291,7 @@ def client(engine: str) -> docker.DockerClient:
             env={**os.environ, "TUNEQ_TEST_VENV": str(VENV)},
         )
         if built.returncode != 0:
-            pytest.skip(f"cannot build the test image: {built.stderr.strip()[-300:]}")
+            _no_engine(f"cannot build the test image: {built.stderr.strip()[-300:]}")
     return client
 
 

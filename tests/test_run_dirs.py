@@ -122,3 +122,12 @@ def test_run_refuses_a_run_dir_holding_another_job_and_resumes_the_same(
     code, out, _ = tuneq(capsys, "run", str(first), "--run-dir", str(run_dir))
     assert code == 0 and f"run directory: {run_dir}" in out
     assert json.loads((run_dir / "attempts").read_text()) == 2  # the fake pipeline ran there twice
+
+
+def test_run_prints_the_tested_file_job_end_names(
+    home: Path, make_job: JobFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    code, out, _ = tuneq(capsys, "run", str(make_job("q8", "tested=q8_0")), "--run-dir", str(run_dir))
+    assert code == 0
+    assert f"tested Q8_0: {run_dir}/gguf/q8-Q8_0.gguf" in out.splitlines()

@@ -15,10 +15,13 @@ from conftest import ROOT
 from test_fidelity import tiny_ggufs  # noqa: F401  (session fixture: the tiny model as GGUF files)
 
 from runner.cli import main
+from runner.ship.card import commands
 from runner.ship.files import write_sums
 from runner.ship.modelfile import GgufChat, derive_turns, go_template, modelfile, read_gguf_chat, render_chat
+from runner.spec import load_spec
 from runner.spec.model import TemplateSpec
 from runner.templates import chat_template_for
+from tui.ship import ship_commands
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -295,3 +298,13 @@ def test_ship_into_an_earlier_copy_or_an_empty_directory(run_dir: Path, tmp_path
         done = ship_cli(str(run_dir), "empty", cwd=tmp_path, path=tools)
         assert done.returncode == 0, done.stderr
         assert f"checksums verified in {tmp_path / 'empty'}" in done.stdout
+
+
+def test_the_tui_offers_the_commands_of_commands_txt() -> None:
+    spec = load_spec(ROOT / "jobs" / "demo-tiny.toml").spec
+    lines = commands(spec, "demo-tiny-Q8_0.gguf", None).splitlines()
+    offered = ship_commands(Path("/runs/1/gguf/demo-tiny-Q8_0.gguf"), spec.artifact_name, "me@gpu-box")
+    runs = [c.text for c in offered if c.text.startswith("llama-")]
+    assert runs and all(line in lines for line in runs)  # llama-cli, llama-server with the same flags
+    ollama = next(c.text for c in offered if c.label == "Ollama Modelfile").splitlines()[0]
+    assert ollama == "# " + " && ".join(line for line in lines if line.startswith("ollama "))

@@ -139,3 +139,23 @@ def test_smoke_and_ship_tabs_and_copy(store: Store, ids: dict[str, int], tmp_pat
         await shows(pilot, "stages", "training")
 
     drive(make_app(store, tmp_path), scenario, size=(200, 50))
+
+
+def test_the_tested_file_is_the_one_job_end_names(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
+    """With ``smoke.gguf = "q8_0"`` the header, the ship tab and the commands name the Q8_0 file."""
+    run = Path(store.get(ids["demo-tiny"]).run_dir)
+    EventWriter(run / "events.jsonl", str(ids["demo-tiny"])).emit(
+        "job_end", ok=True, exit_code=0, tested_gguf="gguf/demo-tiny-Q8_0.gguf", tested_quant="q8_0"
+    )
+    copied: list[str] = []
+
+    async def scenario(pilot) -> None:
+        pilot.app.copy_to_clipboard = copied.append
+        await open_job(pilot, ids["demo-tiny"])
+        await shows(pilot, f"Q8_0 {run}/gguf/demo-tiny-Q8_0.gguf")
+        await pilot.press("4")
+        await shows(pilot, f"tested Q8_0: {run}/gguf/demo-tiny-Q8_0.gguf", "scp to your laptop")
+        await pilot.press("y")
+        assert copied == [f"scp me@gpu-box:{run}/gguf/demo-tiny-Q8_0.gguf ."]
+
+    drive(make_app(store, tmp_path), scenario, size=(200, 50))

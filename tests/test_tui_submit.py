@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tui_fixtures import drive, make_app, noted, shows, wait_for, write_job_files
 
+from runner.cli import main
 from runner.store import Store
 from tui.screens.queue import QueueScreen
 from tui.screens.submit import SubmitScreen
@@ -88,3 +89,17 @@ def test_no_job_files(store: Store, tmp_path: Path) -> None:
         await shows(pilot, "no job files in")
 
     drive(make_app(store, tmp_path / "missing"), scenario)
+
+
+def test_the_summary_says_what_tuneq_validate_says(store: Store, tmp_path: Path, capsys) -> None:
+    jobs = tmp_path / "jobfiles"
+    files = write_job_files(jobs)
+    assert main(["validate", str(files["good"])]) == 0
+    facts = [line.split(maxsplit=1)[1] for line in capsys.readouterr().out.splitlines()[1:-1]]  # not memory
+    assert facts[0].startswith("tuneq:tiny-llama") and facts[-1] == "1 prompt(s) on q4_k_m"
+
+    async def scenario(pilot) -> None:
+        await open_submit(pilot)
+        await shows(pilot, "✓ valid", *facts)
+
+    drive(make_app(store, jobs), scenario, size=(220, 40))

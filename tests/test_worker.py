@@ -126,13 +126,16 @@ def test_cancel_while_running_stops_the_process_group(store: Store, make_job: Jo
         os.killpg(pid, 0)
 
 
-def test_cancel_escalates_to_sigkill(store: Store, make_job: JobFactory) -> None:
+def test_cancel_escalates_to_sigkill(store: Store, make_job: JobFactory, tmp_path: Path) -> None:
     job = submit(store, make_job("stubborn", "steps=100 sleep=60 ignore-term"))
     w = worker(config=replace(FAST, grace_s=0.3))
     drive(store, w, started(store, job.id))
+    (pid,) = [int(line.split()[1]) for line in (tmp_path / "runs.log").read_text().splitlines()]
     commands.cancel(store, job.id)
     drive(store, w, ended(store, job.id))
     assert store.get(job.id).state is JobState.CANCELLED
+    assert (Path(job.run_dir) / "sigterm").read_text() == "ignored\n"  # it got SIGTERM and lived on...
+    assert gone(pid)  # ...until SIGKILL: it would have slept for another minute
 
 
 def test_retry_of_a_failed_job_reuses_its_run_directory(store: Store, make_job: JobFactory) -> None:

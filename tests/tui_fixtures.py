@@ -19,9 +19,9 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
+from runner.core.stages import STAGE_NAMES
 from runner.events import EventWriter
 from runner.jobstate import JobState
-from runner.pipeline.run import STAGE_NAMES
 from runner.store import NewJob, Progress, Store, WorkerInfo
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,9 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.core.workers import worker_alive
 from runner.store import Store
-
-WORKER_STALE_S = 60.0  # a worker not seen for this long counts as gone (the worker's default lease)
 
 
 def ssh_target() -> str:
@@ -32,4 +31,4 @@ class TuiContext:
     def worker_alive(self) -> bool:
         """Some worker has sent a heartbeat recently (a blocking store read: call it from a thread)."""
         now = self.clock()
-        return any(now - w.seen_at < WORKER_STALE_S for w in self.store.workers())
+        return any(worker_alive(w, now) for w in self.store.workers())

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from runner.core.stages import STAGE_NAMES
 from runner.events import Event
-from runner.pipeline.run import STAGE_NAMES
 
 PLOT_POINTS = 400  # a series is thinned to about this many points before plotting
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from runner.cli.queue_view import state_label
+from runner.core.present import state_label
 from runner.store import Job
 
 STATE_STYLES = {
@@ -15,7 +15,7 @@ STATE_STYLES = {
 
 def state_text(job: Job) -> Text:
     """The job's state (or ``cancelling``) in its colour."""
-    label = state_label(job)
+    label = state_label(job.state, job.cancel_requested)
     return Text(label, style=STATE_STYLES.get(label, ""))
 
 

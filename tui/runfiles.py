@@ -1,5 +1,5 @@
-"""Reading a run directory for the job screen: the log's new lines, ``report.json``, ``smoke.json``, and
-which artifact is the Q4_K_M file. Blocking file reads: call these from a polling thread."""
+"""Reading a run directory for the job screen: the log's new lines, ``report.json``, ``smoke.json`` and the
+artifacts. Blocking file reads: call these from a polling thread."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.core.tail import LineTail
 from runner.events import Event
 
 LOG_START_BYTES = 256 * 1024  # the first read of a log starts this far before its end
@@ -18,26 +19,18 @@ class LogTail:
     """New lines of a growing text file; the first read skips all but the last ``LOG_START_BYTES``."""
 
     path: Path
-    offset: int | None = None
-    _partial: bytes = field(default=b"", repr=False)
+    _tail: LineTail | None = field(default=None, repr=False)
 
     def read_new(self) -> list[str]:
         """Complete lines appended since the last call."""
-        try:
-            with self.path.open("rb") as handle:
-                if self.offset is None:
-                    end = handle.seek(0, 2)
-                    self.offset = max(0, end - LOG_START_BYTES)
-                    skip_first = self.offset > 0
-                else:
-                    skip_first = False
-                handle.seek(self.offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            return []
-        self.offset += len(chunk)
-        lines = (self._partial + chunk).split(b"\n")
-        self._partial = lines.pop()
+        skip_first = False
+        if self._tail is None:
+            try:
+                start = max(0, self.path.stat().st_size - LOG_START_BYTES)
+            except FileNotFoundError:
+                return []
+            self._tail, skip_first = LineTail(self.path, start), start > 0
+        lines = self._tail.read_lines()
         if skip_first and lines:
             lines.pop(0)  # starts mid-line
         return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
@@ -77,10 +70,3 @@ def artifacts(report: dict[str, Any] | None, events: tuple[Event, ...]) -> list[
             merged[entry["path"]] = merged.get(entry["path"], {}) | entry
     return list(merged.values())
 
-
-def q4_k_m(items: list[Event]) -> str | None:
-    """The path (relative to the run directory) of the Q4_K_M GGUF, if there is one."""
-    for item in items:
-        if item.get("kind") == "gguf-q4_k_m" or str(item.get("path", "")).upper().endswith("Q4_K_M.GGUF"):
-            return str(item["path"])
-    return None

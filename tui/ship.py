@@ -6,6 +6,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.ship.usage import llama_cpp_commands, ollama_commands
+
 
 @dataclass(frozen=True)
 class ShipCommand:
@@ -21,12 +23,10 @@ def ship_commands(gguf: Path, model: str, target: str, modelfile: str | None = N
     ``modelfile`` is the run's ``ship/Modelfile`` (it carries the chat template); without one, a minimal
     Modelfile leaves the template to Ollama's reading of the GGUF."""
     remote = f"{target}:{shlex.quote(str(gguf))}"
-    local = shlex.quote(f"./{gguf.name}")
-    minimal = f"# ollama create {model} -f Modelfile && ollama run {model}\nFROM ./{gguf.name}\n"
+    minimal = f"# {' && '.join(ollama_commands(model))}\nFROM ./{gguf.name}\n"
     return [
         ShipCommand("scp to your laptop", f"scp {remote} ."),
         ShipCommand("rsync to your laptop (resumable)", f"rsync -avP {remote} ."),
-        ShipCommand("chat with llama.cpp", f"llama-cli -m {local} -cnv"),
-        ShipCommand("serve with llama.cpp (OpenAI API on :8080)", f"llama-server -m {local} --port 8080"),
+        *(ShipCommand(label, command) for label, command in llama_cpp_commands(gguf.name)),
         ShipCommand("Ollama Modelfile", modelfile or minimal),
     ]

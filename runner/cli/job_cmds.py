@@ -12,9 +12,10 @@ from typing import Any
 from runner.backends.base import Launch
 from runner.backends.local import LocalBackend
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from runner.core.disksize import describe as describe_disk
+from runner.core.tested import tested_gguf
 from runner.dataset.read import DataError
 from runner.events import EventTail, format_event
-from runner.pipeline.disk import describe as describe_disk
 from runner.rundir import RunDir, RunDirConflict, prepare_run_dir
 from runner.spec import LoadedSpec, SpecError
 from runner.spec.model import file_stem
@@ -170,10 +171,10 @@ def follow_local_run(run: RunDir, loaded: LoadedSpec) -> int:
         backend.stop(handle, grace_s=30)
         return EXIT_INTERRUPTED
     if last.get("type") == "job_end" and last.get("ok"):
-        q4 = last.get("q4_k_m")
+        tested = tested_gguf(last)
         print(f"report: {run.report}")
-        if q4:
-            print(f"tested Q4_K_M: {run.root / q4}")
+        if tested:
+            print(f"tested {tested.label}: {run.root / tested.path}")
         return EXIT_OK
     print(f"job failed: see {run.log} and {run.report}", file=sys.stderr)
     return EXIT_FAILED

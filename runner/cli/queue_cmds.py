@@ -20,6 +20,7 @@ from runner import commands
 from runner.cli import argtypes
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from runner.cli.queue_view import job_details, jobs_table
+from runner.core.workers import worker_alive
 from runner.events import format_event
 from runner.jobstate import JobState
 from runner.rundir import RunDir
@@ -127,7 +128,7 @@ def _print_json(data: dict[str, Any]) -> None:
 def _submit(store: Store, args: argparse.Namespace) -> int:
     for job in commands.submit(store, args.files, priority=args.priority, name=args.name):
         print(f"job {job.id} queued: {job.name} (priority {job.priority})")
-    if not store.workers():
+    if not any(worker_alive(w, time.time()) for w in store.workers()):
         print("no worker is running: start one with `tuneq daemon start`", file=sys.stderr)
     return EXIT_OK
 

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner.core.present import age, state_label
 from runner.events import terminal_safe
 from runner.rundir import RunDir
 from runner.store import Job, iso
 
 _COLUMNS = ("ID", "NAME", "STATE", "STAGE", "PROGRESS", "LOSS", "AGE")
-
-
-def age(seconds: float) -> str:
-    """A short duration: ``45s``, ``12m``, ``3h``, ``5d``."""
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
-
-
-def state_label(job: Job) -> str:
-    """The state, or ``cancelling`` while a cancel request waits for the worker."""
-    return "cancelling" if job.cancel_requested and job.state.is_active else str(job.state)
 
 
 def progress_label(job: Job) -> str:
@@ -41,7 +28,7 @@ def jobs_table(jobs: list[Job], now: float) -> str:
         (
             str(j.id),
             j.name,
-            state_label(j),
+            state_label(j.state, j.cancel_requested),
             j.progress.stage or "-",
             progress_label(j),
             "-" if j.progress.loss is None else f"{j.progress.loss:.4f}",
@@ -61,7 +48,7 @@ def job_details(job: Job) -> str:
     fields = [
         ("id", job.id),
         ("name", job.name),
-        ("state", state_label(job)),
+        ("state", state_label(job.state, job.cancel_requested)),
         ("priority", job.priority),
         ("attempts", job.attempts),
         ("retries left", job.retries_left),

@@ -41,7 +41,7 @@ class WheelMissing(Exception):
 
 def wheel_gguf() -> Path:
     """The GGUF inside the installed wheel, its SHA-256 checked against the pinned one."""
-    from runner.pipeline.artifacts import sha256_file
+    from runner.core.checksum import sha256_file
 
     try:
         dist = distribution(WHEEL)

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from runner.core.checksum import sha256_file
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.disk import DISK_FULL, DISK_HINT
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def record_artifact(ctx: StageContext, path: Path, kind: str) -> dict[str, Any]:

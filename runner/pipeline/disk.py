@@ -14,45 +14,15 @@ from __future__ import annotations
 
 import errno
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 
+from runner.core.disksize import export_bytes, size_text
 from runner.pipeline.context import StageContext, StageFailed
 
 EXPORT_STAGES = ("merged", "gguf", "quantize")
 DISK_FULL = "the disk is full (no space left on device)"
 DISK_HINT = "free space on that disk, or move TUNEQ_HOME (or the run directory) to a bigger disk"
-GB = 10**9
 _MARGIN = 1.05
-# Average bits per weight of llama.cpp's quant types (token embeddings and output kept wider included).
-_QUANT_BITS = {
-    "f16": 16.0, "bf16": 16.0, "q8_0": 8.5, "q6_k": 6.6, "q5_k_m": 5.7, "q5_k_s": 5.5, "q5_1": 6.0,
-    "q5_0": 5.5, "q4_k_m": 4.9, "q4_k_s": 4.6, "q4_1": 5.0, "q4_0": 4.5, "iq4_nl": 4.5, "iq4_xs": 4.3,
-    "q3_k_l": 4.3, "q3_k_m": 3.9, "q3_k_s": 3.5, "iq3_m": 3.7, "iq3_s": 3.5, "iq3_xs": 3.3, "iq3_xxs": 3.1,
-    "q2_k": 3.4, "tq2_0": 2.1, "tq1_0": 1.7,
-}  # fmt: skip
-_UNKNOWN_BITS = 8.5  # a quant not in the table: assume the largest common one
-
-
-def export_bytes(params: int, quants: Sequence[str]) -> dict[str, int]:
-    """Bytes each export stage writes for a model of ``params`` parameters and the ``export.gguf`` list."""
-    quantized = sum(params * _QUANT_BITS.get(q, _UNKNOWN_BITS) / 8 for q in quants if q != "f16")
-    return {"merged": 2 * params, "gguf": 2 * params, "quantize": int(quantized)}
-
-
-def size_text(n: float) -> str:
-    """Bytes for people: ``3.1 GB``, ``850 MB``."""
-    return f"{n / GB:.1f} GB" if n >= GB else f"{n / 10**6:.0f} MB"
-
-
-def describe(params: int, quants: Sequence[str]) -> str:
-    """The ``tuneq validate`` line: what the export stages will write in all, and by stage."""
-    sizes = export_bytes(params, quants)
-    parts = [f"merged 16-bit {size_text(sizes['merged'])}", f"f16 GGUF {size_text(sizes['gguf'])}"]
-    if sizes["quantize"]:
-        listed = " + ".join(q for q in quants if q != "f16")
-        parts.append(f"{listed} {size_text(sizes['quantize'])}")
-    return f"~{size_text(sum(sizes.values()))} written by export ({', '.join(parts)})"
 
 
 def is_disk_full(exc: BaseException) -> bool:

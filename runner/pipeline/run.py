@@ -24,6 +24,7 @@ from runner.models.resolve import ModelNotFound
 from runner.pipeline import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.disk import DISK_FULL, DISK_HINT, is_disk_full
+from runner.pipeline.quantize import quant_path
 from runner.pipeline.report import write_report
 from runner.pipeline.stopping import EXIT_STOPPED, Stopped, StopSignal
 from runner.rundir import RunDir
@@ -53,7 +54,6 @@ STAGES = (
     Stage("fidelity", fidelity.run, (*_TRAINING, "export", "smoke")),
     Stage("ship", ship.run, (*_TRAINING, "export", "smoke")),
 )
-STAGE_NAMES = tuple(s.name for s in STAGES)
 _KNOWN_FAILURES = (StageFailed, DataError, ConverterMissing, ModelNotFound)
 
 
@@ -145,20 +145,16 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
         kind="report",
         bytes=report_path.stat().st_size,
     )
+    # the file the smoke stage ran, once it passed (runner.core.tested reads it back)
+    tested = str(quant_path(ctx, spec.smoke.gguf).relative_to(run.root)) if "smoke" in results else None
     ctx.emit(
         "job_end",
         ok=failure is None,
         exit_code=code,
         stopped=code == EXIT_STOPPED or None,
         reason=failure["cause"] if failure else None,
-        q4_k_m=next(
-            (
-                a["path"]
-                for a in results.get("quantize", {}).get("artifacts", [])
-                if a["kind"] == "gguf-q4_k_m"
-            ),
-            None,
-        ),
+        tested_gguf=tested,
+        tested_quant=spec.smoke.gguf if tested else None,
     )
     return code
 

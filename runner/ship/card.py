@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
-import unicodedata
 from typing import Any
 
 from runner.pipeline.evalmd import fidelity_sections
+from runner.ship.usage import llama_cpp_commands, ollama_commands
 from runner.spec.model import JobSpec
-
-
-def ollama_name(spec: JobSpec) -> str:
-    """The model name for ``ollama create``."""
-    return ollama_model_name(spec.artifact_name)
-
-
-def ollama_model_name(name: str) -> str:
-    """``name`` as Ollama accepts it (lower-case ASCII letters, digits, '.', '_', '-').
-
-    Accents are dropped ("Café" → "cafe"), other runs of characters become '-'; a name with no ASCII
-    letter or digit (``日本語ジョブ``) becomes ``tuneq-`` and a short hash of it.
-    """
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
-    slug = re.sub(r"[^a-z0-9._-]+", "-", ascii_name).strip("-._")
-    return slug or "tuneq-" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
 def commands(spec: JobSpec, gguf: str, lora: str | None) -> str:
     """Ready-to-paste lines for llama.cpp and Ollama, run inside the ship folder."""
-    lines = [
-        "# llama.cpp",
-        f"llama-cli -m ./{gguf} -cnv",
-        f"llama-server -m ./{gguf} --host 127.0.0.1 --port 8080",
-    ]
+    lines = ["# llama.cpp", *(command for _, command in llama_cpp_commands(gguf))]
     if lora:
         lines += [
             "# the adapter alone, on the base model's own GGUF (not included here)",
@@ -41,8 +19,7 @@ def commands(spec: JobSpec, gguf: str, lora: str | None) -> str:
         ]
     lines += [
         "# Ollama (the Modelfile holds the chat template and stop words)",
-        f"ollama create {ollama_name(spec)} -f Modelfile",
-        f"ollama run {ollama_name(spec)}",
+        *ollama_commands(spec.artifact_name),
     ]
     return "\n".join(lines) + "\n"
 

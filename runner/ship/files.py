@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from runner.pipeline.artifacts import sha256_file
+from runner.core.checksum import sha256_file
 
 SUMS = "SHA256SUMS"
 

@@ -12,6 +12,8 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.stdcxx import share_libstdcxx
+
 _SYSTEM, _USER1, _REPLY, _USER2 = "\x00SYSTEM\x00", "\x00USER1\x00", "\x00REPLY\x00", "\x00USER2\x00"
 
 
@@ -42,6 +44,7 @@ class GgufChat:
 
 def read_gguf_chat(path: Path) -> GgufChat:
     """The embedded chat template and the BOS/EOS texts (the vocabulary is read, not the weights)."""
+    share_libstdcxx()  # before llama.cpp's libraries (runner.stdcxx says why)
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
@@ -57,6 +60,7 @@ def read_gguf_chat(path: Path) -> GgufChat:
 
 def render_chat(chat: GgufChat, messages: list[dict[str, str]]) -> str:
     """The prompt llama-cpp-python builds for ``messages`` (with the generation prompt)."""
+    share_libstdcxx()
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     return Jinja2ChatFormatter(chat.template, chat.eos, chat.bos)(messages=messages).prompt  # type: ignore[arg-type]

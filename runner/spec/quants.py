@@ -1,16 +1,13 @@
-"""Quant names (``q4_k_m``, ``q8_0``, ...): the ftypes the installed llama-cpp-python lists."""
+"""Quant names (``q4_k_m``, ``q8_0``, ...): llama.h's ftypes, from a copy, so that the spec loads no native
+library (tests/test_quants.py checks the copy against the installed llama-cpp-python)."""
 
 from __future__ import annotations
 
-from functools import cache
-
-_PREFIX = "LLAMA_FTYPE_MOSTLY_"
 # llama.cpp refuses these without an importance matrix (llama-quantize says so too); tuneq computes none.
 NEEDS_IMATRIX = frozenset({"iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "q2_k_s"})
 
 
-# llama.h's ftypes as of llama-cpp-python 0.3.36: used where llama-cpp-python is not installed (the CLI,
-# the TUI or `tuneq validate` on a machine without the training stack), so validation never needs it.
+# llama.h's ftypes as of llama-cpp-python 0.3.36 (pyproject's pin).
 _LLAMA_H = {
     "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q2_k": 10, "q3_k_s": 11, "q3_k_m": 12,
     "q3_k_l": 13, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18, "iq2_xxs": 19,
@@ -20,20 +17,9 @@ _LLAMA_H = {
 }  # fmt: skip
 
 
-@cache
 def known_ftypes() -> dict[str, int]:
-    """Every ``LLAMA_FTYPE_MOSTLY_*`` by lower-case name (``q4_k_m`` → 15): llama-cpp-python's own list
-    where it is installed, else the copy above."""
-    try:
-        import llama_cpp
-    except ImportError:
-        return dict(_LLAMA_H)
-
-    return {
-        name.removeprefix(_PREFIX).lower(): int(getattr(llama_cpp, name))
-        for name in dir(llama_cpp)
-        if name.startswith(_PREFIX)
-    }
+    """Every ``LLAMA_FTYPE_MOSTLY_*`` by lower-case name (``q4_k_m`` → 15)."""
+    return dict(_LLAMA_H)
 
 
 def check_quant(name: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.backends.base import Backend, Launch
+from runner.core.workers import LEASE_S, pid_alive, worker_alive
 from runner.gpus import pick
 from runner.jobstate import JobState
 from runner.rundir import RunDir
@@ -30,7 +31,7 @@ log = logging.getLogger("tuneq.worker")
 class WorkerConfig:
     """Timings of the worker loop, in seconds."""
 
-    lease_s: float = 60.0  # a running job's lease; a heartbeat renews it
+    lease_s: float = LEASE_S  # a running job's lease; a heartbeat renews it
     heartbeat_s: float = 5.0
     sweep_s: float = 5.0  # how often to look for jobs whose worker is gone
     busy_poll_s: float = 0.1  # tick interval while a job runs
@@ -205,32 +206,16 @@ def sweep(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool = False) 
         elif _is_lost(job, owner, w.info, now):
             recover(store, clock, w, job, local=owner is not None and owner.host == w.info.host)
     for info in workers.values():
-        if info.id != w.info.id and _is_dead(info, w.info, now, w.config.lease_s):
+        if info.id != w.info.id and not worker_alive(info, now, lease_s=w.config.lease_s, host=w.info.host):
             store.unregister_worker(info.id)
 
 
 def _is_lost(job: Job, owner: WorkerInfo | None, me: WorkerInfo, now: float) -> bool:
     if owner is None or (job.lease_until is not None and job.lease_until < now):
         return True
-    return owner.host == me.host and not _pid_alive(owner.pid)
+    return owner.host == me.host and not pid_alive(owner.pid)
 
 
-def _is_dead(info: WorkerInfo, me: WorkerInfo, now: float, lease_s: float) -> bool:
-    if info.host == me.host:
-        return not _pid_alive(info.pid)
-    return info.seen_at + lease_s < now
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():  # a dead worker's pid reused by this one
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def recover(

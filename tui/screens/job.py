@@ -1,5 +1,5 @@
 """One job: stage timeline, live numbers and loss plot; its log; smoke answers; artifacts and commands to
-ship the Q4_K_M file. A polling thread tails new event and log lines and re-reads the summary files only
+ship the tested GGUF. A polling thread tails new event and log lines and re-reads the summary files only
 when an event says they changed."""
 
 from __future__ import annotations
@@ -16,17 +16,19 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from runner.core.present import state_label
+from runner.core.tested import tested_gguf
 from runner.events import Event, EventTail, terminal_safe
 from runner.jobstate import JobState
 from runner.rundir import RunDir
-from runner.ship.card import ollama_model_name
+from runner.ship.usage import ollama_name
 from runner.store import Job, JobError, StoreError
 from tui.context import TuiContext
 from tui.feed import JobFeed, JobView
 from tui.format import STATE_STYLES
 from tui.messages import JobPolled, StoreFailed
 from tui.pulse import Pulse
-from tui.runfiles import LogTail, RunFiles, artifacts, q4_k_m, read_run_files
+from tui.runfiles import LogTail, RunFiles, artifacts, read_run_files
 from tui.screens.text_view import TextScreen
 from tui.widgets.live_stats import LiveStats
 from tui.widgets.log_panel import LogPanel
@@ -66,7 +68,7 @@ class JobScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(f"job {self.job_id}", id="job-title", classes="title")
-        yield Static(id="q4-path")
+        yield Static(id="tested-path")
         with TabbedContent(id="tabs"):
             with TabPane("Overview", id="overview"), Horizontal():
                 with Vertical(id="left"):
@@ -140,9 +142,10 @@ class JobScreen(Screen[None]):
     def _show_title(self) -> None:
         job = self.job
         assert job is not None
-        state = "cancelling" if job.cancel_requested and job.state.is_active else str(job.state)
-        title = Text.assemble(("job ", "bold"), (f"{job.id} {job.name}", "bold"), "  ",
-                              (state, STATE_STYLES.get(state, "")), f"  attempt {job.attempts}")
+        state = state_label(job.state, job.cancel_requested)
+        # Gaps end the bold runs: a bold run drawn wider than its cells (SVG viewers) then covers no text.
+        title = Text.assemble((f"job {job.id} {job.name}  ", "bold"), (f"{state}  ", STATE_STYLES.get(state, "")),
+                              f"attempt {job.attempts}")
         if job.state is not JobState.SUCCEEDED and job.reason:
             title.append(f"  {terminal_safe(job.reason)}", style="red")
         self.query_one("#job-title", Static).update(title)
@@ -152,12 +155,12 @@ class JobScreen(Screen[None]):
             return
         root = Path(self.job.run_dir)
         items = artifacts(self.files.report, self.view.artifacts if self.view else ())
-        q4 = q4_k_m(items)
-        if q4:
-            path = Text.assemble(("Q4_K_M ", "bold green"), str(root / q4))
-            self.query_one("#q4-path", Static).update(path)
-        self.query_one("#q4-path").set_class(q4 is not None, "-shown")
-        self.query_one(ShipPanel).show(root, items, q4, ollama_model_name(self.job.name), self.ctx.ssh_target,
+        tested = tested_gguf(self.view.end if self.view else None)
+        if tested:
+            path = Text.assemble((f"{tested.label} ", "green"), str(root / tested.path))
+            self.query_one("#tested-path", Static).update(path)
+        self.query_one("#tested-path").set_class(tested is not None, "-shown")
+        self.query_one(ShipPanel).show(root, items, tested, ollama_name(self.job.name), self.ctx.ssh_target,
                                        self.files.modelfile)
 
     # --- keys -------------------------------------------------------------------------------------
@@ -175,7 +178,7 @@ class JobScreen(Screen[None]):
     def _command_text(self) -> tuple[str, str] | None:
         command = self.query_one(ShipPanel).selected
         if command is None:
-            self.notify("nothing to copy yet: the commands appear once the Q4_K_M file exists",
+            self.notify("nothing to copy yet: the commands appear once the job has tested its GGUF",
                         severity="warning")
             return None
         return command.label, command.text

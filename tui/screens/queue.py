@@ -139,7 +139,7 @@ class QueueScreen(Screen[None]):
         queued = sum(j.state is JobState.QUEUED for j in self.jobs)
         filters = f"state: {self.state_filter} · sort: {self.sort}" + (f" · “{text}”" if text else "")
         self.query_one("#title", Static).update(Text.assemble(
-            ("tuneq", "bold"), f" · {len(self.jobs)} jobs · {running} running · {queued} queued   ",
+            ("tuneq ", "bold"), f"· {len(self.jobs)} jobs · {running} running · {queued} queued   ",
             (filters, "dim")))
 
     # --- keys -------------------------------------------------------------------------------------

@@ -29,20 +29,11 @@ from tui.screens.confirm import ConfirmScreen
 
 
 def summary(loaded: LoadedSpec, data: DataCheck) -> Table:
-    """The facts a user checks before queueing: model, data, template, LoRA, training, export, smoke."""
-    s = loaded.spec
-    steps = f"{s.train.max_steps} steps" if s.train.max_steps > 0 else f"{s.train.num_train_epochs:g} epochs"
-    checked = data.status == "checked"
-    rows = f"{data.train_rows} train + {data.eval_rows} eval rows ({data.format})" if checked else data.status
+    """:func:`runner.commands.validation_rows` as a two-column grid."""
     table = Table.grid(padding=(0, 1))
     table.add_column(style="dim")
     table.add_column()
-    for key, value in (("model", f"{s.model.base} (max {s.model.max_seq_length} tokens)"),
-                       ("data", f"{s.data.source}: {rows}"), ("template", s.template.style),
-                       ("lora", f"r {s.lora.r}, alpha {s.lora.lora_alpha}"),
-                       ("training", f"{steps}, lr {s.train.learning_rate:g}"),
-                       ("export", ", ".join(s.export.gguf)),
-                       ("smoke", f"{len(s.smoke.prompts)} prompt(s) on {s.smoke.gguf}")):
+    for key, value in commands.validation_rows(loaded, data):
         table.add_row(key, value)
     return table
 
@@ -76,7 +67,7 @@ class SubmitScreen(Screen[None]):
         self.result: Validated | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(Text.assemble(("Submit a job", "bold"), f"  from {self.ctx.jobs_dir}"), classes="title")
+        yield Static(Text.assemble(("Submit a job  ", "bold"), f"from {self.ctx.jobs_dir}"), classes="title")
         yield Input(placeholder="filter job files", id="file-filter")
         with Horizontal():
             yield OptionList(id="files")

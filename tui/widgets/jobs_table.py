@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
-from runner.cli.queue_view import age
+from runner.core.present import age
 from runner.jobstate import JobState
 from runner.store import Job
 from tui.format import duration, number, progress_bar, state_text

@@ -1,4 +1,4 @@
-"""Artifacts with sizes and sha256, and the commands that ship the Q4_K_M file, ready to copy."""
+"""Artifacts with sizes and sha256, and the commands that ship the tested GGUF, ready to copy."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from runner.core.tested import TestedGguf
 from runner.events import Event
 from tui.format import size
 from tui.ship import ShipCommand, ship_commands
@@ -28,18 +29,18 @@ class ShipPanel(VerticalScroll):
         yield OptionList(id="ship-commands")
         yield Static(id="ship-preview")
 
-    def show(self, root: Path, items: list[Event], q4: str | None, model: str, target: str,
+    def show(self, root: Path, items: list[Event], tested: TestedGguf | None, model: str, target: str,
              modelfile: str | None) -> None:
-        """Render the artifacts of the run directory ``root``; offer commands once the Q4_K_M file exists."""
+        """Render the artifacts of the run directory ``root``; offer commands once the job tested a GGUF."""
         text = Text()
         for item in items:
             text.append(f"{item['path']}", style="bold").append(f"  {size(item.get('bytes'))}\n")
             if item.get("sha256"):
                 text.append(f"  sha256 {item['sha256']}\n", style="dim")
-        if q4:
-            text.append("Q4_K_M: ", style="bold green").append(str(root / q4))
+        if tested:
+            text.append(f"tested {tested.label}: ", style="bold green").append(str(root / tested.path))
         self.query_one("#artifact-list", Static).update(text or Text("no artifacts yet", style="dim"))
-        commands = ship_commands(root / q4, model, target, modelfile) if q4 else []
+        commands = ship_commands(root / tested.path, model, target, modelfile) if tested else []
         if commands == self.commands:
             return
         self.commands = commands

@@ -1,0 +1,38 @@
+"""The tested GGUF: the one file the smoke test ran and Ollama gets (``smoke.gguf`` in the job file).
+
+The pipeline names it in ``job_end`` (``tested_gguf``: its path in the run directory, ``tested_quant``:
+its quant); the CLI and the TUI read it from there with :func:`tested_gguf`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TestedGguf:
+    """A run's tested file."""
+
+    __test__ = False  # not a pytest test class
+
+    quant: str  # q4_k_m, q8_0, f16, ...
+    path: str  # relative to the run directory
+
+    @property
+    def label(self) -> str:
+        """The quant as llama.cpp's file names spell it: ``Q4_K_M``."""
+        return self.quant.upper()
+
+
+def tested_gguf(job_end: Mapping[str, Any] | None) -> TestedGguf | None:
+    """The tested file a ``job_end`` event names (ones written before tuneq 0.1's ``tested_gguf`` field
+    have ``q4_k_m``, always the Q4_K_M file), or ``None``."""
+    if not job_end:
+        return None
+    path, quant = job_end.get("tested_gguf"), job_end.get("tested_quant")
+    if isinstance(path, str) and isinstance(quant, str):
+        return TestedGguf(quant, path)
+    old = job_end.get("q4_k_m")
+    return TestedGguf("q4_k_m", old) if isinstance(old, str) else None

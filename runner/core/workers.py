@@ -1,0 +1,45 @@
+"""Is a worker alive? One rule for the worker's sweep, ``tuneq submit``'s warning and the TUI's banner."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Protocol
+
+LEASE_S = 60.0  # a running job's lease: a worker on another host silent for longer counts as gone
+
+
+class SeenWorker(Protocol):
+    """What the rule reads of a worker's row (:class:`runner.store.WorkerInfo`)."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def seen_at(self) -> float: ...
+
+
+def worker_alive(
+    worker: SeenWorker, now: float, *, lease_s: float = LEASE_S, host: str | None = None
+) -> bool:
+    """On this host (``host``, default the machine's name): its process exists. Elsewhere: it sent a
+    heartbeat within ``lease_s``."""
+    if worker.host == (socket.gethostname() if host is None else host):
+        return pid_alive(worker.pid)
+    return now - worker.seen_at <= lease_s
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists; our own pid counts as gone (it is a dead worker's pid, reused)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
