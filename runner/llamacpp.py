@@ -68,7 +68,7 @@ def install(dest: Path | None = None) -> Path:
                 "-q",
                 "--no-deps",
                 "--no-binary",
-                ":all:",
+                "llama-cpp-python",  # its sdist; build dependencies may be wheels (`:all:` builds them all)
                 "-d",
                 tmp,
                 f"llama-cpp-python=={wanted}",
