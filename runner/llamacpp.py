@@ -96,6 +96,7 @@ def install(dest: Path | None = None) -> Path:
                     member.name = parts[1]
                     archive.extract(member, staging, **_SAFE_EXTRACT)
     (staging / ".version").write_text(wanted)
+    staging.chmod(0o755)  # mkdtemp made it private: other users (a container's non-root user) read it
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         shutil.rmtree(dest)

@@ -4,7 +4,7 @@
 jobs/demo-tiny.toml under WORKDIR, owned by uid 1000 (the image's ``tuneq`` user), starts the job's
 container with :class:`DockerBackend` (the image's own code and venv, no network, no mounts besides the run
 directory and the model cache), waits for it, and prints a summary of its ``report.json``. Exit code 0 when
-the job succeeded.
+the container exited 0 and the report says ok.
 """
 
 from __future__ import annotations
@@ -74,9 +74,10 @@ def main(image: str, engine: str, workdir: Path) -> int:
     if not run.report.exists():
         print(f"no report.json; last log lines:\n{(run.root / 'log.txt').read_text()[-3000:]}")
         return 1
+    report = json.loads(run.report.read_text())
     print("report.json summary:")
-    print(json.dumps(summary(json.loads(run.report.read_text())), indent=2))
-    return 0 if outcome.exit_code == 0 else 1
+    print(json.dumps(summary(report), indent=2))
+    return 0 if outcome.exit_code == 0 and report.get("ok") is True else 1
 
 
 if __name__ == "__main__":
