@@ -19,6 +19,7 @@ from typing import Any
 from runner.backends.base import Launch
 from runner.backends.container import DockerSettings
 from runner.backends.docker import DockerBackend
+from runner.backends.errors import BackendError
 from runner.rundir import prepare_run_dir
 from runner.spec.load import load_spec
 
@@ -30,6 +31,8 @@ TIMEOUT_S = 3600
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The parts of report.json that say whether and how the job ran."""
     smoke = report.get("smoke") or {}
+    fidelity = report.get("fidelity") or {}
+    perplexity = fidelity.get("perplexity") or {}
     return {
         "ok": report.get("ok"),
         "failure": report.get("failure"),
@@ -38,7 +41,8 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         "stages_s": {name: t["seconds"] for name, t in report.get("stages", {}).items()},
         "train": report.get("train"),
         "smoke_ok": smoke.get("ok"),
-        "fidelity": report.get("fidelity"),
+        "fidelity_ok": fidelity.get("ok"),
+        "perplexity": {f.get("quant"): f.get("ppl") for f in perplexity.get("files", [])},
         "artifacts": [(a["path"], a["bytes"]) for a in report.get("artifacts", [])],
     }
 
@@ -61,7 +65,11 @@ def main(image: str, engine: str, workdir: Path) -> int:
     )
     backend = DockerBackend(settings, "image-check", None)
     started = time.monotonic()
-    handle = backend.start(Launch("image-check-demo", run.root, spec))
+    try:
+        handle = backend.start(Launch("image-check-demo", run.root, spec))
+    except BackendError as exc:
+        print(f"the demo job did not start: {exc}", file=sys.stderr)
+        return 1
     deadline = started + TIMEOUT_S
     while (outcome := backend.poll(handle)) is None:
         if time.monotonic() > deadline:
