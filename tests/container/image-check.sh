@@ -12,6 +12,7 @@
 #                                  from PyPI, several GB); e.g. 2.13.0+cpu with a wheel in the wheelhouse
 #   IMAGE_CHECK_WHEELHOUSE=DIR     local wheels pip may take before PyPI (mounted at /wheelhouse)
 #   IMAGE_CHECK_REBUILD_BASE=1     rebuild the mmdebstrap base even if localhost/tuneq-base:bookworm exists
+#   IMAGE_CHECK_NO_CACHE=1         build every layer again (podman build --no-cache): a cold build's time
 #   DEBIAN_MIRROR, PIP_INDEX_URL   the mirrors (PIP_INDEX_URL is passed into the build)
 #   PYTHON                         the interpreter with tuneq's dependencies (default .venv/bin/python)
 set -euo pipefail
@@ -68,6 +69,7 @@ if [ -n "${IMAGE_CHECK_WHEELHOUSE:-}" ]; then
     args+=(-v "$(cd "$IMAGE_CHECK_WHEELHOUSE" && pwd):/wheelhouse:ro")
 fi
 [ -n "${PIP_INDEX_URL:-}" ] && args+=(--build-arg "PIP_INDEX_URL=$PIP_INDEX_URL")
+[ "${IMAGE_CHECK_NO_CACHE:-0}" = 1 ] && args+=(--no-cache)
 # The host's CA bundle, for networks whose HTTPS to the mirrors passes a local certificate authority.
 [ -f /etc/ssl/certs/ca-certificates.crt ] && args+=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
 
