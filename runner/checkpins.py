@@ -1,10 +1,13 @@
-"""``python -m runner.checkpins``: do the Dockerfile, pyproject's pins and Unsloth's declared ranges agree?
+"""``python -m runner.checkpins``: do the image files, pyproject's pins and Unsloth's declared ranges agree?
 
 Checks, each problem one line (exit code 1 when any):
-- the Dockerfile installs the ``train``, ``gpu`` and ``unsloth`` extras through ``runner/pins.py`` and
-  pins nothing (``name==version``) that pyproject pins differently;
-- its torch (``ARG TORCH_VERSION``) fits pyproject's torch range and Unsloth's, and its torch index is
-  the CUDA version of its base image (``cu130`` for ``CUDA_VERSION=13.0.x``);
+- the Dockerfile and Containerfile.mirror (the registry-free build) each install the ``train``, ``gpu``
+  and ``unsloth`` extras through ``runner/pins.py`` and pin nothing (``name==version``) that pyproject
+  pins differently;
+- their torch (``ARG TORCH_VERSION``) fits pyproject's torch range and Unsloth's; the Dockerfile's torch
+  index is the CUDA version of its base image (``cu130`` for ``CUDA_VERSION=13.0.x``);
+- Containerfile.mirror's torch is the Dockerfile's, and its CUDA toolkit wheels (``CUDA_TOOLKIT``) are the
+  same CUDA major.minor;
 - every ``==`` pin of those extras fits the ranges that the installed unsloth and unsloth_zoo declare
   (their metadata must be the pinned versions: ``just setup`` first);
 - the local environment has the pinned versions of what it installed (it shares the pins).
@@ -29,6 +32,7 @@ _UNSLOTH = {"unsloth", "unsloth-zoo"}
 Pins = dict[str, Requirement]
 Ranges = dict[str, list[Requirement]]
 DOCKERFILE = PYPROJECT.with_name("Dockerfile")
+MIRROR = PYPROJECT.with_name("Containerfile.mirror")
 # The image's platform, for evaluating the markers of Unsloth's requirements.
 IMAGE_ENV = {"sys_platform": "linux", "platform_machine": "x86_64", "python_version": "3.12", "extra": ""}
 
@@ -53,8 +57,36 @@ def unsloth_ranges() -> Ranges:
 
 def dockerfile_problems(text: str, pins: Pins, ranges: Ranges) -> list[str]:
     """What is wrong with the Dockerfile's pins."""
+    problems = _image_file_problems("Dockerfile", text, pins, ranges)
+    args = _args(text)
+    cuda, index = args.get("CUDA_VERSION", ""), args.get("TORCH_INDEX", "")
+    wanted = "cu" + "".join(cuda.split(".")[:2])
+    if "TORCH_VERSION" in args and not index.rstrip("/").endswith(wanted):
+        problems.append(
+            f"Dockerfile: TORCH_INDEX {index} does not match CUDA_VERSION {cuda} (want .../{wanted})"
+        )
+    return problems
+
+
+def mirror_problems(text: str, dockerfile: str, pins: Pins, ranges: Ranges) -> list[str]:
+    """What is wrong with Containerfile.mirror's pins, and where it differs from the Dockerfile's torch/CUDA."""
+    problems = _image_file_problems(MIRROR.name, text, pins, ranges)
+    args, docker = _args(text), _args(dockerfile)
+    torch, docker_torch = args.get("TORCH_VERSION"), docker.get("TORCH_VERSION")
+    if torch and docker_torch and torch != docker_torch:
+        problems.append(f"{MIRROR.name}: torch=={torch} but the Dockerfile installs torch=={docker_torch}")
+    toolkit, cuda = args.get("CUDA_TOOLKIT", ""), docker.get("CUDA_VERSION", "")
+    if toolkit.split(".")[:2] != cuda.split(".")[:2]:
+        problems.append(
+            f"{MIRROR.name}: CUDA_TOOLKIT {toolkit} is not the Dockerfile's CUDA {cuda} (same major.minor wanted)"
+        )
+    return problems
+
+
+def _image_file_problems(label: str, text: str, pins: Pins, ranges: Ranges) -> list[str]:
+    """An image file installs the pinned extras through runner/pins.py, pins nothing else and a torch in range."""
     problems = [
-        f"Dockerfile: does not install the '{name}' extra through runner/pins.py"
+        f"{label}: does not install the '{name}' extra through runner/pins.py"
         for name in EXTRAS
         if not re.search(rf"runner/pins\.py {name}\b", text)
     ]
@@ -62,20 +94,17 @@ def dockerfile_problems(text: str, pins: Pins, ranges: Ranges) -> list[str]:
     for name, ver in re.findall(r"\b([A-Za-z0-9][A-Za-z0-9_.-]*)==([0-9][^\s\"'$`)]*)", code):
         pin = pins.get(canonicalize_name(name))
         if pin is not None and not pin.specifier.contains(ver, prereleases=True):
-            problems.append(f"Dockerfile: {name}=={ver} but pyproject says {pin}")
-    args = dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.M))
-    torch = args.get("TORCH_VERSION")
+            problems.append(f"{label}: {name}=={ver} but pyproject says {pin}")
+    torch = _args(text).get("TORCH_VERSION")
     if torch is None:
-        return [*problems, "Dockerfile: no ARG TORCH_VERSION"]
-    problems += _fit(f"Dockerfile torch=={torch}", "torch", torch, [pins["torch"]] if "torch" in pins else [])
-    problems += _fit(f"Dockerfile torch=={torch}", "torch", torch, ranges.get("torch", []), "Unsloth")
-    cuda, index = args.get("CUDA_VERSION", ""), args.get("TORCH_INDEX", "")
-    wanted = "cu" + "".join(cuda.split(".")[:2])
-    if not index.rstrip("/").endswith(wanted):
-        problems.append(
-            f"Dockerfile: TORCH_INDEX {index} does not match CUDA_VERSION {cuda} (want .../{wanted})"
-        )
+        return [*problems, f"{label}: no ARG TORCH_VERSION"]
+    problems += _fit(f"{label} torch=={torch}", "torch", torch, [pins["torch"]] if "torch" in pins else [])
+    problems += _fit(f"{label} torch=={torch}", "torch", torch, ranges.get("torch", []), "Unsloth")
     return problems
+
+
+def _args(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.M))
 
 
 def pin_problems(pins: Pins, ranges: Ranges) -> list[str]:
@@ -101,7 +130,7 @@ def environment_problems(pins: Pins) -> list[str]:
     ]
 
 
-def check(dockerfile: Path = DOCKERFILE) -> list[str]:
+def check(dockerfile: Path = DOCKERFILE, mirror: Path = MIRROR) -> list[str]:
     """Every problem found."""
     pins = pyproject_pins()
     try:
@@ -110,6 +139,7 @@ def check(dockerfile: Path = DOCKERFILE) -> list[str]:
         return ["unsloth is not installed here, so its declared ranges cannot be read: run `just setup`"]
     return [
         *dockerfile_problems(dockerfile.read_text(), pins, ranges),
+        *mirror_problems(mirror.read_text(), dockerfile.read_text(), pins, ranges),
         *pin_problems(pins, ranges),
         *environment_problems(pins),
     ]
@@ -142,7 +172,9 @@ def main() -> int:
     for problem in problems:
         print(problem)
     if not problems:
-        print(f"pins agree: Dockerfile, pyproject extras {', '.join(EXTRAS)}, unsloth {version('unsloth')}")
+        print(
+            f"pins agree: Dockerfile, {MIRROR.name}, pyproject extras {', '.join(EXTRAS)}, unsloth {version('unsloth')}"
+        )
     return 1 if problems else 0
 
 

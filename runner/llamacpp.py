@@ -18,6 +18,7 @@ import tempfile
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 _KEEP_PREFIXES = (
     "convert_hf_to_gguf.py",
@@ -27,6 +28,9 @@ _KEEP_PREFIXES = (
     "models/ggml-vocab-",
     "LICENSE",
 )
+# tarfile's extraction filters came with Python 3.11.4 (Debian 12 has 3.11.2); without them only plain files
+# and directories at relative paths inside the staging directory are extracted (see install).
+_SAFE_EXTRACT: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 MISSING_HINT = "run `just setup` (it extracts llama.cpp's converter from the llama-cpp-python sdist)"
 
 
@@ -112,7 +116,7 @@ def install(dest: Path | None = None) -> Path:
                 "-q",
                 "--no-deps",
                 "--no-binary",
-                ":all:",
+                "llama-cpp-python",  # its sdist; build dependencies may be wheels (`:all:` builds them all)
                 "-d",
                 tmp,
                 f"llama-cpp-python=={wanted}",
@@ -130,11 +134,13 @@ def install(dest: Path | None = None) -> Path:
                     len(parts) == 2
                     and parts[1].startswith(_KEEP_PREFIXES)
                     and not parts[1].endswith((".inp", ".out"))
+                    and ".." not in Path(parts[1]).parts
                 )
                 if keep and (member.isfile() or member.isdir()):
                     member.name = parts[1]
-                    archive.extract(member, staging, filter="data")
+                    archive.extract(member, staging, **_SAFE_EXTRACT)
     (staging / ".version").write_text(wanted)
+    staging.chmod(0o755)  # mkdtemp made it private: other users (a container's non-root user) read it
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         shutil.rmtree(dest)

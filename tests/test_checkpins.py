@@ -1,4 +1,4 @@
-"""``just check-pins``: the Dockerfile, pyproject's pins and Unsloth's declared ranges."""
+"""``just check-pins``: the Dockerfile, Containerfile.mirror, pyproject's pins and Unsloth's declared ranges."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ from packaging.requirements import Requirement
 
 from runner.checkpins import (
     DOCKERFILE,
+    MIRROR,
     check,
     dockerfile_problems,
+    mirror_problems,
     pin_problems,
     pyproject_pins,
     unsloth_ranges,
 )
 
 GOOD = DOCKERFILE.read_text()
+GOOD_MIRROR = MIRROR.read_text()
 
 
 def test_the_project_agrees() -> None:
@@ -42,4 +45,23 @@ def test_pin_outside_unsloth_range() -> None:
     pins = {"trl": Requirement("trl==1.16.0"), "datasets": Requirement("datasets==4.8.5")}
     assert pin_problems(pins, unsloth_ranges()) == [
         "pyproject trl==1.16.0 is outside Unsloth's range trl!=0.19.0,<=1.15.0,>=0.18.2",
+    ]
+
+
+def test_mirror_build_shares_the_pins_torch_and_cuda() -> None:
+    assert mirror_problems(GOOD_MIRROR, GOOD, pyproject_pins(), unsloth_ranges()) == []
+    text = (
+        GOOD_MIRROR.replace("ARG TORCH_VERSION=2.11.0", "ARG TORCH_VERSION=2.12.0")
+        .replace("ARG CUDA_TOOLKIT=13.0.2", "ARG CUDA_TOOLKIT=12.9.1")
+        .replace("$(python3 runner/pins.py unsloth)", "unsloth==2026.11.1")
+    )
+    assert mirror_problems(text, GOOD, pyproject_pins(), unsloth_ranges()) == [
+        "Containerfile.mirror: does not install the 'unsloth' extra through runner/pins.py",
+        "Containerfile.mirror: unsloth==2026.11.1 but pyproject says unsloth==2026.10.9",
+        "Containerfile.mirror: torch==2.12.0 but the Dockerfile installs torch==2.11.0",
+        "Containerfile.mirror: CUDA_TOOLKIT 12.9.1 is not the Dockerfile's CUDA 13.0.1 (same major.minor wanted)",
+    ]
+    no_torch = GOOD_MIRROR.replace("ARG TORCH_VERSION=2.11.0", "ARG TORCH=2.11.0")
+    assert mirror_problems(no_torch, GOOD, pyproject_pins(), unsloth_ranges()) == [
+        "Containerfile.mirror: no ARG TORCH_VERSION"
     ]

@@ -73,6 +73,6 @@ def test_demo_passes_on_other_numerics(tmp_path: Path, threads: int, seed: int, 
     smoke = run_dir / "smoke.json"
     answers = json.loads(smoke.read_text())["results"] if smoke.exists() else []
     assert result.returncode == 0, result.stdout[-2500:] + json.dumps(answers, indent=1)[-2500:]
-    assert len(answers) >= 3 and all(a["ok"] and a["finish_reason"] == "stop" for a in answers)
+    assert len(answers) >= 2 and all(a["ok"] and a["finish_reason"] == "stop" for a in answers)
     report = json.loads((run_dir / "report.json").read_text())
     assert report["ok"]

@@ -1,0 +1,92 @@
+"""Run the demo job in a built image through the docker backend, as a non-root user (``just image-check``).
+
+``python tests/container/image_demo.py IMAGE ENGINE_URL WORKDIR``: prepares a run directory of
+jobs/demo-tiny.toml under WORKDIR, owned by uid 1000 (the image's ``tuneq`` user), starts the job's
+container with :class:`DockerBackend` (the image's own code and venv, no network, no mounts besides the run
+directory and the model cache), waits for it, and prints a summary of its ``report.json``. Exit code 0 when
+the container exited 0 and the report says ok.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from runner.backends.base import Launch
+from runner.backends.container import DockerSettings
+from runner.backends.docker import DockerBackend
+from runner.backends.errors import BackendError
+from runner.rundir import prepare_run_dir
+from runner.spec.load import load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+USER = (1000, 1000)  # the image's tuneq user
+TIMEOUT_S = 3600
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The parts of report.json that say whether and how the job ran."""
+    smoke = report.get("smoke") or {}
+    fidelity = report.get("fidelity") or {}
+    perplexity = fidelity.get("perplexity") or {}
+    return {
+        "ok": report.get("ok"),
+        "failure": report.get("failure"),
+        "python": report.get("python"),
+        "versions": report.get("versions"),
+        "stages_s": {name: t["seconds"] for name, t in report.get("stages", {}).items()},
+        "train": report.get("train"),
+        "smoke_ok": smoke.get("ok"),
+        "fidelity_ok": fidelity.get("ok"),
+        "perplexity": {f.get("quant"): f.get("ppl") for f in perplexity.get("files", [])},
+        "artifacts": [(a["path"], a["bytes"]) for a in report.get("artifacts", [])],
+    }
+
+
+def main(image: str, engine: str, workdir: Path) -> int:
+    loaded = load_spec(ROOT / "jobs" / "demo-tiny.toml")
+    run = prepare_run_dir(loaded, workdir / "run", "image-check-demo")
+    cache = workdir / "hf"
+    cache.mkdir(parents=True, exist_ok=True)
+    for path in [workdir, cache, *run.root.rglob("*"), run.root]:
+        os.chown(path, *USER)
+    spec = loaded.spec.model_copy(update={"run": loaded.spec.run.model_copy(update={"gpus": 0})})
+    settings = DockerSettings(
+        image=image,
+        base_url=engine,
+        shm_size="1g",
+        model_cache=cache,
+        network="none",
+        user=f"{USER[0]}:{USER[1]}",
+    )
+    backend = DockerBackend(settings, "image-check", None)
+    started = time.monotonic()
+    try:
+        handle = backend.start(Launch("image-check-demo", run.root, spec))
+    except BackendError as exc:
+        print(f"the demo job did not start: {exc}", file=sys.stderr)
+        return 1
+    deadline = started + TIMEOUT_S
+    while (outcome := backend.poll(handle)) is None:
+        if time.monotonic() > deadline:
+            backend.stop(handle)
+            print(f"the demo job did not finish in {TIMEOUT_S} s", file=sys.stderr)
+            return 1
+        time.sleep(1)
+    elapsed = time.monotonic() - started
+    print(f"demo job in the image: exit code {outcome.exit_code}, {outcome.reason or 'ok'}, {elapsed:.0f} s")
+    if not run.report.exists():
+        print(f"no report.json; last log lines:\n{(run.root / 'log.txt').read_text()[-3000:]}")
+        return 1
+    report = json.loads(run.report.read_text())
+    print("report.json summary:")
+    print(json.dumps(summary(report), indent=2))
+    return 0 if outcome.exit_code == 0 and report.get("ok") is True else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2], Path(sys.argv[3])))
