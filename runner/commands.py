@@ -19,7 +19,7 @@ from runner.paths import ensure_dir
 from runner.rundir import RunDir, adopt_staged, stage_run_dir
 from runner.spec import LoadedSpec, Problem, SpecError
 from runner.store import Job, JobError, NewJob, Store
-from runner.validate import DataCheck, validate_file
+from runner.validate import DataCheck, base_architecture, validate_file
 
 
 def runs_root(store: Store) -> Path:
@@ -62,6 +62,7 @@ def validation_rows(loaded: LoadedSpec, data: DataCheck) -> list[tuple[str, str]
             f"{s.model.base}, max_seq_length {s.model.max_seq_length}, "
             f"{'4-bit' if s.model.load_in_4bit else '16-bit'} base",
         ),
+        ("convert", base_architecture(s.model.base, s.model.revision)[1]),
         ("data", f"{s.data.source}: {rows}"),
         ("template", s.template.style),
         ("lora", f"r {s.lora.r}, alpha {s.lora.lora_alpha}, {len(s.lora.target_modules)} target modules"),

@@ -20,6 +20,7 @@ from runner.pipeline.artifacts import run_converter
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.disk import DISK_FULL, DISK_HINT
 from runner.pipeline.run import _describe_failure
+from runner.pipeline.stopping import StopSignal
 from runner.rundir import RunDir
 from runner.spec import parse_spec
 
@@ -163,7 +164,7 @@ def test_a_merge_that_fills_the_disk_fails_the_job_with_that_cause_and_leaves_no
     ctx.handoff.update(model=_FillingModel(), tokenizer=None)
     with pytest.raises(OSError) as info:
         merged.run(ctx)
-    failure, code = _describe_failure(info.value, "merged")
+    failure, code = _describe_failure(info.value, "merged", StopSignal())
     assert (failure, code) == ({"cause": f"merged: {DISK_FULL}", "hint": DISK_HINT}, 1)
     assert list(ctx.run.root.iterdir()) == []  # no merged/, no merged.tmp
 

@@ -33,8 +33,7 @@ def test_submits_killed_mid_way_never_wedge_or_hand_their_directory_to_the_next_
     store: Store, make_job: JobFactory
 ) -> None:
     first, second = make_job("first", "steps=1"), make_job("second", "fail")
-    runs = commands.runs_root(store)
-    runs.mkdir(parents=True)
+    runs = commands.runs_root(store)  # created by runs_root
     for attempt in range(40):  # kill -9 submits as they write under runs/, until one leaves a directory
         before = set(os.listdir(runs))
         submit = subprocess.Popen(

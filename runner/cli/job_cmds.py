@@ -12,6 +12,7 @@ from typing import Any
 from runner.backends.base import Launch
 from runner.backends.local import LocalBackend
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from runner.commands import validation_rows
 from runner.core.disksize import describe as describe_disk
 from runner.core.tested import tested_gguf
 from runner.dataset.read import DataError
@@ -19,7 +20,7 @@ from runner.events import EventTail, format_event
 from runner.rundir import RunDir, RunDirConflict, prepare_run_dir
 from runner.spec import LoadedSpec, SpecError
 from runner.spec.model import file_stem
-from runner.validate import DataCheck, base_architecture, check_labels, validate_file
+from runner.validate import DataCheck, check_labels, validate_file
 from runner.vram import estimate, model_config, parameter_count
 
 
@@ -45,33 +46,8 @@ def register(sub: Any) -> None:
 
 
 def _summary(loaded: LoadedSpec, data: DataCheck) -> str:
-    s = loaded.spec
-    steps = (
-        f"{s.train.max_steps} steps" if s.train.max_steps > 0 else f"{s.train.num_train_epochs:g} epoch(s)"
-    )
-    rows = (
-        f"{data.train_rows} train + {data.eval_rows} eval rows, format {data.format}"
-        if data.status == "checked"
-        else data.status
-    )
-    lines = [
-        f"{loaded.path}: valid",
-        f"  model     {s.model.base}, max_seq_length {s.model.max_seq_length}, "
-        f"{'4-bit' if s.model.load_in_4bit else '16-bit'} base",
-        f"  convert   {base_architecture(s.model.base, s.model.revision)[1]}",
-        f"  data      {s.data.source}: {rows}",
-        f"  template  {s.template.style}",
-        f"  lora      r {s.lora.r}, alpha {s.lora.lora_alpha}, {len(s.lora.target_modules)} target modules",
-        f"  training  {steps}, batch {s.train.per_device_train_batch_size} x {s.train.gradient_accumulation_steps}"
-        + (" (on a GPU: fewer micro-batches where memory allows)" if s.train.auto_batch else "")
-        + f", {'padding-free' if s.train.flat_batches else 'packed' if s.train.packing else 'padded'}"
-        f", lr {s.train.learning_rate:g}, {s.train.optim}",
-        f"  export    {', '.join(s.export.gguf)}" + (" + LoRA GGUF" if s.export.lora_gguf else ""),
-        f"  smoke     {len(s.smoke.prompts)} prompt(s) on {s.smoke.gguf}",
-        f"  memory    {_memory_line(loaded)}",
-        f"  disk      {_disk_line(loaded)}",
-    ]
-    return "\n".join(lines)
+    rows = [*validation_rows(loaded, data), ("memory", _memory_line(loaded)), ("disk", _disk_line(loaded))]
+    return "\n".join([f"{loaded.path}: valid", *(f"  {key:<9} {value}" for key, value in rows)])
 
 
 def _memory_line(loaded: LoadedSpec) -> str:
