@@ -13,7 +13,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   --platform manylinux2014_x86_64 --platform any -d .whl \
   bitsandbytes==0.50.2 datasets==4.8.5 dill==0.4.1 hf_transfer==0.1.9 msgspec==0.22.0 multiprocess==0.70.19 \
   torchao==0.18.0 cut_cross_entropy==25.1.1 docstring_parser==0.18.0 nest_asyncio==1.6.0 shtab==1.13.0 \
-  trl==1.15.0 typeguard==4.6.1 tyro==1.0.17 unsloth==2026.10.9 unsloth_zoo==2026.10.9 pydantic==2.13.4 \
+  gguf==0.19.0 trl==1.15.0 typeguard==4.6.1 tyro==1.0.17 unsloth==2026.10.9 unsloth_zoo==2026.10.9 pydantic==2.13.4 \
   pydantic_core==2.46.4 annotated-types typing-inspection scikit-build-core pathspec diskcache pytest pluggy iniconfig
 # bitsandbytes: keep the CPU and CUDA 13 libraries only (43 MB -> 7 MB).
 zip -q -d .whl/bitsandbytes-0.50.2-*.whl 'bitsandbytes/libbitsandbytes_cuda11*' 'bitsandbytes/libbitsandbytes_cuda12*' \
