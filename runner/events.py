@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from runner.core.tail import LineTail
 from runner.secrets import redact_data
 
 EVENT_VERSION = 1
@@ -55,26 +56,12 @@ class EventWriter:
 
 
 @dataclass
-class EventTail:
+class EventTail(LineTail):
     """Reads new complete lines of an events file from where the last read stopped."""
-
-    path: Path
-    offset: int = 0
-    _partial: bytes = field(default=b"", repr=False)
 
     def read_new(self) -> list[Event]:
         """Events appended since the last call (a torn last line waits for its end)."""
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self.offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            return []
-        self.offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        return [event for event in (_decode(line) for line in lines) if event is not None]
+        return [event for event in (_decode(line) for line in self.read_lines()) if event is not None]
 
 
 def read_events(path: Path) -> list[Event]:
