@@ -12,12 +12,10 @@ exercise every stage on a GPU machine that cannot reach a model hub.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from runner.models.publish import building
 from runner.templates import r1_inference_template
 
 R1_BOS, R1_EOS, R1_PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
@@ -109,17 +107,10 @@ def build_random_model(name: str, dest: Path, tokenizer_dir: Path, seed: int = 0
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.device(device):
         model = model_cls(config).bfloat16()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".random-", dir=dest.parent))
-    try:
+    with building(dest) as work:
         model.save_pretrained(work)
         tokenizer.save_pretrained(work)
         (work / "tuneq-random.json").write_text(json.dumps({"name": name, "version": _VERSION}))
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(work, dest)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return dest
 
 

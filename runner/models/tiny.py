@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from runner.models.publish import building
 from runner.templates import r1_inference_template
 
 TINY_LLAMA = "tuneq:tiny-llama"
@@ -199,16 +200,9 @@ def tiny_llama_dir(cache: Path) -> Path:
     if _checksums(dest, expected) != expected:
         if _checksums(PACKAGED, expected) != expected:
             raise TinyModelDamaged(f"{PACKAGED} does not match its checksums: reinstall tuneq")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".tiny-", dir=dest.parent))
-        try:
+        with building(dest) as work:
             for name in expected:
                 shutil.copyfile(PACKAGED / name, work / name)
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(work, dest)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
     return dest
 
 
