@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import heavy_modules_after
+
 from runner.core.stages import STAGE_NAMES
 from runner.core.tail import LineTail
 from runner.core.workers import worker_alive
@@ -42,13 +44,9 @@ def test_a_worker_on_another_host_is_alive_while_its_heartbeat_is_within_the_lea
 
 
 def test_importing_the_core_the_cli_and_the_tui_loads_no_native_library() -> None:
-    probe = (
-        "import sys, runner.core.stages, runner.core.workers, runner.core.present, runner.cli, tui.app\n"
-        "print(sorted(m for m in ('numpy', 'torch', 'transformers', 'llama_cpp', 'runner.pipeline')"
-        " if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    code = "import runner.core.stages, runner.core.workers, runner.core.present, runner.cli, tui.app"
+    heavy = ("numpy", "torch", "transformers", "llama_cpp", "runner.pipeline")
+    assert heavy_modules_after(code, heavy) == []
 
 
 def test_a_line_tail_returns_complete_lines_once(tmp_path: Path) -> None:

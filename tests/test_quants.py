@@ -3,10 +3,8 @@ the installed llama-cpp-python."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from conftest import heavy_modules_after
 
 from runner.spec.quants import known_ftypes
 
@@ -23,10 +21,5 @@ def test_the_copy_matches_the_installed_llama_cpp_python() -> None:
 
 
 def test_checking_a_quant_loads_no_native_library() -> None:
-    probe = (
-        "import sys\nfrom runner.spec.model import ExportSpec\n"
-        "ExportSpec(gguf=['f16', 'q8_0'])\n"
-        "print(sorted(m for m in ('llama_cpp', 'torch', 'transformers') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    code = "from runner.spec.model import ExportSpec\nExportSpec(gguf=['f16', 'q8_0'])"
+    assert heavy_modules_after(code, ("llama_cpp", "torch", "transformers")) == []
