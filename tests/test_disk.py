@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from runner.events import EventWriter
+from runner.core.events import EventWriter
+from runner.core.rundir import RunDir
 from runner.pipeline import gguf, merged, quantize
 from runner.pipeline.artifacts import run_converter
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.disk import DISK_FULL, DISK_HINT
 from runner.pipeline.run import _describe_failure
 from runner.pipeline.stopping import StopSignal
-from runner.rundir import RunDir
 from runner.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,7 +161,7 @@ def test_a_merge_that_fills_the_disk_fails_the_job_with_that_cause_and_leaves_no
     for name in ("UNSLOTH_DISABLE_STATISTICS", "UNSLOTH_COMPILE_LOCATION", "TOKENIZERS_PARALLELISM"):
         monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the stage sets them
     ctx = _ctx(small_disk / "run", _base(tmp_path, 64, 1, 256))  # small enough to pass the check
-    ctx.handoff.update(model=_FillingModel(), tokenizer=None)
+    ctx.handoff.model = _FillingModel()
     with pytest.raises(OSError) as info:
         merged.run(ctx)
     failure, code = _describe_failure(info.value, "merged", StopSignal())

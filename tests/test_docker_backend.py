@@ -28,6 +28,9 @@ from runner.backends.container import (
     CACHE_TARGET,
     CUDA_OOM,
     HOST_OOM,
+    LABEL_JOB,
+    LABEL_QUEUE,
+    LABEL_WORKER,
     SECRETS_TARGET,
     BindMount,
     DockerSettings,
@@ -43,9 +46,9 @@ from runner.backends.container import (
 from runner.backends.docker import DockerBackend, connect
 from runner.backends.errors import BackendError
 from runner.backends.factory import make_backend
-from runner.events import read_events
-from runner.gpus import Gpu, discover, parse_nvidia_smi, pick
+from runner.core.events import read_events
 from runner.spec.model import JobSpec, RunSpec
+from runner.worker.gpus import Gpu, discover, parse_nvidia_smi, pick
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "tests" / "container"
@@ -225,11 +228,6 @@ def test_no_engine_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match=r"^no container engine answers at unix://.*none\.sock") as info:
         connect(f"unix://{tmp_path}/none.sock")
     assert "\n" not in str(info.value)
-    problems = backend.preflight(_spec(gpus=1), host_gpus=0)
-    assert problems[0] == (
-        "the job needs 1 GPU(s); this worker has 0 (none found by nvidia-smi? set the worker's gpus)"
-    )
-    assert problems[1].startswith("no container engine answers")
     with pytest.raises(BackendError, match="no container engine answers"):
         backend.start(_launch(tmp_path / "run"))
 
@@ -340,6 +338,13 @@ def _wait_for(predicate: Any, timeout_s: float = 30) -> None:
         time.sleep(0.1)
 
 
+def live_containers(client: docker.DockerClient, backend: DockerBackend) -> dict[str, str]:
+    """The engine's live containers of ``backend``'s queue and worker (job id -> container id)."""
+    labels = [f"{LABEL_QUEUE}={backend.settings.queue}", f"{LABEL_WORKER}={backend.worker_id}"]
+    found = client.containers.list(all=True, filters={"label": labels})
+    return {c.labels[LABEL_JOB]: c.id for c in found if c.status == "running"}
+
+
 @pytest.mark.container
 def test_job_runs_to_success_with_labels_name_mounts_shm(
     backend: DockerBackend, client: docker.DockerClient, tmp_path: Path
@@ -355,7 +360,7 @@ def test_job_runs_to_success_with_labels_name_mounts_shm(
     assert set(mounts) == {str(run_dir.resolve()), CACHE_TARGET}
     assert mounts[str(run_dir.resolve())]["RW"] and not mounts[CACHE_TARGET]["RW"]  # nothing to download
     assert attrs["HostConfig"]["ShmSize"] == 256 * 1024**2
-    assert backend.running() == {"ok-1": handle}
+    assert live_containers(client, backend) == {"ok-1": handle}
 
     assert _wait(backend, handle) == Outcome(0, None)
     assert "hello from /cache/huggingface/hub\ndone sleeping\n" in (run_dir / "log.txt").read_text()
@@ -367,7 +372,7 @@ def test_job_runs_to_success_with_labels_name_mounts_shm(
         "type": "job_end",
         "ok": True,
     }
-    assert backend.running() == {}
+    assert live_containers(client, backend) == {}
 
 
 @pytest.mark.container
@@ -405,7 +410,7 @@ def test_cancel_stops_then_removes(
 
 
 @pytest.mark.container
-def test_restarted_worker_reattaches_to_running_and_reaps_dead(
+def test_a_restarted_worker_polls_running_and_reaps_dead_containers(
     engine: str, backend: DockerBackend, client: docker.DockerClient, tmp_path: Path
 ) -> None:
     live = backend.start(_launch(tmp_path / "live", "live", print=["before restart"], sleep=3))
@@ -420,7 +425,7 @@ def test_restarted_worker_reattaches_to_running_and_reaps_dead(
     ).id
 
     restarted = DockerBackend(_settings(engine, tmp_path), backend.worker_id, client)  # memory lost
-    assert restarted.running() == {"live": live}
+    assert restarted.poll(live) is None  # still running: its log is copied again
     assert restarted.poll(never) == Outcome(-1, "the container was created but never started")
     assert restarted.poll(dead) == Outcome(5, "exit code 5: last words")
     with pytest.raises(docker.errors.NotFound):
@@ -430,7 +435,6 @@ def test_restarted_worker_reattaches_to_running_and_reaps_dead(
     assert _wait(restarted, live) == Outcome(0, None)
     log = (tmp_path / "live" / "log.txt").read_text()
     assert "worker re-attached" in log and log.rstrip().endswith("done sleeping")
-    assert DockerBackend(_settings(engine, tmp_path), "another-worker", client).running() == {}
 
 
 @pytest.mark.container
@@ -469,16 +473,15 @@ def test_two_queues_on_one_engine_never_share_or_reap_each_others_containers(
         dead = one.start(_launch(tmp_path / "a" / "2", "2", stderr=["last words"], exit=5, crash=True))
         _wait_for(lambda: client.containers.get(dead).status == "exited")
         assert first != second
-        assert two.running() == {"1": second}  # the other queue's dead container is not reaped
-        assert client.containers.get(dead).status == "exited"
-        assert one.running() == {"1": first}
+        assert live_containers(client, two) == {"1": second}  # the other queue's container is not listed
+        assert live_containers(client, one) == {"1": first}
         assert one.poll(dead) == Outcome(5, "exit code 5: last words")
         one.stop(first, grace_s=1)
-        assert two.running() == {"1": second}  # untouched by the other queue's stop
+        assert live_containers(client, two) == {"1": second}  # untouched by the other queue's stop
         assert client.containers.get(second).status == "running"
     finally:
         for backend in (one, two):
-            for handle in backend.running().values():
+            for handle in live_containers(client, backend).values():
                 backend.stop(handle, grace_s=1)
 
 
@@ -490,8 +493,6 @@ def test_missing_image_is_a_clear_error(engine: str, client: docker.DockerClient
     with pytest.raises(BackendError) as info:
         backend.start(_launch(tmp_path / "run"))
     assert str(info.value) == message
-    assert backend.preflight(_spec(), host_gpus=0) == [message]
-    assert DockerBackend(_settings(engine, tmp_path), "w", client).preflight(_spec(), host_gpus=0) == []
 
 
 @pytest.mark.container
@@ -501,7 +502,7 @@ def test_demo_job_runs_in_a_container(engine: str, client: docker.DockerClient, 
     demo = ROOT / "jobs" / "demo-tiny.toml"
     if not demo.exists() or not (ROOT / "runner" / "pipeline" / "__main__.py").exists():
         pytest.skip("jobs/demo-tiny.toml or runner/pipeline is not written yet")
-    from runner.rundir import prepare_run_dir
+    from runner.commands.staging import prepare_run_dir
     from runner.spec.load import load_spec
 
     loaded = load_spec(demo)

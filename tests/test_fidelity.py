@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.dataset.templates import IGNORE
 from runner.llamacpp import converter_script
 from runner.models.resolve import resolve_base
 from runner.pipeline.fidelity import eval_loss_summary, limit_problems, ppl_limit
@@ -17,7 +18,6 @@ from runner.pipeline.perplexity import Row, general_text_rows, perplexities, per
 from runner.pipeline.quantize import quantize_file
 from runner.spec.model import ExportSpec
 from runner.spec.quants import known_ftypes
-from runner.templates import IGNORE
 
 DATA = Path(__file__).resolve().parent.parent / "jobs" / "data" / "medical-cot-tiny.jsonl"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.rundir import prepare_run_dir
+from runner.commands.staging import prepare_run_dir
 from runner.ship.files import verify_sums
 from runner.ship.modelfile import modelfile, read_gguf_chat
 from runner.spec import load_spec
@@ -92,11 +92,11 @@ def segfault(gguf: Path, rows: object, gpu_layers: int = -1) -> None:
 def test_a_crashing_scorer_retries_on_the_cpu_then_fails_or_warns(
     demo_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runner.events import EventWriter
+    from runner.core.events import EventWriter
+    from runner.core.rundir import RunDir
     from runner.pipeline import fidelity
     from runner.pipeline.context import StageContext
     from runner.pipeline.isolate import ChildCrashed
-    from runner.rundir import RunDir
     from runner.spec import parse_spec
 
     monkeypatch.setattr(fidelity, "perplexities", segfault)  # real child processes, real crashes

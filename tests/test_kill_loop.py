@@ -20,7 +20,7 @@ import pytest
 from conftest import DATA, ROOT
 
 from runner import commands
-from runner.jobstate import JobState
+from runner.core.jobstate import JobState
 from runner.store import Store
 
 DEMO = ROOT / "jobs" / "demo-tiny.toml"

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from runner.core.events import read_events
 from runner.core.stages import STAGE_NAMES
-from runner.events import read_events
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

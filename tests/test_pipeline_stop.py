@@ -22,9 +22,10 @@ from test_worker import FAST, drive, ended, submit
 from runner import commands
 from runner.backends.base import Launch
 from runner.backends.local import LocalBackend
-from runner.events import read_events
-from runner.jobstate import JobState
-from runner.rundir import RunDir, prepare_run_dir
+from runner.commands.staging import prepare_run_dir
+from runner.core.events import read_events
+from runner.core.jobstate import JobState
+from runner.core.rundir import RunDir
 from runner.spec import load_spec
 from runner.store import Store
 from runner.worker import steps

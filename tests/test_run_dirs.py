@@ -18,8 +18,9 @@ from test_cli_queue import tuneq
 from test_worker import drive, ended, worker
 
 from runner import commands
-from runner.jobstate import JobState
-from runner.rundir import RunDir, adopt_staged, stage_run_dir
+from runner.commands.staging import adopt_staged, stage_run_dir
+from runner.core.jobstate import JobState
+from runner.core.rundir import RunDir
 from runner.store import Job, NewJob, Store
 
 

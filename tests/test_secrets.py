@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import JobFactory
 
-from runner.events import EventWriter
+from runner.core.events import EventWriter
+from runner.core.rundir import RunDir
 from runner.pipeline.context import StageContext
 from runner.pipeline.report import write_report
-from runner.rundir import RunDir
 from runner.spec import parse_spec
 
 PLANTED = "planted-secret-4f9c2e7a1b"  # not token-shaped: only the environment says it is a secret

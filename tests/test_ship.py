@@ -15,12 +15,12 @@ from conftest import ROOT
 from test_fidelity import tiny_ggufs  # noqa: F401  (session fixture: the tiny model as GGUF files)
 
 from runner.cli import main
+from runner.dataset.templates import chat_template_for
 from runner.ship.card import commands
 from runner.ship.files import write_sums
 from runner.ship.modelfile import GgufChat, derive_turns, go_template, modelfile, read_gguf_chat, render_chat
 from runner.spec import load_spec
 from runner.spec.model import TemplateSpec
-from runner.templates import chat_template_for
 from tui.ship import ship_commands
 
 CHATML = (

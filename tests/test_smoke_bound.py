@@ -66,10 +66,10 @@ def byte_babbler(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_output_that_never_completes_a_character_is_reported_as_not_stopping(byte_babbler: Path) -> None:
-    from runner.pipeline.smoke import answer_prompts
+    from runner.pipeline.smoke import answer_with_gguf
 
     question = SmokePrompt(prompt="只剩一个心脏了还能活吗？")  # type: ignore[call-arg]
-    template, [result] = answer_prompts(str(byte_babbler), 96, [question], 12)
+    template, [result] = answer_with_gguf(str(byte_babbler), 96, [question], 12)
     assert template  # the R1 template is embedded
     assert result["completion_tokens"] == 12 and result["finish_reason"] == "length"
     [stops] = [c for c in result["checks"] if c["name"] == "stops before max_tokens"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from runner.events import read_events
+from runner.core.events import read_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # ~4 min idle; 20+ min on busy shared cores
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from runner.commands.validate import validate_file
 from runner.llamacpp import convertible_architectures
 from runner.spec import SpecError, load_spec, parse_spec
-from runner.validate import validate_file
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "jobs" / "demo-tiny.toml"
@@ -207,7 +207,7 @@ def test_an_uncached_hub_model_is_not_checked_offline(
     job = _model_job(tmp_path, "someone/not-in-the-cache")
     code = (
         "import sys; sys.modules['llama_cpp'] = None; sys.modules['torch'] = None\n"
-        "from runner.validate import validate_file, base_architecture\n"
+        "from runner.commands.validate import validate_file, base_architecture\n"
         f"validate_file({str(job)!r}); print(base_architecture('someone/not-in-the-cache')[1])"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner import commands
-from runner.jobstate import TRANSITIONS, IllegalTransition, JobState
+from runner.core.jobstate import TRANSITIONS, IllegalTransition, JobState
 from runner.store import (
     SCHEMA_VERSION,
     JobNotFound,

@@ -13,8 +13,8 @@ import pytest
 
 from runner.dataset.formats import Example, Message, to_example
 from runner.dataset.read import DataError
+from runner.dataset.templates import IGNORE, chat_template_for, r1_inference_template, tokenize_example
 from runner.spec.model import TemplateSpec
-from runner.templates import IGNORE, chat_template_for, r1_inference_template, tokenize_example
 
 ROW = {"Question": "What is two plus two?", "Complex_CoT": "Add two and two.", "Response": "Four."}
 COLUMNS = {"prompt": "Question", "reasoning": "Complex_CoT", "response": "Response"}
@@ -195,7 +195,7 @@ def test_inference_prompt_is_the_token_prefix_of_the_training_row(
     real_tokenizers: dict[str, Any], family: str, style: str, reasoning: bool, custom: dict[str, str]
 ) -> None:
     """The model is trained to continue exactly the tokens it is prompted with after export."""
-    from runner.templates import generation_prompt_ids
+    from runner.dataset.templates import generation_prompt_ids
 
     if style == "chat" and family == "r1-qwen":
         pytest.skip("the R1 template renders turns inconsistently for style chat: see the advice test below")
@@ -239,7 +239,7 @@ def test_inconsistent_chat_template_advice_works_for_the_data(
 
 
 def test_truncation_names_the_rows_and_the_tokens_cut(qwen2_tokenizer: Any) -> None:
-    from runner.templates import truncation_warning
+    from runner.dataset.templates import truncation_warning
 
     tok = qwen2_tokenizer
     long = {**ROW, "Response": "Four. " * 40}

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from tui_fixtures import ROOT
 
-from runner.jobstate import JobState
+from runner.core.jobstate import JobState
 from runner.store import Store
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
 
 
 class Tmux:
@@ -29,8 +31,9 @@ class Tmux:
         self.socket, self.env = socket, env
 
     def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True,
-                              env=self.env)
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, env=self.env
+        )
 
     def open_tui(self) -> None:
         command = shlex.join([sys.executable, "-m", "runner", "tui", "--jobs", str(ROOT / "jobs")])
@@ -63,8 +66,14 @@ class Tmux:
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     pipeline = shlex.join([sys.executable, str(ROOT / "tests" / "tui_fixtures.py")])
-    return {**os.environ, "TUNEQ_HOME": str(tmp_path / "state"), "TUNEQ_PIPELINE_CMD": pipeline,
-            "TUI_FAKE_SECONDS": "8", "PYTHONPATH": str(ROOT), "TERM": "xterm-256color"}
+    return {
+        **os.environ,
+        "TUNEQ_HOME": str(tmp_path / "state"),
+        "TUNEQ_PIPELINE_CMD": pipeline,
+        "TUI_FAKE_SECONDS": "8",
+        "PYTHONPATH": str(ROOT),
+        "TERM": "xterm-256color",
+    }
 
 
 @pytest.fixture

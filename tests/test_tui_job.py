@@ -8,7 +8,7 @@ import pytest
 from tui_fixtures import drive, make_app, noted, screen_text, seed_queue, shows, wait_for
 
 from runner import commands
-from runner.events import EventWriter
+from runner.core.events import EventWriter
 from runner.store import Store
 from tui.screens.job import JobScreen
 from tui.screens.text_view import TextScreen

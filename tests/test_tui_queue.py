@@ -21,7 +21,7 @@ from tui_fixtures import (
 )
 
 from runner import commands
-from runner.jobstate import JobState
+from runner.core.jobstate import JobState
 from runner.store import Store
 from tui.screens.help import HelpScreen
 from tui.screens.job import JobScreen
@@ -71,8 +71,9 @@ def test_banner_when_no_worker_is_alive(store: Store, ids: dict[str, int], tmp_p
     drive(make_app(store, tmp_path, clock=lambda: FIXED_NOW + 3600), scenario)
 
 
-def test_new_jobs_and_changes_from_other_processes_appear(store: Store, ids: dict[str, int],
-                                                          tmp_path: Path) -> None:
+def test_new_jobs_and_changes_from_other_processes_appear(
+    store: Store, ids: dict[str, int], tmp_path: Path
+) -> None:
     async def scenario(pilot) -> None:
         await loaded(pilot)
         with Store(store.path) as other:  # another connection, as the CLI or the worker would be

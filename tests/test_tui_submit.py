@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from conftest import heavy_modules_after
 from tui_fixtures import drive, make_app, noted, shows, wait_for, write_job_files
 
 from runner.cli import main
@@ -105,3 +106,28 @@ def test_the_summary_says_what_tuneq_validate_says(store: Store, tmp_path: Path,
         await shows(pilot, "✓ valid", *facts)
 
     drive(make_app(store, jobs), scenario, size=(220, 40))
+
+
+def test_the_sample_is_tokenized_in_a_child_so_the_tui_never_loads_transformers(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobfiles"
+    write_job_files(jobs)
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from tui_fixtures import drive, make_app, plain, wait_for
+from runner.store import Store
+
+async def scenario(pilot):
+    await pilot.press("n")
+    screen = pilot.app.screen
+    await wait_for(pilot, lambda: screen.result is not None)
+    await pilot.press("e")
+    sample = screen.query_one("#sample")
+    await wait_for(pilot, lambda: "examples tokenized" in plain(sample.render()), timeout=120)
+    assert "--- trained part" in plain(sample.render()), plain(sample.render())
+
+with Store() as store:
+    drive(make_app(store, Path({str(jobs)!r})), scenario)
+"""
+    assert heavy_modules_after(code, ("transformers", "tokenizers", "torch")) == []

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from runner.commands.validate import validate_file
 from runner.spec import SpecError, parse_spec
-from runner.validate import validate_file
 
 COLUMNS_JOB = """\
 name = "t"

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from runner.models.random import VOCAB_SIZE, build_r1_tokenizer, padded_vocab
+from runner.models.vram import estimate, model_config
 from runner.spec import parse_spec
 from runner.spec.model import JobSpec
-from runner.vram import estimate, model_config
 
 # The real models the peaks were measured on: the built-in shapes with their own vocabularies.
 QWEN2_1_5B = SimpleNamespace(**{**vars(model_config("tuneq:random-r1-qwen-1.5b")), "vocab_size": 151_936})

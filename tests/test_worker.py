@@ -16,7 +16,7 @@ from conftest import FAKE_PIPELINE, JobFactory, gone, runs_log
 from runner import commands
 from runner.backends.base import Launch
 from runner.backends.local import LocalBackend
-from runner.jobstate import JobState
+from runner.core.jobstate import JobState
 from runner.store import Job, Store, StoreLocked
 from runner.worker import steps
 from runner.worker.clock import Clock, SystemClock
@@ -330,3 +330,20 @@ def test_failing_turns_back_off_and_never_end_the_loop(home: Path) -> None:
         run(store, clock, worker(clock), flags)
         assert clock.pauses[:8] == [0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.0]
         assert store.workers() == []  # the shutdown went through once the database was free
+
+
+@pytest.mark.parametrize("cpu_jobs", [1, 2])
+def test_a_machine_without_gpus_runs_cpu_jobs_at_once(
+    store: Store, make_job: JobFactory, cpu_jobs: int
+) -> None:
+    jobs = [submit(store, make_job(f"j{i}", "steps=3 sleep=0.3")) for i in range(3)]
+    w = worker(config=replace(FAST, cpu_jobs=cpu_jobs))
+    most = 0
+
+    def count_running() -> bool:
+        nonlocal most
+        most = max(most, sum(store.get(j.id).state is JobState.RUNNING for j in jobs))
+        return ended(store, *(j.id for j in jobs))()
+
+    drive(store, w, count_running, timeout=30)
+    assert most == cpu_jobs

@@ -18,7 +18,7 @@ import pytest
 from conftest import JobFactory, gone, runs_log
 
 from runner import commands
-from runner.jobstate import JobState
+from runner.core.jobstate import JobState
 from runner.store import Store, WorkerInfo
 
 

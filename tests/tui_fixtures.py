@@ -19,9 +19,9 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
+from runner.core.events import EventWriter
+from runner.core.jobstate import JobState
 from runner.core.stages import STAGE_NAMES
-from runner.events import EventWriter
-from runner.jobstate import JobState
 from runner.store import NewJob, Progress, Store, WorkerInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,9 +31,17 @@ PROMPT = "A 45-year-old man has crushing chest pain spreading to the left arm. W
 ANSWER = "<think>Crushing pain radiating to the arm suggests ischemia.</think> Acute myocardial infarction."
 
 
-def write_run(root: Path, job: str, name: str, *, steps: int = 60, stop_at: int | None = None,
-              fail: str | None = None, pace: Callable[[], None] = lambda: None,
-              echo: TextIO | None = None) -> None:
+def write_run(
+    root: Path,
+    job: str,
+    name: str,
+    *,
+    steps: int = 60,
+    stop_at: int | None = None,
+    fail: str | None = None,
+    pace: Callable[[], None] = lambda: None,
+    echo: TextIO | None = None,
+) -> None:
     """Write a pipeline run into ``root``: events (all stages), artifacts, smoke.json, report.json.
 
     ``stop_at`` leaves the job mid-training after that step; ``fail`` fails training with that cause.
@@ -54,22 +62,43 @@ def write_run(root: Path, job: str, name: str, *, steps: int = 60, stop_at: int 
             pace()
             timings[stage] = {"seconds": round(1.5 * (index + 1), 2), "reused": False}
             events.emit("stage_end", stage, ok=True, seconds=timings[stage]["seconds"])
-        report = {"job": job, "name": name, "ok": True, "stages": timings, "artifacts": artifacts,
-                  "smoke": json.loads((root / "smoke.json").read_text())}
+        report = {
+            "job": job,
+            "name": name,
+            "ok": True,
+            "stages": timings,
+            "artifacts": artifacts,
+            "smoke": json.loads((root / "smoke.json").read_text()),
+        }
         (root / "report.json").write_text(json.dumps(report, indent=2))
-        events.emit("artifact", "report", path="report.json", kind="report",
-                    bytes=(root / "report.json").stat().st_size)
+        events.emit(
+            "artifact",
+            "report",
+            path="report.json",
+            kind="report",
+            bytes=(root / "report.json").stat().st_size,
+        )
         events.emit("job_end", ok=True, exit_code=0, q4_k_m=f"gguf/{name}-Q4_K_M.gguf")
 
 
-def _train(events: EventWriter, steps: int, stop_at: int | None, fail: str | None,
-           pace: Callable[[], None]) -> bool:
+def _train(
+    events: EventWriter, steps: int, stop_at: int | None, fail: str | None, pace: Callable[[], None]
+) -> bool:
     for step in range(1, (stop_at or steps) + 1):
         pace()
-        events.emit("progress", "train", step=step, max_steps=steps, epoch=round(step / 20, 4),
-                    loss=round(2.5 / (1 + step / 10), 4), lr=round(3e-3 * (1 - step / steps), 8),
-                    grad_norm=round(1.0 / (1 + step / 30), 4), tokens_per_s=31000.0,
-                    eta_s=float(steps - step), mem_gib=7.0)
+        events.emit(
+            "progress",
+            "train",
+            step=step,
+            max_steps=steps,
+            epoch=round(step / 20, 4),
+            loss=round(2.5 / (1 + step / 10), 4),
+            lr=round(3e-3 * (1 - step / steps), 8),
+            grad_norm=round(1.0 / (1 + step / 30), 4),
+            tokens_per_s=31000.0,
+            eta_s=float(steps - step),
+            mem_gib=7.0,
+        )
         if step % 20 == 0:
             events.emit("metric", "train", step=step, eval_loss=round(2.6 / (1 + step / 12), 4))
         if fail and step == (stop_at or steps):
@@ -80,9 +109,12 @@ def _train(events: EventWriter, steps: int, stop_at: int | None, fail: str | Non
 
 
 def _stage_outputs(root: Path, events: EventWriter, stage: str, name: str) -> list[dict[str, Any]]:
-    files = {"lora": [("lora/adapter_model.safetensors", "lora")], "merged": [("merged/model.safetensors",
-             "merged")], "gguf": [(f"gguf/{name}-f16.gguf", "gguf-f16")],
-             "quantize": [(f"gguf/{name}-Q4_K_M.gguf", "gguf-q4_k_m")]}.get(stage, [])
+    files = {
+        "lora": [("lora/adapter_model.safetensors", "lora")],
+        "merged": [("merged/model.safetensors", "merged")],
+        "gguf": [(f"gguf/{name}-f16.gguf", "gguf-f16")],
+        "quantize": [(f"gguf/{name}-Q4_K_M.gguf", "gguf-q4_k_m")],
+    }.get(stage, [])
     out = []
     for rel, kind in files:
         path = root / rel
@@ -95,10 +127,20 @@ def _stage_outputs(root: Path, events: EventWriter, stage: str, name: str) -> li
     if stage == "data":
         events.emit("metric", "data", train_rows=43, eval_rows=5)
     if stage == "smoke":
-        result = {"prompt": PROMPT, "answer": ANSWER, "finish_reason": "stop", "completion_tokens": 31,
-                  "ok": True, "checks": [{"name": "contains '</think>'", "ok": True, "detail": ""}]}
-        smoke = {"gguf": f"gguf/{name}-Q4_K_M.gguf", "chat_template_embedded": True, "ok": True,
-                 "results": [result]}
+        result = {
+            "prompt": PROMPT,
+            "answer": ANSWER,
+            "finish_reason": "stop",
+            "completion_tokens": 31,
+            "ok": True,
+            "checks": [{"name": "contains '</think>'", "ok": True, "detail": ""}],
+        }
+        smoke = {
+            "gguf": f"gguf/{name}-Q4_K_M.gguf",
+            "chat_template_embedded": True,
+            "ok": True,
+            "results": [result],
+        }
         (root / "smoke.json").write_text(json.dumps(smoke, indent=2))
     return out
 
@@ -146,8 +188,9 @@ def write_job_files(directory: Path) -> dict[str, Path]:
     good = directory / "demo-tiny.toml"
     shutil.copy(ROOT / "jobs" / "demo-tiny.toml", good)
     bad = directory / "typo.toml"
-    bad.write_text('name = "typo"\n[model]\nbase = "x"\n[data]\nsource = "d.jsonl"\n'
-                   '[train]\nlearnin_rate = 1\n')
+    bad.write_text(
+        'name = "typo"\n[model]\nbase = "x"\n[data]\nsource = "d.jsonl"\n[train]\nlearnin_rate = 1\n'
+    )
     return {"good": good, "bad": bad}
 
 
@@ -166,8 +209,9 @@ def main(run_dir: str) -> int:
     seconds = float(os.environ.get("TUI_FAKE_SECONDS", "3"))
     steps = 20
     pause = seconds / (steps + len(STAGE_NAMES))
-    write_run(root, str(info["job"]), info["name"], steps=steps, pace=lambda: time.sleep(pause),
-              echo=sys.stdout)
+    write_run(
+        root, str(info["job"]), info["name"], steps=steps, pace=lambda: time.sleep(pause), echo=sys.stdout
+    )
     return 0
 
 
@@ -175,8 +219,9 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1]))
 
 
-def make_app(store: Store, jobs_dir: Path, *, clock: Callable[[], float] = lambda: FIXED_NOW,
-             poll_s: float = 0.05) -> Any:
+def make_app(
+    store: Store, jobs_dir: Path, *, clock: Callable[[], float] = lambda: FIXED_NOW, poll_s: float = 0.05
+) -> Any:
     """The TUI over ``store`` with a fixed clock, a fast poll (unless ``poll_s``) and a fixed scp target."""
     from tui.app import TuneqApp
     from tui.context import TuiContext

@@ -22,7 +22,9 @@ class TuneqApp(App[None]):
     TITLE = "tuneq"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help")]
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+    ]
 
     def __init__(self, ctx: TuiContext) -> None:
         super().__init__()

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from runner.core.events import Event
 from runner.core.stages import STAGE_NAMES
-from runner.events import Event
 
 PLOT_POINTS = 400  # a series is thinned to about this many points before plotting
 
@@ -70,14 +70,21 @@ class JobFeed:
 
     def _start(self, stage: str) -> None:
         """A stage starts: it runs, later stages wait again (a retry re-enters the timeline)."""
-        later = STAGE_NAMES[STAGE_NAMES.index(stage) + 1:]
+        later = STAGE_NAMES[STAGE_NAMES.index(stage) + 1 :]
         self.stages |= {stage: StageInfo(stage, "running")} | {n: StageInfo(n) for n in later}
         self.end = None
 
     def view(self) -> JobView:
         """A frozen snapshot with thinned loss series."""
-        return JobView(tuple(self.stages.values()), dict(self.progress), self.eval_loss, _thin(self.train),
-                       _thin(self.evals), tuple(self.artifacts.values()), self.end)
+        return JobView(
+            tuple(self.stages.values()),
+            dict(self.progress),
+            self.eval_loss,
+            _thin(self.train),
+            _thin(self.evals),
+            tuple(self.artifacts.values()),
+            self.end,
+        )
 
 
 def _float(value: object) -> float | None:

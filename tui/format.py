@@ -8,8 +8,13 @@ from runner.core.present import state_label
 from runner.store import Job
 
 STATE_STYLES = {
-    "queued": "yellow", "running": "bold cyan", "cancelling": "bold yellow", "succeeded": "bold green",
-    "failed": "bold red", "cancelled": "dim", "interrupted": "magenta",
+    "queued": "yellow",
+    "running": "bold cyan",
+    "cancelling": "bold yellow",
+    "succeeded": "bold green",
+    "failed": "bold red",
+    "cancelled": "dim",
+    "interrupted": "magenta",
 }
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from textual.message import Message
 
+from runner.commands.validate import DataCheck
 from runner.spec import LoadedSpec, Problem
 from runner.store import Job
-from runner.validate import DataCheck
 from tui.feed import JobView
 from tui.runfiles import RunFiles
 

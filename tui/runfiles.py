@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.core.events import Event
 from runner.core.tail import LineTail
-from runner.events import Event
 
 LOG_START_BYTES = 256 * 1024  # the first read of a log starts this far before its end
 
@@ -69,4 +69,3 @@ def artifacts(report: dict[str, Any] | None, events: tuple[Event, ...]) -> list[
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
             merged[entry["path"]] = merged.get(entry["path"], {}) | entry
     return list(merged.values())
-

@@ -41,7 +41,9 @@ def case(gguf: Path, options: set[str]) -> None:
     faulthandler.enable()
     if "hide" in options:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    if "bare" in options:  # without tuneq's fix (runner/stdcxx.py): numpy, then llama_cpp, as before it
+    if (
+        "bare" in options
+    ):  # without tuneq's fix (runner/llamacpp/stdcxx.py): numpy, then llama_cpp, as before it
         import numpy  # noqa: F401
     else:
         import runner  # noqa: F401  (its import shares libstdc++ before llama_cpp loads)

@@ -1,4 +1,4 @@
-"""The small interface every backend offers the worker: start, poll, stop, and find what runs.
+"""The small interface every backend offers the worker: start, poll and stop.
 
 A backend runs exactly one command per job: ``python -m runner.pipeline <run_dir>`` (same entry point in
 a local process and in a container). The pipeline writes events to ``<run_dir>/events.jsonl`` and ends
@@ -49,8 +49,4 @@ class Backend(Protocol):
 
     def stop(self, handle: str, grace_s: float = 10.0) -> None:
         """Stop the job: SIGTERM (or container stop), then kill after ``grace_s``; idempotent."""
-        ...
-
-    def running(self) -> dict[str, str]:
-        """Jobs this backend finds running (job id -> handle), to re-attach after a worker restart."""
         ...

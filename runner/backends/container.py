@@ -9,7 +9,7 @@ a name derived from the queue and the job, and a device request for exactly the 
   share a container name, and each finds and reaps only its own containers.
 - Secrets never enter the container's environment, which ``docker inspect`` shows: each is a file in a
   private directory (0700, files 0600) mounted read-only at ``/run/tuneq-secrets``, named by
-  ``<NAME>_FILE``; the pipeline reads them at start (:func:`runner.secrets.load_secret_files`).
+  ``<NAME>_FILE``; the pipeline reads them at start (:func:`runner.core.secrets.load_secret_files`).
 - The model cache is mounted read-only, with the hub offline, when the job downloads nothing: a built-in
   or local base, or a hub model already complete in the cache, and local data (or ``HF_HUB_OFFLINE``).
   The hub cache is then ``/cache/huggingface/hub`` and ``HF_HOME`` a scratch directory in the container.
@@ -31,10 +31,10 @@ from typing import Any
 from docker.types import DeviceRequest, Mount
 
 from runner.backends.base import Launch
+from runner.core.paths import state_dir
+from runner.core.secrets import SECRET_ENV_VARS
 from runner.dataset.read import is_local_source
 from runner.models.resolve import is_builtin
-from runner.paths import state_dir
-from runner.secrets import SECRET_ENV_VARS
 from runner.spec.model import JobSpec
 
 LABEL_JOB = "tuneq.job"
@@ -92,11 +92,6 @@ class DockerSettings:
 def container_name(queue: str, job_id: str) -> str:
     """``tuneq-<queue>-<job id>`` with characters Docker refuses in names replaced by ``-``."""
     return f"tuneq-{queue}-" + re.sub(r"[^A-Za-z0-9_.-]", "-", job_id)
-
-
-def queue_filter(queue: str, worker_id: str) -> dict[str, list[str]]:
-    """The engine's label filter for one worker's containers of one queue."""
-    return {"label": [f"{LABEL_QUEUE}={queue}", f"{LABEL_WORKER}={worker_id}"]}
 
 
 def container_secrets(worker_env: Mapping[str, str]) -> dict[str, str]:

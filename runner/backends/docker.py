@@ -4,7 +4,7 @@ Works with dockerd and with ``podman system service`` (tests). The container run
 ``python -m runner.pipeline <run_dir>`` as the local backend; events arrive through the mounted run
 directory, and a thread per container streams its output (secrets redacted) into ``log.txt``. A
 container is removed as soon as its outcome is read (``poll``), when it is stopped (``stop``), or when a
-restarted worker finds it dead (``running``): none is left behind, nor its secret files. Engine failures
+restarted worker polls it: none is left behind, nor its secret files. Engine failures
 surface as one-line :class:`BackendError` messages.
 """
 
@@ -24,21 +24,18 @@ from docker.models.containers import Container
 
 from runner.backends.base import Launch, Outcome
 from runner.backends.container import (
-    LABEL_JOB,
     LABEL_RUN_DIR,
     LABEL_SECRETS,
     DockerSettings,
     container_secrets,
     create_kwargs,
     exit_reason,
-    queue_filter,
     remove_secret_files,
     write_secret_files,
 )
 from runner.backends.errors import BackendError
 from runner.backends.logcopy import MARKER, LogCopy
-from runner.events import read_events
-from runner.spec.model import JobSpec
+from runner.core.events import read_events
 
 _LIVE = ("running", "paused", "restarting")  # "created": the worker stopped between create and start
 _NO_IMAGE = "image {!r} is not on the engine: build it with `just image`"
@@ -81,24 +78,6 @@ class DockerBackend:
         if self._client is None:
             self._client = connect(self.settings.base_url)
         return self._client
-
-    def preflight(self, spec: JobSpec, host_gpus: int) -> list[str]:
-        """Every reason ``spec`` cannot run here (engine, image, GPUs), as one-line messages."""
-        problems = []
-        if spec.run.gpus > host_gpus:
-            problems.append(
-                f"the job needs {spec.run.gpus} GPU(s); this worker has {host_gpus} "
-                "(none found by nvidia-smi? set the worker's gpus)"
-            )
-        image = spec.run.image or self.settings.image
-        try:
-            with _engine_errors("looking up the image"):
-                self.client.images.get(image)
-        except ImageNotFound:
-            problems.append(_NO_IMAGE.format(image))
-        except BackendError as exc:
-            problems.append(str(exc))
-        return problems
 
     def start(self, launch: Launch) -> str:
         """Create and start the job's container; return its id."""
@@ -157,19 +136,6 @@ class DockerBackend:
                 container.stop(timeout=math.ceil(grace_s))
             container.reload()
         self._finish(container, reason="stopped")
-
-    def running(self) -> dict[str, str]:
-        """Live containers of this worker (job id -> id); dead ones are reaped, outcomes kept for poll."""
-        mine = queue_filter(self.settings.queue, self.worker_id)
-        with _engine_errors("listing containers"):
-            found = self.client.containers.list(all=True, filters=mine)
-        live = {}
-        for container in found:
-            if container.status in _LIVE:
-                live[container.labels.get(LABEL_JOB, container.name or "")] = container.id or ""
-            else:
-                self._finish(container)
-        return live
 
     def _get(self, handle: str) -> Container | None:
         try:

@@ -26,13 +26,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import psutil
 
 from runner.backends.base import Launch, Outcome
 from runner.backends.logscrub import drain, start_relay
-from runner.rundir import RunDir
+from runner.core.rundir import RunDir
+from runner.core.workers import pid_alive
 
 PIPELINE_CMD_ENV = "TUNEQ_PIPELINE_CMD"
 UNKNOWN_EXIT = 255
@@ -127,10 +127,6 @@ class LocalBackend:
         while time.monotonic() < deadline and self._alive(handle):
             time.sleep(0.05)
 
-    def running(self) -> dict[str, str]:
-        """The jobs whose pipelines this backend started and that still run (job id -> pid)."""
-        return {job_id: handle for handle, (job_id, _) in list(self._children.items()) if self._alive(handle)}
-
     def _alive(self, handle: str) -> bool:
         child = self._children.get(handle)
         if child is not None:
@@ -161,22 +157,11 @@ def _group_is_ours(pid: int) -> bool:
 
 
 def _leader_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not) and leads its own session, as our pipelines do (a reused
-    pid rarely does)."""
+    """Whether ``pid`` runs and leads its own session, as our pipelines do (a reused pid rarely does)."""
     try:
-        os.kill(pid, 0)
-        leader = os.getsid(pid) == pid
-    except (ProcessLookupError, PermissionError):
+        return pid_alive(pid) and os.getsid(pid) == pid
+    except ProcessLookupError:
         return False
-    return leader and not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False  # no /proc (macOS): trust kill(pid, 0)
-    return stat.rpartition(")")[2].split()[0] == "Z"
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -14,8 +14,8 @@ import requests
 from docker.errors import DockerException
 from docker.models.containers import Container
 
-from runner.events import now_iso
-from runner.secrets import redact
+from runner.core.events import now_iso
+from runner.core.secrets import redact
 
 MARKER = "[tuneq "  # starts the lines tuneq itself writes into log.txt
 

@@ -1,5 +1,5 @@
 """The local backend's log writer: a pipeline's stdout and stderr reach ``log.txt`` through a pipe and a
-small relay process that scrubs secrets (:func:`runner.secrets.redact`) line by line.
+small relay process that scrubs secrets (:func:`runner.core.secrets.redact`) line by line.
 
 The relay runs in its own session: no terminal signal reaches it and it outlives a worker restart. It
 ends when the last process holding the pipe's write end (the pipeline and anything it started) has
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from runner.secrets import redact
+from runner.core.secrets import redact
 
 _CHUNK = 64 * 1024
 _LONGEST_LINE = 1024 * 1024  # a longer line without a line break is written in pieces, cut at a space

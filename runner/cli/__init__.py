@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from runner.cli import job_cmds, queue_cmds, ship_cmds, tui_cmd
 from runner.cli.exitcodes import EXIT_INTERRUPTED, EXIT_USAGE
-from runner.paths import StateDirError
+from runner.core.paths import StateDirError
 
 _MODULES = [job_cmds, queue_cmds, ship_cmds, tui_cmd]
 

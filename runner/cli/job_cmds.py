@@ -13,15 +13,16 @@ from runner.backends.base import Launch
 from runner.backends.local import LocalBackend
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from runner.commands import validation_rows
+from runner.commands.staging import RunDirConflict, prepare_run_dir
+from runner.commands.validate import DataCheck, check_labels, validate_file
 from runner.core.disksize import describe as describe_disk
+from runner.core.events import EventTail, format_event
+from runner.core.rundir import RunDir
 from runner.core.tested import tested_gguf
 from runner.dataset.read import DataError
-from runner.events import EventTail, format_event
-from runner.rundir import RunDir, RunDirConflict, prepare_run_dir
+from runner.models.vram import estimate, model_config, parameter_count
 from runner.spec import LoadedSpec, SpecError
 from runner.spec.model import file_stem
-from runner.validate import DataCheck, check_labels, validate_file
-from runner.vram import estimate, model_config, parameter_count
 
 
 def register(sub: Any) -> None:

@@ -20,10 +20,10 @@ from runner import commands
 from runner.cli import argtypes
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from runner.cli.queue_view import job_details, jobs_table
+from runner.core.events import format_event
+from runner.core.jobstate import JobState
+from runner.core.rundir import RunDir
 from runner.core.workers import worker_alive
-from runner.events import format_event
-from runner.jobstate import JobState
-from runner.rundir import RunDir
 from runner.spec import SpecError
 from runner.store import JSON_VERSION, Job, JobError, Store, StoreError, default_path
 from runner.store.backup import backup

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner.core.events import terminal_safe
 from runner.core.present import age, state_label
-from runner.events import terminal_safe
-from runner.rundir import RunDir
+from runner.core.rundir import RunDir
 from runner.store import Job, iso
 
 _COLUMNS = ("ID", "NAME", "STATE", "STAGE", "PROGRESS", "LOSS", "AGE")

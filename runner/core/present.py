@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.jobstate import JobState
+from runner.core.jobstate import JobState
 
 
 def state_label(state: JobState, cancel_requested: bool) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Protocol
 
 LEASE_S = 60.0  # a running job's lease: a worker on another host silent for longer counts as gone
@@ -33,7 +34,8 @@ def worker_alive(
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists; our own pid counts as gone (it is a dead worker's pid, reused)."""
+    """Whether a process ``pid`` runs: it exists and is no zombie. Our own pid counts as gone (where we
+    ask about another process, finding ourselves means its pid was reused)."""
     if pid == os.getpid():
         return False
     try:
@@ -42,4 +44,12 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (macOS): trust kill(pid, 0)
+    return stat.rpartition(")")[2].split()[0] == "Z"

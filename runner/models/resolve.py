@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from runner.core.paths import models_dir
 from runner.models.random import SHAPES, random_model_dir
 from runner.models.smollm2 import SMOLLM2, WheelMissing, smollm2_dir
 from runner.models.tiny import TINY_LLAMA, tiny_llama_dir
-from runner.paths import models_dir
 
 BUILTINS = (TINY_LLAMA, SMOLLM2, *SHAPES)
 

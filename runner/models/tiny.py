@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from runner.dataset.templates import r1_inference_template
 from runner.models.publish import building
-from runner.templates import r1_inference_template
 
 TINY_LLAMA = "tuneq:tiny-llama"
 _VERSION = "v6"

@@ -4,11 +4,11 @@ The stages run in the order :data:`runner.core.stages.STAGE_NAMES` gives, then t
 module with one ``run(ctx) -> dict`` function; :mod:`runner.pipeline.run` chains them, reuses stages whose
 marker matches, and turns failures into an ``error`` event and a non-zero exit.
 
-Importing this package puts the system libstdc++ in the global symbol scope (:mod:`runner.stdcxx`) before
+Importing this package puts the system libstdc++ in the global symbol scope (:mod:`runner.llamacpp.stdcxx`) before
 any stage can import llama_cpp or torch: every process that runs a stage imports it first (spawned
 children too, to unpickle their target). The CLI, the TUI and the worker never import it.
 """
 
-from runner.stdcxx import share_libstdcxx
+from runner.llamacpp.stdcxx import share_libstdcxx
 
 share_libstdcxx()

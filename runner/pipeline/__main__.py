@@ -3,8 +3,8 @@
 import sys
 from pathlib import Path
 
+from runner.core.secrets import load_secret_files
 from runner.pipeline.run import run_pipeline
-from runner.secrets import load_secret_files
 
 if len(sys.argv) != 2:
     sys.exit("usage: python -m runner.pipeline RUN_DIR")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
-def answer_prompts(
+def answer_with_transformers(
     model_dir: Path,
     prompts: list[str],
     max_tokens: int,
@@ -24,7 +24,7 @@ def answer_prompts(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from runner.templates import generation_prompt_ids
+    from runner.dataset.templates import generation_prompt_ids
 
     tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,4 +1,5 @@
-"""What every stage receives: the spec, the run directory, the event writer and an in-memory handoff."""
+"""What every stage receives: the spec, the run directory, the event writer, the earlier stages' results and
+the live objects they leave for later ones."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.events import EventWriter
+from runner.core.events import EventWriter
+from runner.core.rundir import RunDir
 from runner.pipeline.stopping import StopSignal
-from runner.rundir import RunDir
 from runner.spec.model import JobSpec
 
 
@@ -22,6 +23,14 @@ class StageFailed(Exception):
 
 
 @dataclass
+class Handoff:
+    """Live objects a stage leaves for a later one in the same process (never written anywhere)."""
+
+    tokenizer: Any = None  # the job's tokenizer: loaded by the data stage, used by train and merged
+    model: Any = None  # the trained PEFT model: left by train for merged, which drops it before converting
+
+
+@dataclass
 class StageContext:
     """One pipeline run's shared context."""
 
@@ -31,7 +40,8 @@ class StageContext:
     events: EventWriter
     stage: str = ""
     stage_key: str = ""  # hash of the spec sections the current stage depends on
-    handoff: dict[str, Any] = field(default_factory=dict)  # live objects passed between stages in one process
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # each finished stage's result, by name
+    handoff: Handoff = field(default_factory=Handoff)
     stop: StopSignal = field(default_factory=StopSignal)  # SIGTERM/SIGINT (runner.pipeline.stopping)
 
     def emit(self, type_: Any, **fields: Any) -> None:

@@ -15,9 +15,9 @@ from typing import Any
 
 from runner.dataset.build import load_examples
 from runner.dataset.formats import Example
+from runner.dataset.templates import Tokenized, render_sample, tokenize_example, truncation_warning
 from runner.models.resolve import load_tokenizer
 from runner.pipeline.context import StageContext, StageFailed
-from runner.templates import IGNORE, Tokenized, tokenize_example, truncation_warning
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     base_dir = Path(ctx.info.get("source_file", ctx.run.job_toml)).parent
     examples = load_examples(spec.data, spec.template, base_dir, ctx.data_path, spec.train.seed)
     tokenizer = load_tokenizer(spec.model.base, spec.model.revision, spec.model.trust_remote_code)
-    ctx.handoff["tokenizer"] = tokenizer
+    ctx.handoff.tokenizer = tokenizer
     train, train_stats = _tokenize_all(examples.train, ctx, tokenizer)
     if not train:
         raise StageFailed(
@@ -86,12 +86,3 @@ def _save(rows: list[Tokenized], path: Path) -> None:
     Dataset.from_dict(
         {"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]}
     ).save_to_disk(str(path))
-
-
-def render_sample(row: Tokenized, tokenizer: Any) -> str:
-    """A readable view of one training row: the full text, then only what carries the loss."""
-    trained = [t for t, label in zip(row.input_ids, row.labels, strict=True) if label != IGNORE]
-    return (
-        f"--- full text ({len(row.input_ids)} tokens) ---\n{tokenizer.decode(row.input_ids)}\n"
-        f"--- trained part ({len(trained)} tokens, loss only here) ---\n{tokenizer.decode(trained)}\n"
-    )

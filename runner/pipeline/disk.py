@@ -58,7 +58,7 @@ def _parameters(ctx: StageContext) -> int | None:
     if merged:
         return sum(p.stat().st_size for p in merged) // 2
     from runner.models.resolve import local_model_dir
-    from runner.vram import model_config, parameter_count
+    from runner.models.vram import model_config, parameter_count
 
     base = local_model_dir(ctx.spec.model.base, ctx.spec.model.revision)
     config = model_config(str(base) if base else ctx.spec.model.base, ctx.spec.model.revision)

@@ -16,11 +16,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runner.dataset.templates import chat_template_for
 from runner.models.resolve import load_tokenizer, local_model_dir
-from runner.pipeline.answers import answer_prompts
+from runner.pipeline.answers import answer_with_transformers
 from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
-from runner.pipeline.evalmd import render_eval
 from runner.pipeline.isolate import ChildCrashed, call_in_child
 from runner.pipeline.perplexity import (
     GENERAL_TEXT,
@@ -32,19 +32,10 @@ from runner.pipeline.perplexity import (
     perplexity_on_cpu,
 )
 from runner.pipeline.quantize import quant_path
+from runner.ship.evalmd import render_eval
 from runner.spec.model import ExportSpec
-from runner.templates import chat_template_for
 
 BIG_MODEL_PARAMS = 1_000_000_000
-
-
-def stage_result(ctx: StageContext, name: str) -> dict[str, Any]:
-    """The result an earlier stage recorded in its marker (empty if it has none)."""
-    try:
-        result: dict[str, Any] = json.loads((ctx.run.stages / f"{name}.json").read_text())["result"]
-    except (FileNotFoundError, KeyError, json.JSONDecodeError):
-        return {}
-    return result
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -54,7 +45,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         return {"skipped": "export.fidelity = false"}
     fid: dict[str, Any] = {
         "answers": _answers(ctx),
-        "eval_loss": eval_loss_summary(stage_result(ctx, "train")),
+        "eval_loss": eval_loss_summary(ctx.results.get("train", {})),
     }
     fid["perplexity"], fid["general_text"] = _perplexities(ctx)
     fid["format"] = _format_check(ctx, fid["answers"])
@@ -90,9 +81,11 @@ def _answers(ctx: StageContext) -> dict[str, Any]:
         template = chat_template_for(
             spec.template, load_tokenizer(spec.model.base, spec.model.revision, spec.model.trust_remote_code)
         )
-        before = answer_prompts(base, prompts, spec.smoke.max_tokens, template, spec.model.trust_remote_code)
+        before = answer_with_transformers(
+            base, prompts, spec.smoke.max_tokens, template, spec.model.trust_remote_code
+        )
     merged = (
-        answer_prompts(
+        answer_with_transformers(
             ctx.run.merged, prompts, spec.smoke.max_tokens, trust_remote_code=spec.model.trust_remote_code
         )
         if prompts
@@ -243,7 +236,7 @@ def _score(ctx: StageContext, path: Path, sets: dict[str, list[Row]], quant: str
     """Perplexities of one file, in a child process, so that a crash inside llama.cpp fails only this call.
 
     A crash is retried once with CUDA hidden, on the CPU (a GPU-side failure, such as a driver fault, then
-    still gets a measurement). The SIGSEGV seen on the H100 was a libstdc++ clash, fixed by runner/stdcxx.py.
+    still gets a measurement). The SIGSEGV seen on the H100 was a libstdc++ clash, fixed by runner/llamacpp/stdcxx.py.
     """
     try:
         return call_in_child(f"perplexity of {quant}", perplexities, path, sets)

@@ -17,7 +17,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     """Merge with Unsloth's ``save_pretrained_merged(..., "merged_16bit")`` and check what it wrote."""
     ensure_room(ctx, "merged")
     setup_unsloth_env(ctx)
-    model, tokenizer = ctx.handoff.get("model"), ctx.handoff.get("tokenizer")
+    model, tokenizer = ctx.handoff.model, ctx.handoff.tokenizer
     if model is None:  # train was reused: load base + adapter from lora/
         import unsloth  # noqa: F401
         from unsloth import FastLanguageModel
@@ -45,7 +45,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         )
     shutil.rmtree(ctx.run.merged, ignore_errors=True)
     os.replace(tmp, ctx.run.merged)
-    ctx.handoff.pop("model", None)  # free memory before conversion
+    ctx.handoff.model = None  # free memory before conversion
     return {"bytes": total, "files": sorted(p.name for p in ctx.run.merged.iterdir())}
 
 

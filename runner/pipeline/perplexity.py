@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.templates import IGNORE
+from runner.dataset.templates import IGNORE
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def general_text_rows(tokenizer: Any) -> dict[str, list[Row]]:
     Text no job trains on: a quant's perplexity there shows what quantization did to the model itself,
     where held-out answers of a repetitive fine-tune sit near 1 whatever the file.
     """
-    from runner.templates import adds_bos
+    from runner.dataset.templates import adds_bos
 
     sets = {}
     for path in sorted(GENERAL_TEXT.glob("*.txt")):

@@ -9,10 +9,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from runner.events import now_iso
+from runner.core.events import now_iso
+from runner.core.secrets import redact_data
 from runner.pipeline.artifacts import sha256_file
 from runner.pipeline.context import StageContext
-from runner.secrets import redact_data
 from runner.spec.load import spec_hash
 
 _PACKAGES = (

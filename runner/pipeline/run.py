@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from runner.core.events import EventWriter
+from runner.core.rundir import RunDir
 from runner.dataset.read import DataError
-from runner.events import EventWriter
 from runner.llamacpp import ConverterMissing
 from runner.models.resolve import ModelNotFound
 from runner.pipeline import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
@@ -27,7 +28,6 @@ from runner.pipeline.disk import DISK_FULL, DISK_HINT, is_disk_full
 from runner.pipeline.quantize import quant_path
 from runner.pipeline.report import write_report
 from runner.pipeline.stopping import EXIT_STOPPED, Stopped, StopSignal
-from runner.rundir import RunDir
 from runner.spec.load import parse_spec
 from runner.spec.model import JobSpec
 
@@ -41,16 +41,19 @@ class Stage:
     name: str
     run: Callable[[StageContext], dict[str, Any]]
     depends_on: tuple[str, ...]
+    leaves: tuple[
+        str, ...
+    ] = ()  # what it always writes (relative to the run directory), beside its artifacts
 
 
 STAGES = (
-    Stage("data", data.run, ("model", "data", "template")),
-    Stage("train", train.run, _TRAINING),
+    Stage("data", data.run, ("model", "data", "template"), leaves=("data",)),
+    Stage("train", train.run, _TRAINING, leaves=("lora",)),
     Stage("lora", lora.run, (*_TRAINING, "export")),
-    Stage("merged", merged.run, _TRAINING),
+    Stage("merged", merged.run, _TRAINING, leaves=("merged",)),
     Stage("gguf", gguf.run, (*_TRAINING, "export")),
     Stage("quantize", quantize.run, (*_TRAINING, "export")),
-    Stage("smoke", smoke.run, (*_TRAINING, "export", "smoke")),
+    Stage("smoke", smoke.run, (*_TRAINING, "export", "smoke"), leaves=("smoke.json",)),
     Stage("fidelity", fidelity.run, (*_TRAINING, "export", "smoke")),
     Stage("ship", ship.run, (*_TRAINING, "export", "smoke")),
 )
@@ -77,14 +80,12 @@ def _reusable(run: RunDir, stage: Stage, key: str) -> dict[str, Any] | None:
     return marker
 
 
-def _outputs(run: RunDir, result: dict[str, Any], stage: str) -> list[str]:
-    fixed = {"data": ["data"], "train": ["lora"], "merged": ["merged"], "smoke": ["smoke.json"]}.get(
-        stage, []
-    )
+def _outputs(stage: Stage, result: dict[str, Any]) -> list[str]:
+    """What must still exist for the stage to be reused: what it leaves and the artifacts it recorded."""
     found = [a["path"] for a in result.get("artifacts", [])] + (
         [result["artifact"]["path"]] if "artifact" in result else []
     )
-    return fixed + found
+    return [*stage.leaves, *found]
 
 
 def run_pipeline(run_dir: Path, echo: TextIO | None = None) -> int:
@@ -102,7 +103,7 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
     info = run.read_job_info()
     spec = parse_spec(run.job_toml.read_text(encoding="utf-8"), str(run.job_toml))
     ctx = StageContext(spec, run, info, EventWriter(run.events, str(info["job"]), echo), stop=stop)
-    results: dict[str, dict[str, Any]] = {}
+    results = ctx.results
     timings: dict[str, dict[str, Any]] = {}
     failure: dict[str, Any] | None = None
     code = 0
@@ -127,7 +128,7 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
             with stop.interruptible():
                 result = stage.run(ctx)
             seconds = round(time.monotonic() - started, 2)
-            _write_marker(run, stage.name, key, seconds, result)
+            _write_marker(run, stage, key, seconds, result)
         except BaseException as exc:
             seconds = round(time.monotonic() - started, 2)
             failure, code = _describe_failure(exc, stage.name, stop)
@@ -159,12 +160,12 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
     return code
 
 
-def _write_marker(run: RunDir, stage: str, key: str, seconds: float, result: dict[str, Any]) -> None:
+def _write_marker(run: RunDir, stage: Stage, key: str, seconds: float, result: dict[str, Any]) -> None:
     """Mark ``stage`` done (written aside and renamed: a full disk never leaves half a marker)."""
-    marker = {"key": key, "seconds": seconds, "result": result, "outputs": _outputs(run, result, stage)}
-    tmp = _marker(run, stage).with_suffix(".tmp")
+    marker = {"key": key, "seconds": seconds, "result": result, "outputs": _outputs(stage, result)}
+    tmp = _marker(run, stage.name).with_suffix(".tmp")
     tmp.write_text(json.dumps(marker, indent=2, default=str))
-    os.replace(tmp, _marker(run, stage))
+    os.replace(tmp, _marker(run, stage.name))
 
 
 def _describe_failure(exc: BaseException, stage: str, stop: StopSignal) -> tuple[dict[str, Any], int]:

@@ -12,7 +12,6 @@ from typing import Any
 
 from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
-from runner.pipeline.fidelity import stage_result
 from runner.pipeline.quantize import quant_path
 from runner.ship.card import commands, model_card
 from runner.ship.files import SUMS, link_or_copy, write_sums
@@ -26,7 +25,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     shutil.rmtree(ship, ignore_errors=True)
     ship.mkdir()
     sources = [quant_path(ctx, q) for q in spec.export.gguf]
-    lora = stage_result(ctx, "lora").get("artifact")
+    lora = ctx.results.get("lora", {}).get("artifact")
     sources += [root / lora["path"]] if lora else []
     for src in sources:
         link_or_copy(src, ship / src.name)
@@ -47,8 +46,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     card = model_card(
         spec,
         [(p.name, p.stat().st_size) for p in sources],
-        stage_result(ctx, "train"),
-        stage_result(ctx, "data"),
+        ctx.results.get("train", {}),
+        ctx.results.get("data", {}),
         json.loads(fidelity.read_text()) if fidelity.exists() else None,
         command_text,
     )

@@ -68,7 +68,7 @@ class TokenBudget:
         return only_eos
 
 
-def answer_prompts(
+def answer_with_gguf(
     path: str, n_ctx: int, prompts: list[SmokePrompt], max_tokens: int
 ) -> tuple[str | None, list[Any]]:
     """Load the GGUF (all layers on the GPU when there is one) and answer every prompt."""
@@ -86,7 +86,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     n_ctx = min(ctx.spec.model.max_seq_length + ctx.spec.smoke.max_tokens, 8192)
     template, results = call_in_child(
         "the smoke test",
-        answer_prompts,
+        answer_with_gguf,
         str(path),
         n_ctx,
         list(ctx.spec.smoke.prompts),

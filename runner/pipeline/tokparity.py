@@ -100,7 +100,7 @@ def check_parity(
     """Compare the GGUF's tokenizer with ``model_dir``'s on ``texts``; raise StageFailed naming differences."""
     from transformers import AutoTokenizer
 
-    from runner.templates import END_OF_TURN, adds_bos
+    from runner.dataset.templates import END_OF_TURN, adds_bos
 
     vocab = read_gguf_vocab(gguf)
     tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runner.dataset.templates import chat_template_for
+from runner.models.vram import GIB
 from runner.pipeline.context import StageContext
 from runner.pipeline.trainer import add_adapter, build_trainer, load_base
-from runner.templates import chat_template_for
-from runner.vram import GIB
 
 
 def setup_unsloth_env(ctx: StageContext) -> None:
@@ -85,7 +85,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     tokenizer.save_pretrained(str(tmp))
     shutil.rmtree(ctx.run.lora, ignore_errors=True)
     os.replace(tmp, ctx.run.lora)
-    ctx.handoff.update(model=model, tokenizer=tokenizer)
+    ctx.handoff.model, ctx.handoff.tokenizer = model, tokenizer
     history = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     return {
         "steps": trainer.state.global_step,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runner.batchplan import BatchPlan, plan_batch
 from runner.models.resolve import resolve_base
+from runner.pipeline.batchplan import BatchPlan, plan_batch
 from runner.spec.model import JobSpec
 
 

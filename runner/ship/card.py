@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.pipeline.evalmd import fidelity_sections
+from runner.ship.evalmd import fidelity_sections
 from runner.ship.usage import llama_cpp_commands, ollama_commands
 from runner.spec.model import JobSpec
 

@@ -12,7 +12,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.stdcxx import share_libstdcxx
+from runner.llamacpp.stdcxx import share_libstdcxx
 
 _SYSTEM, _USER1, _REPLY, _USER2 = "\x00SYSTEM\x00", "\x00USER1\x00", "\x00REPLY\x00", "\x00USER2\x00"
 
@@ -44,7 +44,7 @@ class GgufChat:
 
 def read_gguf_chat(path: Path) -> GgufChat:
     """The embedded chat template and the BOS/EOS texts (the vocabulary is read, not the weights)."""
-    share_libstdcxx()  # before llama.cpp's libraries (runner.stdcxx says why)
+    share_libstdcxx()  # before llama.cpp's libraries (runner.llamacpp.stdcxx says why)
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(path), vocab_only=True, verbose=False)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from runner.secrets import looks_secret
+from runner.core.secrets import looks_secret
 from runner.spec.model import JobSpec
 from runner.spec.problems import Problem, SpecError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.secrets import redact
+from runner.core.secrets import redact
 
 
 @dataclass(frozen=True)

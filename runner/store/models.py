@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runner.jobstate import JobState
+from runner.core.jobstate import JobState
 
 JSON_VERSION = 1  # the version of the --json shapes (docs/cli-json.md)
 SQLITE_INT_MAX = 2**63 - 1  # SQLite's largest INTEGER: job ids and priorities stay within ±this

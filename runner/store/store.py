@@ -2,7 +2,7 @@
 
 Every write is one short ``BEGIN IMMEDIATE`` transaction, never held while waiting on a process.
 :meth:`Store.transition` (and the intents built on it) is the only code that writes a job's state: a
-compare-and-set checked against :data:`runner.jobstate.TRANSITIONS`. Any ``sqlite3`` failure leaves
+compare-and-set checked against :data:`runner.core.jobstate.TRANSITIONS`. Any ``sqlite3`` failure leaves
 as a :class:`StoreError` with a one-line message (corrupt file, locked, newer schema).
 """
 
@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from runner.jobstate import JobState, check_transition
-from runner.paths import state_dir
+from runner.core.jobstate import JobState, check_transition
+from runner.core.paths import state_dir
 from runner.store.errors import JobNotFound, StateConflict, StoreError, StoreLocked, WrongState
 from runner.store.models import SQLITE_INT_MAX, Job, NewJob, Progress, WorkerInfo
 from runner.store.schema import SCHEMA_VERSION, check_not_newer, migrate, user_version
@@ -31,7 +31,7 @@ _NEXT_QUEUED = "SELECT id FROM jobs WHERE state = 'queued' ORDER BY priority DES
 
 
 def default_path() -> Path:
-    """``<state dir>/queue.db`` (``TUNEQ_HOME`` / XDG rules in :mod:`runner.paths`)."""
+    """``<state dir>/queue.db`` (``TUNEQ_HOME`` / XDG rules in :mod:`runner.core.paths`)."""
     return state_dir() / DB_NAME
 
 

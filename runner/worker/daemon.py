@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.paths import state_dir
+from runner.core.paths import state_dir
 from runner.worker.pidfile import PidLock
 
 LOG_FILE = "worker.log"

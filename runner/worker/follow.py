@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from runner.events import Event, EventTail
+from runner.core.events import Event, EventTail
 from runner.store import Progress
 
 

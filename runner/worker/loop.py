@@ -13,9 +13,7 @@ while pipelines run.
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -23,13 +21,13 @@ from dataclasses import dataclass
 from types import FrameType
 
 from runner.backends.factory import make_backend
-from runner.gpus import GpuError, discover
-from runner.paths import state_dir
+from runner.core.paths import state_dir
 from runner.store import Store, StoreError
 from runner.worker import steps
 from runner.worker.clock import Clock, SystemClock
+from runner.worker.gpus import GpuError, discover
 from runner.worker.pidfile import PidLock
-from runner.worker.steps import WorkerConfig, WorkerRuntime
+from runner.worker.steps import WorkerConfig, WorkerRuntime, new_worker_info
 
 log = logging.getLogger("tuneq.worker")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -122,9 +120,9 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None) -> int:
     try:
         with Store() as store:
             gpus = tuple(g.index for g in discover())
-            worker_id = f"{socket.gethostname()}-{os.getpid()}"
-            backends = {name: make_backend(name, worker_id) for name in ("local", "docker")}
-            w = WorkerRuntime.create(backends, config or WorkerConfig(), clock.now(), gpus)
+            info = new_worker_info(clock.now())
+            backends = {name: make_backend(name, info.id) for name in ("local", "docker")}
+            w = WorkerRuntime.create(backends, config or WorkerConfig(), clock.now(), gpus, info)
             log.info(
                 "worker %s started (state directory %s, GPUs %s)",
                 w.info.id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from runner.backends.base import Outcome
-from runner.jobstate import JobState
+from runner.core.jobstate import JobState
 from runner.store import Job, Store
 from runner.worker.follow import Follower
 

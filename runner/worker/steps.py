@@ -6,6 +6,7 @@ One tick runs them in this order: :func:`heartbeat` → :func:`reap` → :func:`
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -14,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.backends.base import Backend, Launch
+from runner.core.jobstate import JobState
+from runner.core.rundir import RunDir
 from runner.core.workers import LEASE_S, pid_alive, worker_alive
-from runner.gpus import pick
-from runner.jobstate import JobState
-from runner.rundir import RunDir
 from runner.spec import JobSpec, SpecError, parse_spec
 from runner.store import Job, JobNotFound, Progress, StateConflict, Store, StoreError, WorkerInfo
 from runner.worker.clock import Clock
 from runner.worker.follow import Follower
+from runner.worker.gpus import pick
 from runner.worker.settle import Verdict, exit_verdict, settle, stopped_verdict
 
 log = logging.getLogger("tuneq.worker")
@@ -38,7 +39,7 @@ class WorkerConfig:
     idle_poll_s: float = 0.25  # tick interval while idle (submit → start latency)
     mirror_s: float = 0.5  # at most one progress write per job this often
     grace_s: float = 20.0  # SIGTERM → SIGKILL, time for a pipeline to checkpoint
-    max_jobs: int = 1
+    cpu_jobs: int = 1  # jobs at once on a machine without GPUs (with GPUs: as many as their GPUs allow)
 
 
 @dataclass
@@ -56,6 +57,13 @@ class Running:
     verdict: Verdict | None = None  # how it ended, kept until the store has recorded it
 
 
+def new_worker_info(now: float) -> WorkerInfo:
+    """A fresh worker identity on this host: ``<host>-<pid>-<random>``, the id the store and the backends'
+    container labels both use."""
+    host, pid = socket.gethostname(), os.getpid()
+    return WorkerInfo(f"{host}-{pid}-{secrets.token_hex(3)}", host, pid, now, now)
+
+
 @dataclass
 class WorkerRuntime:
     """Everything one worker holds in memory."""
@@ -70,12 +78,19 @@ class WorkerRuntime:
 
     @classmethod
     def create(
-        cls, backends: dict[str, Backend], config: WorkerConfig, now: float, gpus: tuple[int, ...] = ()
+        cls,
+        backends: dict[str, Backend],
+        config: WorkerConfig,
+        now: float,
+        gpus: tuple[int, ...] = (),
+        info: WorkerInfo | None = None,
     ) -> WorkerRuntime:
-        """A runtime with a fresh worker identity on this host."""
-        host, pid = socket.gethostname(), os.getpid()
-        info = WorkerInfo(f"{host}-{pid}-{secrets.token_hex(3)}", host, pid, now, now)
-        return cls(info, backends, config, gpus)
+        """A runtime with the worker identity ``info`` (a fresh one on this host by default)."""
+        return cls(info or new_worker_info(now), backends, config, gpus)
+
+    def job_slots(self) -> int:
+        """How many jobs may run at once: one per GPU, or ``config.cpu_jobs`` on a machine without any."""
+        return len(self.gpus) if self.gpus else self.config.cpu_jobs
 
     def gpus_for(self, spec: JobSpec) -> tuple[int, ...] | None:
         """GPUs to give a job now: ``()`` without GPU accounting, ``None`` while too few are free."""
@@ -216,8 +231,6 @@ def _is_lost(job: Job, owner: WorkerInfo | None, me: WorkerInfo, now: float) -> 
     return owner.host == me.host and not pid_alive(owner.pid)
 
 
-
-
 def recover(
     store: Store,
     clock: Clock,
@@ -247,9 +260,15 @@ def _events_end(events: Path) -> int:
 
 def _spec_of(store: Store, job: Job) -> JobSpec | None:
     try:
-        return parse_spec(store.spec_text(job.id), f"job {job.id}")
+        return _parsed(store.spec_text(job.id), f"job {job.id}")
     except SpecError:
         return None
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str, where: str) -> JobSpec:
+    """A stored job file's spec, parsed once (a job waiting for GPUs is looked at every turn)."""
+    return parse_spec(text, where)
 
 
 def _backend_of(store: Store, w: WorkerRuntime, job: Job) -> Backend | None:
@@ -265,7 +284,7 @@ def claim_next(store: Store, clock: Clock, w: WorkerRuntime) -> Job | None:
 
     One job per GPU: the next job waits (and nothing behind it overtakes it) until enough GPUs are free.
     """
-    if len(w.jobs) >= max(w.config.max_jobs, len(w.gpus)):
+    if len(w.jobs) >= w.job_slots():
         return None
     head = store.next_queued()
     if head is None:
@@ -289,7 +308,7 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
     """Start a claimed job's pipeline; a job that cannot start ends ``failed`` with the cause."""
     run_dir = RunDir(Path(job.run_dir))
     try:
-        spec = parse_spec(store.spec_text(job.id), f"job {job.id}")
+        spec = _parsed(store.spec_text(job.id), f"job {job.id}")
     except SpecError as exc:
         settle(
             store, job.id, (JobState.FAILED, f"the stored job file no longer validates: {exc}"), clock.now()

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from runner.events import EventWriter
-from runner.secrets import load_secret_files
+from runner.core.events import EventWriter
+from runner.core.secrets import load_secret_files
 
 load_secret_files()  # as python -m runner.pipeline does
 run_dir = Path(sys.argv[1])

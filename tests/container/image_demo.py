@@ -20,7 +20,7 @@ from runner.backends.base import Launch
 from runner.backends.container import DockerSettings
 from runner.backends.docker import DockerBackend
 from runner.backends.errors import BackendError
-from runner.rundir import prepare_run_dir
+from runner.commands.staging import prepare_run_dir
 from runner.spec.load import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,9 @@ class ConfirmScreen(ModalScreen[bool]):
     """``y`` confirms, ``n`` or escape declines (or the buttons)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
 
     def __init__(self, question: str) -> None:
         super().__init__()

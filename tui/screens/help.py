@@ -11,8 +11,10 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-STATES = ("queued: waiting for the worker · running · succeeded · failed: the pipeline failed (r retries) · "
-          "cancelled · interrupted: the worker went away (requeued while retries last)")
+STATES = (
+    "queued: waiting for the worker · running · succeeded · failed: the pipeline failed (r retries) · "
+    "cancelled · interrupted: the worker went away (requeued while retries last)"
+)
 
 
 class HelpScreen(ModalScreen[None]):

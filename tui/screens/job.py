@@ -16,11 +16,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from runner.core.events import Event, EventTail, terminal_safe
+from runner.core.jobstate import JobState
 from runner.core.present import state_label
+from runner.core.rundir import RunDir
 from runner.core.tested import tested_gguf
-from runner.events import Event, EventTail, terminal_safe
-from runner.jobstate import JobState
-from runner.rundir import RunDir
 from runner.ship.usage import ollama_name
 from runner.store import Job, JobError, StoreError
 from tui.context import TuiContext
@@ -144,8 +144,11 @@ class JobScreen(Screen[None]):
         assert job is not None
         state = state_label(job.state, job.cancel_requested)
         # Gaps end the bold runs: a bold run drawn wider than its cells (SVG viewers) then covers no text.
-        title = Text.assemble((f"job {job.id} {job.name}  ", "bold"), (f"{state}  ", STATE_STYLES.get(state, "")),
-                              f"attempt {job.attempts}")
+        title = Text.assemble(
+            (f"job {job.id} {job.name}  ", "bold"),
+            (f"{state}  ", STATE_STYLES.get(state, "")),
+            f"attempt {job.attempts}",
+        )
         if job.state is not JobState.SUCCEEDED and job.reason:
             title.append(f"  {terminal_safe(job.reason)}", style="red")
         self.query_one("#job-title", Static).update(title)
@@ -160,8 +163,9 @@ class JobScreen(Screen[None]):
             path = Text.assemble((f"{tested.label} ", "green"), str(root / tested.path))
             self.query_one("#tested-path", Static).update(path)
         self.query_one("#tested-path").set_class(tested is not None, "-shown")
-        self.query_one(ShipPanel).show(root, items, tested, ollama_name(self.job.name), self.ctx.ssh_target,
-                                       self.files.modelfile)
+        self.query_one(ShipPanel).show(
+            root, items, tested, ollama_name(self.job.name), self.ctx.ssh_target, self.files.modelfile
+        )
 
     # --- keys -------------------------------------------------------------------------------------
 
@@ -178,8 +182,10 @@ class JobScreen(Screen[None]):
     def _command_text(self) -> tuple[str, str] | None:
         command = self.query_one(ShipPanel).selected
         if command is None:
-            self.notify("nothing to copy yet: the commands appear once the job has tested its GGUF",
-                        severity="warning")
+            self.notify(
+                "nothing to copy yet: the commands appear once the job has tested its GGUF",
+                severity="warning",
+            )
             return None
         return command.label, command.text
 

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from runner import commands
-from runner.jobstate import JobState
+from runner.core.jobstate import JobState
 from runner.store import Job, JobError, StoreError
 from tui.context import TuiContext
 from tui.messages import JobsPolled, StoreFailed
@@ -29,8 +29,11 @@ AGE_REFRESH_S = 10.0  # reload this often even when nothing changed, so ages mov
 STATE_FILTERS = ("all", "active", *(str(s) for s in JobState))
 _ORDER = {JobState.RUNNING: 0, JobState.QUEUED: 1}
 SORTS: dict[str, Callable[[Job], Any]] = {
-    "queue order": lambda j: (_ORDER.get(j.state, 2), -j.priority if j.state.is_active else 0,
-                              j.id if j.state.is_active else -(j.finished_at or j.created_at)),
+    "queue order": lambda j: (
+        _ORDER.get(j.state, 2),
+        -j.priority if j.state.is_active else 0,
+        j.id if j.state.is_active else -(j.finished_at or j.created_at),
+    ),
     "newest": lambda j: -j.id,
     "name": lambda j: (j.name.lower(), j.id),
 }
@@ -75,8 +78,9 @@ class QueueScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="title", classes="title")
-        yield Static("no worker is running: jobs wait until you start one with  tuneq daemon start",
-                     id="banner")
+        yield Static(
+            "no worker is running: jobs wait until you start one with  tuneq daemon start", id="banner"
+        )
         yield Input(placeholder="filter by name or id (enter: keep, escape: clear)", id="filter")
         yield JobsTable(id="jobs")
         yield Footer()
@@ -138,9 +142,13 @@ class QueueScreen(Screen[None]):
         running = sum(j.state is JobState.RUNNING for j in self.jobs)
         queued = sum(j.state is JobState.QUEUED for j in self.jobs)
         filters = f"state: {self.state_filter} · sort: {self.sort}" + (f" · “{text}”" if text else "")
-        self.query_one("#title", Static).update(Text.assemble(
-            ("tuneq ", "bold"), f"· {len(self.jobs)} jobs · {running} running · {queued} queued   ",
-            (filters, "dim")))
+        self.query_one("#title", Static).update(
+            Text.assemble(
+                ("tuneq ", "bold"),
+                f"· {len(self.jobs)} jobs · {running} running · {queued} queued   ",
+                (filters, "dim"),
+            )
+        )
 
     # --- keys -------------------------------------------------------------------------------------
 
@@ -188,8 +196,10 @@ class QueueScreen(Screen[None]):
         if job is None:
             return
         if not job.state.is_active:
-            self.notify(f"job {job.id} is {job.state}: only queued or running jobs can be cancelled",
-                        severity="warning")
+            self.notify(
+                f"job {job.id} is {job.state}: only queued or running jobs can be cancelled",
+                severity="warning",
+            )
             return
         what = "stop the running" if job.state is JobState.RUNNING else "cancel the queued"
         question = f"Really {what} job {job.id} ({job.name})?"

@@ -18,11 +18,10 @@ from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from runner import commands
-from runner.dataset.read import DataError
-from runner.paths import StateDirError
+from runner.commands.validate import DataCheck, check_labels_apart, validate_file
+from runner.core.paths import StateDirError
 from runner.spec import LoadedSpec, SpecError
 from runner.store import StoreError
-from runner.validate import DataCheck, check_labels, validate_file
 from tui.context import TuiContext
 from tui.messages import FilesListed, SampleRendered, Validated
 from tui.screens.confirm import ConfirmScreen
@@ -186,12 +185,14 @@ class SubmitScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="sample")
     def _render_sample(self, loaded: LoadedSpec) -> None:
         try:
-            labels = check_labels(loaded, limit=200)
-        except (DataError, ImportError, OSError, ValueError) as exc:
+            labels = check_labels_apart(loaded.path, limit=200)
+        except ValueError as exc:
             text = f"cannot render an example: {exc}"
         else:
-            text = (f"{labels.sample}\n{labels.examples} examples tokenized: {labels.truncated} truncated, "
-                    f"{labels.no_target} with nothing to learn")
+            text = (
+                f"{labels.sample}\n{labels.examples} examples tokenized: {labels.truncated} truncated, "
+                f"{labels.no_target} with nothing to learn"
+            )
         self.post_message(SampleRendered(loaded.path, text))
 
     @on(SampleRendered)

@@ -7,13 +7,21 @@ from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
+from runner.core.jobstate import JobState
 from runner.core.present import age
-from runner.jobstate import JobState
 from runner.store import Job
 from tui.format import duration, number, progress_bar, state_text
 
-COLUMNS = (("id", "ID"), ("name", "NAME"), ("state", "STATE"), ("stage", "STAGE"), ("progress", "PROGRESS"),
-           ("loss", "LOSS"), ("eta", "ETA"), ("age", "AGE"))
+COLUMNS = (
+    ("id", "ID"),
+    ("name", "NAME"),
+    ("state", "STATE"),
+    ("stage", "STAGE"),
+    ("progress", "PROGRESS"),
+    ("loss", "LOSS"),
+    ("eta", "ETA"),
+    ("age", "AGE"),
+)
 Cells = tuple[RenderableType, ...]
 
 
@@ -21,8 +29,16 @@ def job_cells(job: Job, now: float) -> Cells:
     """One row: id, name, coloured state, stage, progress bar, loss, ETA (while running), age."""
     p = job.progress
     eta = duration(p.eta_s) if job.state is JobState.RUNNING and p.eta_s is not None else "-"
-    return (Text(str(job.id), justify="right"), job.name, state_text(job), p.stage or "-",
-            progress_bar(p.step, p.max_steps), number(p.loss, ".3f"), eta, age(now - job.created_at))
+    return (
+        Text(str(job.id), justify="right"),
+        job.name,
+        state_text(job),
+        p.stage or "-",
+        progress_bar(p.step, p.max_steps),
+        number(p.loss, ".3f"),
+        eta,
+        age(now - job.created_at),
+    )
 
 
 class JobsTable(DataTable[RenderableType]):

@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Input, Log
 
-from runner.events import terminal_safe
+from runner.core.events import terminal_safe
 
 KEEP_LINES = 5000
 

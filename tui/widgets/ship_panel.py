@@ -11,8 +11,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from runner.core.events import Event
 from runner.core.tested import TestedGguf
-from runner.events import Event
 from tui.format import size
 from tui.ship import ShipCommand, ship_commands
 
@@ -29,8 +29,15 @@ class ShipPanel(VerticalScroll):
         yield OptionList(id="ship-commands")
         yield Static(id="ship-preview")
 
-    def show(self, root: Path, items: list[Event], tested: TestedGguf | None, model: str, target: str,
-             modelfile: str | None) -> None:
+    def show(
+        self,
+        root: Path,
+        items: list[Event],
+        tested: TestedGguf | None,
+        model: str,
+        target: str,
+        modelfile: str | None,
+    ) -> None:
         """Render the artifacts of the run directory ``root``; offer commands once the job tested a GGUF."""
         text = Text()
         for item in items:

@@ -18,10 +18,13 @@ class SmokePanel(Static):
         if not smoke:
             self.update(Text("no smoke test results yet (the smoke stage runs last)", style="dim"))
             return
-        parts: list[RenderableType] = [Text.assemble(
-            ("PASSED" if smoke.get("ok") else "FAILED", "bold green" if smoke.get("ok") else "bold red"),
-            f"  {smoke.get('gguf', '')}",
-            ("" if smoke.get("chat_template_embedded", True) else "  (no chat template embedded)", "red"))]
+        parts: list[RenderableType] = [
+            Text.assemble(
+                ("PASSED" if smoke.get("ok") else "FAILED", "bold green" if smoke.get("ok") else "bold red"),
+                f"  {smoke.get('gguf', '')}",
+                ("" if smoke.get("chat_template_embedded", True) else "  (no chat template embedded)", "red"),
+            )
+        ]
         for result in smoke.get("results") or []:
             parts.append(_result(result))
         self.update(Group(*parts))

@@ -8,8 +8,13 @@ from textual.widgets import Static
 from tui.feed import StageInfo
 from tui.format import duration
 
-MARKS = {"pending": ("○", "dim"), "running": ("●", "bold cyan"), "done": ("✓", "green"),
-         "reused": ("↺", "green"), "failed": ("✗", "bold red")}
+MARKS = {
+    "pending": ("○", "dim"),
+    "running": ("●", "bold cyan"),
+    "done": ("✓", "green"),
+    "reused": ("↺", "green"),
+    "failed": ("✗", "bold red"),
+}
 
 
 class StageTimeline(Static):
@@ -20,8 +25,13 @@ class StageTimeline(Static):
         text = Text()
         for stage in stages:
             mark, style = MARKS[stage.status]
-            when = "reused" if stage.status == "reused" else "…" if stage.status == "running" else (
-                duration(stage.seconds) if stage.seconds is not None else "")
+            when = (
+                "reused"
+                if stage.status == "reused"
+                else "…"
+                if stage.status == "running"
+                else (duration(stage.seconds) if stage.seconds is not None else "")
+            )
             text.append(f"{mark} ", style=style).append(f"{stage.name:<9}", style=style)
             text.append(f"{when:>8}\n", style="dim" if stage.status == "pending" else "")
         text.rstrip()

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from runner.models.vram import GIB, estimate_for
 from runner.spec.model import JobSpec
-from runner.vram import GIB, estimate_for
 
 HEADROOM = 0.8  # share of the free memory a plan may fill: the estimate is a planning number, not a bound
 # Big micro-batches also hold the LM head's fp32 logits for the loss: the estimate, fitted at 2 rows, does not

@@ -14,12 +14,13 @@ from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
-from runner.events import Event, EventTail
-from runner.paths import ensure_dir
-from runner.rundir import RunDir, adopt_staged, stage_run_dir
+from runner.commands.staging import adopt_staged, stage_run_dir
+from runner.commands.validate import DataCheck, base_architecture, validate_file
+from runner.core.events import Event, EventTail
+from runner.core.paths import ensure_dir
+from runner.core.rundir import RunDir
 from runner.spec import LoadedSpec, Problem, SpecError
 from runner.store import Job, JobError, NewJob, Store
-from runner.validate import DataCheck, base_architecture, validate_file
 
 
 def runs_root(store: Store) -> Path:

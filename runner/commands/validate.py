@@ -13,18 +13,21 @@ refused here, in a second, not after training. A hub model not in the local cach
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.dataset.build import load_examples
 from runner.dataset.read import DataError, check_hub_id, is_local_source, resolve_local
+from runner.dataset.templates import Tokenized, render_sample, tokenize_example, truncation_warning
 from runner.llamacpp import convertible_architectures
 from runner.spec import LoadedSpec, Problem, SpecError, load_spec
 from runner.spec.load import key_line
-from runner.templates import Tokenized
 
 HUB_HOST = ("huggingface.co", 443)
 
@@ -152,8 +155,6 @@ class LabelCheck:
 def check_labels(loaded: LoadedSpec, limit: int = 2000) -> LabelCheck:
     """Tokenize up to ``limit`` examples with the model's tokenizer: count ones that would train nothing."""
     from runner.models.resolve import load_tokenizer
-    from runner.pipeline.data import render_sample
-    from runner.templates import tokenize_example, truncation_warning
 
     spec = loaded.spec
     examples = load_examples(spec.data, spec.template, loaded.base_dir, None, spec.train.seed).train[:limit]
@@ -168,3 +169,33 @@ def check_labels(loaded: LoadedSpec, limit: int = 2000) -> LabelCheck:
         render_sample(rows[0], tokenizer),
         truncation_warning(examples, rows, spec.model.max_seq_length),
     )
+
+
+def check_labels_apart(path: Path, limit: int) -> LabelCheck:
+    """:func:`check_labels` of the job file at ``path`` in a child process, so that the tokenizer's
+    libraries (transformers, tokenizers) never load into the caller (the TUI); ValueError with the
+    child's one-line reason when it cannot."""
+    child = subprocess.run(
+        [sys.executable, "-m", "runner.commands.validate", str(path), str(limit)],
+        capture_output=True,
+        text=True,
+    )
+    if child.returncode != 0:
+        lines = child.stderr.strip().splitlines()
+        raise ValueError(lines[-1] if lines else f"exit status {child.returncode}")
+    return LabelCheck(**json.loads(child.stdout))
+
+
+def _labels_main(path: str, limit: str) -> int:
+    """The child of :func:`check_labels_apart`: the label check as JSON on stdout."""
+    try:
+        labels = check_labels(load_spec(Path(path)), int(limit))
+    except (SpecError, DataError, ImportError, OSError, ValueError) as exc:
+        print(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, file=sys.stderr)
+        return 2
+    print(json.dumps(dataclasses.asdict(labels)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_labels_main(*sys.argv[1:]))

@@ -311,3 +311,12 @@ def _custom_chat_template(prompt: str) -> str:
         elif name == "system":
             parts.append("{{ ns.system }}")
     return "".join(parts)
+
+
+def render_sample(row: Tokenized, tokenizer: Any) -> str:
+    """A readable view of one training row: the full text, then only what carries the loss."""
+    trained = [t for t, label in zip(row.input_ids, row.labels, strict=True) if label != IGNORE]
+    return (
+        f"--- full text ({len(row.input_ids)} tokens) ---\n{tokenizer.decode(row.input_ids)}\n"
+        f"--- trained part ({len(trained)} tokens, loss only here) ---\n{tokenizer.decode(trained)}\n"
+    )

@@ -1,12 +1,12 @@
-"""Print an optional-dependency group of pyproject.toml (the one place pins live): ``python -m runner.pins NAME``."""
+"""The optional-dependency groups of pyproject.toml, the one place pins live (``python -m runner.pins NAME``
+prints one; ``python -m runner.pins.check`` checks the installed versions against them)."""
 
 from __future__ import annotations
 
-import sys
 import tomllib
 from pathlib import Path
 
-PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 def extra(name: str) -> list[str]:
@@ -14,7 +14,3 @@ def extra(name: str) -> list[str]:
     data = tomllib.loads(PYPROJECT.read_text())
     group: list[str] = data["project"]["optional-dependencies"][name]
     return group
-
-
-if __name__ == "__main__":
-    print(" ".join(extra(sys.argv[1])))

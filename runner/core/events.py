@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from runner.core.secrets import redact_data
 from runner.core.tail import LineTail
-from runner.secrets import redact_data
 
 EVENT_VERSION = 1
 EventType = Literal["stage_start", "stage_end", "progress", "metric", "artifact", "log", "error", "job_end"]

@@ -1,8 +1,8 @@
-"""``python -m runner.checkpins``: do the image files, pyproject's pins and Unsloth's declared ranges agree?
+"""``python -m runner.pins.check``: do the image files, pyproject's pins and Unsloth's declared ranges agree?
 
 Checks, each problem one line (exit code 1 when any):
 - the Dockerfile and Containerfile.mirror (the registry-free build) each install the ``train``, ``gpu``
-  and ``unsloth`` extras through ``runner/pins.py`` and pin nothing (``name==version``) that pyproject
+  and ``unsloth`` extras through ``python -m runner.pins`` and pin nothing (``name==version``) that pyproject
   pins differently;
 - their torch (``ARG TORCH_VERSION``) fits pyproject's torch range and Unsloth's; the Dockerfile's torch
   index is the CUDA version of its base image (``cu130`` for ``CUDA_VERSION=13.0.x``);
@@ -84,11 +84,11 @@ def mirror_problems(text: str, dockerfile: str, pins: Pins, ranges: Ranges) -> l
 
 
 def _image_file_problems(label: str, text: str, pins: Pins, ranges: Ranges) -> list[str]:
-    """An image file installs the pinned extras through runner/pins.py, pins nothing else and a torch in range."""
+    """An image file installs the pinned extras through `python -m runner.pins`, pins nothing else and a torch in range."""
     problems = [
-        f"{label}: does not install the '{name}' extra through runner/pins.py"
+        f"{label}: does not install the '{name}' extra through `python -m runner.pins`"
         for name in EXTRAS
-        if not re.search(rf"runner/pins\.py {name}\b", text)
+        if not re.search(rf"-m runner\.pins {name}\b", text)
     ]
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     for name, ver in re.findall(r"\b([A-Za-z0-9][A-Za-z0-9_.-]*)==([0-9][^\s\"'$`)]*)", code):

@@ -146,9 +146,3 @@ def install(dest: Path | None = None) -> Path:
         shutil.rmtree(dest)
     os.replace(staging, dest)
     return dest
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["install"]:
-        sys.exit("usage: python -m runner.llamacpp install")
-    print(f"llama.cpp converter in {install()}")
