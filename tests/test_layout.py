@@ -41,7 +41,9 @@ def copy_of_the_code(tmp_path: Path) -> Path:
         ("runner/ship/card.py", "runner.pipeline.quantize", "ship/ is self-contained"),
     ],
 )
-def test_a_forbidden_import_breaks_its_contract(tmp_path: Path, module: str, forbidden: str, contract: str) -> None:
+def test_a_forbidden_import_breaks_its_contract(
+    tmp_path: Path, module: str, forbidden: str, contract: str
+) -> None:
     tree = copy_of_the_code(tmp_path)
     assert lint_imports(tree).returncode == 0  # the code as it is keeps every contract
     path = tree / module

@@ -145,3 +145,31 @@ def test_validate_says_where_lengths_are_counted(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "lengths   not counted: --show-sample" in result.stdout
+
+
+def test_show_sample_renders_a_row_and_refuses_data_that_truncation_empties(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    question = "What is two plus two, said slowly, in words, with every step spelled out for a child?"
+    (tmp_path / "rows.jsonl").write_text(
+        f'{{"question": "{question}", "answer": "Four, since 2+2=4."}}\n' * 3
+    )
+    job = write_job(tmp_path, "rows.jsonl")
+    job.write_text(job.read_text() + '[template]\nstyle = "r1"\n')
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+    def validate(path: Path) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "runner", "validate", "--show-sample", str(path)]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+    shown = validate(job)
+    assert shown.returncode == 0, shown.stderr
+    assert "--- trained part" in shown.stdout and "Four, since 2+2=4." in shown.stdout
+    assert "3 examples tokenized: 0 truncated to max_seq_length, 0 with nothing to learn" in shown.stdout
+    short = tmp_path / "short.toml"
+    short.write_text(job.read_text().replace("[data]", "max_seq_length = 16\n[data]"))
+    cut = validate(short)
+    assert cut.returncode == 2
+    assert "model.max_seq_length: every example loses its answer to truncation" in cut.stderr

@@ -14,12 +14,11 @@ from runner.backends.local import LocalBackend
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from runner.commands import validation_rows
 from runner.commands.staging import RunDirConflict, prepare_run_dir
-from runner.commands.validate import DataCheck, check_labels, validate_file
+from runner.commands.validate import DataCheck, check_labels_apart, validate_file
 from runner.core.disksize import describe as describe_disk
 from runner.core.events import EventTail, format_event
 from runner.core.rundir import RunDir
 from runner.core.tested import tested_gguf
-from runner.dataset.read import DataError
 from runner.models.vram import estimate, model_config, parameter_count
 from runner.spec import LoadedSpec, SpecError
 from runner.spec.model import file_stem
@@ -89,8 +88,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _show_sample(loaded: LoadedSpec) -> int:
     try:
-        labels = check_labels(loaded)
-    except (DataError, OSError, ValueError) as exc:
+        labels = check_labels_apart(loaded.path, limit=2000)
+    except ValueError as exc:
         print(f"{loaded.path}: cannot render a sample: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(labels.sample, end="")

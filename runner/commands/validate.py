@@ -173,7 +173,7 @@ def check_labels(loaded: LoadedSpec, limit: int = 2000) -> LabelCheck:
 
 def check_labels_apart(path: Path, limit: int) -> LabelCheck:
     """:func:`check_labels` of the job file at ``path`` in a child process, so that the tokenizer's
-    libraries (transformers, tokenizers) never load into the caller (the TUI); ValueError with the
+    libraries (transformers, tokenizers) never load into the CLI or the TUI; ValueError with the
     child's one-line reason when it cannot."""
     child = subprocess.run(
         [sys.executable, "-m", "runner.commands.validate", str(path), str(limit)],
