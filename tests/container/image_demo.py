@@ -3,8 +3,9 @@
 ``python tests/container/image_demo.py IMAGE ENGINE_URL WORKDIR``: prepares a run directory of
 jobs/demo-tiny.toml under WORKDIR, owned by uid 1000 (the image's ``tuneq`` user), starts the job's
 container with :class:`DockerBackend` (the image's own code and venv, no network, no mounts besides the run
-directory and the model cache), waits for it, and prints a summary of its ``report.json``. Exit code 0 when
-the container exited 0 and the report says ok.
+directory and the model cache), waits for it, and prints a summary of its ``report.json``. Then it runs the
+job again and stops it during training, as ``tuneq cancel`` does. Exit code 0 when the first container exited
+0 with a report that says ok, and the stopped one exited 143 with a ``job_end`` marked stopped.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from runner.backends.container import DockerSettings
 from runner.backends.docker import DockerBackend
 from runner.backends.errors import BackendError
 from runner.commands.staging import prepare_run_dir
+from runner.core.events import read_events
+from runner.core.rundir import RunDir
 from runner.spec.load import load_spec
+from runner.spec.model import JobSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = (1000, 1000)  # the image's tuneq user
@@ -47,19 +51,24 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main(image: str, engine: str, workdir: Path) -> int:
+def prepare(workdir: Path, job_id: str) -> tuple[RunDir, JobSpec]:
+    """The demo job's run directory under ``workdir``, owned by the image's user, and its spec (no GPU)."""
     loaded = load_spec(ROOT / "jobs" / "demo-tiny.toml")
-    run = prepare_run_dir(loaded, workdir / "run", "image-check-demo")
+    run = prepare_run_dir(loaded, workdir / job_id, job_id)
     cache = workdir / "hf"
     cache.mkdir(parents=True, exist_ok=True)
     for path in [workdir, cache, *run.root.rglob("*"), run.root]:
         os.chown(path, *USER)
-    spec = loaded.spec.model_copy(update={"run": loaded.spec.run.model_copy(update={"gpus": 0})})
+    return run, loaded.spec.model_copy(update={"run": loaded.spec.run.model_copy(update={"gpus": 0})})
+
+
+def main(image: str, engine: str, workdir: Path) -> int:
+    run, spec = prepare(workdir, "image-check-demo")
     settings = DockerSettings(
         image=image,
         base_url=engine,
         shm_size="1g",
-        model_cache=cache,
+        model_cache=workdir / "hf",
         network="none",
         user=f"{USER[0]}:{USER[1]}",
     )
@@ -85,7 +94,27 @@ def main(image: str, engine: str, workdir: Path) -> int:
     report = json.loads(run.report.read_text())
     print("report.json summary:")
     print(json.dumps(summary(report), indent=2))
-    return 0 if outcome.exit_code == 0 and report.get("ok") is True else 1
+    ran = outcome.exit_code == 0 and report.get("ok") is True
+    return 0 if ran and stopped_in_training(backend, *prepare(workdir, "image-check-stop")) else 1
+
+
+def stopped_in_training(backend: DockerBackend, run: RunDir, spec: JobSpec) -> bool:
+    """Run the demo again, stop its container once training has begun; did it end as a stop should?"""
+    handle = backend.start(Launch("image-check-stop", run.root, spec))
+    deadline = time.monotonic() + TIMEOUT_S
+    while not any(e["type"] == "progress" and e.get("stage") == "train" for e in read_events(run.events)):
+        if (ended := backend.poll(handle)) is not None or time.monotonic() > deadline:
+            print(f"the job to stop never reached training ({ended})", file=sys.stderr)
+            return False
+        time.sleep(0.5)
+    backend.stop(handle, grace_s=60)
+    outcome = backend.poll(handle)
+    end = next((e for e in reversed(read_events(run.events)) if e["type"] == "job_end"), {})
+    print(
+        f"stopped during training: exit code {outcome and outcome.exit_code}, "
+        f"job_end stopped={end.get('stopped')}, reason {end.get('reason')!r}"
+    )
+    return outcome is not None and outcome.exit_code == 143 and end.get("stopped") is True
 
 
 if __name__ == "__main__":
