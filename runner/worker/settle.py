@@ -34,6 +34,8 @@ def exit_verdict(outcome: Outcome, follower: Follower) -> Verdict:
         return verdict
     if follower.end is not None and follower.end.get("stopped"):
         return JobState.INTERRUPTED, "the pipeline was stopped by a signal from outside tuneq"
+    if outcome.interrupted:
+        return JobState.INTERRUPTED, outcome.reason
     if outcome.exit_code == 0:
         return JobState.FAILED, "the pipeline exited without a job_end event (see log.txt)"
     cause = f"{follower.last_error}; " if follower.last_error else ""

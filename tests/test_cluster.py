@@ -1,0 +1,150 @@
+"""The cluster backend against a real Ray cluster on this machine: a head and two worker nodes on
+127.0.0.1 (``ray.cluster_utils.Cluster``), each declaring one GPU, with Ray's token authentication on.
+The head's worker is a real ``python -m runner.worker --cluster`` process; jobs run the fake pipeline
+(``tests/fake_pipeline.py``) or the real demo job on the nodes."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from conftest import FAKE_PIPELINE, ROOT, JobFactory
+
+from runner import commands
+from runner.core.jobstate import JobState
+from runner.core.events import read_events
+from runner.store import Job, Store
+
+if TYPE_CHECKING:
+    from ray.cluster_utils import Cluster
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray (the cluster extra)"),
+]
+NODE_ARGS: dict[str, Any] = {
+    "node_ip_address": "127.0.0.1",
+    "num_cpus": 2,
+    "num_gpus": 1,
+    "object_store_memory": 80 << 20,
+}
+
+
+@pytest.fixture(scope="session")
+def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the nodes keep their run directories (``TUNEQ_NODE_DIR``) and log the fake pipeline's starts."""
+    return tmp_path_factory.mktemp("nodes")
+
+
+@pytest.fixture(scope="session")
+def cluster(node_dir: Path) -> Iterator[Cluster]:
+    """A head (no GPU) and two nodes with one GPU each, all on loopback, token authentication on."""
+    env = {
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        "TUNEQ_NODE_DIR": str(node_dir),
+        "FAKE_RUNS_LOG": str(node_dir / "runs.log"),  # the nodes' pipelines inherit this environment
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    from ray.cluster_utils import Cluster  # after the environment is set: Ray reads its auth mode at import
+
+    head = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "node_ip_address": "127.0.0.1",
+            "num_cpus": 1,
+            "include_dashboard": False,
+            "object_store_memory": 80 << 20,
+            "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4},
+        },
+    )
+    for _ in range(2):
+        head.add_node(**NODE_ARGS)
+    head.wait_for_nodes()
+    yield head
+    head.shutdown()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def runs(cluster: Cluster, node_dir: Path) -> Callable[[], list[str]]:
+    """Job ids in the order the nodes' fake pipelines started them (this test's only)."""
+    path = node_dir / "runs.log"
+    path.write_text("")
+    return lambda: [line.split()[0] for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def head_worker(cluster: Cluster, home: Path, tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Start ``python -m runner.worker --cluster`` processes for this test's state directory."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"worker{len(procs)}.log").open("wb")
+        cmd = [sys.executable, "-m", "runner.worker", "--cluster", cluster.address]
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def done(store: Store, *ids: int) -> Callable[[], bool]:
+    return lambda: all(store.get(i).state.is_finished for i in ids)
+
+
+def node_of(job: Job) -> str:
+    assert job.handle and "@" in job.handle, job.handle
+    return job.handle.partition("@")[2]
+
+
+def test_two_jobs_run_at_once_on_the_two_nodes(
+    store: Store, make_job: JobFactory, head_worker, runs, tmp_path: Path
+) -> None:
+    jobs = commands.submit(store, [make_job("a", "steps=4 sleep=3"), make_job("b", "steps=4 sleep=3")])
+    head_worker()
+    wait_for(done(store, *(j.id for j in jobs)), 120, "both jobs")
+    a, b = (store.get(j.id) for j in jobs)
+    assert (a.state, b.state) == (JobState.SUCCEEDED, JobState.SUCCEEDED), (a.reason, b.reason)
+    assert node_of(a) != node_of(b)
+    assert a.started_at and b.started_at and a.finished_at and b.finished_at
+    assert a.started_at < b.finished_at and b.started_at < a.finished_at  # at the same time
+    for job in (a, b):
+        run = Path(job.run_dir)
+        events = read_events(run / "events.jsonl")
+        assert [e["step"] for e in events if e["type"] == "progress"] == [1, 2, 3, 4]
+        assert events[-1]["type"] == "job_end" and events[-1]["ok"]
+        assert (run / "attempts").read_text() == "1"  # a file the pipeline wrote on the node came back
+    assert sorted(runs()) == sorted(str(j.id) for j in jobs)
