@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
-import shlex
 import signal
 import subprocess
 import sys
@@ -18,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import FAKE_PIPELINE, ROOT, JobFactory
+from conftest import ROOT, JobFactory, gone
 
 from runner import commands
-from runner.core.jobstate import JobState
 from runner.core.events import read_events
+from runner.core.jobstate import JobState
 from runner.store import Job, Store
 
 if TYPE_CHECKING:
@@ -92,7 +91,9 @@ def runs(cluster: Cluster, node_dir: Path) -> Callable[[], list[str]]:
 
 
 @pytest.fixture
-def head_worker(cluster: Cluster, home: Path, tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+def head_worker(
+    cluster: Cluster, home: Path, tmp_path: Path
+) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     """Start ``python -m runner.worker --cluster`` processes for this test's state directory."""
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -148,3 +149,90 @@ def test_two_jobs_run_at_once_on_the_two_nodes(
         assert events[-1]["type"] == "job_end" and events[-1]["ok"]
         assert (run / "attempts").read_text() == "1"  # a file the pipeline wrote on the node came back
     assert sorted(runs()) == sorted(str(j.id) for j in jobs)
+
+
+def job_ends(job: Job) -> list[dict[str, Any]]:
+    return [e for e in read_events(Path(job.run_dir) / "events.jsonl") if e["type"] == "job_end"]
+
+
+def test_a_lost_node_requeues_the_job_which_resumes_on_the_other_node(
+    cluster: Cluster, store: Store, make_job: JobFactory, head_worker, runs, node_dir: Path
+) -> None:
+    (job,) = commands.submit(store, [make_job("long", "steps=10 sleep=10 ckpt")])
+    head_worker()
+    checkpoints = Path(job.run_dir) / "checkpoints"
+    wait_for(
+        lambda: (checkpoints / "checkpoint-3" / "trainer_state.json").exists(), 60, "a synced checkpoint"
+    )
+    first = node_of(store.get(job.id))
+    victim = next(n for n in cluster.worker_nodes if first.endswith(n.node_id[:8]))
+    cluster.remove_node(victim, allow_graceful=False)
+    try:
+        wait_for(done(store, job.id), 120, "the job")
+        ended = store.get(job.id)
+        assert ended.state is JobState.SUCCEEDED, ended.reason
+        assert ended.attempts == 2
+        assert node_of(ended) != first
+        (end,) = job_ends(ended)  # the lost attempt never ended; the second did, from a checkpoint
+        assert end["resumed_from_step"] >= 3
+        assert runs() == [str(job.id)] * 2
+    finally:  # the next tests need two nodes; a node's processes inherit this process's environment
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("FAKE_RUNS_LOG", str(node_dir / "runs.log"))
+            cluster.add_node(**NODE_ARGS)
+        cluster.wait_for_nodes()
+
+
+def test_cancel_stops_the_remote_pipeline(
+    store: Store, make_job: JobFactory, head_worker, runs, node_dir
+) -> None:
+    (job,) = commands.submit(store, [make_job("long", "steps=20 sleep=20")])
+    head_worker()
+    wait_for(lambda: (store.get(job.id).progress.step or 0) >= 2, 60, "step 2")
+    pid = int((node_dir / "runs.log").read_text().split()[1])
+    commands.cancel(store, job.id)
+    wait_for(done(store, job.id), 60, "the cancel")
+    assert store.get(job.id).state is JobState.CANCELLED
+    wait_for(lambda: gone(pid), 10, "the remote pipeline to end")
+    assert (store.get(job.id).progress.step or 0) < 20
+
+
+def test_head_worker_killed_and_restarted_reattaches_and_never_runs_a_job_twice(
+    store: Store, make_job: JobFactory, head_worker, runs, node_dir
+) -> None:
+    (job,) = commands.submit(store, [make_job("long", "steps=12 sleep=12 ckpt")])
+    first = head_worker()
+    wait_for(lambda: (store.get(job.id).progress.step or 0) >= 3, 60, "step 3")
+    pid = int((node_dir / "runs.log").read_text().split()[1])
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not gone(pid)  # the node's pipeline outlives the head worker
+    head_worker()
+    wait_for(lambda: gone(pid), 60, "the first attempt to be stopped")
+    assert runs() == [str(job.id)]  # stopped before any second start
+    wait_for(done(store, job.id), 120, "the job")
+    ended = store.get(job.id)
+    assert ended.state is JobState.SUCCEEDED, ended.reason
+    assert runs() == [str(job.id)] * 2
+    (end,) = job_ends(ended)
+    assert end["resumed_from_step"] >= 3
+    steps = [e["step"] for e in read_events(Path(job.run_dir) / "events.jsonl") if e["type"] == "progress"]
+    assert steps[-1] == 12 and steps.count(12) == 1
+
+
+def test_submit_refuses_more_gpus_than_any_node_has(
+    store: Store, make_job: JobFactory, head_worker, home: Path
+) -> None:
+    head_worker()
+    wait_for(lambda: (home / "cluster.json").exists(), 60, "the worker to join the cluster")
+    path = make_job("big")
+    path.write_text(path.read_text() + "gpus = 2\n")
+    done_ = subprocess.run(
+        [sys.executable, "-m", "runner", "submit", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done_.returncode == 2, done_.stderr
+    assert "run.gpus" in done_.stderr and "no node of the cluster" in done_.stderr
+    assert "Traceback" not in done_.stderr
+    assert store.list_jobs() == []
+    path.write_text(path.read_text().replace("gpus = 2", "gpus = 1"))
+    assert commands.submit(store, [path])  # one GPU fits a node
