@@ -140,6 +140,7 @@ def test_two_jobs_run_at_once_on_the_two_nodes(
     a, b = (store.get(j.id) for j in jobs)
     assert (a.state, b.state) == (JobState.SUCCEEDED, JobState.SUCCEEDED), (a.reason, b.reason)
     assert node_of(a) != node_of(b)
+    assert a.to_json()["node"] == node_of(a)  # `status --json` and `show` name the node
     assert a.started_at and b.started_at and a.finished_at and b.finished_at
     assert a.started_at < b.finished_at and b.started_at < a.finished_at  # at the same time
     for job in (a, b):
