@@ -4,8 +4,8 @@ The actor gets the job's inputs as bytes (``job.toml``, ``job.json``, ``input/``
 head holds from an earlier attempt), writes them into a run directory on the node's own disk
 (``$TUNEQ_NODE_DIR``, else ``<state dir>/node-runs``), and runs the pipeline there with the node's local
 or docker backend. The head reads everything back through the actor's methods: new event and log bytes,
-complete checkpoints, and at the end the run directory's files, each in chunks with its sha256. Nothing
-here imports Ray: :mod:`runner.cluster.backend` makes the class an actor.
+complete checkpoints, and at the end the run directory's files, each in chunks with its sha256.
+:mod:`runner.cluster.backend` makes the class an actor; Ray is imported only inside it, on the node.
 """
 
 from __future__ import annotations
