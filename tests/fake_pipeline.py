@@ -6,7 +6,7 @@ failing job_end, exit 1), ``crash`` (exits 3 without job_end), ``ignore-term`` (
 ``fail-first`` (fails on the first attempt only), ``linger=S`` (waits S seconds after the last step),
 ``tested=QUANT`` (job_end names ``gguf/<name>-<QUANT>.gguf`` as the tested file), ``ckpt`` (writes
 ``checkpoints/checkpoint-<step>/trainer_state.json`` after each step and resumes after the newest one, naming
-it in job_end's ``resumed_from_step``), ``leak`` (prints
+it in job_end's ``resumed_from_step``), ``blob=MB`` (writes ``gguf/blob.bin`` of MB MiB), ``leak`` (prints
 $HF_TOKEN to stdout and stderr and puts it in a nested event field, as a careless library might). Every start appends ``<job> <pid>`` to $FAKE_RUNS_LOG.
 """
 
@@ -65,6 +65,12 @@ if "fail" in opts or ("fail-first" in opts and attempt == 1):
     events.emit("job_end", ok=False, reason="fake failure")
     sys.exit(1)
 events.emit("stage_end", "train", ok=True, seconds=sleep)
+if blob := opts.get("blob"):
+    (run_dir / "gguf").mkdir(exist_ok=True)
+    block = os.urandom(1 << 20)
+    with (run_dir / "gguf" / "blob.bin").open("wb") as out:
+        for _ in range(int(blob)):
+            out.write(block)
 if tested := opts.get("tested"):
     path = f"gguf/{spec['name']}-{tested.upper()}.gguf"
     events.emit("job_end", ok=True, tested_gguf=path, tested_quant=tested)

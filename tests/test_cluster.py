@@ -6,6 +6,7 @@ The head's worker is a real ``python -m runner.worker --cluster`` process; jobs 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import secrets
 import signal
@@ -53,6 +54,7 @@ def cluster(node_dir: Path) -> Iterator[Cluster]:
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(16),
         "TUNEQ_NODE_DIR": str(node_dir),
+        "TUNEQ_HOME": str(node_dir / "home"),  # the nodes' own state (built-in models)
         "FAKE_RUNS_LOG": str(node_dir / "runs.log"),  # the nodes' pipelines inherit this environment
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
@@ -237,3 +239,32 @@ def test_submit_refuses_more_gpus_than_any_node_has(
     assert store.list_jobs() == []
     path.write_text(path.read_text().replace("gpus = 2", "gpus = 1"))
     assert commands.submit(store, [path])  # one GPU fits a node
+
+
+@pytest.mark.slow
+def test_the_demo_job_runs_on_a_node_and_ships_from_the_head(
+    store: Store, head_worker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The real pipeline on a node: its GGUFs, report and ship/ come back; `tuneq ship` works on the head."""
+    monkeypatch.delenv("TUNEQ_PIPELINE_CMD")  # the real pipeline on the nodes
+    (demo,) = commands.submit(store, [ROOT / "jobs" / "demo-tiny.toml"])
+    head_worker()
+    wait_for(lambda: store.get(demo.id).state is JobState.RUNNING, 60, "the demo to start")
+    wait_for(done(store, demo.id), 900, "the demo job")
+    job = store.get(demo.id)
+    assert job.state is JobState.SUCCEEDED, job.reason
+    run = Path(job.run_dir)
+    assert (run / "gguf" / "demo-tiny-Q4_K_M.gguf").stat().st_size > 1_000_000
+    assert json.loads((run / "report.json").read_text())["ok"] is True
+    assert not (run / "merged").exists()  # the 16-bit merged model stays on the node
+    (end,) = job_ends(job)
+    assert end["ok"] and end["tested_gguf"]
+    dest = tmp_path / "shipped"
+    shipped = subprocess.run(
+        [sys.executable, "-m", "runner", "ship", str(job.id), str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shipped.returncode == 0, shipped.stderr
+    assert (dest / "SHA256SUMS").exists() and (dest / "demo-tiny-Q4_K_M.gguf").exists()

@@ -40,6 +40,7 @@ from runner.backends.local import PIPELINE_CMD_ENV, UNKNOWN_EXIT
 from runner.cluster.node import FileInfo, JobRunner, Update
 from runner.core.rundir import RunDir
 from runner.core.secrets import SECRET_ENV_VARS
+from runner.ship.files import link_or_copy
 
 log = logging.getLogger("tuneq.worker")
 NAMESPACE = "tuneq"
@@ -263,9 +264,17 @@ class RayBackend:
     def _bring_back(self, attempt: Attempt) -> None:
         """Copy the ended run's files (report, logs, ship/, GGUFs, …) into the head's run directory."""
         infos: list[FileInfo] = ray.get(attempt.actor.files.remote(), timeout=600)
+        fetched: dict[str, Path] = {}  # sha256 -> a copy here: ship/ hard-links the GGUFs of gguf/
         for info in infos:
-            if Path(info.path).parts[0] not in STREAMED:
-                fetch(attempt.actor, info, attempt.run.root / info.path)
+            if Path(info.path).parts[0] in STREAMED:
+                continue
+            dest = attempt.run.root / info.path
+            if info.sha256 in fetched:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                link_or_copy(fetched[info.sha256], dest)
+            else:
+                fetch(attempt.actor, info, dest)
+                fetched[info.sha256] = dest
 
 
 def fetch(actor: Any, info: FileInfo, dest: Path) -> None:
