@@ -41,6 +41,7 @@ class Backend(Protocol):
     (either of them on a cluster node)."""
 
     name: str
+    reattaches: bool  # a worker that did not start a job may follow it on (else it stops it, to resume it)
 
     def start(self, launch: Launch) -> str:
         """Start the job's pipeline; return a handle (pid or container id)."""

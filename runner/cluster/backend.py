@@ -11,7 +11,8 @@ in chunks. The handle is ``<actor name>@<node address>/<node id>``.
 A node that dies (``ActorDiedError``, or an actor unreachable for ``lost_after_s``) ends the attempt with
 an ``interrupted`` outcome: the worker requeues the job, which resumes from the synced checkpoint. A head
 worker that restarts finds its predecessor's actors by name (``poll``/``stop`` accept any handle) and
-picks up the copying where ``.cluster.json`` in the run directory says it stopped.
+follows them on, copying from where the head's files end (``.cluster.json`` in the run directory says
+where the attempt's bytes began).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from runner.ship.files import link_or_copy
 
 log = logging.getLogger("tuneq.worker")
 NAMESPACE = "tuneq"
-SYNC_FILE = ".cluster.json"  # the copying's progress: the actor, its node, the event and log offsets
+SYNC_FILE = ".cluster.json"  # the attempt's actor and node, and the sizes of the head's files it began at
 STREAMED = ("job.toml", "job.json", "input", "events.jsonl", "log.txt", "checkpoints", SYNC_FILE)
 IN_FLIGHT = 4  # chunk requests outstanding during a transfer
 
@@ -57,7 +58,7 @@ class Attempt:
     actor: Any
     run: RunDir
     node: str = "?"
-    events_offset: int = 0
+    events_offset: int = 0  # bytes of the node's events.jsonl copied (appended to the head's)
     log_offset: int = 0
     synced: set[str] = field(default_factory=set)
     outcome: Outcome | None = None
@@ -65,8 +66,14 @@ class Attempt:
     thread: threading.Thread | None = None
 
     def save(self) -> None:
-        """Record how far the copying got (a restarted head worker continues from there)."""
-        data = {"actor": self.name, "node": self.node, "events": self.events_offset, "log": self.log_offset}
+        """Record the actor and where its bytes begin in the head's files: a restarted head worker then
+        knows how much was copied from the files' sizes alone (exact even if it died mid-append)."""
+        data = {
+            "actor": self.name,
+            "node": self.node,
+            "events_base": _size(self.run.events),
+            "log_base": _size(self.run.log),
+        }
         tmp = self.run.root / (SYNC_FILE + ".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.run.root / SYNC_FILE)
@@ -76,6 +83,7 @@ class RayBackend:
     """Runs each job on a node of the Ray cluster this process is connected to."""
 
     name = "ray"
+    reattaches = True  # the actor runs on, whichever head worker follows it
 
     def __init__(
         self,
@@ -177,7 +185,8 @@ class RayBackend:
             done = {}
         attempt = Attempt(name, actor, run, node=handle.partition("@")[2] or "?")
         if done.get("actor") == name:
-            attempt.events_offset, attempt.log_offset = int(done["events"]), int(done["log"])
+            attempt.events_offset = _size(run.events) - int(done["events_base"])
+            attempt.log_offset = _size(run.log) - int(done["log_base"])
         attempt.synced = {p.name for p in run.checkpoints.glob("checkpoint-*")}
         log.info("re-attached to %s", handle)
         self._follow(handle, attempt)
@@ -235,8 +244,6 @@ class RayBackend:
                     handle.flush()
                     os.fsync(handle.fileno())
                 setattr(attempt, offset, getattr(attempt, offset) + len(data))
-        if update.events or update.log:
-            attempt.save()
         new = [c for c in update.checkpoints if c not in attempt.synced]
         for name in new:
             self._copy_checkpoint(attempt, name)
@@ -311,6 +318,10 @@ def _inputs(run: RunDir) -> tuple[dict[str, bytes], set[str]]:
                 files[path.relative_to(run.root).as_posix()] = path.read_bytes()
     shipped = {p.name for p in run.checkpoints.glob("checkpoint-*")} if run.checkpoints.exists() else set()
     return files, shipped
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 def _lost(attempt: Attempt, exc: BaseException) -> Outcome:

@@ -241,16 +241,34 @@ def recover(
     why: str = "its worker stopped responding (killed, rebooted or out of memory)",
 ) -> None:
     """End a job whose worker is gone. On the same host its pipeline is stopped if it still runs (it
-    resumes from its checkpoint when requeued); a pipeline that finished meanwhile ends as it reported."""
+    resumes from its checkpoint when requeued), unless its backend lets this worker follow it on
+    (re-attach); a pipeline that finished meanwhile ends as it reported."""
     events = RunDir(Path(job.run_dir)).events
     launched = job.events_offset >= 0  # else claimed without an offset: no event is known to be its own
     follower = Follower.at(events, job.events_offset if launched else _events_end(events))
     backend = _backend_of(store, w, job)
     if local and job.handle and backend is not None and backend.poll(job.handle) is None:
+        if backend.reattaches and _reattach(store, clock, w, job, backend, follower):
+            return
         log.warning("job %d: its worker is gone; stopping its pipeline (pid %s)", job.id, job.handle)
         backend.stop(job.handle, grace_s=w.config.grace_s)
     follower.read()
     _settle_if_ours(store, job.id, stopped_verdict(job, follower, why), clock.now())
+
+
+def _reattach(
+    store: Store, clock: Clock, w: WorkerRuntime, job: Job, backend: Backend, follower: Follower
+) -> bool:
+    """Take over a running job whose pipeline runs on without its worker; False if it cannot be ours."""
+    spec = _spec_of(store, job)
+    gpus = w.gpus_for(spec) if spec is not None else None
+    if job.handle is None or gpus is None or len(w.jobs) >= w.job_slots():
+        return False
+    if not store.take_over(job.id, w.info.id, previous=job.worker, now=clock.now(), lease_s=w.config.lease_s):
+        return False
+    w.jobs[job.id] = Running(job.id, backend, job.handle, follower, gpus, handle_stored=True)
+    log.info("job %d re-attached (%s %s)", job.id, backend.name, job.handle)
+    return True
 
 
 def _events_end(events: Path) -> int:
