@@ -150,9 +150,10 @@ def latency(address: str, work: Path) -> None:
         for n in range(5):
             t0 = time.time()
             (job,) = commands.submit(store, [job_file(work / f"l{n}", f"l{n}", "steps=1")])
-            wait_for(lambda: events_path(job.id).exists() and events_path(job.id).stat().st_size > 0, 60)
+            path = events_path(job.id)
+            wait_for(lambda p=path: p.exists() and p.stat().st_size > 0, 60)  # type: ignore[misc]
             to_event.append(time.time() - t0)
-            wait_for(lambda: store.get(job.id).state.is_finished, 60)
+            wait_for(lambda i=job.id: store.get(i).state.is_finished, 60)  # type: ignore[misc]
             started = store.get(job.id).started_at
             assert started is not None
             to_claim.append(started - t0)

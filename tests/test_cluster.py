@@ -169,8 +169,10 @@ def test_a_lost_node_requeues_the_job_which_resumes_on_the_other_node(
     )
     first = node_of(store.get(job.id))
     victim = next(n for n in cluster.worker_nodes if first.endswith(n.node_id[:8]))
+    pid = int((node_dir / "runs.log").read_text().split()[1])
     cluster.remove_node(victim, allow_graceful=False)
     try:
+        wait_for(lambda: gone(pid), 60, "the lost node's pipeline to be stopped")  # it must not run on
         wait_for(done(store, job.id), 120, "the job")
         ended = store.get(job.id)
         assert ended.state is JobState.SUCCEEDED, ended.reason
