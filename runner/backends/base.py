@@ -33,7 +33,7 @@ class Outcome:
 
     exit_code: int
     reason: str | None = None
-    interrupted: bool = False  # its machine went away (a cluster node lost): the job is requeued, not failed
+    interrupted: bool = False  # its machine went away or its files did not come back: requeued, not failed
 
 
 class Backend(Protocol):

@@ -38,7 +38,7 @@ from runner.backends.base import Launch, Outcome
 from runner.backends.container import queue_id
 from runner.backends.errors import BackendError
 from runner.backends.local import PIPELINE_CMD_ENV, UNKNOWN_EXIT
-from runner.cluster.node import FileInfo, JobRunner, Update
+from runner.cluster.node import CHUNK_BYTES, FileInfo, JobRunner, Update
 from runner.core.rundir import RunDir
 from runner.core.secrets import SECRET_ENV_VARS
 from runner.ship.files import link_or_copy
@@ -91,7 +91,7 @@ class RayBackend:
         *,
         sync_s: float = 0.2,
         lost_after_s: float = 15.0,
-        place_timeout_s: float = 120.0,
+        place_timeout_s: float = 30.0,  # below the lease: the worker loop waits meanwhile
     ) -> None:
         self.queue = queue or queue_id()
         self.sync_s = sync_s
@@ -155,14 +155,6 @@ class RayBackend:
         if attempt.thread is not None:
             attempt.thread.join(timeout=grace_s + 60)
 
-    def running(self) -> dict[str, str]:
-        """The jobs this backend follows that still run (job id -> handle)."""
-        return {
-            a.run.read_job_info()["job"]: h
-            for h, a in list(self._attempts.items())
-            if a.thread is not None and a.thread.is_alive()
-        }
-
     # --- following an attempt ---------------------------------------------------------------------
 
     def _follow(self, handle: str, attempt: Attempt) -> None:
@@ -224,9 +216,8 @@ class RayBackend:
                 return
             except (OSError, BackendError) as exc:  # a full disk, a checksum that does not match
                 log.warning("%s: copying its files failed: %s", attempt.name, exc)
-                attempt.outcome = Outcome(
-                    UNKNOWN_EXIT, f"copying its files from node {attempt.node} failed: {exc}"
-                )
+                why = f"copying its files from node {attempt.node} failed: {exc}"
+                attempt.outcome = Outcome(UNKNOWN_EXIT, why, interrupted=True)
                 _release(attempt)
                 return
             if update.outcome is None and not update.events and not update.log:
@@ -290,8 +281,6 @@ def fetch(actor: Any, info: FileInfo, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     digest = hashlib.sha256()
-    from runner.cluster.node import CHUNK_BYTES
-
     offsets = list(range(0, info.size, CHUNK_BYTES))
     with part.open("wb") as out:
         pending = [actor.chunk.remote(info.path, o) for o in offsets[:IN_FLIGHT]]

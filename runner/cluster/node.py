@@ -167,9 +167,8 @@ class JobRunner:
         self.handle = self.backend.start(Launch(self.job_id, root, spec, gpus, env=secrets))
         if isinstance(self.backend, LocalBackend):  # a container is not watched (docker stop from the head)
             watch(os.getpid(), int(self.handle))
-        ctx = ray.get_runtime_context()
-        node = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
-        return {"node_id": ctx.get_node_id(), "node_ip": node.get(ctx.get_node_id(), "?"), "pid": self.handle}
+        node_id = ray.get_runtime_context().get_node_id()
+        return {"node_id": node_id, "node_ip": ray.util.get_node_ip_address(), "pid": self.handle}
 
     def head_dir(self) -> str:
         """The head's run directory of this job."""

@@ -29,13 +29,14 @@ def reported(follower: Follower) -> Verdict | None:
 
 
 def exit_verdict(outcome: Outcome, follower: Follower) -> Verdict:
-    """The end of a pipeline that exited by itself: its ``job_end`` event, else its exit status."""
+    """The end of a pipeline that exited by itself: its ``job_end`` event, else its exit status; an
+    ``interrupted`` outcome (its node was lost, or its files did not come back) whatever it reported."""
+    if outcome.interrupted:
+        return JobState.INTERRUPTED, outcome.reason
     if (verdict := reported(follower)) is not None:
         return verdict
     if follower.end is not None and follower.end.get("stopped"):
         return JobState.INTERRUPTED, "the pipeline was stopped by a signal from outside tuneq"
-    if outcome.interrupted:
-        return JobState.INTERRUPTED, outcome.reason
     if outcome.exit_code == 0:
         return JobState.FAILED, "the pipeline exited without a job_end event (see log.txt)"
     cause = f"{follower.last_error}; " if follower.last_error else ""
