@@ -172,7 +172,8 @@ def test_a_lost_node_requeues_the_job_which_resumes_on_the_other_node(
     pid = int((node_dir / "runs.log").read_text().split()[1])
     cluster.remove_node(victim, allow_graceful=False)
     try:
-        wait_for(lambda: gone(pid), 60, "the lost node's pipeline to be stopped")  # it must not run on
+        # Ray ends the actor's worker process and its children with the node: that copy does not run on
+        wait_for(lambda: gone(pid), 60, "the lost node's pipeline to be stopped")
         wait_for(done(store, job.id), 120, "the job")
         ended = store.get(job.id)
         assert ended.state is JobState.SUCCEEDED, ended.reason

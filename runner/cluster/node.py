@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,47 +89,6 @@ def manifest(root: Path, under: str = "", skip: tuple[str, ...] = ()) -> list[Fi
     return files
 
 
-# Stops a local pipeline's process group once its actor is gone (the node's raylet died, or Ray declared
-# the node dead): the job is requeued elsewhere then, so this copy must not run on.
-WATCHDOG = """
-import os, signal, sys, time
-actor, group, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-def group_alive():
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
-while alive(actor) and group_alive():
-    time.sleep(0.5)
-if group_alive():
-    os.killpg(group, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while group_alive() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if group_alive():
-        os.killpg(group, signal.SIGKILL)
-"""
-WATCHDOG_GRACE_S = 20.0
-
-
-def watch(actor_pid: int, group: int) -> None:
-    """Start the watchdog that stops process group ``group`` once process ``actor_pid`` is gone."""
-    subprocess.Popen(
-        [sys.executable, "-c", WATCHDOG, str(actor_pid), str(group), str(WATCHDOG_GRACE_S)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
 class JobRunner:
     """One job attempt on this node (made a detached, named Ray actor by the head)."""
 
@@ -165,8 +122,6 @@ class JobRunner:
             self.backend = make_backend(spec.run.backend, f"cluster-{self.job_id}")
         gpus = tuple(int(g) for g in ray.get_gpu_ids())
         self.handle = self.backend.start(Launch(self.job_id, root, spec, gpus, env=secrets))
-        if isinstance(self.backend, LocalBackend):  # a container is not watched (docker stop from the head)
-            watch(os.getpid(), int(self.handle))
         node_id = ray.get_runtime_context().get_node_id()
         return {"node_id": node_id, "node_ip": ray.util.get_node_ip_address(), "pid": self.handle}
 
