@@ -21,6 +21,7 @@ import pytest
 from conftest import ROOT, JobFactory, gone
 
 from runner import commands
+from runner.cluster.address import read_cluster_info
 from runner.core.events import read_events
 from runner.core.jobstate import JobState
 from runner.store import Job, Store
@@ -159,7 +160,7 @@ def job_ends(job: Job) -> list[dict[str, Any]]:
 
 
 def test_a_lost_node_requeues_the_job_which_resumes_on_the_other_node(
-    cluster: Cluster, store: Store, make_job: JobFactory, head_worker, runs, node_dir: Path
+    cluster: Cluster, store: Store, make_job: JobFactory, head_worker, runs, node_dir: Path, home: Path
 ) -> None:
     (job,) = commands.submit(store, [make_job("long", "steps=10 sleep=10 ckpt")])
     head_worker()
@@ -182,6 +183,8 @@ def test_a_lost_node_requeues_the_job_which_resumes_on_the_other_node(
         (end,) = job_ends(ended)  # the lost attempt never ended; the second did, from a checkpoint
         assert end["resumed_from_step"] >= 3
         assert runs() == [str(job.id)] * 2
+        # the worker recounts the cluster's GPUs: submit's check and its job slots follow the nodes
+        wait_for(lambda: sum(getattr(read_cluster_info(home), "node_gpus", ())) == 1, 30, "the recount")
     finally:  # the next tests need two nodes; a node's processes inherit this process's environment
         with pytest.MonkeyPatch.context() as env:
             env.setenv("FAKE_RUNS_LOG", str(node_dir / "runs.log"))

@@ -11,7 +11,15 @@ from __future__ import annotations
 import logging
 import os
 
-from runner.cluster.address import ClusterError, ClusterInfo, is_loopback, now, public_warning, split_address
+from runner.cluster.address import (
+    ClusterError,
+    ClusterInfo,
+    is_loopback,
+    now,
+    public_warning,
+    split_address,
+    write_cluster_info,
+)
 
 log = logging.getLogger("tuneq.worker")
 LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -47,3 +55,10 @@ def cluster_info(address: str) -> ClusterInfo:
 
     gpus = tuple(int(n["Resources"].get("GPU", 0)) for n in ray.nodes() if n["Alive"])
     return ClusterInfo(address, gpus, now())
+
+
+def gpu_slots(address: str) -> tuple[int, ...]:
+    """One slot per GPU of the cluster's live nodes; records the nodes for ``submit``'s check."""
+    info = cluster_info(address)
+    write_cluster_info(info)
+    return tuple(range(sum(info.node_gpus)))

@@ -22,7 +22,7 @@ from types import FrameType
 
 from runner.backends.base import Backend
 from runner.backends.factory import make_backend
-from runner.cluster.address import ClusterError, configured_address, forget_cluster_info, write_cluster_info
+from runner.cluster.address import ClusterError, configured_address, forget_cluster_info
 from runner.core.paths import state_dir
 from runner.store import Store, StoreError
 from runner.worker import steps
@@ -127,8 +127,10 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: s
         with Store() as store:
             info = new_worker_info(clock.now())
             cluster = cluster or configured_address()
+            count_gpus: Callable[[], tuple[int, ...]] | None = None
             if cluster:
-                backends, gpus = _cluster_backends(cluster)
+                backends, count_gpus = _cluster_backends(cluster)
+                gpus = count_gpus()
                 for sig in STOP_SIGNALS:  # joining Ray installed its own handlers
                     signal.signal(sig, flags.on_signal)
             else:
@@ -137,6 +139,7 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: s
                 gpus = tuple(g.index for g in discover())
                 backends = {name: make_backend(name, info.id) for name in ("local", "docker")}
             w = WorkerRuntime.create(backends, config or WorkerConfig(), clock.now(), gpus, info)
+            w.count_gpus = count_gpus
             log.info(
                 "worker %s started (state directory %s, GPUs %s)",
                 w.info.id,
@@ -154,15 +157,15 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: s
     return 0
 
 
-def _cluster_backends(address: str) -> tuple[dict[str, Backend], tuple[int, ...]]:
-    """Join the cluster; one backend runs every job there. The GPUs are the cluster's, counted as slots
-    (Ray picks the node and the devices; the count keeps the worker from claiming more than fit)."""
-    from runner.cluster.connect import connect  # Ray is imported only by a worker given a cluster
+def _cluster_backends(address: str) -> tuple[dict[str, Backend], Callable[[], tuple[int, ...]]]:
+    """Join the cluster; one backend runs every job there. The worker counts the cluster's GPUs as slots
+    (Ray picks the node and the devices; the count keeps the worker from claiming more than fit),
+    recounted at each heartbeat as nodes come and go."""
+    from runner.cluster.connect import connect, gpu_slots  # Ray is imported only by a worker given a cluster
 
     seen = connect(address)  # before anything imports Ray: it sets how Ray finds its node address
     from runner.cluster.backend import RayBackend
 
-    write_cluster_info(seen)
     log.info("joined the Ray cluster at %s: GPUs per node %s", address, list(seen.node_gpus))
     backend = RayBackend()
-    return {"local": backend, "docker": backend}, tuple(range(sum(seen.node_gpus)))
+    return {"local": backend, "docker": backend}, lambda: gpu_slots(address)

@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,7 @@ class WorkerRuntime:
     backends: dict[str, Backend]
     config: WorkerConfig = field(default_factory=WorkerConfig)
     gpus: tuple[int, ...] = ()  # this host's GPUs; empty on a CPU machine (no GPU accounting)
+    count_gpus: Callable[[], tuple[int, ...]] | None = None  # recounts ``gpus`` each heartbeat (a cluster's)
     jobs: dict[int, Running] = field(default_factory=dict)
     last_heartbeat: float = float("-inf")
     last_sweep: float = float("-inf")
@@ -114,6 +116,8 @@ def heartbeat(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool = Fal
         run = w.jobs.pop(job_id)
         log.warning("job %d was taken from this worker (lease expired): stopping its pipeline", job_id)
         run.backend.stop(run.handle, grace_s=0)
+    if w.count_gpus is not None:
+        w.gpus = w.count_gpus()
 
 
 # --- reap ---------------------------------------------------------------------------------------------
