@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT, JobFactory, gone
 
 from runner import commands
-from runner.cluster.address import read_cluster_info
+from runner.cluster.address import ray_listeners, read_cluster_info
 from runner.core.events import read_events
 from runner.core.jobstate import JobState
 from runner.store import Job, Store
@@ -153,6 +153,13 @@ def test_two_jobs_run_at_once_on_the_two_nodes(
         assert events[-1]["type"] == "job_end" and events[-1]["ok"]
         assert (run / "attempts").read_text() == "1"  # a file the pipeline wrote on the node came back
     assert sorted(runs()) == sorted(str(j.id) for j in jobs)
+
+
+def test_the_test_cluster_listens_on_loopback_only(cluster: Cluster) -> None:
+    """Test traffic stays on 127.0.0.1: no Ray server of this machine faces another address."""
+    servers = [(name, ip) for name, ip, _ in ray_listeners() if name in ("gcs_server", "raylet")]
+    assert len(servers) >= 6  # head and two nodes: the GCS, three raylets with two ports each
+    assert {ip.removeprefix("::ffff:") for _, ip in servers} == {"127.0.0.1"}
 
 
 def job_ends(job: Job) -> list[dict[str, Any]]:

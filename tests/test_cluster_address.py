@@ -12,6 +12,7 @@ from runner.cluster.address import (
     ClusterAddressError,
     ClusterInfo,
     configured_address,
+    exposed,
     public_warning,
     read_cluster_info,
     too_many_gpus,
@@ -70,3 +71,20 @@ def test_a_bad_cluster_address_is_one_line_exit_2(home: Path) -> None:
     )
     assert done.returncode == 2
     assert "expected HOST:PORT" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ray_servers_on_public_addresses_are_found() -> None:
+    ips = ["127.0.0.1", "10.0.0.1", "203.0.113.9", "8.8.4.4", "fe80::1%eth0"]
+    listening = [
+        ("gcs_server", "0.0.0.0", 6379),  # `ray start` binds every address
+        ("raylet", "::ffff:127.0.0.1", 4000),
+        ("raylet", "10.0.0.1", 4001),
+        ("raylet", "8.8.4.4", 4002),
+        ("sshd", "0.0.0.0", 22),  # not Ray's
+    ]
+    assert exposed(listening, ips) == [
+        "gcs_server on port 6379 of every address, 8.8.4.4 among them",
+        "raylet on 8.8.4.4:4002",
+    ]
+    assert exposed(listening, ["127.0.0.1", "10.0.0.1"]) == ["raylet on 8.8.4.4:4002"]
+    assert exposed(listening[1:3], ips) == []

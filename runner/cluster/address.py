@@ -12,8 +12,11 @@ import os
 import socket
 import time
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from runner.core.paths import state_dir
 
@@ -88,6 +91,66 @@ def public_warning(what: str, address: str) -> str | None:
     return (
         f"{what} {address} is a public address: Ray's ports run code for whoever reaches them. Bind Ray to "
         "a private network or a WireGuard/SSH tunnel (README: 'Several servers'), and set RAY_AUTH_MODE=token"
+    )
+
+
+RAY_SERVERS = ("gcs_server", "raylet")  # the processes whose ports accept Ray's RPCs
+WILDCARDS = ("0.0.0.0", "::")
+Listener = tuple[str, str, int]  # process name, IP, port
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    ip = ipaddress.ip_address(text.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def exposed(listening: Iterable[Listener], local_ips: Iterable[str]) -> list[str]:
+    """Which Ray servers of ``listening`` face a public address of this machine: one bound to a global IP,
+    or to every address (``0.0.0.0``, ``::``, as ``ray start`` binds) while the machine has one."""
+    public = sorted({ip for ip in local_ips if _ip(ip).is_global})
+    found = []
+    for name, ip, port in listening:
+        if name not in RAY_SERVERS:
+            continue
+        if _ip(ip).is_global:
+            found.append(f"{name} on {ip}:{port}")
+        elif ip in WILDCARDS and public:
+            found.append(f"{name} on port {port} of every address, {', '.join(public)} among them")
+    return found
+
+
+def ray_listeners() -> list[Listener]:
+    """The TCP ports Ray's servers on this machine listen on."""
+    found = []
+    for conn in psutil.net_connections("tcp"):
+        if conn.status != psutil.CONN_LISTEN or not conn.pid:
+            continue
+        try:
+            name = psutil.Process(conn.pid).name()
+        except psutil.Error:
+            continue
+        found.append((name, conn.laddr.ip, conn.laddr.port))
+    return found
+
+
+def local_ips() -> list[str]:
+    """This machine's IP addresses."""
+    return [a.address for addrs in psutil.net_if_addrs().values() for a in addrs if a.family in _INET]
+
+
+_INET = (socket.AF_INET, socket.AF_INET6)
+
+
+def exposure_warning() -> str | None:
+    """A warning if Ray's servers on this machine can be reached on a public address."""
+    found = exposed(ray_listeners(), local_ips())
+    if not found:
+        return None
+    return (
+        f"Ray listens on a public address ({'; '.join(found)}): Ray's ports run code for whoever reaches "
+        "them. Drop them in a firewall except on the private network or tunnel (README: 'Several servers')"
     )
 
 

@@ -14,6 +14,7 @@ import os
 from runner.cluster.address import (
     ClusterError,
     ClusterInfo,
+    exposure_warning,
     is_loopback,
     now,
     public_warning,
@@ -46,6 +47,8 @@ def connect(address: str) -> ClusterInfo:
     for what, where in (("the Ray head", address), ("Ray's dashboard", context.dashboard_url or "")):
         if where and (warning := public_warning(what, where)):
             log.warning("%s", warning)
+    if warning := exposure_warning():  # `ray start` binds every address, whatever --node-ip-address says
+        log.warning("%s", warning)
     return cluster_info(address)
 
 
