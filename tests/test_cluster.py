@@ -100,9 +100,13 @@ def head_worker(
     """Start ``python -m runner.worker --cluster`` processes for this test's state directory."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start() -> subprocess.Popen[bytes]:
+    def start(config_file: bool = False) -> subprocess.Popen[bytes]:
+        """A worker given the cluster by ``--cluster``, or by ``cluster.toml`` in the state directory."""
         log = (tmp_path / f"worker{len(procs)}.log").open("wb")
         cmd = [sys.executable, "-m", "runner.worker", "--cluster", cluster.address]
+        if config_file:
+            (home / "cluster.toml").write_text(f'address = "{cluster.address}"\n')
+            cmd = cmd[:3]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         procs.append(proc)
         return proc
@@ -239,7 +243,7 @@ def test_head_worker_killed_and_restarted_reattaches_and_never_runs_a_job_twice(
 def test_submit_refuses_more_gpus_than_any_node_has(
     store: Store, make_job: JobFactory, head_worker, home: Path
 ) -> None:
-    head_worker()
+    head_worker(config_file=True)
     wait_for(lambda: (home / "cluster.json").exists(), 60, "the worker to join the cluster")
     path = make_job("big")
     path.write_text(path.read_text() + "gpus = 2\n")
@@ -281,3 +285,19 @@ def test_the_demo_job_runs_on_a_node_and_ships_from_the_head(
     )
     assert shipped.returncode == 0, shipped.stderr
     assert (dest / "SHA256SUMS").exists() and (dest / "demo-tiny-Q4_K_M.gguf").exists()
+
+
+def test_secrets_reach_the_remote_pipeline_and_never_its_copied_log_or_events(
+    store: Store, make_job: JobFactory, head_worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "hf_" + secrets.token_hex(16)
+    monkeypatch.setenv("HF_TOKEN", token)  # the head worker's environment, not the nodes'
+    (job,) = commands.submit(store, [make_job("leaky", "leak")])
+    head_worker()
+    wait_for(done(store, job.id), 60, "the job")
+    ended = store.get(job.id)
+    assert ended.state is JobState.SUCCEEDED, ended.reason  # the pipeline read $HF_TOKEN on the node
+    run = Path(ended.run_dir)
+    log = (run / "log.txt").read_text()
+    assert "Authorization: Bearer" in log and token not in log
+    assert token not in (run / "events.jsonl").read_text()
