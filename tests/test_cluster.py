@@ -197,8 +197,10 @@ def test_a_lost_node_requeues_the_job_which_resumes_on_the_other_node(
         # the worker recounts the cluster's GPUs: submit's check and its job slots follow the nodes
         wait_for(lambda: sum(getattr(read_cluster_info(home), "node_gpus", ())) == 1, 30, "the recount")
     finally:  # the next tests need two nodes; a node's processes inherit this process's environment
-        with pytest.MonkeyPatch.context() as env:
+        with pytest.MonkeyPatch.context() as env:  # the session's node environment, not this test's
             env.setenv("FAKE_RUNS_LOG", str(node_dir / "runs.log"))
+            env.setenv("TUNEQ_HOME", str(node_dir / "home"))
+            env.delenv("TUNEQ_PIPELINE_CMD")
             cluster.add_node(**NODE_ARGS)
         cluster.wait_for_nodes()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,8 +117,8 @@ class JobRunner:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         spec = parse_spec(self.run.job_toml.read_text(), f"job {self.job_id}")
-        if spec.run.backend == "local":
-            self.backend = LocalBackend(pipeline_cmd)
+        if spec.run.backend == "local":  # the head's TUNEQ_PIPELINE_CMD decides, never the node's
+            self.backend = LocalBackend(pipeline_cmd or [sys.executable, "-m", "runner.pipeline"])
         else:
             self.backend = make_backend(spec.run.backend, f"cluster-{self.job_id}")
         gpus = tuple(int(g) for g in ray.get_gpu_ids())
