@@ -38,7 +38,7 @@ from runner.backends.base import Launch, Outcome
 from runner.backends.container import queue_id
 from runner.backends.errors import BackendError
 from runner.backends.local import PIPELINE_CMD_ENV, UNKNOWN_EXIT
-from runner.cluster.node import CHUNK_BYTES, FileInfo, JobRunner, Update
+from runner.cluster.node import CHUNK_BYTES, FileInfo, JobRunner, Update, read_chunk
 from runner.core.rundir import RunDir
 from runner.core.secrets import SECRET_ENV_VARS
 from runner.ship.files import link_or_copy
@@ -114,12 +114,12 @@ class RayBackend:
             num_cpus=0,
             max_restarts=0,
         ).remote(launch.job_id, name, str(run.root))
-        files, shipped = _inputs(run)
         env = {**{k: v for k in SECRET_ENV_VARS if (v := os.environ.get(k))}, **launch.env}
         override = os.environ.get(PIPELINE_CMD_ENV)  # the tests' stand-in pipeline
         try:
+            shipped = send_inputs(actor, run, self.place_timeout_s)
             where: dict[str, str] = ray.get(
-                actor.start.remote(files, env, shlex.split(override) if override else None),
+                actor.start.remote(env, shlex.split(override) if override else None),
                 timeout=self.place_timeout_s,
             )
         except (GetTimeoutError, RayActorError, ray.exceptions.RayError) as exc:
@@ -245,15 +245,14 @@ class RayBackend:
     def _copy_checkpoint(self, attempt: Attempt, name: str) -> None:
         """Copy a checkpoint into ``checkpoints/<name>`` whole (a partial copy is never seen there)."""
         infos = ray.get(attempt.actor.files.remote(f"checkpoints/{name}"), timeout=60)
-        stamp = ray.get(attempt.actor.files.remote("checkpoints"), timeout=60)
+        stamp = ray.get(attempt.actor.files.remote("checkpoints", nested=False), timeout=60)
         partial = attempt.run.root / "checkpoints" / f".{name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         for info in infos:
             rel = Path(info.path).relative_to(f"checkpoints/{name}")
             fetch(attempt.actor, info, partial / rel)
         for info in stamp:  # the settings stamp the trainer checks before it resumes
-            if "/" not in info.path.removeprefix("checkpoints/"):
-                fetch(attempt.actor, info, attempt.run.root / info.path)
+            fetch(attempt.actor, info, attempt.run.root / info.path)
         final = attempt.run.checkpoints / name
         shutil.rmtree(final, ignore_errors=True)
         os.replace(partial, final)
@@ -298,15 +297,22 @@ def fetch(actor: Any, info: FileInfo, dest: Path) -> None:
     os.replace(part, dest)
 
 
-def _inputs(run: RunDir) -> tuple[dict[str, bytes], set[str]]:
-    """The files a node needs to run the job: spec, facts, data copy, and any checkpoint of earlier attempts."""
-    files = {p.name: p.read_bytes() for p in (run.job_toml, run.job_json)}
+def send_inputs(actor: Any, run: RunDir, timeout_s: float) -> set[str]:
+    """Send what a node needs to run the job, in chunks (a few in flight; an actor runs one caller's
+    calls in order): spec, facts, data copy, and the checkpoints of earlier attempts, whose names it returns."""
+    paths = [run.job_toml, run.job_json]
     for folder in (run.input_dir, run.checkpoints):
-        for path in sorted(folder.rglob("*")) if folder.exists() else []:
-            if path.is_file() and ".partial" not in path.relative_to(run.root).as_posix():
-                files[path.relative_to(run.root).as_posix()] = path.read_bytes()
-    shipped = {p.name for p in run.checkpoints.glob("checkpoint-*")} if run.checkpoints.exists() else set()
-    return files, shipped
+        found = sorted(folder.rglob("*")) if folder.exists() else []
+        paths += [p for p in found if p.is_file() and ".partial" not in p.relative_to(run.root).as_posix()]
+    pending: list[Any] = []
+    for path in paths:
+        rel = path.relative_to(run.root).as_posix()
+        for offset in range(0, max(path.stat().st_size, 1), CHUNK_BYTES):  # an empty file: one empty chunk
+            pending.append(actor.receive.remote(rel, offset, read_chunk(path, offset)))
+            if len(pending) >= IN_FLIGHT:
+                ray.get(pending.pop(0), timeout=timeout_s)
+    ray.get(pending, timeout=timeout_s)
+    return {p.name for p in run.checkpoints.glob("checkpoint-*")} if run.checkpoints.exists() else set()
 
 
 def _size(path: Path) -> int:

@@ -1,6 +1,6 @@
 """What runs on a cluster node: one :class:`JobRunner` (a Ray actor) per job attempt.
 
-The actor gets the job's inputs as bytes (``job.toml``, ``job.json``, ``input/``, and the checkpoints the
+The actor gets the job's inputs in chunks (``job.toml``, ``job.json``, ``input/``, and the checkpoints the
 head holds from an earlier attempt), writes them into a run directory on the node's own disk
 (``$TUNEQ_NODE_DIR``, else ``<state dir>/node-runs``), and runs the pipeline there with the node's local
 or docker backend. The head reads everything back through the actor's methods: new event and log bytes,
@@ -78,11 +78,14 @@ def complete_checkpoints(checkpoints: Path) -> tuple[str, ...]:
     return tuple(sorted(found, key=lambda name: int(name.rpartition("-")[2] or 0)))
 
 
-def manifest(root: Path, under: str = "", skip: tuple[str, ...] = ()) -> list[FileInfo]:
-    """Every regular file below ``root / under`` but the ``skip`` folders, with size and sha256."""
+def manifest(
+    root: Path, under: str = "", skip: tuple[str, ...] = (), *, nested: bool = True
+) -> list[FileInfo]:
+    """Every regular file below ``root / under`` (``nested=False``: directly in it) but the ``skip``
+    folders, with size and sha256."""
     base = root / under
     files = []
-    for path in sorted(base.rglob("*")) if base.exists() else []:
+    for path in sorted(base.rglob("*") if nested else base.glob("*")) if base.exists() else []:
         rel = path.relative_to(root)
         if rel.parts[0] in skip or not path.is_file() or path.is_symlink():
             continue
@@ -97,25 +100,25 @@ class JobRunner:
         self.job_id = job_id
         self.head_run_dir = head_run_dir  # lets a restarted head worker find where the job's files go
         self.run = RunDir(node_runs_dir() / name)
+        shutil.rmtree(self.run.root, ignore_errors=True)
+        self.run.root.mkdir(parents=True)
         self.backend: Backend | None = None
         self.handle: str | None = None
         self.outcome: Outcome | None = None
 
-    def start(
-        self,
-        files: dict[str, bytes],
-        secrets: dict[str, str],
-        pipeline_cmd: list[str] | None,
-    ) -> dict[str, str]:
-        """Write the inputs, start the pipeline; where it runs (node id and address) and its pid."""
+    def receive(self, rel: str, offset: int, data: bytes) -> None:
+        """Write one chunk of an input file (the head sends them in order, before :meth:`start`)."""
+        path = self._inside(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("r+b" if offset else "wb") as out:
+            out.seek(offset)
+            out.write(data)
+
+    def start(self, secrets: dict[str, str], pipeline_cmd: list[str] | None) -> dict[str, str]:
+        """Start the pipeline on the inputs received; where it runs (node id and address) and its pid."""
         import ray  # on the node, inside the actor: Ray is there
 
         root = self.run.root
-        shutil.rmtree(root, ignore_errors=True)
-        for rel, data in files.items():
-            path = root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
         spec = parse_spec(self.run.job_toml.read_text(), f"job {self.job_id}")
         if spec.run.backend == "local":  # the head's TUNEQ_PIPELINE_CMD decides, never the node's
             self.backend = LocalBackend(pipeline_cmd or [sys.executable, "-m", "runner.pipeline"])
@@ -148,16 +151,19 @@ class JobRunner:
             self.backend.stop(self.handle, grace_s=grace_s)
             self.outcome = self.outcome or self.backend.poll(self.handle)
 
-    def files(self, under: str = "") -> list[FileInfo]:
+    def files(self, under: str = "", nested: bool = True) -> list[FileInfo]:
         """The run directory's files below ``under`` (all but what stays on the node)."""
-        return manifest(self.run.root, under, STAYS_ON_NODE)
+        return manifest(self.run.root, under, STAYS_ON_NODE, nested=nested)
 
     def chunk(self, rel: str, offset: int) -> bytes:
         """A chunk of one of the run directory's files."""
+        return read_chunk(self._inside(rel), offset)
+
+    def _inside(self, rel: str) -> Path:
         path = (self.run.root / rel).resolve()
         if not path.is_relative_to(self.run.root.resolve()):
             raise ValueError(f"{rel} is outside the run directory")
-        return read_chunk(path, offset)
+        return path
 
     def remove(self) -> None:
         """Delete the node's copy of the run directory (the head holds what it needs)."""
