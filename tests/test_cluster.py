@@ -41,13 +41,13 @@ NODE_ARGS: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the nodes keep their run directories (``TUNEQ_NODE_DIR``) and log the fake pipeline's starts."""
     return tmp_path_factory.mktemp("nodes")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(node_dir: Path) -> Iterator[Cluster]:
     """A head (no GPU) and two nodes with one GPU each, all on loopback, token authentication on."""
     env = {
@@ -197,7 +197,7 @@ def test_a_lost_node_requeues_the_job_which_resumes_on_the_other_node(
         # the worker recounts the cluster's GPUs: submit's check and its job slots follow the nodes
         wait_for(lambda: sum(getattr(read_cluster_info(home), "node_gpus", ())) == 1, 30, "the recount")
     finally:  # the next tests need two nodes; a node's processes inherit this process's environment
-        with pytest.MonkeyPatch.context() as env:  # the session's node environment, not this test's
+        with pytest.MonkeyPatch.context() as env:  # the module's node environment, not this test's
             env.setenv("FAKE_RUNS_LOG", str(node_dir / "runs.log"))
             env.setenv("TUNEQ_HOME", str(node_dir / "home"))
             env.delenv("TUNEQ_PIPELINE_CMD")
