@@ -88,3 +88,10 @@ def test_ray_servers_on_public_addresses_are_found() -> None:
     ]
     assert exposed(listening, ["127.0.0.1", "10.0.0.1"]) == ["raylet on 8.8.4.4:4002"]
     assert exposed(listening[1:3], ips) == []
+
+
+def test_a_cluster_without_ray_installed_is_one_line(home: Path) -> None:
+    code = "import sys; sys.modules['ray'] = None; from runner.worker.loop import serve; sys.exit(serve(cluster='10.0.0.1:6379'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "pip install 'tuneq[cluster]'" in done.stderr and "Traceback" not in done.stderr

@@ -32,7 +32,12 @@ def connect(address: str) -> ClusterInfo:
     if is_loopback(host):
         os.environ[LOOPBACK_SWITCH] = "0"  # read when Ray is imported, just below
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(
+            "a cluster needs Ray, which is not installed: pip install 'tuneq[cluster]' (on the head and every node)"
+        ) from None
 
     try:
         context = ray.init(
