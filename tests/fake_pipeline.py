@@ -4,7 +4,9 @@ It behaves as the job file's ``description`` says, as space-separated words:
 ``steps=N`` progress events (default 3), ``sleep=S`` seconds spread over the steps, ``fail`` (ends with a
 failing job_end, exit 1), ``crash`` (exits 3 without job_end), ``ignore-term`` (survives SIGTERM, noting it in ``sigterm``),
 ``fail-first`` (fails on the first attempt only), ``linger=S`` (waits S seconds after the last step),
-``tested=QUANT`` (job_end names ``gguf/<name>-<QUANT>.gguf`` as the tested file), ``leak`` (prints
+``tested=QUANT`` (job_end names ``gguf/<name>-<QUANT>.gguf`` as the tested file), ``ckpt`` (writes
+``checkpoints/checkpoint-<step>/trainer_state.json`` after each step and resumes after the newest one, naming
+it in job_end's ``resumed_from_step``), ``blob=MB`` (writes ``gguf/blob.bin`` of MB MiB), ``leak`` (prints
 $HF_TOKEN to stdout and stderr and puts it in a nested event field, as a careless library might). Every start appends ``<job> <pid>`` to $FAKE_RUNS_LOG.
 """
 
@@ -40,10 +42,20 @@ if "leak" in opts:
     print(f"retrying with token={token}", file=sys.stderr, flush=True)
     events.emit("metric", "train", request={"headers": {"authorization": token}, "tried": [token]})
 steps, sleep = int(opts.get("steps") or 3), float(opts.get("sleep") or 0)
-for step in range(1, steps + 1):
+saved = [
+    int(p.parent.name.split("-")[1])
+    for p in (run_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")
+]
+resumed = max(saved) if "ckpt" in opts and saved else None
+for step in range((resumed or 0) + 1, steps + 1):
     time.sleep(sleep / steps)
     loss = round(2.0 / step, 4)
     events.emit("progress", "train", step=step, max_steps=steps, loss=loss, eta_s=steps - step)
+    if "ckpt" in opts:
+        folder = run_dir / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "adapter.bin").write_bytes(os.urandom(4096))
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
 time.sleep(float(opts.get("linger") or 0))
 if "crash" in opts:
     sys.exit(3)
@@ -53,8 +65,16 @@ if "fail" in opts or ("fail-first" in opts and attempt == 1):
     events.emit("job_end", ok=False, reason="fake failure")
     sys.exit(1)
 events.emit("stage_end", "train", ok=True, seconds=sleep)
+if blob := opts.get("blob"):
+    (run_dir / "gguf").mkdir(exist_ok=True)
+    block = os.urandom(1 << 20)
+    with (run_dir / "gguf" / "blob.bin").open("wb") as out:
+        for _ in range(int(blob)):
+            out.write(block)
 if tested := opts.get("tested"):
     path = f"gguf/{spec['name']}-{tested.upper()}.gguf"
     events.emit("job_end", ok=True, tested_gguf=path, tested_quant=tested)
+elif "ckpt" in opts:
+    events.emit("job_end", ok=True, resumed_from_step=resumed)
 else:
     events.emit("job_end", ok=True)

@@ -90,6 +90,7 @@ def test_status_table_and_json(home: Path, make_job: JobFactory, capsys) -> None
         "spec_hash",
         "source_path",
         "worker",
+        "node",
     }
 
 

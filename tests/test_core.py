@@ -45,7 +45,7 @@ def test_a_worker_on_another_host_is_alive_while_its_heartbeat_is_within_the_lea
 
 def test_importing_the_core_the_cli_and_the_tui_loads_no_native_library() -> None:
     code = "import runner.core.stages, runner.core.workers, runner.core.present, runner.cli, tui.app"
-    heavy = ("numpy", "torch", "transformers", "llama_cpp", "runner.pipeline")
+    heavy = ("numpy", "torch", "transformers", "llama_cpp", "runner.pipeline", "ray")
     assert heavy_modules_after(code, heavy) == []
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tui_fixtures import drive, make_app, noted, screen_text, seed_queue, shows, wait_for
+from tui_fixtures import WORKER, drive, make_app, noted, screen_text, seed_queue, shows, wait_for
 
 from runner import commands
 from runner.core.events import EventWriter
@@ -159,3 +159,13 @@ def test_the_tested_file_is_the_one_job_end_names(store: Store, ids: dict[str, i
         assert copied == [f"scp me@gpu-box:{run}/gguf/demo-tiny-Q8_0.gguf ."]
 
     drive(make_app(store, tmp_path), scenario, size=(200, 50))
+
+
+def test_a_cluster_job_names_its_node(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
+    store.set_handle(ids["medical-r1"], WORKER.id, "tuneq-ab12-2-c0ffee@10.0.0.2/5dd14e5a")
+
+    async def scenario(pilot) -> None:
+        await open_job(pilot, ids["medical-r1"])
+        await shows(pilot, "running", "on 10.0.0.2/5dd14e5a")
+
+    drive(make_app(store, tmp_path), scenario)

@@ -3,7 +3,8 @@
 A backend runs exactly one command per job: ``python -m runner.pipeline <run_dir>`` (same entry point in
 a local process and in a container). The pipeline writes events to ``<run_dir>/events.jsonl`` and ends
 with a ``job_end`` event; its stdout/stderr go to ``<run_dir>/log.txt``. Handles (a pid, a container id)
-are strings the worker may store as hints; live objects never leave the backend.
+are strings the worker may store as hints; live objects never leave the backend. A handle of the form
+``ID@NODE`` names the machine the job runs on (the cluster backend, :mod:`runner.cluster.backend`).
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ class Outcome:
 
     exit_code: int
     reason: str | None = None
+    interrupted: bool = False  # its machine went away or its files did not come back: requeued, not failed
 
 
 class Backend(Protocol):
-    """Runs pipelines. Implementations: ``local`` (child process group), ``docker`` (a container)."""
+    """Runs pipelines. Implementations: ``local`` (child process group), ``docker`` (a container), ``ray``
+    (either of them on a cluster node)."""
 
     name: str
+    reattaches: bool  # a worker that did not start a job may follow it on (else it stops it, to resume it)
 
     def start(self, launch: Launch) -> str:
         """Start the job's pipeline; return a handle (pid or container id)."""

@@ -61,6 +61,7 @@ class DockerBackend:
     """Runs jobs in containers labelled ``tuneq.job=<id>``, ``tuneq.worker=<worker_id>``, ``tuneq.queue``."""
 
     name = "docker"
+    reattaches = False
 
     def __init__(
         self, settings: DockerSettings, worker_id: str, client: docker.DockerClient | None = None

@@ -49,6 +49,7 @@ class LocalBackend:
     """Runs pipelines as local child processes, one process group each."""
 
     name = "local"
+    reattaches = False
 
     def __init__(self, command: Sequence[str] | None = None) -> None:
         self.command = list(command) if command is not None else pipeline_command()

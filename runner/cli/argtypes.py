@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from runner.cluster.address import ClusterAddressError, split_address
 from runner.store.models import SQLITE_INT_MAX
 
 
@@ -23,6 +24,15 @@ def priority(text: str) -> int:
             f"priority {text} is out of range (-{SQLITE_INT_MAX} to {SQLITE_INT_MAX}; 0 is the default)"
         )
     return value
+
+
+def cluster_address(text: str) -> str:
+    """A Ray cluster address, ``HOST:PORT``."""
+    try:
+        split_address(text)
+    except ClusterAddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _integer(text: str, what: str) -> int:

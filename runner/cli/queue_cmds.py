@@ -80,6 +80,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("worker", help="run a worker in the foreground")
     p.add_argument("--extra", action="store_true", help="run beside the state directory's worker")
+    p.add_argument(
+        "--cluster",
+        type=argtypes.cluster_address,
+        metavar="HOST:PORT",
+        help="run every job on a node of this Ray cluster (default: cluster.toml in the state directory)",
+    )
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("daemon", help="run the worker detached: start | stop | status")
@@ -287,4 +293,4 @@ def _serve(args: argparse.Namespace) -> int:
     """``tuneq worker``: imported here so the other verbs start without the worker's dependencies."""
     from runner.worker.loop import serve
 
-    return serve(extra=args.extra)
+    return serve(extra=args.extra, cluster=args.cluster)

@@ -61,6 +61,7 @@ def job_details(job: Job) -> str:
         ("started", iso(job.started_at)),
         ("finished", iso(job.finished_at)),
         ("worker", job.worker),
+        ("node", job.node),
         ("submitted from", job.source_path),
         ("run dir", job.run_dir),
         ("events", run.events),

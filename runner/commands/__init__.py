@@ -14,12 +14,14 @@ from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
+from runner.cluster.address import ClusterInfo, read_cluster_info, too_many_gpus
 from runner.commands.staging import adopt_staged, stage_run_dir
 from runner.commands.validate import DataCheck, base_architecture, validate_file
 from runner.core.events import Event, EventTail
 from runner.core.paths import ensure_dir
 from runner.core.rundir import RunDir
 from runner.spec import LoadedSpec, Problem, SpecError
+from runner.spec.load import key_line
 from runner.store import Job, JobError, NewJob, Store
 
 
@@ -86,8 +88,10 @@ def submit(
     An invalid file raises :class:`SpecError` before anything is queued.
     """
     root = runs_root(store)
+    all_loaded = load_all(paths)
+    _check_cluster_gpus(all_loaded, read_cluster_info(store.path.parent))
     jobs = []
-    for loaded in load_all(paths):
+    for loaded in all_loaded:
         new = NewJob(
             name=name or loaded.spec.name,
             spec_text=loaded.text,
@@ -102,6 +106,25 @@ def submit(
         finally:
             shutil.rmtree(staged, ignore_errors=True)  # gone already once adopted
     return jobs
+
+
+def _check_cluster_gpus(loaded: Sequence[LoadedSpec], cluster: ClusterInfo | None) -> None:
+    """With a cluster worker (``cluster.json``), refuse jobs asking for more GPUs than any node has."""
+    if cluster is None:
+        return
+    problems = [
+        Problem(
+            str(one.path),
+            key_line(one.text, ("run", "gpus")),
+            "run.gpus",
+            why,
+            "lower run.gpus, or add a bigger node",
+        )
+        for one in loaded
+        if (why := too_many_gpus(one.spec.run.gpus, cluster)) is not None
+    ]
+    if problems:
+        raise SpecError(problems)
 
 
 def _adopt(staged: Path, loaded: LoadedSpec, job_id: int) -> Path:

@@ -85,6 +85,11 @@ class Job:
             events_offset=row["events_offset"],
         )
 
+    @property
+    def node(self) -> str | None:
+        """The machine of a cluster node the job runs (or last ran) on: a handle's ``@NODE`` part."""
+        return self.handle.partition("@")[2] or None if self.handle else None
+
     def to_json(self) -> dict[str, Any]:
         """The stable ``--json`` shape of a job (docs/cli-json.md)."""
         p = self.progress
@@ -109,6 +114,7 @@ class Job:
             "spec_hash": self.spec_hash,
             "source_path": self.source_path,
             "worker": self.worker,
+            "node": self.node,
         }
 
 

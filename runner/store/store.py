@@ -325,6 +325,18 @@ class Store:
                 conn.execute("UPDATE jobs SET events_offset = ? WHERE id = ?", (events_offset(job), job.id))
             return self._load(conn, job.id)
 
+    def take_over(
+        self, job_id: int, worker: str, *, previous: str | None, now: float, lease_s: float
+    ) -> bool:
+        """Make ``worker`` the owner of a running job whose worker ``previous`` is gone, the attempt going
+        on (a re-attach); False if the job is no longer running under ``previous``."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET worker = ?, lease_until = ? WHERE id = ? AND worker IS ? AND state = 'running'",
+                (worker, now + lease_s, job_id, previous),
+            )
+            return cur.rowcount == 1
+
     def end_attempt(self, job_id: int, state: JobState, *, now: float, reason: str | None) -> Job:
         """Record a running job's end as ``state``; an interrupted job with retries left is requeued in
         the same transaction (a crash cannot leave it interrupted and forgotten)."""

@@ -1,4 +1,5 @@
-"""``python -m runner.worker [--extra]``: a foreground worker (what ``tuneq daemon start`` detaches)."""
+"""``python -m runner.worker [--extra] [--cluster HOST:PORT]``: a foreground worker (what ``tuneq daemon
+start`` detaches)."""
 
 import argparse
 import sys
@@ -7,4 +8,6 @@ from runner.worker.loop import serve
 
 parser = argparse.ArgumentParser(prog="python -m runner.worker")
 parser.add_argument("--extra", action="store_true", help="run beside the state directory's worker")
-sys.exit(serve(extra=parser.parse_args().extra))
+parser.add_argument("--cluster", metavar="HOST:PORT", help="run every job on a node of this Ray cluster")
+args = parser.parse_args()
+sys.exit(serve(extra=args.extra, cluster=args.cluster))

@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
+from runner.backends.base import Backend
 from runner.backends.factory import make_backend
+from runner.cluster.address import ClusterError, configured_address, forget_cluster_info
 from runner.core.paths import state_dir
 from runner.store import Store, StoreError
 from runner.worker import steps
@@ -102,8 +104,12 @@ def shutdown(store: Store, clock: Clock, w: WorkerRuntime, flags: Flags) -> None
         clock.sleep(MAX_BACKOFF_S / 5)
 
 
-def serve(*, extra: bool = False, config: WorkerConfig | None = None) -> int:
-    """``tuneq worker``: run a worker in the foreground until signalled; 1 if one already runs here."""
+def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: str | None = None) -> int:
+    """``tuneq worker``: run a worker in the foreground until signalled; 1 if one already runs here.
+
+    With a cluster address (``cluster``, else ``cluster.toml`` in the state directory) every job runs on a
+    node of that Ray cluster, as many at once as its GPUs allow.
+    """
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
     lock = None if extra else PidLock(state_dir())
     if lock is not None and not lock.acquire():
@@ -119,10 +125,21 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None) -> int:
     clock = SystemClock()
     try:
         with Store() as store:
-            gpus = tuple(g.index for g in discover())
             info = new_worker_info(clock.now())
-            backends = {name: make_backend(name, info.id) for name in ("local", "docker")}
+            cluster = cluster or configured_address()
+            count_gpus: Callable[[], tuple[int, ...]] | None = None
+            if cluster:
+                backends, count_gpus = _cluster_backends(cluster)
+                gpus = count_gpus()
+                for sig in STOP_SIGNALS:  # joining Ray installed its own handlers
+                    signal.signal(sig, flags.on_signal)
+            else:
+                if not extra:  # submit no longer checks jobs against that cluster's nodes
+                    forget_cluster_info()
+                gpus = tuple(g.index for g in discover())
+                backends = {name: make_backend(name, info.id) for name in ("local", "docker")}
             w = WorkerRuntime.create(backends, config or WorkerConfig(), clock.now(), gpus, info)
+            w.count_gpus = count_gpus
             log.info(
                 "worker %s started (state directory %s, GPUs %s)",
                 w.info.id,
@@ -131,10 +148,24 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None) -> int:
             )
             run(store, clock, w, flags)
             log.info("worker %s stopped", w.info.id)
-    except (StoreError, GpuError) as exc:
+    except (StoreError, GpuError, ClusterError) as exc:
         print(f"tuneq worker: {exc}", file=sys.stderr)
         return 1
     finally:
         if lock is not None:
             lock.release()
     return 0
+
+
+def _cluster_backends(address: str) -> tuple[dict[str, Backend], Callable[[], tuple[int, ...]]]:
+    """Join the cluster; one backend runs every job there. The worker counts the cluster's GPUs as slots
+    (Ray picks the node and the devices; the count keeps the worker from claiming more than fit),
+    recounted at each heartbeat as nodes come and go."""
+    from runner.cluster.connect import connect, gpu_slots  # Ray is imported only by a worker given a cluster
+
+    seen = connect(address)  # before anything imports Ray: it sets how Ray finds its node address
+    from runner.cluster.backend import RayBackend
+
+    log.info("joined the Ray cluster at %s: GPUs per node %s", address, list(seen.node_gpus))
+    backend = RayBackend()
+    return {"local": backend, "docker": backend}, lambda: gpu_slots(address)

@@ -29,7 +29,10 @@ def reported(follower: Follower) -> Verdict | None:
 
 
 def exit_verdict(outcome: Outcome, follower: Follower) -> Verdict:
-    """The end of a pipeline that exited by itself: its ``job_end`` event, else its exit status."""
+    """The end of a pipeline that exited by itself: its ``job_end`` event, else its exit status; an
+    ``interrupted`` outcome (its node was lost, or its files did not come back) whatever it reported."""
+    if outcome.interrupted:
+        return JobState.INTERRUPTED, outcome.reason
     if (verdict := reported(follower)) is not None:
         return verdict
     if follower.end is not None and follower.end.get("stopped"):

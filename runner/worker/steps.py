@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,7 @@ class WorkerRuntime:
     backends: dict[str, Backend]
     config: WorkerConfig = field(default_factory=WorkerConfig)
     gpus: tuple[int, ...] = ()  # this host's GPUs; empty on a CPU machine (no GPU accounting)
+    count_gpus: Callable[[], tuple[int, ...]] | None = None  # recounts ``gpus`` each heartbeat (a cluster's)
     jobs: dict[int, Running] = field(default_factory=dict)
     last_heartbeat: float = float("-inf")
     last_sweep: float = float("-inf")
@@ -114,6 +116,8 @@ def heartbeat(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool = Fal
         run = w.jobs.pop(job_id)
         log.warning("job %d was taken from this worker (lease expired): stopping its pipeline", job_id)
         run.backend.stop(run.handle, grace_s=0)
+    if w.count_gpus is not None:
+        w.gpus = w.count_gpus()
 
 
 # --- reap ---------------------------------------------------------------------------------------------
@@ -241,16 +245,34 @@ def recover(
     why: str = "its worker stopped responding (killed, rebooted or out of memory)",
 ) -> None:
     """End a job whose worker is gone. On the same host its pipeline is stopped if it still runs (it
-    resumes from its checkpoint when requeued); a pipeline that finished meanwhile ends as it reported."""
+    resumes from its checkpoint when requeued), unless its backend lets this worker follow it on
+    (re-attach); a pipeline that finished meanwhile ends as it reported."""
     events = RunDir(Path(job.run_dir)).events
     launched = job.events_offset >= 0  # else claimed without an offset: no event is known to be its own
     follower = Follower.at(events, job.events_offset if launched else _events_end(events))
     backend = _backend_of(store, w, job)
     if local and job.handle and backend is not None and backend.poll(job.handle) is None:
+        if backend.reattaches and _reattach(store, clock, w, job, backend, follower):
+            return
         log.warning("job %d: its worker is gone; stopping its pipeline (pid %s)", job.id, job.handle)
         backend.stop(job.handle, grace_s=w.config.grace_s)
     follower.read()
     _settle_if_ours(store, job.id, stopped_verdict(job, follower, why), clock.now())
+
+
+def _reattach(
+    store: Store, clock: Clock, w: WorkerRuntime, job: Job, backend: Backend, follower: Follower
+) -> bool:
+    """Take over a running job whose pipeline runs on without its worker; False if it cannot be ours."""
+    spec = _spec_of(store, job)
+    gpus = w.gpus_for(spec) if spec is not None else None
+    if job.handle is None or gpus is None or len(w.jobs) >= w.job_slots():
+        return False
+    if not store.take_over(job.id, w.info.id, previous=job.worker, now=clock.now(), lease_s=w.config.lease_s):
+        return False
+    w.jobs[job.id] = Running(job.id, backend, job.handle, follower, gpus, handle_stored=True)
+    log.info("job %d re-attached (%s %s)", job.id, backend.name, job.handle)
+    return True
 
 
 def _events_end(events: Path) -> int:

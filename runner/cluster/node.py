@@ -1,0 +1,170 @@
+"""What runs on a cluster node: one :class:`JobRunner` (a Ray actor) per job attempt.
+
+The actor gets the job's inputs in chunks (``job.toml``, ``job.json``, ``input/``, and the checkpoints the
+head holds from an earlier attempt), writes them into a run directory on the node's own disk
+(``$TUNEQ_NODE_DIR``, else ``<state dir>/node-runs``), and runs the pipeline there with the node's local
+or docker backend. The head reads everything back through the actor's methods: new event and log bytes,
+complete checkpoints, and at the end the run directory's files, each in chunks with its sha256.
+:mod:`runner.cluster.backend` makes the class an actor; Ray is imported only inside it, on the node.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.backends.base import Backend, Launch, Outcome
+from runner.backends.factory import make_backend
+from runner.backends.local import LocalBackend
+from runner.core.checksum import sha256_file
+from runner.core.paths import state_dir
+from runner.core.rundir import RunDir
+from runner.spec import parse_spec
+
+NODE_DIR_ENV = "TUNEQ_NODE_DIR"
+CHUNK_BYTES = 8 << 20  # one transfer call: small enough for Ray's inline objects to stay cheap
+STAYS_ON_NODE = ("merged",)  # the 16-bit merged model: large, and nothing downstream of ship/ needs it
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A file of a run directory: its path inside it, size and sha256."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Update:
+    """What a node has new since the head's last read: event and log bytes, checkpoints, and the end."""
+
+    events: bytes
+    log: bytes
+    checkpoints: tuple[str, ...]  # complete ``checkpoint-N`` directories present now
+    outcome: Outcome | None
+
+
+def node_runs_dir() -> Path:
+    """Where this node keeps the run directories of the jobs it runs."""
+    if folder := os.environ.get(NODE_DIR_ENV):
+        return Path(folder)
+    return state_dir() / "node-runs"
+
+
+def read_chunk(path: Path, offset: int, size: int = CHUNK_BYTES) -> bytes:
+    """Up to ``size`` bytes of ``path`` from ``offset``."""
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read(size)
+
+
+def complete_lines(path: Path, offset: int, limit: int = CHUNK_BYTES) -> bytes:
+    """The complete lines of ``path`` from ``offset`` (at most about ``limit`` bytes; a torn line waits)."""
+    if not path.exists():
+        return b""
+    data = read_chunk(path, offset, limit)
+    return data[: data.rfind(b"\n") + 1]
+
+
+def complete_checkpoints(checkpoints: Path) -> tuple[str, ...]:
+    """The ``checkpoint-N`` directories the trainer finished writing (``trainer_state.json`` comes last)."""
+    if not checkpoints.is_dir():
+        return ()
+    found = [p.name for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return tuple(sorted(found, key=lambda name: int(name.rpartition("-")[2] or 0)))
+
+
+def manifest(
+    root: Path, under: str = "", skip: tuple[str, ...] = (), *, nested: bool = True
+) -> list[FileInfo]:
+    """Every regular file below ``root / under`` (``nested=False``: directly in it) but the ``skip``
+    folders, with size and sha256."""
+    base = root / under
+    files = []
+    for path in sorted(base.rglob("*") if nested else base.glob("*")) if base.exists() else []:
+        rel = path.relative_to(root)
+        if rel.parts[0] in skip or not path.is_file() or path.is_symlink():
+            continue
+        files.append(FileInfo(rel.as_posix(), path.stat().st_size, sha256_file(path)))
+    return files
+
+
+class JobRunner:
+    """One job attempt on this node (made a detached, named Ray actor by the head)."""
+
+    def __init__(self, job_id: str, name: str, head_run_dir: str) -> None:
+        self.job_id = job_id
+        self.head_run_dir = head_run_dir  # lets a restarted head worker find where the job's files go
+        self.run = RunDir(node_runs_dir() / name)
+        shutil.rmtree(self.run.root, ignore_errors=True)
+        self.run.root.mkdir(parents=True)
+        self.backend: Backend | None = None
+        self.handle: str | None = None
+        self.outcome: Outcome | None = None
+
+    def receive(self, rel: str, offset: int, data: bytes) -> None:
+        """Write one chunk of an input file (the head sends them in order, before :meth:`start`)."""
+        path = self._inside(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("r+b" if offset else "wb") as out:
+            out.seek(offset)
+            out.write(data)
+
+    def start(self, secrets: dict[str, str], pipeline_cmd: list[str] | None) -> dict[str, str]:
+        """Start the pipeline on the inputs received; where it runs (node id and address) and its pid."""
+        import ray  # on the node, inside the actor: Ray is there
+
+        root = self.run.root
+        spec = parse_spec(self.run.job_toml.read_text(), f"job {self.job_id}")
+        if spec.run.backend == "local":  # the head's TUNEQ_PIPELINE_CMD decides, never the node's
+            self.backend = LocalBackend(pipeline_cmd or [sys.executable, "-m", "runner.pipeline"])
+        else:
+            self.backend = make_backend(spec.run.backend, f"cluster-{self.job_id}")
+        gpus = tuple(int(g) for g in ray.get_gpu_ids())
+        self.handle = self.backend.start(Launch(self.job_id, root, spec, gpus, env=secrets))
+        node_id = ray.get_runtime_context().get_node_id()
+        return {"node_id": node_id, "node_ip": ray.util.get_node_ip_address(), "pid": self.handle}
+
+    def head_dir(self) -> str:
+        """The head's run directory of this job."""
+        return self.head_run_dir
+
+    def update(self, events_offset: int, log_offset: int) -> Update:
+        """New events and log bytes from the given offsets, the complete checkpoints, and the end if come."""
+        if self.outcome is None and self.backend is not None and self.handle is not None:
+            self.outcome = self.backend.poll(self.handle)
+        # read after polling: an ended pipeline's last events are in the files by now
+        return Update(
+            complete_lines(self.run.events, events_offset),
+            read_chunk(self.run.log, log_offset) if self.run.log.exists() else b"",
+            complete_checkpoints(self.run.checkpoints),
+            self.outcome,
+        )
+
+    def stop(self, grace_s: float) -> None:
+        """Stop the pipeline (SIGTERM to its group, SIGKILL after ``grace_s``); idempotent."""
+        if self.backend is not None and self.handle is not None:
+            self.backend.stop(self.handle, grace_s=grace_s)
+            self.outcome = self.outcome or self.backend.poll(self.handle)
+
+    def files(self, under: str = "", nested: bool = True) -> list[FileInfo]:
+        """The run directory's files below ``under`` (all but what stays on the node)."""
+        return manifest(self.run.root, under, STAYS_ON_NODE, nested=nested)
+
+    def chunk(self, rel: str, offset: int) -> bytes:
+        """A chunk of one of the run directory's files."""
+        return read_chunk(self._inside(rel), offset)
+
+    def _inside(self, rel: str) -> Path:
+        path = (self.run.root / rel).resolve()
+        if not path.is_relative_to(self.run.root.resolve()):
+            raise ValueError(f"{rel} is outside the run directory")
+        return path
+
+    def remove(self) -> None:
+        """Delete the node's copy of the run directory (the head holds what it needs)."""
+        shutil.rmtree(self.run.root, ignore_errors=True)
