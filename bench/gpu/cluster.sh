@@ -15,7 +15,8 @@ source bench/gpu/env.sh
 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .raywhl/*.whl
 export PATH=/tmp/site/bin:$PATH RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token
 export RAY_AUTH_TOKEN=${RAY_AUTH_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_hex(16))')}
-[ -f /tmp/llcpp.rc ] || start_llama_build
+# a build an earlier call started (in the background) is waited for, never started twice
+[ -f /tmp/llcpp.rc ] || pgrep -f "target /tmp/llcpp" >/dev/null || start_llama_build
 wait_llama || exit 1
 python3 -c 'import llama_cpp; print("llama_cpp", llama_cpp.__version__, "gpu offload", llama_cpp.llama_supports_gpu_offload())'
 
