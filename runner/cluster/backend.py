@@ -185,6 +185,17 @@ class RayBackend:
         return attempt
 
     def _sync(self, attempt: Attempt) -> None:
+        """The attempt's thread: :meth:`_follow_to_end`, and an outcome whatever goes wrong."""
+        try:
+            self._follow_to_end(attempt)
+        except Exception as exc:  # unforeseen: the job must still end, never hang as running
+            log.exception("%s: following it failed", attempt.name)
+            attempt.outcome = Outcome(
+                UNKNOWN_EXIT, f"following it on node {attempt.node} failed: {exc}", True
+            )
+            _release(attempt)
+
+    def _follow_to_end(self, attempt: Attempt) -> None:
         """Copy what the node has new until the pipeline ends, then its files; record the outcome."""
         unreachable_since: float | None = None
         while True:
