@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,17 @@ def test_a_cluster_without_ray_installed_is_one_line(home: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "pip install 'tuneq[cluster]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_cluster_address_where_nothing_answers_is_one_line(home: Path) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # bound, not listening: connections are refused
+        done = subprocess.run(
+            [sys.executable, "-m", "runner", "worker", "--cluster", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"nothing answers at 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr

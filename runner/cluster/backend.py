@@ -122,7 +122,7 @@ class RayBackend:
                 actor.start.remote(env, shlex.split(override) if override else None),
                 timeout=self.place_timeout_s,
             )
-        except (GetTimeoutError, RayActorError, ray.exceptions.RayError) as exc:
+        except ray.exceptions.RayError as exc:  # not placed in time, or the actor died
             ray.kill(actor, no_restart=True)
             raise BackendError(f"no cluster node started the job: {_first_line(exc)}") from None
         node = f"{where['node_ip']}/{where['node_id'][:8]}"  # the address, and which node (tests share one)
@@ -185,6 +185,17 @@ class RayBackend:
         return attempt
 
     def _sync(self, attempt: Attempt) -> None:
+        """The attempt's thread: :meth:`_follow_to_end`, and an outcome whatever goes wrong."""
+        try:
+            self._follow_to_end(attempt)
+        except Exception as exc:  # unforeseen: the job must still end, never hang as running
+            log.exception("%s: following it failed", attempt.name)
+            attempt.outcome = Outcome(
+                UNKNOWN_EXIT, f"following it on node {attempt.node} failed: {exc}", True
+            )
+            _release(attempt)
+
+    def _follow_to_end(self, attempt: Attempt) -> None:
         """Copy what the node has new until the pipeline ends, then its files; record the outcome."""
         unreachable_since: float | None = None
         while True:
@@ -214,9 +225,9 @@ class RayBackend:
             except (RayActorError, GetTimeoutError) as exc:
                 attempt.outcome = _lost(attempt, exc)
                 return
-            except (OSError, BackendError) as exc:  # a full disk, a checksum that does not match
-                log.warning("%s: copying its files failed: %s", attempt.name, exc)
-                why = f"copying its files from node {attempt.node} failed: {exc}"
+            except (OSError, ray.exceptions.RayError) as exc:  # a full disk, a checksum that differs, …
+                log.warning("%s: copying its files failed: %s", attempt.name, _first_line(exc))
+                why = f"copying its files from node {attempt.node} failed: {_first_line(exc)}"
                 attempt.outcome = Outcome(UNKNOWN_EXIT, why, interrupted=True)
                 _release(attempt)
                 return
@@ -235,16 +246,22 @@ class RayBackend:
                     handle.flush()
                     os.fsync(handle.fileno())
                 setattr(attempt, offset, getattr(attempt, offset) + len(data))
-        new = [c for c in update.checkpoints if c not in attempt.synced]
-        for name in new:
-            self._copy_checkpoint(attempt, name)
+        for name in [c for c in update.checkpoints if c not in attempt.synced]:
+            try:
+                self._copy_checkpoint(attempt, name)
+            except (BackendError, ray.exceptions.RayTaskError) as exc:  # changed meanwhile: next round
+                log.warning("%s: checkpoint %s: %s (trying again)", attempt.name, name, _first_line(exc))
+                continue
+            attempt.synced.add(name)
         for gone in attempt.synced - set(update.checkpoints):  # the trainer rotated it out
             shutil.rmtree(attempt.run.checkpoints / gone, ignore_errors=True)
-        attempt.synced = set(update.checkpoints)
+            attempt.synced.discard(gone)
 
     def _copy_checkpoint(self, attempt: Attempt, name: str) -> None:
         """Copy a checkpoint into ``checkpoints/<name>`` whole (a partial copy is never seen there)."""
         infos = ray.get(attempt.actor.files.remote(f"checkpoints/{name}"), timeout=60)
+        if not infos:
+            raise BackendError("gone from the node (rotated out)")
         stamp = ray.get(attempt.actor.files.remote("checkpoints", nested=False), timeout=60)
         partial = attempt.run.root / "checkpoints" / f".{name}.partial"
         shutil.rmtree(partial, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 from runner.cluster.address import (
     ClusterError,
@@ -28,7 +29,13 @@ LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 def connect(address: str) -> ClusterInfo:
     """Join the cluster at ``address`` (``HOST:PORT``); warn if its addresses are public; its GPUs."""
-    host, _ = split_address(address)
+    host, port = split_address(address)
+    try:  # Ray itself would retry an address where nothing answers for ever
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"nothing answers at {address} ({exc.strerror or exc}): is `ray start --head` running there?"
+        ) from None
     if is_loopback(host):
         os.environ[LOOPBACK_SWITCH] = "0"  # read when Ray is imported, just below
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
