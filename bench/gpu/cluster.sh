@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Issue 16 on the lent 2-GPU machine (nvidia-h200-x2): one queue, a Ray cluster of a head (no GPU) and two
-# nodes of one GPU each (one per GPU, CUDA_VISIBLE_DEVICES), every Ray process on 127.0.0.1 with token
-# authentication; the head worker (`tuneq worker --cluster`) runs two demo jobs asking for one GPU each:
+# nodes of one GPU each (one per GPU, CUDA_VISIBLE_DEVICES), every Ray process on 127.0.0.2 with token
+# authentication (with `ray start --node-ip-address=127.0.0.1` the head worker could not join there, "Failed
+# to connect to Ray cluster"; on 127.0.0.2 it did, as on rented machines' private addresses); the head worker (`tuneq worker --cluster`) runs two demo jobs asking for one GPU each:
 # they must run at the same time, one per node and GPU, and come back complete (report, GGUFs, ship/).
 #
 # Carried: .whl/ and .gpu/ (bench/gpu/prepare.sh) and .raywhl/ (Ray 2.60.0 for Python 3.12 without its
-# Java jars, and the Ray dependencies the machine lacks). Run detached from a copy outside the tree:
+# Java jars, the Ray dependencies the machine lacks, the docker SDK, and bitsandbytes moved from .whl/ to
+# keep each carry under 64 MiB). Run detached from a copy outside the tree:
 #   cp -r . /tmp/repo && cd /tmp/repo && OUT=/tmp/out setsid bash bench/gpu/cluster.sh > /tmp/cluster.log 2>&1 &
 # Writes to $OUT: ray-status.txt, smi.csv (both GPUs' use every 2 s), worker.log, status.json, show-*.txt,
 # report-*.json, jobs.txt (submit → running → end times per job).
@@ -21,11 +23,11 @@ wait_llama || exit 1
 python3 -c 'import llama_cpp; print("llama_cpp", llama_cpp.__version__, "gpu offload", llama_cpp.llama_supports_gpu_offload())'
 
 ray stop --force >/dev/null 2>&1
-ray start --head --node-ip-address=127.0.0.1 --port=6390 --num-gpus=0 --num-cpus=2 \
+ray start --head --node-ip-address=127.0.0.2 --port=6390 --num-gpus=0 --num-cpus=2 \
     --include-dashboard=false --disable-usage-stats || exit 1
 for gpu in 0 1; do
     CUDA_VISIBLE_DEVICES=$gpu TUNEQ_HOME=/tmp/node$gpu TUNEQ_NODE_DIR=/tmp/node$gpu/runs \
-        ray start --address=127.0.0.1:6390 --node-ip-address=127.0.0.1 --num-gpus=1 --num-cpus=8 \
+        ray start --address=127.0.0.2:6390 --node-ip-address=127.0.0.2 --num-gpus=1 --num-cpus=8 \
         --disable-usage-stats || exit 1
 done
 sleep 3
@@ -34,7 +36,7 @@ ss -ltnp > "$OUT/listening.txt" 2>&1
 nvidia-smi --query-gpu=timestamp,index,utilization.gpu,memory.used --format=csv -l 2 > "$OUT/smi.csv" &
 smi=$!
 
-python3 -m runner worker --cluster 127.0.0.1:6390 > "$OUT/worker.log" 2>&1 &
+python3 -m runner worker --cluster 127.0.0.2:6390 > "$OUT/worker.log" 2>&1 &
 worker=$!
 mkdir -p /tmp/jobs && cp -r jobs/data /tmp/jobs/
 for n in a b; do
