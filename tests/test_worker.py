@@ -15,6 +15,7 @@ from conftest import FAKE_PIPELINE, JobFactory, gone, runs_log
 
 from runner import commands
 from runner.backends.base import Launch
+from runner.backends.errors import BackendBusy
 from runner.backends.local import LocalBackend
 from runner.core.jobstate import JobState
 from runner.store import Job, Store, StoreLocked
@@ -347,3 +348,29 @@ def test_a_machine_without_gpus_runs_cpu_jobs_at_once(
 
     drive(store, w, count_running, timeout=30)
     assert most == cpu_jobs
+
+
+class BusyOnce(LocalBackend):
+    """The local backend, but the first start finds no capacity (as a cluster no node of which took it)."""
+
+    def __init__(self) -> None:
+        super().__init__(FAKE_PIPELINE)
+        self.refused = 0
+
+    def start(self, launch: Launch) -> str:
+        if not self.refused:
+            self.refused += 1
+            raise BackendBusy("no cluster node started the job: timed out")
+        return super().start(launch)
+
+
+def test_a_busy_backend_requeues_the_job_instead_of_failing_it(store: Store, make_job: JobFactory) -> None:
+    job = submit(store, make_job("waits"))
+    backend = BusyOnce()
+    w = WorkerRuntime.create({"local": backend}, FAST, time.time())
+    drive(store, w, lambda: store.get(job.id).attempts >= 2 or store.get(job.id).state.is_finished)
+    first = store.get(job.id)
+    assert backend.refused == 1 and first.state is not JobState.FAILED, first.reason
+    drive(store, w, ended(store, job.id))
+    done = store.get(job.id)
+    assert (done.state, done.attempts) == (JobState.SUCCEEDED, 2)

@@ -36,7 +36,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutErro
 
 from runner.backends.base import Launch, Outcome
 from runner.backends.container import queue_id
-from runner.backends.errors import BackendError
+from runner.backends.errors import BackendBusy, BackendError
 from runner.backends.local import PIPELINE_CMD_ENV, UNKNOWN_EXIT
 from runner.cluster.node import CHUNK_BYTES, FileInfo, JobRunner, Update, read_chunk
 from runner.core.rundir import RunDir
@@ -124,7 +124,7 @@ class RayBackend:
             )
         except ray.exceptions.RayError as exc:  # not placed in time, or the actor died
             ray.kill(actor, no_restart=True)
-            raise BackendError(f"no cluster node started the job: {_first_line(exc)}") from None
+            raise BackendBusy(f"no cluster node started the job: {_first_line(exc)}") from None
         node = f"{where['node_ip']}/{where['node_id'][:8]}"  # the address, and which node (tests share one)
         attempt = Attempt(name, actor, run, node=node, synced=shipped)
         attempt.save()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.backends.base import Backend, Launch
+from runner.backends.errors import BackendBusy
 from runner.core.jobstate import JobState
 from runner.core.rundir import RunDir
 from runner.core.workers import LEASE_S, pid_alive, worker_alive
@@ -327,7 +328,8 @@ def claim_next(store: Store, clock: Clock, w: WorkerRuntime) -> Job | None:
 
 
 def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
-    """Start a claimed job's pipeline; a job that cannot start ends ``failed`` with the cause."""
+    """Start a claimed job's pipeline; a job that cannot start ends ``failed`` with the cause (``interrupted``,
+    so requeued, when the backend is only busy)."""
     run_dir = RunDir(Path(job.run_dir))
     try:
         spec = _parsed(store.spec_text(job.id), f"job {job.id}")
@@ -348,6 +350,9 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
     else:
         try:
             handle = backend.start(Launch(str(job.id), run_dir.root, spec, gpus))
+        except BackendBusy as exc:
+            settle(store, job.id, (JobState.INTERRUPTED, f"not started: {exc}"), clock.now())
+            return
         except OSError as exc:
             reason = f"the pipeline could not start: {exc}"
         else:
