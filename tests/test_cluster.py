@@ -261,26 +261,30 @@ def test_submit_refuses_more_gpus_than_any_node_has(
 
 
 @pytest.mark.slow
-def test_the_demo_job_runs_on_a_node_and_ships_from_the_head(
+def test_two_demo_jobs_run_at_once_on_the_two_nodes_and_ship_from_the_head(
     store: Store, head_worker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The real pipeline on a node: its GGUFs, report and ship/ come back; `tuneq ship` works on the head."""
+    """The real pipeline on both nodes at once: GGUFs, reports and ship/ come back; `tuneq ship` works on
+    the head."""
     monkeypatch.delenv("TUNEQ_PIPELINE_CMD")  # the real pipeline on the nodes
-    (demo,) = commands.submit(store, [ROOT / "jobs" / "demo-tiny.toml"])
+    demos = commands.submit(store, [ROOT / "jobs" / "demo-tiny.toml", ROOT / "jobs" / "demo-tiny.toml"])
     head_worker()
-    wait_for(lambda: store.get(demo.id).state is JobState.RUNNING, 60, "the demo to start")
-    wait_for(done(store, demo.id), 900, "the demo job")
-    job = store.get(demo.id)
-    assert job.state is JobState.SUCCEEDED, job.reason
-    run = Path(job.run_dir)
-    assert (run / "gguf" / "demo-tiny-Q4_K_M.gguf").stat().st_size > 1_000_000
-    assert json.loads((run / "report.json").read_text())["ok"] is True
-    assert not (run / "merged").exists()  # the 16-bit merged model stays on the node
-    (end,) = job_ends(job)
-    assert end["ok"] and end["tested_gguf"]
+    wait_for(done(store, *(d.id for d in demos)), 1200, "the demo jobs")
+    a, b = (store.get(d.id) for d in demos)
+    assert (a.state, b.state) == (JobState.SUCCEEDED, JobState.SUCCEEDED), (a.reason, b.reason)
+    assert node_of(a) != node_of(b)
+    assert a.started_at and b.started_at and a.finished_at and b.finished_at
+    assert a.started_at < b.finished_at and b.started_at < a.finished_at  # at the same time
+    for job in (a, b):
+        run = Path(job.run_dir)
+        assert (run / "gguf" / "demo-tiny-Q4_K_M.gguf").stat().st_size > 1_000_000
+        assert json.loads((run / "report.json").read_text())["ok"] is True
+        assert not (run / "merged").exists()  # the 16-bit merged model stays on the node
+        (end,) = job_ends(job)
+        assert end["ok"] and end["tested_gguf"]
     dest = tmp_path / "shipped"
     shipped = subprocess.run(
-        [sys.executable, "-m", "runner", "ship", str(job.id), str(dest)],
+        [sys.executable, "-m", "runner", "ship", str(b.id), str(dest)],
         capture_output=True,
         text=True,
         timeout=120,
