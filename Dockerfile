@@ -37,7 +37,7 @@ COPY runner/pins/ /src/runner/pins/
 ENV CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES}" \
     CMAKE_BUILD_PARALLEL_LEVEL=${BUILD_JOBS}
 # The pin is pyproject's (`llama-cpp-python==...` in the train extra).
-RUN pin=$(cd /src && python3 -m runner.pins train | tr ' ' '\n' | grep '^llama-cpp-python==') \
+RUN pin=$(PYTHONPATH=/src python3 -m runner.pins train | tr ' ' '\n' | grep '^llama-cpp-python==') \
     && /opt/build/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels "$pin"
 
 # --- the runtime ------------------------------------------------------------------------------------------
@@ -67,7 +67,7 @@ COPY runner/__init__.py runner/__init__.py
 COPY runner/pins/ runner/pins/
 # The dependencies first (a code change does not reinstall them); Unsloth without its declared deps,
 # which would pull another torch, torchvision and xformers (as in `just setup`). Word splitting is wanted.
-# hadolint ignore=SC2046
+# hadolint ignore=SC2046,DL3013  # the versions are pyproject's pins, printed by runner.pins
 RUN pip install --no-cache-dir $(python3 -m runner.pins train) $(python3 -m runner.pins gpu) \
     && pip install --no-cache-dir --no-deps $(python3 -m runner.pins unsloth) $(python3 -m runner.pins smollm2)
 COPY runner runner
