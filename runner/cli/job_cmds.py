@@ -18,6 +18,7 @@ from runner.commands.validate import DataCheck, check_labels_apart, validate_fil
 from runner.core.disksize import describe as describe_disk
 from runner.core.events import EventTail, format_event
 from runner.core.rundir import RunDir
+from runner.core.tail import file_end
 from runner.core.tested import tested_gguf
 from runner.models.vram import estimate, model_config, parameter_count
 from runner.spec import LoadedSpec, SpecError
@@ -131,7 +132,7 @@ def follow_local_run(run: RunDir, loaded: LoadedSpec) -> int:
     """Run the pipeline through the local backend and echo its events until it ends."""
     backend = LocalBackend()
     handle = backend.start(Launch(run.root.name, run.root, loaded.spec))  # secrets pass by inheritance
-    tail = EventTail(run.events, offset=run.events.stat().st_size if run.events.exists() else 0)
+    tail = EventTail(run.events, offset=file_end(run.events))
     last: dict[str, Any] = {}
     try:
         while True:

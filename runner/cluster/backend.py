@@ -41,6 +41,7 @@ from runner.backends.local import PIPELINE_CMD_ENV, UNKNOWN_EXIT
 from runner.cluster.node import CHUNK_BYTES, FileInfo, JobRunner, Update, read_chunk
 from runner.core.rundir import RunDir
 from runner.core.secrets import SECRET_ENV_VARS
+from runner.core.tail import file_end
 from runner.ship.files import link_or_copy
 
 log = logging.getLogger("tuneq.worker")
@@ -71,8 +72,8 @@ class Attempt:
         data = {
             "actor": self.name,
             "node": self.node,
-            "events_base": _size(self.run.events),
-            "log_base": _size(self.run.log),
+            "events_base": file_end(self.run.events),
+            "log_base": file_end(self.run.log),
         }
         tmp = self.run.root / (SYNC_FILE + ".tmp")
         tmp.write_text(json.dumps(data))
@@ -177,8 +178,8 @@ class RayBackend:
             done = {}
         attempt = Attempt(name, actor, run, node=handle.partition("@")[2] or "?")
         if done.get("actor") == name:
-            attempt.events_offset = _size(run.events) - int(done["events_base"])
-            attempt.log_offset = _size(run.log) - int(done["log_base"])
+            attempt.events_offset = file_end(run.events) - int(done["events_base"])
+            attempt.log_offset = file_end(run.log) - int(done["log_base"])
         attempt.synced = {p.name for p in run.checkpoints.glob("checkpoint-*")}
         log.info("re-attached to %s", handle)
         self._follow(handle, attempt)
@@ -330,10 +331,6 @@ def send_inputs(actor: Any, run: RunDir, timeout_s: float) -> set[str]:
                 ray.get(pending.pop(0), timeout=timeout_s)
     ray.get(pending, timeout=timeout_s)
     return {p.name for p in run.checkpoints.glob("checkpoint-*")} if run.checkpoints.exists() else set()
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
 
 
 def _lost(attempt: Attempt, exc: BaseException) -> Outcome:

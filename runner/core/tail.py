@@ -6,6 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def file_end(path: Path) -> int:
+    """Where a growing file ends now, in bytes (0 while it does not exist): a tail started there reads only
+    what comes next."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 @dataclass
 class LineTail:
     """Reads a file from ``offset`` on; each call returns the complete lines appended since the last."""

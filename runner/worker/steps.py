@@ -19,6 +19,7 @@ from runner.backends.base import Backend, Launch
 from runner.backends.errors import BackendBusy
 from runner.core.jobstate import JobState
 from runner.core.rundir import RunDir
+from runner.core.tail import file_end
 from runner.core.workers import LEASE_S, pid_alive, worker_alive
 from runner.spec import JobSpec, SpecError, parse_spec
 from runner.store import Job, JobNotFound, Progress, StateConflict, Store, StoreError, WorkerInfo
@@ -250,7 +251,7 @@ def recover(
     (re-attach); a pipeline that finished meanwhile ends as it reported."""
     events = RunDir(Path(job.run_dir)).events
     launched = job.events_offset >= 0  # else claimed without an offset: no event is known to be its own
-    follower = Follower.at(events, job.events_offset if launched else _events_end(events))
+    follower = Follower.at(events, job.events_offset if launched else file_end(events))
     backend = _backend_of(store, w, job)
     if local and job.handle and backend is not None and backend.poll(job.handle) is None:
         if backend.reattaches and _reattach(store, clock, w, job, backend, follower):
@@ -274,11 +275,6 @@ def _reattach(
     w.jobs[job.id] = Running(job.id, backend, job.handle, follower, gpus, handle_stored=True)
     log.info("job %d re-attached (%s %s)", job.id, backend.name, job.handle)
     return True
-
-
-def _events_end(events: Path) -> int:
-    """Where the next attempt's events will begin: the events file's current size."""
-    return events.stat().st_size if events.exists() else 0
 
 
 def _spec_of(store: Store, job: Job) -> JobSpec | None:
@@ -319,7 +315,7 @@ def claim_next(store: Store, clock: Clock, w: WorkerRuntime) -> Job | None:
         w.info.id,
         now=clock.now(),
         lease_s=w.config.lease_s,
-        events_offset=lambda claimed: _events_end(RunDir(Path(claimed.run_dir)).events),
+        events_offset=lambda claimed: file_end(RunDir(Path(claimed.run_dir)).events),
     )
     if job is None:
         return None
