@@ -171,13 +171,12 @@ def test_job_image_overrides_worker_image(tmp_path: Path) -> None:
 
 
 def test_device_request_names_exactly_the_assigned_gpus(tmp_path: Path) -> None:
-    launch = Launch("j", tmp_path, _spec(gpus=2), gpus=(1, 3))
+    launch = Launch("j", tmp_path, _spec(gpus=1), gpus=(3,))
     requests = create_kwargs(launch, DockerSettings(), "w", {})["device_requests"]
-    assert (
-        requests
-        == device_requests((1, 3))
-        == [DeviceRequest(driver="nvidia", device_ids=["1", "3"], capabilities=[["gpu"]])]
-    )
+    assert requests == [DeviceRequest(driver="nvidia", device_ids=["3"], capabilities=[["gpu"]])]
+    assert device_requests((1, 3)) == [
+        DeviceRequest(driver="nvidia", device_ids=["1", "3"], capabilities=[["gpu"]])
+    ]
     assert requests[0]["Count"] == 0  # no "all GPUs" request
     assert device_requests(()) == []
 

@@ -255,11 +255,24 @@ class RunSpec(_Section):
     retries: int = Field(1, ge=0, le=20, description="automatic requeues after the worker dies mid-job")
     backend: Literal["local", "docker"] = Field("local", description="local process or docker container")
     gpus: int = Field(
-        1, ge=0, le=16, description="GPUs the job needs (the worker waits for that many free ones)"
+        1,
+        ge=0,
+        description="GPUs the job trains on: 1, or 0 for CPU (a job trains on one GPU; several GPUs run "
+        "several jobs side by side)",
     )
     image: str | None = Field(
         None, min_length=1, description="backend 'docker': the image (default: the worker's)"
     )
+
+    @field_validator("gpus")
+    @classmethod
+    def _one_gpu_per_job(cls, gpus: int) -> int:
+        if gpus > 1:  # Unsloth's single-process trainer uses one GPU: more would be rented and idle
+            raise ValueError(
+                "a job trains on one GPU (no data-parallel training yet), so the others would sit idle; "
+                "set gpus = 1 and queue several jobs to use several GPUs"
+            )
+        return gpus
 
     @model_validator(mode="after")
     def _image_needs_docker(self) -> RunSpec:
