@@ -115,7 +115,13 @@ def test_events_tell_the_whole_story(demo_run: tuple[Path, Any]) -> None:
     ends = [e["stage"] for e in events if e["type"] == "stage_end" and e["ok"]]
     assert ends == list(STAGE_NAMES)
     progress = [e for e in events if e["type"] == "progress"]
-    assert progress and {"step", "max_steps", "loss", "lr", "eta_s"} <= set(progress[-1])
+    assert progress and {"step", "max_steps", "loss", "lr", "eta_s"} <= set(
+        [e for e in progress if e["stage"] == "train"][-1]
+    )
+    for stage in ("merged", "gguf", "quantize"):  # the silent library calls report the bytes they write
+        written = [e for e in progress if e["stage"] == stage]
+        assert written and written[0]["done"] == 0 and written[0]["total"] > 0, stage
+        assert written[-1]["done"] == written[-1]["total"] > 0, stage
     assert events[-1]["type"] == "job_end" and events[-1]["ok"]
 
 

@@ -54,7 +54,11 @@ def test_running_job_updates_live(store: Store, ids: dict[str, int], tmp_path: P
         await shows(pilot, "running", "● train", "○ smoke", "step  30/60")
         events = EventWriter(run / "events.jsonl", str(ids["medical-r1"]))
         events.emit("progress", "train", step=31, max_steps=60, loss=0.777, eta_s=29.0)
-        await shows(pilot, "step  31/60", "loss  0.7770")
+        await shows(pilot, "step  31/60", "loss  0.7770", "● train         52%")
+        events.emit("stage_end", "train", ok=True, seconds=60.0)
+        events.emit("stage_start", "lora")
+        events.emit("progress", "lora", done=480, total=1000, unit="bytes", eta_s=3.0)
+        await shows(pilot, "● lora          48%", "step  31/60")  # training's numbers stay on screen
         with (run / "log.txt").open("a") as log:
             log.write("a brand new log line\n")
         await pilot.press("2")
