@@ -26,12 +26,12 @@ def _ctx(root: Path) -> StageContext:
 def test_a_growing_output_is_reported_with_its_share_and_eta(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path / "run")
     out = tmp_path / "out.gguf.tmp"
-    with written_bytes_progress(ctx, lambda: [out], total=40_000, every_s=0.05):
-        with out.open("wb") as handle:  # a writer that takes a while, like the converter
-            for _ in range(10):
-                handle.write(b"\0" * 3_000)
-                handle.flush()
-                time.sleep(0.06)
+    # a writer that takes a while, like the converter
+    with written_bytes_progress(ctx, lambda: [out], total=40_000, every_s=0.05), out.open("wb") as handle:
+        for _ in range(10):
+            handle.write(b"\0" * 3_000)
+            handle.flush()
+            time.sleep(0.06)
     events = [e for e in read_events(ctx.run.events) if e["type"] == "progress"]
     assert events[0]["done"] == 0 and events[0]["total"] == 40_000 and events[0]["stage"] == "gguf"
     middle = events[1:-1]
