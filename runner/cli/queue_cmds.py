@@ -55,13 +55,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep following until the job ends")
     p.set_defaults(handler=_with_store(_log))
 
-    for verb, action, help_ in (
-        ("cancel", _cancel, "cancel queued or running jobs"),
-        ("retry", _retry, "requeue failed, interrupted or cancelled jobs"),
-    ):
-        p = sub.add_parser(verb, help=help_)
-        p.add_argument("ids", nargs="+", type=argtypes.job_id, metavar="ID")
-        p.set_defaults(handler=_with_store(_each(action)))
+    p = sub.add_parser("cancel", help="cancel queued or running jobs")
+    p.add_argument("ids", nargs="+", type=argtypes.job_id, metavar="ID")
+    p.set_defaults(handler=_with_store(_each(_cancel)))
+
+    p = sub.add_parser(
+        "retry",
+        help="requeue failed, interrupted or cancelled jobs",
+        description="Requeue jobs in their run directories: finished stages are reused, training resumes "
+        "from its newest checkpoint. With --job, one job runs with an edited job file, and only the "
+        "stages whose inputs changed run again (e.g. `tuneq retry 3 --job jobs/x.toml` after fixing a "
+        "smoke prompt: training is not repeated).",
+    )
+    p.add_argument("ids", nargs="+", type=argtypes.job_id, metavar="ID")
+    p.add_argument("--job", metavar="FILE", help="the edited job file (one ID only)")
+    p.set_defaults(handler=_with_store(_retry))
 
     p = sub.add_parser("remove", help="forget finished jobs")
     p.add_argument("ids", nargs="+", type=argtypes.job_id, metavar="ID")
@@ -176,7 +184,18 @@ def _cancel(store: Store, job_id: int) -> str:
     return f"job {job_id}: cancel requested; the worker stops it"
 
 
-def _retry(store: Store, job_id: int) -> str:
+def _retry(store: Store, args: argparse.Namespace) -> int:
+    if args.job is None:
+        return _each(_retry_one)(store, args)
+    if len(args.ids) != 1:
+        print("tuneq: retry --job takes one job id (the edited file is that job's)", file=sys.stderr)
+        return EXIT_USAGE
+    job, plan = commands.retry_edited(store, args.ids[0], args.job)
+    print(f"job {job.id} queued again with {args.job}: {plan}")
+    return EXIT_OK
+
+
+def _retry_one(store: Store, job_id: int) -> str:
     job = commands.retry(store, job_id)
     return f"job {job.id} queued again (it resumes from {job.run_dir})"
 

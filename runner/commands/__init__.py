@@ -15,14 +15,16 @@ from functools import partial
 from pathlib import Path
 
 from runner.cluster.address import ClusterInfo, read_cluster_info, too_many_gpus
-from runner.commands.staging import adopt_staged, stage_run_dir
+from runner.commands.staging import adopt_staged, replace_inputs, stage_run_dir
 from runner.commands.validate import DataCheck, base_architecture, validate_file
 from runner.core.events import Event, EventTail
 from runner.core.paths import ensure_dir
 from runner.core.rundir import RunDir
-from runner.spec import LoadedSpec, Problem, SpecError
+from runner.core.stages import STAGE_NAMES
+from runner.spec import LoadedSpec, Problem, SpecError, parse_spec
 from runner.spec.load import key_line
-from runner.store import Job, JobError, NewJob, Store
+from runner.spec.stages import first_changed_stage
+from runner.store import Job, JobError, NewJob, Store, WrongState
 
 
 def runs_root(store: Store) -> Path:
@@ -139,6 +141,30 @@ def cancel(store: Store, job_id: int) -> Job:
 def retry(store: Store, job_id: int) -> Job:
     """Requeue a failed, interrupted or cancelled job (it resumes from its run directory)."""
     return store.retry(job_id, now=time.time())
+
+
+def retry_edited(store: Store, job_id: int, path: str | Path) -> tuple[Job, str]:
+    """Requeue a failed, interrupted or cancelled job with an edited job file, in the same run directory:
+    every finished stage whose inputs did not change is reused. Returns the job and a line saying which
+    stages run again and why. The file is validated as ``submit`` does first (:class:`SpecError`)."""
+    job = store.get(job_id)
+    if not job.state.is_retryable:  # before the run directory is touched
+        raise WrongState(job_id, job.state, "only failed, interrupted or cancelled jobs can be retried")
+    (loaded,) = load_all([path])
+    old = parse_spec(store.spec_text(job_id), f"job {job_id}")
+    data_changed = replace_inputs(RunDir(Path(job.run_dir)), loaded)
+    changed = ("data", ["the data file"]) if data_changed else first_changed_stage(old, loaded.spec)
+    edited = NewJob(loaded.spec.name, loaded.text, loaded.spec_hash, str(loaded.path.resolve()))
+    job = store.retry(job_id, now=time.time(), edited=edited)
+    if changed is None:
+        return job, "nothing changed that a stage depends on: finished stages are reused"
+    stage, why = changed
+    reused = STAGE_NAMES[: STAGE_NAMES.index(stage)]
+    return job, (
+        f"{', '.join(why) or 'its inputs'} changed: "
+        + (f"reuses {', '.join(reused)}; " if reused else "")
+        + f"runs {', '.join(STAGE_NAMES[STAGE_NAMES.index(stage) :])} again"
+    )
 
 
 def set_priority(store: Store, job_id: int, priority: int) -> Job:

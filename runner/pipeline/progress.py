@@ -3,7 +3,8 @@
 Their libraries report nothing while they work: on an 8B model that is minutes of silence. While such a
 stage runs, a thread measures what it has written so far against what the stage is expected to write
 (runner/core/disksize.py) and emits ``progress`` events with ``done``, ``total``, ``unit`` and ``eta_s``:
-one at the start, one every ``every_s`` seconds, and one at the end. The CLI, the worker and the TUI read
+one at the start, one each ``every_s`` seconds in which the output grew (and every ``QUIET_S`` while it
+does not), and one at the end. The CLI, the worker and the TUI read
 them like the training's steps.
 """
 
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from runner.pipeline.context import StageContext
 
-EVERY_S = 2.0
+EVERY_S = 2.0  # how often the output is measured; an event when it grew
+QUIET_S = 30.0  # an event at least this often while it does not grow
 
 
 def bytes_under(paths: Iterable[Path]) -> int:
@@ -39,15 +41,20 @@ def written_bytes_progress(
     """Emit ``progress`` events for the bytes under ``outputs()`` while the block runs."""
     start = time.monotonic()
     stopped = threading.Event()
+    said, said_at = -1, start  # the bytes the last event said, and when
 
     def report(final: bool = False) -> None:
+        nonlocal said, said_at
         done = bytes_under(outputs())
+        now = time.monotonic()
+        if not final and done == said and now - said_at < QUIET_S:
+            return  # nothing new to say (a converter still loading)
         expected = done if final else total  # the estimate is a few per cent off: the end is the end
-        elapsed = time.monotonic() - start
         eta = None
         if expected and 0 < done < expected:
-            eta = round(elapsed * (expected - done) / done, 1)
+            eta = round((now - start) * (expected - done) / done, 1)
         ctx.emit("progress", done=done, total=expected, unit="bytes", eta_s=eta)
+        said, said_at = done, now
 
     def watch() -> None:
         while not stopped.wait(every_s):
