@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import JobFactory
 from tui_fixtures import (
     FIXED_NOW,
     WORKER,
@@ -167,6 +168,31 @@ def test_retry_and_priority(store: Store, ids: dict[str, int], tmp_path: Path) -
         await pilot.press("r")  # a succeeded job cannot be retried: a warning, nothing changes
         await noted(pilot, "only failed, interrupted or cancelled")
         assert store.get(ids["demo-tiny"]).state is JobState.SUCCEEDED
+
+    drive(make_app(store, tmp_path), scenario)
+
+
+def test_retry_with_the_fixed_job_file(store: Store, make_job: JobFactory, tmp_path: Path) -> None:
+    """``R``: the job file it was submitted from, fixed since, after a question naming what runs again."""
+    path = make_job("fix-me")
+    (job,) = commands.submit(store, [path])
+    assert store.claim(WORKER.id, now=FIXED_NOW, lease_s=1e9) is not None
+    store.transition(job.id, JobState.RUNNING, JobState.FAILED, now=FIXED_NOW, reason="smoke failed")
+    path.write_text(path.read_text() + "\n[smoke]\nmax_tokens = 64\n")
+
+    async def scenario(pilot) -> None:
+        await loaded(pilot)
+        select(pilot, job.id)
+        await pilot.press("R")
+        await shows(pilot, "smoke changed: reuses data, train, lora", "runs smoke, fidelity, ship again")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: store.get(job.id).state is JobState.QUEUED)
+        assert "max_tokens = 64" in store.spec_text(job.id)
+        path.write_text(path.read_text() + "[train]\nlearnig_rate = 1\n")
+        store.transition(job.id, JobState.QUEUED, JobState.CANCELLED, now=FIXED_NOW)
+        await pilot.press("R")  # a file that no longer validates: its problem, nothing requeued
+        await noted(pilot, "train.learnig_rate: unknown key")
+        assert store.get(job.id).state is JobState.CANCELLED
 
     drive(make_app(store, tmp_path), scenario)
 

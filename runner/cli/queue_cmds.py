@@ -191,7 +191,7 @@ def _retry(store: Store, args: argparse.Namespace) -> int:
         print("tuneq: retry --job takes one job id (the edited file is that job's)", file=sys.stderr)
         return EXIT_USAGE
     job, plan = commands.retry_edited(store, args.ids[0], args.job)
-    print(f"job {job.id} queued again with {args.job}: {plan}")
+    print(f"job {job.id} queued again with {args.job}: {plan.describe()}")
     return EXIT_OK
 
 

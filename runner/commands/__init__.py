@@ -11,11 +11,12 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from runner.cluster.address import ClusterInfo, read_cluster_info, too_many_gpus
-from runner.commands.staging import adopt_staged, replace_inputs, stage_run_dir
+from runner.commands.staging import adopt_staged, replace_inputs, same_data, stage_run_dir
 from runner.commands.validate import DataCheck, base_architecture, validate_file
 from runner.core.events import Event, EventTail
 from runner.core.paths import ensure_dir
@@ -143,28 +144,46 @@ def retry(store: Store, job_id: int) -> Job:
     return store.retry(job_id, now=time.time())
 
 
-def retry_edited(store: Store, job_id: int, path: str | Path) -> tuple[Job, str]:
-    """Requeue a failed, interrupted or cancelled job with an edited job file, in the same run directory:
-    every finished stage whose inputs did not change is reused. Returns the job and a line saying which
-    stages run again and why. The file is validated as ``submit`` does first (:class:`SpecError`)."""
+@dataclass(frozen=True)
+class RetryPlan:
+    """What ``retry_edited`` will do with an edited job file: which stages run again and why."""
+
+    loaded: LoadedSpec
+    data_changed: bool
+    rerun_from: str | None  # the first stage that runs again (``None``: every finished stage is reused)
+    changed: list[str]  # what changed: job-file sections, or "the data file"
+
+    def describe(self) -> str:
+        """One line: ``smoke changed: reuses data, …; runs smoke, fidelity, ship again``."""
+        if self.rerun_from is None:
+            return "nothing changed that a stage depends on: finished stages are reused"
+        at = STAGE_NAMES.index(self.rerun_from)
+        reused = f"reuses {', '.join(STAGE_NAMES[:at])}; " if at else ""
+        return f"{', '.join(self.changed)} changed: {reused}runs {', '.join(STAGE_NAMES[at:])} again"
+
+
+def plan_retry(store: Store, job_id: int, path: str | Path) -> RetryPlan:
+    """Validate an edited job file for a retryable job (as ``submit`` does) and tell what would run again;
+    nothing is changed. :class:`WrongState` for a job that cannot be retried, :class:`SpecError` for the
+    file."""
     job = store.get(job_id)
-    if not job.state.is_retryable:  # before the run directory is touched
+    if not job.state.is_retryable:
         raise WrongState(job_id, job.state, "only failed, interrupted or cancelled jobs can be retried")
     (loaded,) = load_all([path])
-    old = parse_spec(store.spec_text(job_id), f"job {job_id}")
-    data_changed = replace_inputs(RunDir(Path(job.run_dir)), loaded)
-    changed = ("data", ["the data file"]) if data_changed else first_changed_stage(old, loaded.spec)
+    if not same_data(RunDir(Path(job.run_dir)), loaded):
+        return RetryPlan(loaded, True, STAGE_NAMES[0], ["the data file"])
+    changed = first_changed_stage(parse_spec(store.spec_text(job_id), f"job {job_id}"), loaded.spec)
+    return RetryPlan(loaded, False, *(changed or (None, [])))
+
+
+def retry_edited(store: Store, job_id: int, path: str | Path) -> tuple[Job, RetryPlan]:
+    """Requeue a failed, interrupted or cancelled job with an edited job file, in the same run directory:
+    every finished stage whose inputs did not change is reused (:func:`plan_retry` says which)."""
+    plan = plan_retry(store, job_id, path)
+    loaded = plan.loaded
+    replace_inputs(RunDir(Path(store.get(job_id).run_dir)), loaded)
     edited = NewJob(loaded.spec.name, loaded.text, loaded.spec_hash, str(loaded.path.resolve()))
-    job = store.retry(job_id, now=time.time(), edited=edited)
-    if changed is None:
-        return job, "nothing changed that a stage depends on: finished stages are reused"
-    stage, why = changed
-    reused = STAGE_NAMES[: STAGE_NAMES.index(stage)]
-    return job, (
-        f"{', '.join(why) or 'its inputs'} changed: "
-        + (f"reuses {', '.join(reused)}; " if reused else "")
-        + f"runs {', '.join(STAGE_NAMES[STAGE_NAMES.index(stage) :])} again"
-    )
+    return store.retry(job_id, now=time.time(), edited=edited), plan
 
 
 def set_priority(store: Store, job_id: int, priority: int) -> Job:

@@ -73,21 +73,18 @@ def adopt_staged(staged: Path, loaded: LoadedSpec, job_id: int) -> RunDir:
         return RunDir(root)
 
 
-def replace_inputs(run: RunDir, loaded: LoadedSpec) -> bool:
+def replace_inputs(run: RunDir, loaded: LoadedSpec) -> None:
     """Give an existing run directory (of a job not running) an edited job file: its spec text, job facts
-    and data copy. Returns whether the data differs from the copy it held; then the data stage's marker and
-    the checkpoints, made from the old rows, are removed so that everything runs again."""
+    and data copy. Where the data differs from the copy it held, the data stage's marker and the
+    checkpoints, made from the old rows, are removed so that everything runs again."""
     info = run.read_job_info()
-    same_data = _same_data(run, loaded)
-    if not same_data:
-        old_copy = info.get("data_path")
+    if not same_data(run, loaded):
         run.stage_marker("data").unlink(missing_ok=True)
         shutil.rmtree(run.checkpoints, ignore_errors=True)
-        if old_copy is not None:
+        if (old_copy := info.get("data_path")) is not None:
             (run.root / old_copy).unlink(missing_ok=True)
     _write_inputs(run, loaded)
     _write_job_info(run, loaded, str(info["job"]))
-    return not same_data
 
 
 STAGING_PREFIX = ".submit-"
@@ -134,11 +131,11 @@ def _write_job_info(run: RunDir, loaded: LoadedSpec, job_id: str) -> None:
 
 def _holds(run: RunDir, loaded: LoadedSpec) -> bool:
     """Whether an existing run directory was made from the same spec and the same data."""
-    return run.read_job_info().get("spec_hash") == loaded.spec_hash and _same_data(run, loaded)
+    return run.read_job_info().get("spec_hash") == loaded.spec_hash and same_data(run, loaded)
 
 
-def _same_data(run: RunDir, loaded: LoadedSpec) -> bool:
-    """Whether the run directory's data copy holds what the job file's data source holds now."""
+def same_data(run: RunDir, loaded: LoadedSpec) -> bool:
+    """Whether a run directory's data copy holds what the job file's data source holds now."""
     src, copy = _local_data(loaded), run.read_job_info().get("data_path")
     if src is None or copy is None:
         return src is None and copy is None

@@ -16,6 +16,7 @@ from textual.worker import get_current_worker
 
 from runner import commands
 from runner.core.jobstate import JobState
+from runner.spec import SpecError
 from runner.store import Job, JobError, StoreError
 from tui.context import TuiContext
 from tui.messages import JobsPolled, StoreFailed
@@ -57,6 +58,7 @@ class QueueScreen(Screen[None]):
         Binding("n", "submit", "Submit"),
         Binding("c", "cancel", "Cancel"),
         Binding("r", "retry", "Retry"),
+        Binding("R", "retry_edited", "Retry edited"),
         Binding("plus,equals_sign", "priority(1)", "Prio+"),
         Binding("minus", "priority(-1)", "Prio-"),
         Binding("slash", "filter", "Filter"),
@@ -214,6 +216,29 @@ class QueueScreen(Screen[None]):
         if job := self._selected():
             self._intent(commands.retry, job.id)
 
+    def action_retry_edited(self) -> None:
+        """Retry with the job file as it is now (the file it was submitted from, fixed by the user)."""
+        if job := self._selected():
+            self._plan_retry(job)
+
+    @work(thread=True, group="intent")
+    def _plan_retry(self, job: Job) -> None:
+        """Validate the edited file off the UI thread, then ask before requeueing."""
+        try:
+            plan = commands.plan_retry(self.ctx.store, job.id, job.source_path)
+        except (JobError, SpecError, StoreError) as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="warning", markup=False)
+            return
+        question = f"Retry job {job.id} with {job.source_path} as it is now?\n{plan.describe()}"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._intent(
+                    lambda store, job_id: commands.retry_edited(store, job_id, job.source_path)[0], job.id
+                )
+
+        self.app.call_from_thread(self.app.push_screen, ConfirmScreen(question), answered)
+
     def action_priority(self, delta: int) -> None:
         if job := self._selected():
             self._intent(lambda store, job_id: commands.bump_priority(store, job_id, delta), job.id)
@@ -223,8 +248,8 @@ class QueueScreen(Screen[None]):
         """Write an intent through runner.commands (off the UI thread) and say what happened."""
         try:
             job = command(self.ctx.store, job_id)
-        except (JobError, StoreError) as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="warning")
+        except (JobError, SpecError, StoreError) as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="warning", markup=False)
             return
         note = "cancel requested" if job.cancel_requested else f"{job.state}, priority {job.priority}"
         self.app.call_from_thread(self.notify, f"job {job.id}: {note}")
