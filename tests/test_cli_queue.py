@@ -18,7 +18,7 @@ from conftest import FAKE_PIPELINE, JobFactory
 from runner.backends.local import LocalBackend
 from runner.cli import main
 from runner.core.jobstate import JobState
-from runner.store import SCHEMA_VERSION, Store
+from runner.store import SCHEMA_VERSION, Progress, Store
 from runner.worker import daemon
 from runner.worker.clock import SystemClock
 from runner.worker.linger import linger_warning
@@ -102,6 +102,11 @@ def test_show_and_json(home: Path, make_job: JobFactory, capsys) -> None:
     job = json.loads(tuneq(capsys, "show", "1", "--json")[1])["job"]
     assert job["spec_text"] == path.read_text()
     assert job["events_path"].endswith("runs/1/events.jsonl")
+    with Store() as store:
+        store.claim("w", now=time.time(), lease_s=60)
+        store.update_progress(1, "w", Progress("train", 12, 60, 0.0025502571370452642, 30.0))
+    out = tuneq(capsys, "show", "1")[1]
+    assert "loss:           0.0026\n" in out and "progress:       12/60 (20%)" in out
 
 
 def test_unknown_ids_and_wrong_states_are_one_line_errors(home: Path, make_job: JobFactory, capsys) -> None:

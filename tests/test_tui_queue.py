@@ -182,6 +182,7 @@ def test_retry_with_the_fixed_job_file(store: Store, make_job: JobFactory, tmp_p
 
     async def scenario(pilot) -> None:
         await loaded(pilot)
+        await shows(pilot, "· 1 job ·")
         select(pilot, job.id)
         await pilot.press("R")
         await shows(pilot, "smoke changed: reuses data, train, lora", "runs smoke, fidelity, ship again")

@@ -22,6 +22,7 @@ from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from runner.cli.queue_view import job_details, jobs_table
 from runner.core.events import format_event
 from runner.core.jobstate import JobState
+from runner.core.present import count
 from runner.core.rundir import RunDir
 from runner.core.workers import worker_alive
 from runner.spec import SpecError
@@ -274,7 +275,7 @@ def _backup(args: argparse.Namespace) -> int:
     except (StoreError, OSError) as exc:
         print(f"tuneq: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"backed up {source} ({jobs} jobs) to {args.path}")
+    print(f"backed up {source} ({count(jobs, 'job')}) to {args.path}")
     return EXIT_OK
 
 

@@ -54,7 +54,7 @@ def job_details(job: Job) -> str:
         ("retries left", job.retries_left),
         ("stage", p.stage),
         ("progress", progress_label(job)),
-        ("loss", p.loss),
+        ("loss", None if p.loss is None else f"{p.loss:.4f}"),
         ("eta", None if p.eta_s is None else age(p.eta_s)),
         ("reason", job.reason),
         ("created", iso(job.created_at)),

@@ -1,4 +1,4 @@
-"""Words for jobs that the CLI and the TUI both print: a job's state label and short ages."""
+"""Words for jobs that the CLI and the TUI both print: a job's state label, counts and short ages."""
 
 from __future__ import annotations
 
@@ -17,3 +17,8 @@ def age(seconds: float) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
+
+
+def count(n: int, noun: str) -> str:
+    """``1 job``, ``3 jobs``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")

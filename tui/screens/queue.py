@@ -16,6 +16,7 @@ from textual.worker import get_current_worker
 
 from runner import commands
 from runner.core.jobstate import JobState
+from runner.core.present import count
 from runner.spec import SpecError
 from runner.store import Job, JobError, StoreError
 from tui.context import TuiContext
@@ -147,7 +148,7 @@ class QueueScreen(Screen[None]):
         self.query_one("#title", Static).update(
             Text.assemble(
                 ("tuneq ", "bold"),
-                f"· {len(self.jobs)} jobs · {running} running · {queued} queued   ",
+                f"· {count(len(self.jobs), 'job')} · {running} running · {queued} queued   ",
                 (filters, "dim"),
             )
         )
