@@ -9,11 +9,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from runner.cli import job_cmds, queue_cmds, ship_cmds, tui_cmd
+import argcomplete
+
+from runner.cli import completion, job_cmds, queue_cmds, ship_cmds, tui_cmd
 from runner.cli.exitcodes import EXIT_INTERRUPTED, EXIT_USAGE
 from runner.core.paths import StateDirError
 
-_MODULES = [job_cmds, queue_cmds, ship_cmds, tui_cmd]
+_MODULES = [job_cmds, queue_cmds, ship_cmds, tui_cmd, completion]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +39,9 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tuneq`` script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argcomplete.autocomplete(parser)  # answers a shell's tab completion and exits; else does nothing
+    args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
     except StateDirError as exc:
