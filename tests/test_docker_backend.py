@@ -498,9 +498,7 @@ def test_missing_image_is_a_clear_error(engine: str, client: docker.DockerClient
 @pytest.mark.slow
 def test_demo_job_runs_in_a_container(engine: str, client: docker.DockerClient, tmp_path: Path) -> None:
     """The real pipeline on the demo job, in the test image with this checkout mounted read-only."""
-    demo = ROOT / "jobs" / "demo-tiny.toml"
-    if not demo.exists() or not (ROOT / "runner" / "pipeline" / "__main__.py").exists():
-        pytest.skip("jobs/demo-tiny.toml or runner/pipeline is not written yet")
+    demo = ROOT / "jobs" / "demo-tiny.toml"  # renamed or gone: the test fails, it does not skip
     from runner.commands.staging import prepare_run_dir
     from runner.spec.load import load_spec
 
