@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
         help="a directory (hard-links where possible, checksums verified) or user@host:path",
     )
     p.set_defaults(handler=cmd_ship)
-    p = sub.add_parser("push", help="upload a run's ship/ folder to the Hugging Face Hub (token: HF_TOKEN)")
+    p = sub.add_parser("push", help="upload a run's ship/ folder to the Hugging Face Hub (token: HF_TOKEN, or the one `hf auth login` saved)")
     p.add_argument("run", metavar="ID|RUN_DIR", help="a job id or a run directory")
     p.add_argument("--repo", required=True, help="the model repo, e.g. user/my-model")
     p.add_argument("--dry-run", action="store_true", help="list what would be uploaded, upload nothing")

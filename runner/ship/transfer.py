@@ -135,10 +135,18 @@ def to_remote(folder: Path, dest: Remote) -> list[str]:
 
 
 def hub_token() -> str:
-    """The Hugging Face token, from the environment only."""
-    token = os.environ.get("HF_TOKEN")
+    """The Hugging Face token: ``HF_TOKEN``, else the one ``hf auth login`` saved (huggingface_hub's own
+    lookup, where it is installed)."""
+    try:
+        from huggingface_hub import get_token
+    except ImportError:  # the core install: the environment only
+        token = os.environ.get("HF_TOKEN")
+    else:
+        token = get_token()
     if not token:
-        raise ShipError("HF_TOKEN is not set: export a Hugging Face token with write access")
+        raise ShipError(
+            "no Hugging Face token: run `hf auth login`, or export HF_TOKEN (a token with write access)"
+        )
     return token
 
 
