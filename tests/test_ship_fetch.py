@@ -144,3 +144,21 @@ def test_a_failed_copy_over_an_earlier_one_leaves_no_sums_to_vouch_for_it(
     done = ship(str(run_dir), str(dest), state=tmp_path / "state")
     assert done.returncode == 2 and "no space left" in done.stderr, done
     assert sorted(p.name for p in dest.iterdir()) == ["README.md", "commands.txt"]
+
+
+def test_the_tui_refuses_to_start_on_a_bad_ship_host(tmp_path: Path) -> None:
+    env = {**os.environ, "TUNEQ_HOME": str(tmp_path / "state"), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "runner", "tui"]
+    done = subprocess.run(
+        command,
+        env={**env, "TUNEQ_SHIP_HOST": "gpu box"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr == "tuneq tui: $TUNEQ_SHIP_HOST: 'gpu box' is not a host: write [user@]host[:port], "
+        "e.g. root@ssh4.example.net:41234 ([addr]:port for IPv6)\n"
+    )

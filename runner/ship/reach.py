@@ -31,7 +31,7 @@ SHIP_HOST_ENV = "TUNEQ_SHIP_HOST"
 SHIP_HOST_FILE = "ship_host"
 SSH_PORT = 22
 _SETTING = re.compile(r"(?:(?P<user>[^@]*)@)?(?P<host>\[[^\]]*\]|[^:\[\]]*)(?::(?P<port>[^:]*))?")
-EXAMPLE = "root@ssh4.example.net:41234"
+_EXAMPLE = "root@ssh4.example.net:41234"
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def ship_host(state: Path, env: Mapping[str, str] = os.environ) -> SshHost:
 def parse_setting(setting: str, source: str) -> SshHost:
     """``[user@]host[:port]`` read from ``source``; :class:`ShipError` naming it and the fix."""
     match = _SETTING.fullmatch(setting)
-    fix = f"write [user@]host[:port], e.g. {EXAMPLE} ([addr]:port for IPv6)"
+    fix = f"write [user@]host[:port], e.g. {_EXAMPLE} ([addr]:port for IPv6)"
     if match is None or not valid_host(match["host"]):
         raise ShipError(f"{source}: {setting!r} is not a host: {fix}")
     user, port = match["user"], match["port"]

@@ -94,7 +94,7 @@ class SubmitScreen(Screen[None]):
         options = self.query_one("#files", OptionList)
         options.clear_options()
         shown = [p for p in self.files if needle in str(p.relative_to(self.ctx.jobs_dir)).lower()]
-        options.add_options([Option(str(p.relative_to(self.ctx.jobs_dir)), id=str(p)) for p in shown])
+        options.add_options([Option(Text(str(p.relative_to(self.ctx.jobs_dir))), id=str(p)) for p in shown])
         if shown:
             options.highlighted = 0
         else:
