@@ -248,3 +248,34 @@ def test_submit_warns_when_the_only_worker_row_is_a_dead_process(
     with Store(default_path()) as store:  # a worker killed before it could unregister
         store.heartbeat(WorkerInfo("gone", socket.gethostname(), dead.pid, 0, 0), now=time.time(), lease_s=60)
     assert "tuneq daemon start" in tuneq(capsys, "submit", str(make_job("a")))[2]
+
+
+@pytest.mark.parametrize("name", ["[/]", "a/b", "\x1b[2Jwiped", "-rf", ""])
+def test_submit_refuses_a_name_the_job_file_could_not_have(
+    home: Path, make_job: JobFactory, name: str
+) -> None:
+    job = make_job("ok")
+    command = [sys.executable, "-m", "runner", "submit", str(job), f"--name={name}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done
+    assert done.stderr.startswith("--name: ") and "a job name is" in done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "\x1b" not in done.stderr
+    with Store() as store:
+        assert store.list_jobs() == []  # nothing queued
+    ok = subprocess.run(
+        [*command[:-1], "--name=Mon job 2"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (ok.returncode, ok.stdout) == (0, "job 1 queued: Mon job 2 (priority 0)\n"), ok.stderr
+
+
+def test_status_and_show_print_old_names_without_escapes(home: Path, make_job: JobFactory, capsys) -> None:
+    """A name queued before ``--name`` was checked: no escape sequence or line break reaches the terminal."""
+    assert tuneq(capsys, "submit", str(make_job("ok")))[0] == 0
+    with Store() as store, sqlite3.connect(store.path) as conn:  # as an old queue may hold it
+        conn.execute("UPDATE jobs SET name = ? WHERE id = 1", ("\x1b]0;pwned\x07\x1b[31mred\nfake 9",))
+    code, out, _ = tuneq(capsys, "status")
+    assert code == 0 and "\x1b" not in out and "\x07" not in out
+    assert out.splitlines()[1].split()[:3] == ["1", "red", "fake"]
+    code, out, _ = tuneq(capsys, "show", "1")
+    assert code == 0 and "\x1b" not in out
+    assert "name:           red fake 9" in out.splitlines()

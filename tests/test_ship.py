@@ -19,6 +19,7 @@ from runner.dataset.templates import chat_template_for
 from runner.ship.card import commands
 from runner.ship.files import write_sums
 from runner.ship.modelfile import GgufChat, derive_turns, go_template, modelfile, read_gguf_chat, render_chat
+from runner.ship.reach import SshHost
 from runner.spec import load_spec
 from runner.spec.model import TemplateSpec
 from tui.ship import ship_commands
@@ -326,7 +327,8 @@ def test_ship_into_an_earlier_copy_or_an_empty_directory(run_dir: Path, tmp_path
 def test_the_tui_offers_the_commands_of_commands_txt() -> None:
     spec = load_spec(ROOT / "jobs" / "demo-tiny.toml").spec
     lines = commands(spec, "demo-tiny-Q8_0.gguf", None).splitlines()
-    offered = ship_commands(Path("/runs/1/gguf/demo-tiny-Q8_0.gguf"), spec.artifact_name, "me@gpu-box")
+    host = SshHost("me", "gpu-box", None, "a test")
+    offered = ship_commands(Path("/runs/1/gguf/demo-tiny-Q8_0.gguf"), spec.artifact_name, host)
     runs = [c.text for c in offered if c.text.startswith("llama-")]
     assert runs and all(line in lines for line in runs)  # llama-cli, llama-server with the same flags
     ollama = next(c.text for c in offered if c.label == "Ollama Modelfile").splitlines()[0]

@@ -226,3 +226,24 @@ def test_worker_heartbeat_brings_the_banner_down(store: Store, tmp_path: Path) -
         await wait_for(pilot, lambda: "tuneq daemon start" not in screen_text(pilot.app))
 
     drive(make_app(store, tmp_path), scenario)
+
+
+def test_names_are_shown_as_text_not_markup(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
+    """Names queued before ``--name`` was checked (an old queue): Rich markup and escape sequences are
+    shown as plain text in the table, the cancel question and the job screen, never interpreted."""
+    root = commands.runs_root(store)
+    markup = add_job(store, root, "[/]", age_s=10)
+    escape = add_job(store, root, "\x1b[31mred\x1b]0;title\x07\nx [bold]", age_s=5)
+
+    async def scenario(pilot) -> None:
+        await wait_for(pilot, lambda: "[/]" in names(pilot))
+        assert "red x [bold]" in names(pilot)
+        select(pilot, markup)
+        await pilot.press("c")
+        await shows(pilot, "Really cancel the queued job", "([/])?")
+        await pilot.press("n")
+        select(pilot, escape)
+        await pilot.press("enter")
+        await shows(pilot, f"job {escape} red x [bold]")
+
+    drive(make_app(store, tmp_path), scenario, size=(160, 40))

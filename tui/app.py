@@ -9,6 +9,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
+from runner.ship.reach import ship_host
 from runner.store import Store
 from tui.context import TuiContext
 from tui.screens.help import HelpScreen
@@ -44,7 +45,9 @@ class TuneqApp(App[None]):
 
 
 def run(jobs_dir: Path) -> int:
-    """Open the TUI on the state directory's store (``TUNEQ_HOME``); return an exit code."""
+    """Open the TUI on the state directory's store (``TUNEQ_HOME``); return an exit code.
+
+    :class:`runner.ship.transfer.ShipError` (before anything is drawn) for an unusable ship host setting."""
     with Store() as store:
-        TuneqApp(TuiContext(store, jobs_dir.resolve())).run()
+        TuneqApp(TuiContext(store, jobs_dir.resolve(), ship_host(store.path.parent))).run()
     return 0

@@ -20,13 +20,13 @@ from runner import commands
 from runner.cli import argtypes
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from runner.cli.queue_view import job_details, jobs_table
-from runner.core.events import format_event
+from runner.core.events import format_event, terminal_safe
 from runner.core.jobstate import JobState
-from runner.core.present import count
+from runner.core.present import count, one_line, stopped_ending
 from runner.core.rundir import RunDir
 from runner.core.workers import worker_alive
 from runner.spec import SpecError
-from runner.store import JSON_VERSION, Job, JobError, Store, StoreError, default_path
+from runner.store import JSON_VERSION, Job, JobError, Store, StoreError, default_path, iso
 from runner.store.backup import backup
 from runner.worker import daemon
 from runner.worker.linger import linger_warning
@@ -142,7 +142,7 @@ def _print_json(data: dict[str, Any]) -> None:
 
 def _submit(store: Store, args: argparse.Namespace) -> int:
     for job in commands.submit(store, args.files, priority=args.priority, name=args.name):
-        print(f"job {job.id} queued: {job.name} (priority {job.priority})")
+        print(f"job {job.id} queued: {one_line(job.name)} (priority {job.priority})")
     if not any(worker_alive(w, time.time()) for w in store.workers()):
         print("no worker is running: start one with `tuneq daemon start`", file=sys.stderr)
     return EXIT_OK
@@ -173,9 +173,13 @@ def _show(store: Store, args: argparse.Namespace) -> int:
 def _log(store: Store, args: argparse.Namespace) -> int:
     for event in commands.job_events(store, args.id, follow=args.follow):
         print(format_event(event), flush=True)
+    job = store.get(args.id)
+    if words := stopped_ending(job.state, job.reason):
+        stamp = (iso(job.finished_at) or "")[11:19]
+        print(f"{stamp:<8} {'-':<9} {terminal_safe(words)}")  # what the worker made of the pipeline's stop
     if not args.follow:
         return EXIT_OK
-    return EXIT_OK if store.get(args.id).state is JobState.SUCCEEDED else EXIT_FAILED
+    return EXIT_OK if job.state is JobState.SUCCEEDED else EXIT_FAILED
 
 
 def _cancel(store: Store, job_id: int) -> str:

@@ -24,6 +24,7 @@ from runner.core.rundir import RunDir
 from runner.core.stages import STAGE_NAMES
 from runner.spec import LoadedSpec, Problem, SpecError, parse_spec
 from runner.spec.load import key_line
+from runner.spec.model import check_job_name
 from runner.spec.stages import first_changed_stage
 from runner.store import Job, JobError, NewJob, Store, WrongState
 
@@ -88,8 +89,11 @@ def submit(
 ) -> list[Job]:
     """Validate all files, then queue each with a run directory holding its spec text and data copy.
 
-    An invalid file raises :class:`SpecError` before anything is queued.
+    An invalid file, or a ``name`` that breaks the job file's naming rule, raises :class:`SpecError` before
+    anything is queued.
     """
+    if name is not None:
+        _check_name(name)
     root = runs_root(store)
     all_loaded = load_all(paths)
     _check_cluster_gpus(all_loaded, read_cluster_info(store.path.parent))
@@ -109,6 +113,14 @@ def submit(
         finally:
             shutil.rmtree(staged, ignore_errors=True)  # gone already once adopted
     return jobs
+
+
+def _check_name(name: str) -> None:
+    """Refuse a ``--name`` that a job file's ``name`` could not be (:class:`SpecError`, one line)."""
+    try:
+        check_job_name(name)
+    except ValueError as exc:
+        raise SpecError([Problem("--name", None, None, f"{name!r}: {exc}")]) from None
 
 
 def _check_cluster_gpus(loaded: Sequence[LoadedSpec], cluster: ClusterInfo | None) -> None:

@@ -136,7 +136,7 @@ def _describe(event: Event) -> str:
     if kind == "stage_start":
         return f"{head} started" + (f" ({event['reused']})" if event.get("reused") else "")
     if kind == "stage_end":
-        state = "done" if event.get("ok") else "FAILED"
+        state = "done" if event.get("ok") else "stopped" if event.get("stopped") else "FAILED"
         return f"{head} {state} in {event.get('seconds', 0):.1f}s" + (
             " (reused)" if event.get("reused") else ""
         )
@@ -151,10 +151,9 @@ def _describe(event: Event) -> str:
         return f"{head} ERROR {event.get('cause')}" + (
             f"\n          hint: {event['hint']}" if event.get("hint") else ""
         )
-    if kind == "job_end":
-        return f"{head} job {'succeeded' if event.get('ok') else 'failed'}" + (
-            f": {event['reason']}" if event.get("reason") else ""
-        )
+    if kind == "job_end":  # "stopped": the worker, which stopped it, logs what that meant (cancelled, ...)
+        outcome = "succeeded" if event.get("ok") else "stopped" if event.get("stopped") else "failed"
+        return f"{head} job {outcome}" + (f": {event['reason']}" if event.get("reason") else "")
     return f"{head} {event.get('message', '')}"
 
 

@@ -118,7 +118,7 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
             seconds = round(time.monotonic() - started, 2)
             failure, code = _describe_failure(exc, stage.name, stop)
             ctx.emit("error", **failure)
-            ctx.emit("stage_end", ok=False, seconds=seconds)
+            ctx.emit("stage_end", ok=False, seconds=seconds, stopped=code == EXIT_STOPPED or None)
             timings[stage.name] = {"seconds": seconds, "reused": False}
             break
         results[stage.name], timings[stage.name] = result, {"seconds": seconds, "reused": False}

@@ -16,7 +16,7 @@ from textual.worker import get_current_worker
 
 from runner import commands
 from runner.core.jobstate import JobState
-from runner.core.present import count
+from runner.core.present import count, one_line
 from runner.spec import SpecError
 from runner.store import Job, JobError, StoreError
 from tui.context import TuiContext
@@ -122,7 +122,7 @@ class QueueScreen(Screen[None]):
 
     @on(StoreFailed)
     def _failed(self, message: StoreFailed) -> None:
-        self.notify(message.error, title="queue database", severity="error", timeout=10)
+        self.notify(message.error, title="queue database", severity="error", timeout=10, markup=False)
 
     def watch_worker_alive(self, alive: bool) -> None:
         self.query_one("#banner").set_class(not alive, "-shown")
@@ -205,7 +205,7 @@ class QueueScreen(Screen[None]):
             )
             return
         what = "stop the running" if job.state is JobState.RUNNING else "cancel the queued"
-        question = f"Really {what} job {job.id} ({job.name})?"
+        question = f"Really {what} job {job.id} ({one_line(job.name)})?"
 
         def answered(yes: bool | None) -> None:
             if yes:

@@ -13,6 +13,7 @@ from textual.widgets.option_list import Option
 
 from runner.core.events import Event
 from runner.core.tested import TestedGguf
+from runner.ship.reach import SshHost
 from tui.format import size
 from tui.ship import ShipCommand, ship_commands
 
@@ -35,10 +36,11 @@ class ShipPanel(VerticalScroll):
         items: list[Event],
         tested: TestedGguf | None,
         model: str,
-        target: str,
+        host: SshHost,
         modelfile: str | None,
     ) -> None:
-        """Render the artifacts of the run directory ``root``; offer commands once the job tested a GGUF."""
+        """Render the artifacts of the run directory ``root``; offer commands once the job tested a GGUF,
+        fetching it from ``host`` (named with where that came from)."""
         text = Text()
         for item in items:
             text.append(f"{item['path']}", style="bold").append(f"  {size(item.get('bytes'))}\n")
@@ -46,8 +48,10 @@ class ShipPanel(VerticalScroll):
                 text.append(f"  sha256 {item['sha256']}\n", style="dim")
         if tested:
             text.append(f"tested {tested.label}: ", style="bold green").append(str(root / tested.path))
+            port = f" port {host.port}" if host.port else ""
+            text.append(f"\nfetched from {host.user}@{host.host}{port} ({host.source})", style="dim")
         self.query_one("#artifact-list", Static).update(text or Text("no artifacts yet", style="dim"))
-        commands = ship_commands(root / tested.path, model, target, modelfile) if tested else []
+        commands = ship_commands(root / tested.path, model, host, modelfile) if tested else []
         if commands == self.commands:
             return
         self.commands = commands
