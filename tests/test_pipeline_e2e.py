@@ -199,5 +199,8 @@ def test_retry_with_a_fixed_smoke_section_does_not_train_again(
     )
     assert again.returncode == 0, again.stderr[-2000:]
     events = read_events(Path(job.run_dir) / "events.jsonl")
-    ran = [e["stage"] for e in events[-40:] if e["type"] == "stage_end" and not e.get("reused")]
+    retried = events[
+        max(i for i, e in enumerate(events) if e["type"] == "stage_start" and e["stage"] == "data") :
+    ]
+    ran = [e["stage"] for e in retried if e["type"] == "stage_end" and not e.get("reused")]
     assert ran == ["smoke", "fidelity", "ship"]
