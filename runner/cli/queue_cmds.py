@@ -1,5 +1,5 @@
 """Queue verbs: ``submit``, ``status``, ``show``, ``log``, ``cancel``, ``retry``, ``remove``, ``priority``,
-``backup``, ``worker`` and ``daemon start|stop|status``.
+``backup``, ``worker`` and ``daemon start|stop|status|install|uninstall``.
 
 Each verb is a thin layer over :mod:`runner.commands` (shared with the TUI). Unknown ids and wrong
 states print one line and exit 2; an unusable database prints one line and exits 1. ``--json`` shapes
@@ -28,8 +28,9 @@ from runner.core.workers import worker_alive
 from runner.spec import SpecError
 from runner.store import JSON_VERSION, Job, JobError, Store, StoreError, default_path
 from runner.store.backup import backup
-from runner.worker import daemon
+from runner.worker import daemon, unit
 from runner.worker.linger import linger_warning
+from runner.worker.unit import UnitError
 
 StoreHandler = Callable[[Store, argparse.Namespace], int]
 
@@ -97,8 +98,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(handler=_serve)
 
-    p = sub.add_parser("daemon", help="run the worker detached: start | stop | status")
-    p.add_argument("action", choices=("start", "stop", "status"))
+    p = sub.add_parser(
+        "daemon", help="run the worker detached: start | stop | status | install | uninstall (systemd unit)"
+    )
+    p.add_argument("action", choices=("start", "stop", "status", "install", "uninstall"))
+    p.add_argument(
+        "--print", action="store_true", help="install: print the unit file instead of installing it"
+    )
     p.set_defaults(handler=_daemon)
 
 
@@ -280,6 +286,8 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _daemon(args: argparse.Namespace) -> int:
+    if args.action in ("install", "uninstall"):
+        return _daemon_unit(args)
     if args.action == "start":
         try:
             state, started = daemon.start()
@@ -299,9 +307,29 @@ def _daemon(args: argparse.Namespace) -> int:
         return EXIT_OK
     state = daemon.status()
     print(f"worker running (pid {state.pid}); log: {state.log}" if state.running else "no worker is running")
+    if (unit_state := unit.unit_state()) is not None:
+        print(f"systemd unit {unit.UNIT_NAME}: {unit_state}")
     if state.running:
         _warn_linger()
     return EXIT_OK if state.running else EXIT_FAILED
+
+
+def _daemon_unit(args: argparse.Namespace) -> int:
+    """``daemon install [--print]`` and ``daemon uninstall``."""
+    try:
+        if args.print:
+            print(unit.current_unit(), end="")
+            return EXIT_OK
+        lines = daemon.install() if args.action == "install" else daemon.uninstall()
+    except (UnitError, RuntimeError) as exc:
+        print(f"tuneq: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"tuneq: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for line in lines:
+        print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout)
+    return EXIT_OK
 
 
 def _warn_linger() -> None:
