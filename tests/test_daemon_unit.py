@@ -2,23 +2,32 @@
 ``systemd-analyze verify`` (Debian's ``systemd`` package, installed here when missing; in CI a missing one
 fails instead of skipping), holds no secret, and the machine without systemd gets one line.
 
-This machine cannot run a systemd user manager (systemd is not its init), so enabling and starting the
-unit through ``systemctl --user`` is not exercised here.
+Where root may make a private mount namespace, a real ``systemd --user`` runs the unit (it only needs
+``/run/systemd/system`` to exist, as on a machine systemd booted): install, restart after kill -9,
+``daemon stop|start|status`` through systemctl, uninstall.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import JobFactory
+from test_worker_process import wait_for
 
+from runner import commands
 from runner.cli import main
-from runner.worker import unit
+from runner.core.jobstate import JobState
+from runner.store import Store
+from runner.worker import daemon, unit
 
 HF = "hf_" + "S3cr3tT0kenValue1234567890"
 HOOK = "https://ntfy.example/s3cret-topic-4242"
@@ -136,3 +145,75 @@ def test_install_status_uninstall_where_no_user_manager_answers(
     assert code == 0 and f"removed {unit.unit_path()}" in out and f"kept {env_file}" in out
     assert not unit.unit_path().exists() and env_file.exists()
     assert tuneq(capsys, "daemon", "uninstall")[1].startswith("no tuneq-worker.service is installed")
+
+
+@pytest.fixture
+def user_manager(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """A real systemd user manager in a private mount namespace (where /run/systemd/system exists, as on
+    a machine systemd booted); yields the command prefix that runs a program beside it."""
+    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("nsenter")):
+        pytest.skip("a private mount namespace needs root, unshare and nsenter")
+    runtime, config = tmp_path / "runtime", tmp_path / "config"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    boot = "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && exec /usr/lib/systemd/systemd --user"
+    manager = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"mkdir -p /run/systemd && {boot}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    beside = ["nsenter", f"--mount=/proc/{manager.pid}/ns/mnt", "--"]
+    deadline = time.monotonic() + 20
+    while subprocess.run(
+        [*beside, "systemctl", "--user", "show-environment"], capture_output=True
+    ).returncode:
+        if manager.poll() is not None or time.monotonic() > deadline:
+            manager.kill()
+            pytest.skip("no systemd user manager starts on this machine")
+        time.sleep(0.2)
+    yield beside
+    subprocess.run([*beside, "systemctl", "--user", "stop", unit.UNIT_NAME], capture_output=True)
+    manager.terminate()
+    manager.wait(timeout=30)
+
+
+def test_a_real_user_manager_runs_restarts_and_stops_the_unit_worker(
+    user_manager: list[str], home: Path, make_job: JobFactory
+) -> None:
+    def tuneq_beside(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*user_manager, sys.executable, "-m", "runner", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def main_pid() -> int:
+        show = [*user_manager, "systemctl", "--user", "show", "-p", "MainPID", "--value", unit.UNIT_NAME]
+        return int(subprocess.run(show, capture_output=True, text=True).stdout.strip() or 0)
+
+    installed = tuneq_beside("daemon", "install")
+    assert installed.returncode == 0, installed.stderr
+    assert f"enabled and started {unit.UNIT_NAME}" in installed.stdout
+    first = daemon.status().pid
+    assert first is not None and first == main_pid()
+    assert tuneq_beside("daemon", "start").stdout.startswith(f"worker already running (pid {first})")
+    with Store() as store:
+        (job,) = commands.submit(store, [make_job("under-systemd")])
+        wait_for(lambda: store.get(job.id).state is JobState.SUCCEEDED)
+
+    os.kill(first, signal.SIGKILL)  # Restart=on-failure brings it back (RestartSec=10)
+    wait_for(lambda: daemon.status().pid not in (None, first), timeout=30)
+    assert daemon.status().pid == main_pid()
+
+    stopped = tuneq_beside("daemon", "stop")
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout and not daemon.status().running
+    status = tuneq_beside("daemon", "status")
+    assert status.returncode == 1 and f"systemd unit {unit.UNIT_NAME}: enabled, inactive" in status.stdout
+    started = tuneq_beside("daemon", "start")
+    assert started.returncode == 0 and daemon.status().pid == main_pid() != 0
+
+    removed = tuneq_beside("daemon", "uninstall")
+    assert removed.returncode == 0 and not daemon.status().running and not unit.unit_path().exists()
+    assert "worker" in (home / "worker.log").read_text()
