@@ -40,7 +40,8 @@ from runner.store import Job, Store
 log = logging.getLogger("tuneq.worker")
 NOTIFY_FILE = "notify.toml"  # the queue's default [notify] table, in the state directory
 _OUTPUT_LINES = 5  # lines of a failing command's output that reach the worker's log
-_sending: list[threading.Thread] = []
+_sending: list[threading.Thread] = []  # notifications being sent, for :func:`drain`
+_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class JobEnd:
 
     @property
     def text(self) -> str:
-        """One line for people: ``job 3 'demo' succeeded in 1m05s: /…/demo-Q4_K_M.gguf``."""
+        """One line for people: ``tuneq job 3 'demo' succeeded after 1m05s on box: /…/demo-Q4_K_M.gguf``."""
         took = f" after {_duration(self.duration_s)}" if self.duration_s is not None else ""
         what = self.tested_gguf if self.state == JobState.SUCCEEDED else self.reason
         return f"tuneq job {self.job} '{self.name}' {self.state}{took} on {self.host}" + (
@@ -108,21 +109,30 @@ def job_ended(store: Store, job: Job) -> None:
         if job.state.is_active:  # requeued: the job goes on
             return
         spec = notify_spec(store.spec_text(job.id), f"job {job.id}")
-        if spec is None or job.state not in spec.on or not (spec.command or spec.url_env):
-            return
-        end = JobEnd.of(job)
     except Exception:  # a notification must never disturb the recording of a job's end
-        log.exception("job %d: no notification (could not prepare it)", job.id)
+        log.exception("job %d: no notification (its [notify] table could not be read)", job.id)
         return
-    if spec.command:
-        _in_background(lambda: run_command(spec, end), f"notify-command-{job.id}")
+    if spec is not None and job.state in spec.on and (spec.command or spec.url_env):
+        _in_background(lambda: _send(spec, job), f"notify-{job.id}")
+
+
+def _send(spec: NotifySpec, job: Job) -> None:
+    """Read the job's end (its events: off the worker's loop), then POST and run the command side by side."""
+    try:
+        end = JobEnd.of(job)
+    except Exception:
+        log.exception("job %d: no notification (its end could not be read)", job.id)
+        return
     if spec.url_env:
         _in_background(lambda: post_webhook(spec, end), f"notify-webhook-{job.id}")
+    if spec.command:
+        run_command(spec, end)
 
 
-def _in_background(send: Callable[[], bool], name: str) -> None:
+def _in_background(send: Callable[[], object], name: str) -> None:
     thread = threading.Thread(target=send, name=name, daemon=True)
-    _sending[:] = [t for t in _sending if t.is_alive()] + [thread]
+    with _lock:
+        _sending[:] = [t for t in _sending if t.is_alive()] + [thread]
     thread.start()
 
 
@@ -152,8 +162,12 @@ def queue_default() -> NotifySpec | None:
 def drain(timeout_s: float) -> None:
     """Wait up to ``timeout_s`` in all for notifications still being sent (a worker about to exit)."""
     deadline = time.monotonic() + timeout_s
-    for thread in _sending:
-        thread.join(max(0.0, deadline - time.monotonic()))
+    while time.monotonic() < deadline:
+        with _lock:
+            alive = [t for t in _sending if t.is_alive()]
+        if not alive:
+            return
+        alive[0].join(max(0.0, deadline - time.monotonic()))
 
 
 def run_command(spec: NotifySpec, end: JobEnd) -> bool:
