@@ -230,3 +230,23 @@ def test_payload_shapes() -> None:
     }
     url, body = webhook_request("json", "http://127.0.0.1:1/h", end)
     assert body["job"] == 3 and body["tested_gguf"] == "/r/3/gguf/demo-Q4_K_M.gguf" and body["v"] == 1
+
+
+def test_notify_test_sends_a_made_up_end_now_and_says_what_failed(
+    home: Path, hook: Hook, make_job: JobFactory, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    assert main(["notify-test"]) == 2
+    assert "nothing to send" in capsys.readouterr().err
+    (home / "notify.toml").write_text('[notify]\nurl_env = "TUNEQ_TEST_HOOK"\n')
+    assert main(["notify-test"]) == 0
+    assert [body["name"] for _, body in hook.posts] == ["notify-test"]
+    assert "webhook http://127.0.0.1/… answered 200" in capsys.readouterr().err
+
+    monkeypatch.setenv("TUNEQ_TEST_HOOK", f"{hook.url}/fail/{TOKEN}")
+    job = with_notify(make_job("x"), 'url_env = "TUNEQ_TEST_HOOK"\ncommand = ["false"]')
+    assert main(["notify-test", str(job)]) == 1
+    err = capsys.readouterr().err
+    assert "HTTP Error 500" in err and "notify command false exited 1" in err and TOKEN not in err
+    (home / "notify.toml").write_text('[notify]\nurl_env = "TUNEQ_TEST_HOOK"\nformt = "slack"\n')
+    assert main(["notify-test"]) == 2
+    assert f"{home / 'notify.toml'}:3: notify.formt: unknown key" in capsys.readouterr().err

@@ -32,7 +32,7 @@ from runner.core.paths import state_dir
 from runner.core.rundir import RunDir
 from runner.core.secrets import redact
 from runner.core.tested import tested_gguf
-from runner.spec import SpecError, parse_spec
+from runner.spec import Problem, SpecError, parse_spec
 from runner.spec.load import parse_notify_defaults
 from runner.spec.model import NotifySpec
 from runner.store import Job, Store
@@ -146,17 +146,33 @@ def notify_spec(spec_text: str, where: str) -> NotifySpec | None:
 
 def queue_default() -> NotifySpec | None:
     """``notify.toml`` in the state directory; ``None`` when absent or invalid (its problems are logged)."""
-    path = state_dir() / NOTIFY_FILE
     try:
-        return parse_notify_defaults(path.read_text(encoding="utf-8"), str(path))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        log.warning("%s cannot be read (%s): no notification", path, exc)
+        return read_queue_default()
     except SpecError as exc:
         for problem in exc.problems:
             log.warning("no notification: %s", str(problem).replace("\n", ";"))
     return None
+
+
+def read_queue_default() -> NotifySpec | None:
+    """``notify.toml`` in the state directory, ``None`` when absent; :class:`SpecError` if it is invalid."""
+    path = state_dir() / NOTIFY_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([Problem(str(path), None, None, f"cannot be read: {exc}", None)]) from None
+    return parse_notify_defaults(text, str(path))
+
+
+def send_test(spec: NotifySpec) -> bool:
+    """``tuneq notify-test``: send a made-up job end (job 0, 'notify-test', succeeded) now, in this thread;
+    True if every notifier configured in ``spec`` succeeded (each outcome is logged)."""
+    end = JobEnd(0, "notify-test", "succeeded", None, None, 0.0, str(state_dir()), socket.gethostname())
+    posted = post_webhook(spec, end) if spec.url_env else True
+    ran = run_command(spec, end) if spec.command else True
+    return posted and ran
 
 
 def drain(timeout_s: float) -> None:
@@ -194,7 +210,8 @@ def run_command(spec: NotifySpec, end: JobEnd) -> bool:
         log.warning("job %d: notify command %s killed after %gs", end.job, name, spec.timeout_s)
         return False
     if proc.returncode != 0:
-        tail = redact(output.decode(errors="replace")).strip().splitlines()[-_OUTPUT_LINES:]
+        url = os.environ.get(spec.url_env or "", "")  # the command may know the webhook too
+        tail = redact(output.decode(errors="replace"), [url]).strip().splitlines()[-_OUTPUT_LINES:]
         shown = "".join(f"\n    {line}" for line in tail)
         log.warning("job %d: notify command %s exited %d%s", end.job, name, proc.returncode, shown)
         return False
