@@ -148,7 +148,9 @@ def test_install_status_uninstall_where_no_user_manager_answers(
 
 
 @pytest.fixture
-def user_manager(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def user_manager(
+    systemd_analyze: str, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[list[str]]:
     """A real systemd user manager in a private mount namespace (where /run/systemd/system exists, as on
     a machine systemd booted); yields the command prefix that runs a program beside it."""
     if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("nsenter")):
