@@ -24,7 +24,7 @@ from runner.core.paths import state_dir
 
 UNIT_NAME = "tuneq-worker.service"
 ENV_FILE = "worker.env"
-LOG_FILE = "worker.log"
+LOG_FILE = "worker.log"  # the worker's output, in the state directory: the unit's and `daemon start`'s
 SYSTEMD_BOOTED = Path("/run/systemd/system")  # present when systemd is the machine's init
 STOP_TIMEOUT_S = 90  # above the pipelines' grace period (20 s) and the notification drain (10 s)
 # The worker's own settings, copied into the unit where set (none of them is a secret).
