@@ -216,6 +216,11 @@ def test_a_real_user_manager_runs_restarts_and_stops_the_unit_worker(
     started = tuneq_beside("daemon", "start")
     assert started.returncode == 0 and daemon.status().pid == main_pid() != 0
 
+    os.kill(daemon.status().pid or 0, signal.SIGKILL)  # a restart is due in 10 s...
+    assert tuneq_beside("daemon", "stop").returncode == 0
+    time.sleep(12)  # ...and was cancelled by the stop
+    assert not daemon.status().running
+
     removed = tuneq_beside("daemon", "uninstall")
     assert removed.returncode == 0 and not daemon.status().running and not unit.unit_path().exists()
     assert "worker" in (home / "worker.log").read_text()

@@ -89,7 +89,7 @@ def _wait_for_lock(
 def stop(timeout_s: float = 60.0) -> DaemonStatus:
     """Stop the worker (``systemctl --user stop`` for the unit's, else SIGTERM) and wait until it has
     stopped (it interrupts its running job first)."""
-    if unit.manages_worker() and unit.systemctl("is-active", "--quiet", UNIT_NAME).returncode == 0:
+    if unit.manages_worker():  # also cancels a restart systemd has scheduled
         unit.systemctl("stop", UNIT_NAME)  # returns once the worker has stopped
     current = status()
     if current.pid is None:
