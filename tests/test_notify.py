@@ -4,6 +4,7 @@ notify commands; the [notify] table's validation; the payload shapes."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import time
@@ -250,3 +251,20 @@ def test_notify_test_sends_a_made_up_end_now_and_says_what_failed(
     (home / "notify.toml").write_text('[notify]\nurl_env = "TUNEQ_TEST_HOOK"\nformt = "slack"\n')
     assert main(["notify-test"]) == 2
     assert f"{home / 'notify.toml'}:3: notify.formt: unknown key" in capsys.readouterr().err
+
+
+def test_an_interrupted_job_notifies_only_once_its_retries_are_used_up(
+    store: Store, make_job: JobFactory, spawn, hook: Hook
+) -> None:
+    table = 'url_env = "TUNEQ_TEST_HOOK"'
+    (job,) = commands.submit(store, [with_notify(make_job("long", "steps=100 sleep=60", retries=1), table)])
+    for attempt in (1, 2):
+        worker = spawn()
+        wait_for(
+            lambda n=attempt: store.get(job.id).attempts == n and store.get(job.id).progress.step is not None
+        )
+        worker.send_signal(signal.SIGTERM)  # the job is interrupted: requeued, then (no retry left) final
+        assert worker.wait(timeout=60) == 0
+    assert store.get(job.id).state is JobState.INTERRUPTED
+    (body,) = [body for _, body in hook.posts]  # sent before the worker exited; none for the requeue
+    assert (body["job"], body["state"], body["reason"]) == (job.id, "interrupted", "its worker was stopped")
