@@ -1,5 +1,5 @@
 """Queue verbs: ``submit``, ``status``, ``show``, ``log``, ``cancel``, ``retry``, ``remove``, ``priority``,
-``backup``, ``worker`` and ``daemon start|stop|status``.
+``backup``, ``worker``, ``notify-test`` and ``daemon start|stop|status|install|uninstall``.
 
 Each verb is a thin layer over :mod:`runner.commands` (shared with the TUI). Unknown ids and wrong
 states print one line and exit 2; an unusable database prints one line and exits 1. ``--json`` shapes
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -22,14 +23,16 @@ from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from runner.cli.queue_view import job_details, jobs_table
 from runner.core.events import format_event, terminal_safe
 from runner.core.jobstate import JobState
+from runner.core.paths import state_dir
 from runner.core.present import count, one_line, stopped_ending
 from runner.core.rundir import RunDir
 from runner.core.workers import worker_alive
-from runner.spec import SpecError
+from runner.spec import SpecError, load_spec
 from runner.store import JSON_VERSION, Job, JobError, Store, StoreError, default_path, iso
 from runner.store.backup import backup
-from runner.worker import daemon
+from runner.worker import daemon, notify, unit
 from runner.worker.linger import linger_warning
+from runner.worker.unit import UnitError
 
 StoreHandler = Callable[[Store, argparse.Namespace], int]
 
@@ -97,8 +100,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(handler=_serve)
 
-    p = sub.add_parser("daemon", help="run the worker detached: start | stop | status")
-    p.add_argument("action", choices=("start", "stop", "status"))
+    p = sub.add_parser(
+        "notify-test",
+        help="send a test notification now, as the worker would at a job's end (docs/notify.md)",
+    )
+    p.add_argument(
+        "file", nargs="?", type=Path, metavar="FILE", help="a job file with [notify] (default: notify.toml)"
+    )
+    p.set_defaults(handler=_notify_test)
+
+    p = sub.add_parser(
+        "daemon", help="run the worker detached: start | stop | status | install | uninstall (systemd unit)"
+    )
+    p.add_argument("action", choices=("start", "stop", "status", "install", "uninstall"))
+    p.add_argument(
+        "--print", action="store_true", help="install: print the unit file instead of installing it"
+    )
     p.set_defaults(handler=_daemon)
 
 
@@ -284,6 +301,8 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _daemon(args: argparse.Namespace) -> int:
+    if args.action in ("install", "uninstall"):
+        return _daemon_unit(args)
     if args.action == "start":
         try:
             state, started = daemon.start()
@@ -303,9 +322,54 @@ def _daemon(args: argparse.Namespace) -> int:
         return EXIT_OK
     state = daemon.status()
     print(f"worker running (pid {state.pid}); log: {state.log}" if state.running else "no worker is running")
+    if (unit_state := unit.unit_state()) is not None:
+        print(f"systemd unit {unit.UNIT_NAME}: {unit_state}")
     if state.running:
         _warn_linger()
     return EXIT_OK if state.running else EXIT_FAILED
+
+
+def _daemon_unit(args: argparse.Namespace) -> int:
+    """``daemon install [--print]`` and ``daemon uninstall``."""
+    try:
+        if args.print:
+            print(unit.current_unit(), end="")
+            return EXIT_OK
+        lines = daemon.install() if args.action == "install" else daemon.uninstall()
+    except (UnitError, RuntimeError) as exc:
+        print(f"tuneq: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"tuneq: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for line in lines:
+        print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout)
+    return EXIT_OK
+
+
+def _notify_test(args: argparse.Namespace) -> int:
+    """Send a made-up job end through the job file's ``[notify]`` table (else ``notify.toml``)."""
+    try:
+        spec = load_spec(args.file).spec if args.file else None
+        table = spec.notify if spec is not None and spec.notify_given else notify.read_queue_default()
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    if table is None or not (table.command or table.url_env):
+        where = f"{args.file} has no [notify] table and " if args.file else ""
+        print(
+            f"tuneq: nothing to send: {where}{state_dir() / notify.NOTIFY_FILE} sets no notifier",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    notify.log.addHandler(handler)
+    notify.log.setLevel(logging.INFO)
+    try:
+        return EXIT_OK if notify.send_test(table) else EXIT_FAILED
+    finally:
+        notify.log.removeHandler(handler)
 
 
 def _warn_linger() -> None:

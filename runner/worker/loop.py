@@ -25,7 +25,7 @@ from runner.backends.factory import make_backend
 from runner.cluster.address import ClusterError, configured_address, forget_cluster_info
 from runner.core.paths import state_dir
 from runner.store import Store, StoreError
-from runner.worker import steps
+from runner.worker import notify, steps
 from runner.worker.clock import Clock, SystemClock
 from runner.worker.gpus import GpuError, discover
 from runner.worker.pidfile import PidLock
@@ -34,6 +34,7 @@ from runner.worker.steps import WorkerConfig, WorkerRuntime, new_worker_info
 log = logging.getLogger("tuneq.worker")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 MAX_BACKOFF_S = 5.0  # the longest pause after repeated failing turns (below any lease)
+NOTIFY_DRAIN_S = 10.0  # how long a stopping worker waits for notifications still being sent
 
 
 @dataclass
@@ -147,6 +148,7 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: s
                 list(gpus) or "none",
             )
             run(store, clock, w, flags)
+            notify.drain(NOTIFY_DRAIN_S)
             log.info("worker %s stopped", w.info.id)
     except (StoreError, GpuError, ClusterError) as exc:
         print(f"tuneq worker: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ from runner.core.jobstate import JobState
 from runner.core.present import stopped_ending
 from runner.core.rundir import RunDir
 from runner.store import Job, Store
+from runner.worker import notify
 from runner.worker.follow import Follower
 
 log = logging.getLogger("tuneq.worker")
@@ -58,7 +59,8 @@ def stopped_verdict(job: Job, follower: Follower, why: str) -> Verdict:
 
 
 def settle(store: Store, job_id: int, verdict: Verdict, now: float) -> Job:
-    """Record a running job's end; requeue an interrupted one while it has retries left (one transaction)."""
+    """Record a running job's end; requeue an interrupted one while it has retries left (one transaction);
+    send the job's notification (in the background) when it has ended."""
     state, reason = verdict
     ended = store.end_attempt(job_id, state, now=now, reason=reason)
     log.info("job %d %s%s", job_id, state, f": {reason}" if reason else "")
@@ -66,6 +68,7 @@ def settle(store: Store, job_id: int, verdict: Verdict, now: float) -> Job:
         log.info("job %d requeued (%d automatic retries left)", job_id, ended.retries_left)
     if words := stopped_ending(state, reason):
         _end_log(ended, words + (" (queued again)" if ended.state is JobState.QUEUED else ""), now)
+    notify.job_ended(store, ended)
     return ended
 
 
