@@ -104,6 +104,7 @@ def test_log_tab_shows_no_escape_sequences(store: Store, ids: dict[str, int], tm
     run = Path(store.get(ids["medical-r1"]).run_dir)
     with (run / "log.txt").open("a") as log:
         log.write("\x1b]0;pwned\x07\x1b[2J\x1b[31mhostile\x1b[0m \x9b6nline\n")
+        log.write("Map:  10%|█         | 4/40\rMap:  50%|█████     | 20/40\rMap: 100%|██████████| 40/40\r\n")
 
     async def scenario(pilot) -> None:
         screen = await open_job(pilot, ids["medical-r1"])
@@ -111,6 +112,8 @@ def test_log_tab_shows_no_escape_sequences(store: Store, ids: dict[str, int], tm
         view = screen.query_one(LogPanel).query_one("#log-view")
         await wait_for(pilot, lambda: any("hostile" in line for line in view.lines))
         assert [line for line in view.lines if "hostile" in line] == ["hostile 6nline"]
+        await wait_for(pilot, lambda: any("Map:" in line for line in view.lines))
+        assert [line for line in view.lines if "Map:" in line] == ["Map: 100%|██████████| 40/40"]  # as shown
 
     drive(make_app(store, tmp_path), scenario)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import JobFactory
+from textual.coordinate import Coordinate
 from tui_fixtures import (
     FIXED_NOW,
     WORKER,
@@ -41,7 +42,12 @@ def table(pilot) -> JobsTable:
 
 def names(pilot) -> list[str]:
     t = table(pilot)
-    return [str(t.get_row_at(i)[1]) for i in range(t.row_count)]
+    return [str(t.get_cell_at(Coordinate(i, t.get_column_index("name")))) for i in range(t.row_count)]
+
+
+def state_of(pilot, job_id: int) -> str:
+    """The state the table shows for a job, without its mark."""
+    return str(table(pilot).get_cell(str(job_id), "state")).split(" ", 1)[1]
 
 
 async def loaded(pilot) -> None:
@@ -81,8 +87,7 @@ def test_new_jobs_and_changes_from_other_processes_appear(
             add_job(other, commands.runs_root(other), "late-job", age_s=0)
             other.transition(ids["medical-r1"], JobState.RUNNING, JobState.SUCCEEDED, now=FIXED_NOW)
         await wait_for(pilot, lambda: "late-job" in names(pilot))
-        row = table(pilot).get_row(str(ids["medical-r1"]))
-        assert str(row[2]) == "succeeded"
+        assert str(table(pilot).get_cell(str(ids["medical-r1"]), "state")) == "✓ succeeded"
 
     drive(make_app(store, tmp_path), scenario)
 
@@ -124,11 +129,11 @@ def test_cancel_asks_first(store: Store, ids: dict[str, int], tmp_path: Path) ->
         assert store.get(ids["small-sft"]).state is JobState.QUEUED
         await pilot.press("c", "y")
         await wait_for(pilot, lambda: store.get(ids["small-sft"]).state is JobState.CANCELLED)
-        await wait_for(pilot, lambda: str(table(pilot).get_row(str(ids["small-sft"]))[2]) == "cancelled")
+        await wait_for(pilot, lambda: state_of(pilot, ids["small-sft"]) == "cancelled")
         select(pilot, ids["medical-r1"])
         await pilot.press("c", "y")  # a running job: the worker is asked to stop it
         await wait_for(pilot, lambda: store.get(ids["medical-r1"]).cancel_requested)
-        await wait_for(pilot, lambda: str(table(pilot).get_row(str(ids["medical-r1"]))[2]) == "cancelling")
+        await wait_for(pilot, lambda: state_of(pilot, ids["medical-r1"]) == "cancelling")
         select(pilot, ids["demo-tiny"])
         await pilot.press("c")  # finished: refused without a question
         await noted(pilot, "only queued or running")
@@ -210,7 +215,9 @@ def test_open_submit_help_and_quit(store: Store, ids: dict[str, int], tmp_path: 
         await pilot.press("escape")
         await pilot.press("question_mark")
         assert isinstance(pilot.app.screen, HelpScreen)
-        await shows(pilot, "Submit", "Cancel", "Prio+", "Quit")
+        await shows(pilot, "Submit", "Cancel", "Retry edited", "Quit", "Open the job", "Priority up")
+        text = screen_text(pilot.app)
+        assert "^q" not in text and "Focus Next" not in text  # Textual's own keys are not this screen's
         await pilot.press("escape")
         await pilot.press("q")
         assert pilot.app.return_code == 0

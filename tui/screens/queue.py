@@ -55,13 +55,13 @@ class QueueScreen(Screen[None]):
     """The first screen."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "open", "Open", show=False),
+        Binding("enter", "open", "Open the job", show=False),
         Binding("n", "submit", "Submit"),
         Binding("c", "cancel", "Cancel"),
         Binding("r", "retry", "Retry"),
         Binding("R", "retry_edited", "Retry edited"),
-        Binding("plus,equals_sign", "priority(1)", "Prio+"),
-        Binding("minus", "priority(-1)", "Prio-"),
+        Binding("plus,equals_sign", "priority(1)", "Priority up", show=False),
+        Binding("minus", "priority(-1)", "Priority down", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("f", "cycle_state", "State"),
         Binding("s", "cycle_sort", "Sort"),

@@ -14,6 +14,7 @@ from tui.format import duration, number, progress_bar, state_text
 
 COLUMNS = (
     ("id", "ID"),
+    ("priority", "PRI"),
     ("name", "NAME"),
     ("state", "STATE"),
     ("stage", "STAGE"),
@@ -26,12 +27,13 @@ Cells = tuple[RenderableType, ...]
 
 
 def job_cells(job: Job, now: float) -> Cells:
-    """One row: id, name, coloured state, stage, progress bar, loss, ETA (while running), age; the name
-    and the stage as plain text (a name such as ``[/]`` is no Rich markup)."""
+    """One row: id, priority, name, coloured state, stage, progress bar, loss, ETA (while running), age;
+    the name and the stage as plain text (a name such as ``[/]`` is no Rich markup)."""
     p = job.progress
     eta = duration(p.eta_s) if job.state is JobState.RUNNING and p.eta_s is not None else "-"
     return (
         Text(str(job.id), justify="right"),
+        Text(str(job.priority), justify="right", style="" if job.priority else "dim"),
         Text(one_line(job.name)),
         state_text(job),
         Text(p.stage or "-"),
