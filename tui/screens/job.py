@@ -51,8 +51,12 @@ class JobScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,backspace", "back", "Back"),
-        *(Binding(str(i), f"tab('{tab}')", tab.title()) for i, tab in enumerate(TABS, 1)),
-        Binding("slash", "search", "Search log"),
+        # the tabs are on screen: their keys are in the help (?), not the footer, which then fits 80 columns
+        *(
+            Binding(str(i), f"tab('{tab}')", f"{tab.title()} tab", show=False)
+            for i, tab in enumerate(TABS, 1)
+        ),
+        Binding("slash", "search", "Search"),
         Binding("y", "copy_path", "Copy GGUF path"),
         Binding("c", "copy", "Copy command"),
         Binding("v", "view", "View command"),
