@@ -85,6 +85,25 @@ def test_filter_and_confirm_declined(store: Store, tmp_path: Path) -> None:
     assert store.list_jobs() == []
 
 
+def test_a_path_typed_in_the_box_finds_files_outside_the_jobs_folder(store: Store, tmp_path: Path) -> None:
+    """A folder typed in the box lists its job files; a .toml path typed in full is that file."""
+    write_job_files(tmp_path / "jobfiles")
+    elsewhere = write_job_files(tmp_path / "elsewhere" / "deep")
+
+    async def scenario(pilot) -> None:
+        screen = await open_submit(pilot)
+        await pilot.press("slash", *str(tmp_path / "elsewhere"), "enter")
+        await wait_for(pilot, lambda: screen.root == tmp_path / "elsewhere")
+        await shows(pilot, "deep/demo-tiny.toml", "deep/typo.toml")
+        await wait_for(pilot, lambda: validated(screen, "demo-tiny.toml"))
+        assert screen.result is not None and screen.result.path == elsewhere["good"]
+        await pilot.press("slash", *str(elsewhere["bad"]))
+        await wait_for(pilot, lambda: validated(screen, "typo.toml"))
+        await shows(pilot, "✗ invalid")
+
+    drive(make_app(store, tmp_path / "jobfiles"), scenario, size=(120, 40))
+
+
 def test_no_job_files(store: Store, tmp_path: Path) -> None:
     async def scenario(pilot) -> None:
         await pilot.press("n")

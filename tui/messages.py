@@ -42,8 +42,9 @@ class StoreFailed(Message):
 
 @dataclass
 class FilesListed(Message):
-    """The job files found under the jobs folder."""
+    """The job files found under a folder (the jobs folder, or one typed in the submit screen's box)."""
 
+    root: Path
     files: list[Path]
 
 

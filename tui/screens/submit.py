@@ -63,11 +63,12 @@ class SubmitScreen(Screen[None]):
         super().__init__()
         self.ctx = ctx
         self.files: list[Path] = []
+        self.root = ctx.jobs_dir  # where the listed files are; a folder typed in the box replaces it
         self.result: Validated | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text.assemble(("Submit a job  ", "bold"), f"from {self.ctx.jobs_dir}"), classes="title")
-        yield Input(placeholder="filter job files", id="file-filter")
+        yield Input(placeholder="filter; or a path: a .toml file, or a folder then enter", id="file-filter")
         with Horizontal():
             yield OptionList(id="files")
             with VerticalScroll(id="validation"):
@@ -79,35 +80,51 @@ class SubmitScreen(Screen[None]):
         self.query_one("#files").focus()
         self._list_files()
 
-    @work(thread=True)
-    def _list_files(self) -> None:
-        root = self.ctx.jobs_dir
-        self.post_message(FilesListed(sorted(root.rglob("*.toml")) if root.is_dir() else []))
+    @work(thread=True, exclusive=True, group="list")
+    def _list_files(self, root: Path | None = None) -> None:
+        root = root or self.root
+        try:
+            files = sorted(root.rglob("*.toml")) if root.is_dir() else []
+        except OSError:  # a folder that changed or cannot be read while listed
+            files = []
+        self.post_message(FilesListed(root, files))
 
     @on(FilesListed)
     def _listed(self, message: FilesListed) -> None:
-        self.files = message.files
+        self.root, self.files = message.root, message.files
         self._show_files()
 
     def _show_files(self) -> None:
-        needle = self.query_one("#file-filter", Input).value.lower()
+        typed = self.query_one("#file-filter", Input).value
+        path = Path(typed).expanduser()
+        if typed.endswith(".toml") and path.is_file():  # a path typed in full: that file
+            shown, needle = [path.resolve()], ""
+        else:
+            needle = typed.lower()
+            shown = [p for p in self.files if needle in self._shown_name(p).lower()]
         options = self.query_one("#files", OptionList)
         options.clear_options()
-        shown = [p for p in self.files if needle in str(p.relative_to(self.ctx.jobs_dir)).lower()]
-        options.add_options([Option(Text(str(p.relative_to(self.ctx.jobs_dir))), id=str(p)) for p in shown])
+        options.add_options([Option(Text(self._shown_name(p)), id=str(p)) for p in shown])
         if shown:
             options.highlighted = 0
         else:
             self.result = None
-            verdict = f"no job file matches “{needle}”" if needle else f"no job files in {self.ctx.jobs_dir}"
+            verdict = f"no job file matches “{needle}”" if needle else f"no job files in {self.root}"
             self.query_one("#verdict", Static).update(Text(verdict, style="dim"))
+
+    def _shown_name(self, path: Path) -> str:
+        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
 
     @on(Input.Changed, "#file-filter")
     def _filter(self) -> None:
         self._show_files()
 
     @on(Input.Submitted, "#file-filter")
-    def _filter_done(self) -> None:
+    def _filter_done(self, event: Input.Submitted) -> None:
+        folder = Path(event.value).expanduser()
+        if event.value and folder.is_dir():  # a folder typed, then enter: list its job files instead
+            self._list_files(folder.resolve())
+            self.query_one("#file-filter", Input).value = ""
         self.query_one("#files").focus()
 
     @on(OptionList.OptionHighlighted, "#files")
