@@ -94,6 +94,19 @@ def test_status_table_and_json(home: Path, make_job: JobFactory, capsys) -> None
     }
 
 
+def test_submit_json_lists_the_queued_jobs_or_every_problem(home: Path, make_job: JobFactory, capsys) -> None:
+    good, bad = make_job("alpha"), make_job("beta")
+    bad.write_text(bad.read_text() + "[train]\nlearnin_rate = 1\n")
+    code, out, _ = tuneq(capsys, "submit", "--json", str(good), str(bad))
+    refused = json.loads(out)
+    assert code == 2 and refused["jobs"] == [] and refused["v"] == 1
+    (problem,) = refused["problems"]
+    assert problem["key"] == "train.learnin_rate" and problem["line"] and "learning_rate" in problem["hint"]
+    code, out, _ = tuneq(capsys, "submit", "--json", str(good))
+    queued = json.loads(out)
+    assert code == 0 and queued["problems"] == [] and [j["name"] for j in queued["jobs"]] == ["alpha"]
+
+
 def test_show_and_json(home: Path, make_job: JobFactory, capsys) -> None:
     path = make_job("alpha")
     tuneq(capsys, "submit", str(path))

@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--priority", type=argtypes.priority, default=0, help="higher runs first (default 0)")
     p.add_argument("--name", help="a display name instead of the job file's name")
+    p.add_argument("--json", action="store_true", help="machine-readable output (docs/cli-json.md)")
     p.set_defaults(handler=_with_store(_submit))
 
     p = sub.add_parser("status", help="the queue as a table")
@@ -158,8 +160,18 @@ def _print_json(data: dict[str, Any]) -> None:
 
 
 def _submit(store: Store, args: argparse.Namespace) -> int:
-    for job in commands.submit(store, args.files, priority=args.priority, name=args.name):
-        print(f"job {job.id} queued: {one_line(job.name)} (priority {job.priority})")
+    try:
+        jobs = commands.submit(store, args.files, priority=args.priority, name=args.name)
+    except SpecError as exc:
+        if not args.json:
+            raise
+        _print_json({"jobs": [], "problems": [asdict(p) for p in exc.problems]})
+        return EXIT_USAGE
+    if args.json:
+        _print_json({"jobs": [j.to_json() for j in jobs], "problems": []})
+    else:
+        for job in jobs:
+            print(f"job {job.id} queued: {one_line(job.name)} (priority {job.priority})")
     if not any(worker_alive(w, time.time()) for w in store.workers()):
         print("no worker is running: start one with `tuneq daemon start`", file=sys.stderr)
     return EXIT_OK
