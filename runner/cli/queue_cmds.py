@@ -22,10 +22,11 @@ from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from runner.cli.queue_view import job_details, jobs_table
 from runner.core.events import format_event
 from runner.core.jobstate import JobState
+from runner.core.present import os_failure
 from runner.core.rundir import RunDir
 from runner.core.workers import worker_alive
 from runner.spec import SpecError
-from runner.store import JSON_VERSION, Job, JobError, Store, StoreError, default_path
+from runner.store import JSON_VERSION, Job, JobError, Store, StoreError, StoreUnwritable, default_path
 from runner.store.backup import backup
 from runner.worker import daemon
 from runner.worker.linger import linger_warning
@@ -101,12 +102,15 @@ def _with_store(fn: StoreHandler) -> Callable[[argparse.Namespace], int]:
         except SpecError as exc:
             print(exc, file=sys.stderr)
             return EXIT_USAGE
-        except JobError as exc:
+        except (JobError, StoreUnwritable) as exc:
             print(f"tuneq: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except StoreError as exc:
             print(f"tuneq: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        except OSError as exc:  # the run directory of a submit: a full or read-only disk
+            print(f"tuneq: {os_failure(exc)}", file=sys.stderr)
+            return EXIT_USAGE
 
     return handler
 
@@ -262,8 +266,16 @@ def _backup(args: argparse.Namespace) -> int:
 def _daemon(args: argparse.Namespace) -> int:
     if args.action == "start":
         try:
+            with Store() as store:
+                store.check_writable()  # else the worker would start and fail every turn
             state, started = daemon.start()
-        except RuntimeError as exc:
+        except StoreUnwritable as exc:
+            print(f"tuneq: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as exc:  # the worker's log or pid file
+            print(f"tuneq: cannot start the worker: {os_failure(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+        except (StoreError, RuntimeError) as exc:
             print(f"tuneq: {exc}", file=sys.stderr)
             return EXIT_FAILED
         print(f"worker {'started' if started else 'already running'} (pid {state.pid}); log: {state.log}")

@@ -24,6 +24,7 @@ from runner.backends.base import Backend
 from runner.backends.factory import make_backend
 from runner.cluster.address import ClusterError, configured_address, forget_cluster_info
 from runner.core.paths import state_dir
+from runner.core.present import os_failure
 from runner.store import Store, StoreError
 from runner.worker import steps
 from runner.worker.clock import Clock, SystemClock
@@ -112,19 +113,26 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: s
     """
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
     lock = None if extra else PidLock(state_dir())
-    if lock is not None and not lock.acquire():
-        print(
-            f"a worker is already running for {state_dir()} (pid {lock.holder()}); "
-            "pass --extra to run another one",
-            file=sys.stderr,
-        )
-        return 1
+    if lock is not None:
+        try:
+            acquired = lock.acquire()
+        except OSError as exc:  # a read-only state directory
+            print(f"tuneq worker: cannot take the worker's lock: {os_failure(exc)}", file=sys.stderr)
+            return 2
+        if not acquired:
+            print(
+                f"a worker is already running for {state_dir()} (pid {lock.holder()}); "
+                "pass --extra to run another one",
+                file=sys.stderr,
+            )
+            return 1
     flags = Flags()
     for sig in STOP_SIGNALS:
         signal.signal(sig, flags.on_signal)
     clock = SystemClock()
     try:
         with Store() as store:
+            store.check_writable()  # a read-only queue would fail every turn, for ever
             info = new_worker_info(clock.now())
             cluster = cluster or configured_address()
             count_gpus: Callable[[], tuple[int, ...]] | None = None
