@@ -27,6 +27,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     examples = load_examples(spec.data, spec.template, base_dir, ctx.data_path, spec.train.seed)
     tokenizer = load_tokenizer(spec.model.base, spec.model.revision, spec.model.trust_remote_code)
     ctx.handoff.tokenizer = tokenizer
+    _check_smoke_prompts(ctx, tokenizer)
     train, train_stats = _tokenize_all(examples.train, ctx, tokenizer)
     if not train:
         raise StageFailed(
@@ -54,6 +55,19 @@ def run(ctx: StageContext) -> dict[str, Any]:
         dropped=train_stats["dropped_no_target"],
     )
     return stats
+
+
+def _check_smoke_prompts(ctx: StageContext, tokenizer: Any) -> None:
+    """Fail now, not after training, when a smoke prompt alone is longer than the smoke test's room."""
+    room = ctx.spec.smoke_prompt_tokens
+    for i, one in enumerate(ctx.spec.smoke.prompts):
+        tokens = len(tokenizer(one.prompt, add_special_tokens=False)["input_ids"])
+        if tokens > room:
+            raise StageFailed(
+                f"smoke.prompts[{i}] is {tokens:,} tokens, more than the smoke test's room for a prompt "
+                f"({room:,} tokens)",
+                "shorten the prompt, or raise model.max_seq_length",
+            )
 
 
 def _tokenize_all(

@@ -83,7 +83,7 @@ def answer_with_gguf(
 def run(ctx: StageContext) -> dict[str, Any]:
     """Answer each ``[[smoke.prompts]]`` and write ``smoke.json``; raise when a check fails."""
     path = quant_path(ctx, ctx.spec.smoke.gguf)
-    n_ctx = min(ctx.spec.model.max_seq_length + ctx.spec.smoke.max_tokens, 8192)
+    n_ctx = ctx.spec.smoke_context
     template, results = call_in_child(
         "the smoke test",
         answer_with_gguf,
