@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from runner.cli import job_cmds, queue_cmds, ship_cmds, tui_cmd
 from runner.cli.exitcodes import EXIT_INTERRUPTED, EXIT_USAGE
 from runner.core.paths import StateDirError
+from runner.core.secrets import redacted_output
 
 _MODULES = [job_cmds, queue_cmds, ship_cmds, tui_cmd]
 
@@ -36,7 +37,12 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tuneq`` script."""
+    """Entry point of the ``tuneq`` script: every line it prints passes through the secret redactor."""
+    with redacted_output():
+        return _dispatch(argv)
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)

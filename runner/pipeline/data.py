@@ -6,13 +6,13 @@ after truncation are counted, dropped, and an error names the setting to change 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
+from runner.core.secrets import write_redacted, write_redacted_json
 from runner.dataset.build import load_examples
 from runner.dataset.formats import Example
 from runner.dataset.templates import Tokenized, render_sample, tokenize_example, truncation_warning
@@ -42,8 +42,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if evals:
         _save(evals, tmp / "eval")
     stats = {"format": examples.format, "train": train_stats, "eval": eval_stats}
-    (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
-    (tmp / "sample.txt").write_text(render_sample(train[0], tokenizer))
+    write_redacted_json(tmp / "stats.json", stats)
+    write_redacted(tmp / "sample.txt", render_sample(train[0], tokenizer))
     shutil.rmtree(ctx.run.data_dir, ignore_errors=True)
     os.replace(tmp, ctx.run.data_dir)
     ctx.emit(

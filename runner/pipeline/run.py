@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 import traceback
@@ -19,6 +18,7 @@ from typing import Any, TextIO
 
 from runner.core.events import EventWriter
 from runner.core.rundir import RunDir
+from runner.core.secrets import write_redacted_json
 from runner.dataset.read import DataError
 from runner.llamacpp import ConverterMissing
 from runner.models.resolve import ModelNotFound
@@ -163,9 +163,7 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
 def _write_marker(run: RunDir, stage: Stage, key: str, seconds: float, result: dict[str, Any]) -> None:
     """Mark ``stage`` done (written aside and renamed: a full disk never leaves half a marker)."""
     marker = {"key": key, "seconds": seconds, "result": result, "outputs": _outputs(stage, result)}
-    tmp = _marker(run, stage.name).with_suffix(".tmp")
-    tmp.write_text(json.dumps(marker, indent=2, default=str))
-    os.replace(tmp, _marker(run, stage.name))
+    write_redacted_json(_marker(run, stage.name), marker)
 
 
 def _describe_failure(exc: BaseException, stage: str, stop: StopSignal) -> tuple[dict[str, Any], int]:
