@@ -163,7 +163,7 @@ def test_a_read_only_queue_db_stops_the_worker_at_start_instead_of_looping(
     assert tuneq("daemon", "status").returncode == 1
     started = time.monotonic()
     worker = tuneq("worker", timeout=60)
-    assert worker.returncode == 1 and "read-only" in worker.stderr, (worker.stdout, worker.stderr)
+    assert worker.returncode == 2 and "read-only" in worker.stderr, (worker.stdout, worker.stderr)
     assert "Traceback" not in worker.stdout + worker.stderr
     assert time.monotonic() - started < 30
     assert json.loads(tuneq("status", "--json").stdout)["jobs"][0]["state"] == "queued"

@@ -41,8 +41,8 @@ def leaky_demo(tmp_path: Path) -> Path:
             row["Question"] += f" (ticket {PLANTED}, {SHAPED})"
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / DATA.name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    job = tmp_path / "leaky.toml"
-    job.write_text(demo)
+    job = tmp_path / "leaky.toml"  # fidelity only warns: the changed questions are not what is tested here
+    job.write_text(demo.replace("max_ppl_increase = 0.02", 'max_ppl_increase = 0.02\non_fidelity = "warn"'))
     return job
 
 

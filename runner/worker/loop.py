@@ -25,7 +25,7 @@ from runner.backends.factory import make_backend
 from runner.cluster.address import ClusterError, configured_address, forget_cluster_info
 from runner.core.paths import state_dir
 from runner.core.present import os_failure
-from runner.store import Store, StoreError
+from runner.store import Store, StoreError, StoreUnwritable
 from runner.worker import steps
 from runner.worker.clock import Clock, SystemClock
 from runner.worker.gpus import GpuError, discover
@@ -106,7 +106,8 @@ def shutdown(store: Store, clock: Clock, w: WorkerRuntime, flags: Flags) -> None
 
 
 def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: str | None = None) -> int:
-    """``tuneq worker``: run a worker in the foreground until signalled; 1 if one already runs here.
+    """``tuneq worker``: run a worker in the foreground until signalled; 1 if one already runs here or it
+    cannot start, 2 if the queue or the state directory cannot be written.
 
     With a cluster address (``cluster``, else ``cluster.toml`` in the state directory) every job runs on a
     node of that Ray cluster, as many at once as its GPUs allow.
@@ -156,6 +157,9 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: s
             )
             run(store, clock, w, flags)
             log.info("worker %s stopped", w.info.id)
+    except StoreUnwritable as exc:
+        print(f"tuneq worker: {exc}", file=sys.stderr)
+        return 2
     except (StoreError, GpuError, ClusterError) as exc:
         print(f"tuneq worker: {exc}", file=sys.stderr)
         return 1
