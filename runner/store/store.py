@@ -3,7 +3,9 @@
 Every write is one short ``BEGIN IMMEDIATE`` transaction, never held while waiting on a process.
 :meth:`Store.transition` (and the intents built on it) is the only code that writes a job's state: a
 compare-and-set checked against :data:`runner.core.jobstate.TRANSITIONS`. Any ``sqlite3`` failure leaves
-as a :class:`StoreError` with a one-line message (corrupt file, locked, newer schema).
+as a :class:`StoreError` with a one-line message (corrupt file, locked, newer schema; a read-only or full
+disk as :class:`StoreUnwritable`). A database that cannot be written is opened read-only, so it can still
+be read (:mod:`runner.store.connect`).
 """
 
 from __future__ import annotations
