@@ -7,6 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from runner.ship.reach import ship_host
 from runner.store import Store
 from tui.app import TuneqApp
 from tui.context import TuiContext
@@ -16,7 +17,7 @@ HEAVY = ("torch", "transformers", "llama_cpp", "numpy", "runner.pipeline")
 
 async def main(jobs: Path) -> None:
     with Store() as store:
-        app = TuneqApp(TuiContext(store, jobs.resolve()))
+        app = TuneqApp(TuiContext(store, jobs.resolve(), ship_host(store.path.parent)))
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause(1.0)
             assert type(app.screen).__name__ == "QueueScreen", app.screen

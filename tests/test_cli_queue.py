@@ -18,7 +18,7 @@ from conftest import FAKE_PIPELINE, JobFactory
 from runner.backends.local import LocalBackend
 from runner.cli import main
 from runner.core.jobstate import JobState
-from runner.store import SCHEMA_VERSION, Store
+from runner.store import SCHEMA_VERSION, Progress, Store
 from runner.worker import daemon
 from runner.worker.clock import SystemClock
 from runner.worker.linger import linger_warning
@@ -102,6 +102,11 @@ def test_show_and_json(home: Path, make_job: JobFactory, capsys) -> None:
     job = json.loads(tuneq(capsys, "show", "1", "--json")[1])["job"]
     assert job["spec_text"] == path.read_text()
     assert job["events_path"].endswith("runs/1/events.jsonl")
+    with Store() as store:
+        store.claim("w", now=time.time(), lease_s=60)
+        store.update_progress(1, "w", Progress("train", 12, 60, 0.0025502571370452642, 30.0))
+    out = tuneq(capsys, "show", "1")[1]
+    assert "loss:           0.0026\n" in out and "progress:       12/60 (20%)" in out
 
 
 def test_unknown_ids_and_wrong_states_are_one_line_errors(home: Path, make_job: JobFactory, capsys) -> None:
@@ -243,3 +248,34 @@ def test_submit_warns_when_the_only_worker_row_is_a_dead_process(
     with Store(default_path()) as store:  # a worker killed before it could unregister
         store.heartbeat(WorkerInfo("gone", socket.gethostname(), dead.pid, 0, 0), now=time.time(), lease_s=60)
     assert "tuneq daemon start" in tuneq(capsys, "submit", str(make_job("a")))[2]
+
+
+@pytest.mark.parametrize("name", ["[/]", "a/b", "\x1b[2Jwiped", "-rf", ""])
+def test_submit_refuses_a_name_the_job_file_could_not_have(
+    home: Path, make_job: JobFactory, name: str
+) -> None:
+    job = make_job("ok")
+    command = [sys.executable, "-m", "runner", "submit", str(job), f"--name={name}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done
+    assert done.stderr.startswith("--name: ") and "a job name is" in done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "\x1b" not in done.stderr
+    with Store() as store:
+        assert store.list_jobs() == []  # nothing queued
+    ok = subprocess.run(
+        [*command[:-1], "--name=Mon job 2"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (ok.returncode, ok.stdout) == (0, "job 1 queued: Mon job 2 (priority 0)\n"), ok.stderr
+
+
+def test_status_and_show_print_old_names_without_escapes(home: Path, make_job: JobFactory, capsys) -> None:
+    """A name queued before ``--name`` was checked: no escape sequence or line break reaches the terminal."""
+    assert tuneq(capsys, "submit", str(make_job("ok")))[0] == 0
+    with Store() as store, sqlite3.connect(store.path) as conn:  # as an old queue may hold it
+        conn.execute("UPDATE jobs SET name = ? WHERE id = 1", ("\x1b]0;pwned\x07\x1b[31mred\nfake 9",))
+    code, out, _ = tuneq(capsys, "status")
+    assert code == 0 and "\x1b" not in out and "\x07" not in out
+    assert out.splitlines()[1].split()[:3] == ["1", "red", "fake"]
+    code, out, _ = tuneq(capsys, "show", "1")
+    assert code == 0 and "\x1b" not in out
+    assert "name:           red fake 9" in out.splitlines()

@@ -242,7 +242,7 @@ def test_head_worker_killed_and_restarted_reattaches_and_never_runs_a_job_twice(
     assert steps == list(range(1, 13))  # every event copied to the head once, none lost across the restart
 
 
-def test_submit_refuses_more_gpus_than_any_node_has(
+def test_submit_refuses_more_gpus_than_a_job_trains_on(
     store: Store, make_job: JobFactory, head_worker, home: Path
 ) -> None:
     head_worker(config_file=True)
@@ -253,7 +253,7 @@ def test_submit_refuses_more_gpus_than_any_node_has(
         [sys.executable, "-m", "runner", "submit", str(path)], capture_output=True, text=True, timeout=60
     )
     assert done_.returncode == 2, done_.stderr
-    assert "run.gpus" in done_.stderr and "no node of the cluster" in done_.stderr
+    assert "run.gpus" in done_.stderr and "a job trains on one GPU" in done_.stderr
     assert "Traceback" not in done_.stderr
     assert store.list_jobs() == []
     path.write_text(path.read_text().replace("gpus = 2", "gpus = 1"))

@@ -171,13 +171,12 @@ def test_job_image_overrides_worker_image(tmp_path: Path) -> None:
 
 
 def test_device_request_names_exactly_the_assigned_gpus(tmp_path: Path) -> None:
-    launch = Launch("j", tmp_path, _spec(gpus=2), gpus=(1, 3))
+    launch = Launch("j", tmp_path, _spec(gpus=1), gpus=(3,))
     requests = create_kwargs(launch, DockerSettings(), "w", {})["device_requests"]
-    assert (
-        requests
-        == device_requests((1, 3))
-        == [DeviceRequest(driver="nvidia", device_ids=["1", "3"], capabilities=[["gpu"]])]
-    )
+    assert requests == [DeviceRequest(driver="nvidia", device_ids=["3"], capabilities=[["gpu"]])]
+    assert device_requests((1, 3)) == [
+        DeviceRequest(driver="nvidia", device_ids=["1", "3"], capabilities=[["gpu"]])
+    ]
     assert requests[0]["Count"] == 0  # no "all GPUs" request
     assert device_requests(()) == []
 
@@ -499,9 +498,7 @@ def test_missing_image_is_a_clear_error(engine: str, client: docker.DockerClient
 @pytest.mark.slow
 def test_demo_job_runs_in_a_container(engine: str, client: docker.DockerClient, tmp_path: Path) -> None:
     """The real pipeline on the demo job, in the test image with this checkout mounted read-only."""
-    demo = ROOT / "jobs" / "demo-tiny.toml"
-    if not demo.exists() or not (ROOT / "runner" / "pipeline" / "__main__.py").exists():
-        pytest.skip("jobs/demo-tiny.toml or runner/pipeline is not written yet")
+    demo = ROOT / "jobs" / "demo-tiny.toml"  # renamed or gone: the test fails, it does not skip
     from runner.commands.staging import prepare_run_dir
     from runner.spec.load import load_spec
 

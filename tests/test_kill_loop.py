@@ -67,7 +67,6 @@ def _wait(check: Callable[[], bool], timeout: float) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-@pytest.mark.skipif(not DEMO.exists(), reason="jobs/demo-tiny.toml is missing")
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs the training stack")
 def test_kill_loop_resumes_from_checkpoints(
     store: Store, make_job, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

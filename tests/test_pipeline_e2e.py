@@ -115,7 +115,13 @@ def test_events_tell_the_whole_story(demo_run: tuple[Path, Any]) -> None:
     ends = [e["stage"] for e in events if e["type"] == "stage_end" and e["ok"]]
     assert ends == list(STAGE_NAMES)
     progress = [e for e in events if e["type"] == "progress"]
-    assert progress and {"step", "max_steps", "loss", "lr", "eta_s"} <= set(progress[-1])
+    assert progress and {"step", "max_steps", "loss", "lr", "eta_s"} <= set(
+        [e for e in progress if e["stage"] == "train"][-1]
+    )
+    for stage in ("merged", "gguf", "quantize"):  # the silent library calls report the bytes they write
+        written = [e for e in progress if e["stage"] == stage]
+        assert written and written[0]["done"] == 0 and written[0]["total"] > 0, stage
+        assert written[-1]["done"] == written[-1]["total"] > 0, stage
     assert events[-1]["type"] == "job_end" and events[-1]["ok"]
 
 
@@ -160,3 +166,41 @@ def test_failed_expectation_fails_the_job_with_the_reason(demo_run: tuple[Path, 
     events = read_events(copy / "events.jsonl")
     reran = [e["stage"] for e in events[-12:] if e["type"] == "stage_end" and not e.get("reused")]
     assert reran == ["smoke"]
+
+
+def test_retry_with_a_fixed_smoke_section_does_not_train_again(
+    demo_run: tuple[Path, Any], tmp_path: Path
+) -> None:
+    """A job failed at its smoke test; ``tuneq retry ID --job FILE`` with the fix reruns smoke and after."""
+    from runner.core.jobstate import JobState
+    from runner.store import Store
+
+    run_dir, _ = demo_run
+    home, jobs = tmp_path / "home", tmp_path / "jobs"
+    shutil.copytree(ROOT / "jobs", jobs)
+    job_file = jobs / "demo-tiny.toml"
+    assert tuneq("submit", str(job_file), home=home).returncode == 0
+    with Store(home / "queue.db") as store:
+        (job,) = store.list_jobs()
+        shutil.copytree(run_dir, job.run_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("job.json"))
+        assert store.claim("w", now=0, lease_s=60) is not None
+        store.transition(job.id, JobState.RUNNING, JobState.FAILED, now=0)
+    job_file.write_text(job_file.read_text().replace("max_tokens = 160", "max_tokens = 150"))
+    retried = tuneq("retry", str(job.id), "--job", str(job_file), home=home)
+    assert retried.returncode == 0, retried.stderr
+    assert "smoke changed: reuses data, train, lora, merged, gguf, quantize; runs smoke" in retried.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "runner.pipeline", job.run_dir],
+        capture_output=True,
+        text=True,
+        cwd=job.run_dir,
+        env={**os.environ, "TUNEQ_HOME": str(home)},
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    events = read_events(Path(job.run_dir) / "events.jsonl")
+    retried = events[
+        max(i for i, e in enumerate(events) if e["type"] == "stage_start" and e["stage"] == "data") :
+    ]
+    ran = [e["stage"] for e in retried if e["type"] == "stage_end" and not e.get("reused")]
+    assert ran == ["smoke", "fidelity", "ship"]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import DATA, ROOT, JobFactory
 from test_worker import FAST, drive, ended, submit
+from test_worker_process import spawn  # noqa: F401  (fixture: real worker processes)
 
 from runner import commands
 from runner.backends.base import Launch
@@ -96,6 +99,31 @@ def test_a_cancel_while_a_child_runs_cancels_the_job(store: Store, make_job: Job
     cancelled = store.get(job.id)
     assert (cancelled.state, cancelled.reason) == (JobState.CANCELLED, "cancelled by the user")
     steps.shutdown(store, SystemClock(), w, force=True)
+
+
+def test_a_cancelled_job_s_log_ends_saying_cancelled(
+    store: Store,
+    make_job: JobFactory,
+    spawn,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker process cancels the real ``run_pipeline`` in training: ``tuneq log`` shows the pipeline's
+    ``job_end`` as stopped (it cannot tell why) and then the recorded end, cancelled, which the worker also
+    wrote at the end of log.txt; nothing says failed."""
+    monkeypatch.setenv("TUNEQ_PIPELINE_CMD", shlex.join(STOP_PIPELINE))
+    (job,) = commands.submit(store, [make_job("cancel-me", "wait-in=train", retries=1)])
+    spawn()
+    run_dir = RunDir(Path(job.run_dir))
+    wait_for(lambda: (run_dir.root / "train.ready").exists())
+    commands.cancel(store, job.id)
+    wait_for(lambda: store.get(job.id).state is JobState.CANCELLED)
+    assert run_dir.log.read_text().splitlines()[-1].endswith(" -         job cancelled by the user")
+    shown = subprocess.run(
+        [sys.executable, "-m", "runner", "log", str(job.id)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert shown[-2].endswith("report    job stopped: stopped by SIGTERM during the train stage"), shown
+    assert shown[-1].endswith(" -         job cancelled by the user"), shown
+    assert not [line for line in shown if "failed" in line.lower()]
 
 
 @pytest.mark.slow

@@ -19,9 +19,12 @@ from runner.dataset.templates import chat_template_for
 from runner.ship.card import commands
 from runner.ship.files import write_sums
 from runner.ship.modelfile import GgufChat, derive_turns, go_template, modelfile, read_gguf_chat, render_chat
+from runner.ship.reach import SshHost
 from runner.spec import load_spec
 from runner.spec.model import TemplateSpec
 from tui.ship import ship_commands
+
+FAKE_TOKEN = "hf_" + "Z" * 34  # a made-up token in the shape of a real one
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -206,8 +209,29 @@ def test_push_dry_run_lists_the_upload(
     out = capsys.readouterr().out
     assert "would upload 4 files" in out and "https://huggingface.co/me/m" in out
     assert all(f"  {name}  " in out for name in ("m-Q4_K_M.gguf", "README.md", "commands.txt", "SHA256SUMS"))
-    assert main(["push", str(run_dir), "--repo", "me/m"]) == 2
-    assert "HF_TOKEN is not set" in capsys.readouterr().err
+
+
+def test_push_takes_the_token_hf_auth_login_saved(run_dir: Path, tmp_path: Path) -> None:
+    """No HF_TOKEN: the token file in HF_HOME (what `hf auth login` writes), never printed."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"} | {"HF_HOME": str(tmp_path / "hf")}
+    env["HF_HUB_OFFLINE"] = "1"  # the upload fails at once, after the token was found
+
+    def push() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "runner", "push", str(run_dir), "--repo", "me/m"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    missing = push()
+    assert missing.returncode == 2 and "no Hugging Face token: run `hf auth login`" in missing.stderr
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "token").write_text(FAKE_TOKEN)
+    found = push()
+    assert found.returncode == 1 and "the upload failed" in found.stderr, found.stderr
+    assert FAKE_TOKEN not in found.stdout + found.stderr
 
 
 def recording_tools(tmp_path: Path, *names: str) -> Path:
@@ -303,7 +327,8 @@ def test_ship_into_an_earlier_copy_or_an_empty_directory(run_dir: Path, tmp_path
 def test_the_tui_offers_the_commands_of_commands_txt() -> None:
     spec = load_spec(ROOT / "jobs" / "demo-tiny.toml").spec
     lines = commands(spec, "demo-tiny-Q8_0.gguf", None).splitlines()
-    offered = ship_commands(Path("/runs/1/gguf/demo-tiny-Q8_0.gguf"), spec.artifact_name, "me@gpu-box")
+    host = SshHost("me", "gpu-box", None, "a test")
+    offered = ship_commands(Path("/runs/1/gguf/demo-tiny-Q8_0.gguf"), spec.artifact_name, host)
     runs = [c.text for c in offered if c.text.startswith("llama-")]
     assert runs and all(line in lines for line in runs)  # llama-cli, llama-server with the same flags
     ollama = next(c.text for c in offered if c.label == "Ollama Modelfile").splitlines()[0]

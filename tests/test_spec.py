@@ -79,6 +79,13 @@ def test_cross_field_rules() -> None:
     assert "not among export.gguf" in text
 
 
+def test_a_job_asking_for_gpus_it_would_not_train_on_is_refused() -> None:
+    """The trainer is one process on one GPU: ``gpus = 2`` would rent a second GPU and leave it idle."""
+    (text,) = problems(MINIMAL + "[run]\ngpus = 2\n")
+    assert text.startswith("job.toml:7: run.gpus: a job trains on one GPU") and "set gpus = 1" in text
+    assert parse_spec(MINIMAL + "[run]\ngpus = 0\n", "job.toml").run.gpus == 0
+
+
 @pytest.mark.parametrize(
     ("content", "expected"),
     [

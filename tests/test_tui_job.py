@@ -9,6 +9,7 @@ from tui_fixtures import WORKER, drive, make_app, noted, screen_text, seed_queue
 
 from runner import commands
 from runner.core.events import EventWriter
+from runner.ship.reach import ship_host
 from runner.store import Store
 from tui.screens.job import JobScreen
 from tui.screens.text_view import TextScreen
@@ -54,7 +55,11 @@ def test_running_job_updates_live(store: Store, ids: dict[str, int], tmp_path: P
         await shows(pilot, "running", "● train", "○ smoke", "step  30/60")
         events = EventWriter(run / "events.jsonl", str(ids["medical-r1"]))
         events.emit("progress", "train", step=31, max_steps=60, loss=0.777, eta_s=29.0)
-        await shows(pilot, "step  31/60", "loss  0.7770")
+        await shows(pilot, "step  31/60", "loss  0.7770", "● train         52%")
+        events.emit("stage_end", "train", ok=True, seconds=60.0)
+        events.emit("stage_start", "lora")
+        events.emit("progress", "lora", done=480, total=1000, unit="bytes", eta_s=3.0)
+        await shows(pilot, "● lora          48%", "step  31/60")  # training's numbers stay on screen
         with (run / "log.txt").open("a") as log:
             log.write("a brand new log line\n")
         await pilot.press("2")
@@ -69,8 +74,10 @@ def test_failed_job_shows_reason(store: Store, ids: dict[str, int], tmp_path: Pa
         await shows(pilot, "failed", "CUDA out of memory", "✗ train", "○ lora")
         await pilot.press("4")
         await shows(pilot, "no artifacts yet")
-        await pilot.press("y")
+        await pilot.press("c")
         await noted(pilot, "nothing to copy yet")
+        await pilot.press("y")
+        await noted(pilot, "no GGUF to copy yet")
 
     drive(make_app(store, tmp_path), scenario)
 
@@ -97,6 +104,7 @@ def test_log_tab_shows_no_escape_sequences(store: Store, ids: dict[str, int], tm
     run = Path(store.get(ids["medical-r1"]).run_dir)
     with (run / "log.txt").open("a") as log:
         log.write("\x1b]0;pwned\x07\x1b[2J\x1b[31mhostile\x1b[0m \x9b6nline\n")
+        log.write("Map:  10%|█         | 4/40\rMap:  50%|█████     | 20/40\rMap: 100%|██████████| 40/40\r\n")
 
     async def scenario(pilot) -> None:
         screen = await open_job(pilot, ids["medical-r1"])
@@ -104,6 +112,8 @@ def test_log_tab_shows_no_escape_sequences(store: Store, ids: dict[str, int], tm
         view = screen.query_one(LogPanel).query_one("#log-view")
         await wait_for(pilot, lambda: any("hostile" in line for line in view.lines))
         assert [line for line in view.lines if "hostile" in line] == ["hostile 6nline"]
+        await wait_for(pilot, lambda: any("Map:" in line for line in view.lines))
+        assert [line for line in view.lines if "Map:" in line] == ["Map: 100%|██████████| 40/40"]  # as shown
 
     drive(make_app(store, tmp_path), scenario)
 
@@ -123,12 +133,15 @@ def test_smoke_and_ship_tabs_and_copy(store: Store, ids: dict[str, int], tmp_pat
         await shows(pilot, "gguf/demo-tiny-Q4_K_M.gguf", "sha256 ", "scp to your laptop", "Ollama Modelfile")
         q4 = run / "gguf" / "demo-tiny-Q4_K_M.gguf"
         assert f"me@gpu-box:{q4}" in screen_text(pilot.app)
-        await pilot.press("y")
+        await pilot.press("c")
         assert copied == [f"scp me@gpu-box:{q4} ."]
         await noted(pilot, "copied: scp to your laptop")
+        await pilot.press("y")  # the footer's "Copy GGUF path": the path itself, from any tab
+        assert copied[-1] == str(q4)
+        await noted(pilot, f"copied: {q4}")
         panel = screen.query_one(ShipPanel)
         panel.query_one("#ship-commands").focus()
-        await pilot.press("down", "down", "y")
+        await pilot.press("down", "down", "c")
         assert copied[-1] == "llama-cli -m ./demo-tiny-Q4_K_M.gguf -cnv"
         await pilot.press("end", "v")  # the fallback: the text in a selectable view
         assert isinstance(pilot.app.screen, TextScreen)
@@ -155,10 +168,38 @@ def test_the_tested_file_is_the_one_job_end_names(store: Store, ids: dict[str, i
         await shows(pilot, f"Q8_0 {run}/gguf/demo-tiny-Q8_0.gguf")
         await pilot.press("4")
         await shows(pilot, f"tested Q8_0: {run}/gguf/demo-tiny-Q8_0.gguf", "scp to your laptop")
-        await pilot.press("y")
-        assert copied == [f"scp me@gpu-box:{run}/gguf/demo-tiny-Q8_0.gguf ."]
+        await pilot.press("c", "y")
+        assert copied == [
+            f"scp me@gpu-box:{run}/gguf/demo-tiny-Q8_0.gguf .",
+            f"{run}/gguf/demo-tiny-Q8_0.gguf",
+        ]
 
     drive(make_app(store, tmp_path), scenario, size=(200, 50))
+
+
+def test_the_ship_tab_fetches_from_the_ssh_server_address_and_port(
+    store: Store, ids: dict[str, int], tmp_path: Path
+) -> None:
+    """On a server reached over IPv6 on port 2222 ($SSH_CONNECTION): ``scp -P``, ``rsync -e 'ssh -p'``, the
+    address in brackets, and the panel says where that came from."""
+    host = ship_host(tmp_path / "state", {"SSH_CONNECTION": "2001:db8::1 50000 2001:db8::7 2222"})
+    q4 = Path(store.get(ids["demo-tiny"]).run_dir) / "gguf" / "demo-tiny-Q4_K_M.gguf"
+    copied: list[str] = []
+
+    async def scenario(pilot) -> None:
+        pilot.app.copy_to_clipboard = copied.append
+        screen = await open_job(pilot, ids["demo-tiny"])
+        await pilot.press("4")
+        await shows(pilot, f"fetched from {host.user}@[2001:db8::7] port 2222 ($SSH_CONNECTION)")
+        await pilot.press("c")
+        screen.query_one(ShipPanel).query_one("#ship-commands").focus()
+        await pilot.press("down", "c")
+        assert copied == [
+            f"scp -P 2222 {host.user}@[2001:db8::7]:{q4} .",
+            f"rsync -avP -e 'ssh -p 2222' {host.user}@[2001:db8::7]:{q4} .",
+        ]
+
+    drive(make_app(store, tmp_path, ship_host=host), scenario, size=(200, 50))
 
 
 def test_a_cluster_job_names_its_node(store: Store, ids: dict[str, int], tmp_path: Path) -> None:

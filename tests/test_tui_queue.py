@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import JobFactory
+from textual.coordinate import Coordinate
 from tui_fixtures import (
     FIXED_NOW,
     WORKER,
@@ -40,7 +42,12 @@ def table(pilot) -> JobsTable:
 
 def names(pilot) -> list[str]:
     t = table(pilot)
-    return [str(t.get_row_at(i)[1]) for i in range(t.row_count)]
+    return [str(t.get_cell_at(Coordinate(i, t.get_column_index("name")))) for i in range(t.row_count)]
+
+
+def state_of(pilot, job_id: int) -> str:
+    """The state the table shows for a job, without its mark."""
+    return str(table(pilot).get_cell(str(job_id), "state")).split(" ", 1)[1]
 
 
 async def loaded(pilot) -> None:
@@ -80,8 +87,7 @@ def test_new_jobs_and_changes_from_other_processes_appear(
             add_job(other, commands.runs_root(other), "late-job", age_s=0)
             other.transition(ids["medical-r1"], JobState.RUNNING, JobState.SUCCEEDED, now=FIXED_NOW)
         await wait_for(pilot, lambda: "late-job" in names(pilot))
-        row = table(pilot).get_row(str(ids["medical-r1"]))
-        assert str(row[2]) == "succeeded"
+        assert str(table(pilot).get_cell(str(ids["medical-r1"]), "state")) == "✓ succeeded"
 
     drive(make_app(store, tmp_path), scenario)
 
@@ -123,11 +129,11 @@ def test_cancel_asks_first(store: Store, ids: dict[str, int], tmp_path: Path) ->
         assert store.get(ids["small-sft"]).state is JobState.QUEUED
         await pilot.press("c", "y")
         await wait_for(pilot, lambda: store.get(ids["small-sft"]).state is JobState.CANCELLED)
-        await wait_for(pilot, lambda: str(table(pilot).get_row(str(ids["small-sft"]))[2]) == "cancelled")
+        await wait_for(pilot, lambda: state_of(pilot, ids["small-sft"]) == "cancelled")
         select(pilot, ids["medical-r1"])
         await pilot.press("c", "y")  # a running job: the worker is asked to stop it
         await wait_for(pilot, lambda: store.get(ids["medical-r1"]).cancel_requested)
-        await wait_for(pilot, lambda: str(table(pilot).get_row(str(ids["medical-r1"]))[2]) == "cancelling")
+        await wait_for(pilot, lambda: state_of(pilot, ids["medical-r1"]) == "cancelling")
         select(pilot, ids["demo-tiny"])
         await pilot.press("c")  # finished: refused without a question
         await noted(pilot, "only queued or running")
@@ -171,6 +177,32 @@ def test_retry_and_priority(store: Store, ids: dict[str, int], tmp_path: Path) -
     drive(make_app(store, tmp_path), scenario)
 
 
+def test_retry_with_the_fixed_job_file(store: Store, make_job: JobFactory, tmp_path: Path) -> None:
+    """``R``: the job file it was submitted from, fixed since, after a question naming what runs again."""
+    path = make_job("fix-me")
+    (job,) = commands.submit(store, [path])
+    assert store.claim(WORKER.id, now=FIXED_NOW, lease_s=1e9) is not None
+    store.transition(job.id, JobState.RUNNING, JobState.FAILED, now=FIXED_NOW, reason="smoke failed")
+    path.write_text(path.read_text() + "\n[smoke]\nmax_tokens = 64\n")
+
+    async def scenario(pilot) -> None:
+        await loaded(pilot)
+        await shows(pilot, "· 1 job ·")
+        select(pilot, job.id)
+        await pilot.press("R")
+        await shows(pilot, "smoke changed: reuses data, train, lora", "runs smoke, fidelity, ship again")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: store.get(job.id).state is JobState.QUEUED)
+        assert "max_tokens = 64" in store.spec_text(job.id)
+        path.write_text(path.read_text() + "[train]\nlearnig_rate = 1\n")
+        store.transition(job.id, JobState.QUEUED, JobState.CANCELLED, now=FIXED_NOW)
+        await pilot.press("R")  # a file that no longer validates: its problem, nothing requeued
+        await noted(pilot, "train.learnig_rate: unknown key")
+        assert store.get(job.id).state is JobState.CANCELLED
+
+    drive(make_app(store, tmp_path), scenario)
+
+
 def test_open_submit_help_and_quit(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
     async def scenario(pilot) -> None:
         await loaded(pilot)
@@ -183,7 +215,9 @@ def test_open_submit_help_and_quit(store: Store, ids: dict[str, int], tmp_path: 
         await pilot.press("escape")
         await pilot.press("question_mark")
         assert isinstance(pilot.app.screen, HelpScreen)
-        await shows(pilot, "Submit", "Cancel", "Prio+", "Quit")
+        await shows(pilot, "Submit", "Cancel", "Retry edited", "Quit", "Open the job", "Priority up")
+        text = screen_text(pilot.app)
+        assert "^q" not in text and "Focus Next" not in text  # Textual's own keys are not this screen's
         await pilot.press("escape")
         await pilot.press("q")
         assert pilot.app.return_code == 0
@@ -199,3 +233,24 @@ def test_worker_heartbeat_brings_the_banner_down(store: Store, tmp_path: Path) -
         await wait_for(pilot, lambda: "tuneq daemon start" not in screen_text(pilot.app))
 
     drive(make_app(store, tmp_path), scenario)
+
+
+def test_names_are_shown_as_text_not_markup(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
+    """Names queued before ``--name`` was checked (an old queue): Rich markup and escape sequences are
+    shown as plain text in the table, the cancel question and the job screen, never interpreted."""
+    root = commands.runs_root(store)
+    markup = add_job(store, root, "[/]", age_s=10)
+    escape = add_job(store, root, "\x1b[31mred\x1b]0;title\x07\nx [bold]", age_s=5)
+
+    async def scenario(pilot) -> None:
+        await wait_for(pilot, lambda: "[/]" in names(pilot))
+        assert "red x [bold]" in names(pilot)
+        select(pilot, markup)
+        await pilot.press("c")
+        await shows(pilot, "Really cancel the queued job", "([/])?")
+        await pilot.press("n")
+        select(pilot, escape)
+        await pilot.press("enter")
+        await shows(pilot, f"job {escape} red x [bold]")
+
+    drive(make_app(store, tmp_path), scenario, size=(160, 40))

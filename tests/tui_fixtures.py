@@ -22,10 +22,12 @@ from rich.console import Console
 from runner.core.events import EventWriter
 from runner.core.jobstate import JobState
 from runner.core.stages import STAGE_NAMES
+from runner.ship.reach import SshHost
 from runner.store import NewJob, Progress, Store, WorkerInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXED_NOW = 1_790_000_000.0  # the clock of deterministic tests
+TEST_HOST = SshHost("me", "gpu-box", None, "a test")  # where the ship tab's commands fetch from
 WORKER = WorkerInfo("gpu-box-1-abc123", "gpu-box", 1, FIXED_NOW - 3600, FIXED_NOW)
 PROMPT = "A 45-year-old man has crushing chest pain spreading to the left arm. What is the diagnosis?"
 ANSWER = "<think>Crushing pain radiating to the arm suggests ischemia.</think> Acute myocardial infarction."
@@ -220,13 +222,18 @@ if __name__ == "__main__":
 
 
 def make_app(
-    store: Store, jobs_dir: Path, *, clock: Callable[[], float] = lambda: FIXED_NOW, poll_s: float = 0.05
+    store: Store,
+    jobs_dir: Path,
+    *,
+    clock: Callable[[], float] = lambda: FIXED_NOW,
+    poll_s: float = 0.05,
+    ship_host: SshHost = TEST_HOST,
 ) -> Any:
-    """The TUI over ``store`` with a fixed clock, a fast poll (unless ``poll_s``) and a fixed scp target."""
+    """The TUI over ``store`` with a fixed clock, a fast poll (unless ``poll_s``) and a fixed ship host."""
     from tui.app import TuneqApp
     from tui.context import TuiContext
 
-    app = TuneqApp(TuiContext(store, jobs_dir, clock=clock, poll_s=poll_s, ssh_target="me@gpu-box"))
+    app = TuneqApp(TuiContext(store, jobs_dir, ship_host, clock=clock, poll_s=poll_s))
     app.notes = []
     notify = app.notify
 

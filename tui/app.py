@@ -9,6 +9,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
+from runner.ship.reach import ship_host
 from runner.store import Store
 from tui.context import TuiContext
 from tui.screens.help import HelpScreen
@@ -34,17 +35,21 @@ class TuneqApp(App[None]):
         return QueueScreen(self.ctx)
 
     def action_help(self) -> None:
-        """Show the keys of the current screen and the app (not the focused widget's cursor keys)."""
-        seen: dict[str, tuple[str, str]] = {}
-        for active in self.screen.active_bindings.values():
-            binding = active.binding
-            if isinstance(active.node, App | Screen) and binding.description and binding.action not in seen:
-                seen[binding.action] = (self.get_key_display(binding), binding.description)
-        self.push_screen(HelpScreen(list(seen.values())))
+        """Every key of the current screen and of the app, footer or not (Enter included); not Textual's
+        built-in ones, nor the focused widget's cursor keys."""
+        declared = [b for b in (*self.screen.BINDINGS, *self.BINDINGS) if isinstance(b, Binding)]
+        keys = [
+            (" ".join(self.get_key_display(Binding(k, b.action)) for k in b.key.split(",")), b.description)
+            for b in declared
+            if b.description
+        ]
+        self.push_screen(HelpScreen(keys))
 
 
 def run(jobs_dir: Path) -> int:
-    """Open the TUI on the state directory's store (``TUNEQ_HOME``); return an exit code."""
+    """Open the TUI on the state directory's store (``TUNEQ_HOME``); return an exit code.
+
+    :class:`runner.ship.transfer.ShipError` (before anything is drawn) for an unusable ship host setting."""
     with Store() as store:
-        TuneqApp(TuiContext(store, jobs_dir.resolve())).run()
+        TuneqApp(TuiContext(store, jobs_dir.resolve(), ship_host(store.path.parent))).run()
     return 0

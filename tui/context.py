@@ -1,21 +1,16 @@
-"""What every screen needs: the store, the job files' folder, a clock and the polling interval."""
+"""What every screen needs: the store, the job files' folder, how a laptop reaches this machine, a clock and
+the polling interval."""
 
 from __future__ import annotations
 
-import getpass
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from runner.core.workers import worker_alive
+from runner.ship.reach import SshHost
 from runner.store import Store
-
-
-def ssh_target() -> str:
-    """``user@host`` of this machine, as a laptop would reach it with scp or rsync."""
-    return f"{getpass.getuser()}@{socket.getfqdn()}"
 
 
 @dataclass(frozen=True)
@@ -24,9 +19,9 @@ class TuiContext:
 
     store: Store
     jobs_dir: Path
+    ship_host: SshHost  # runner.ship.reach.ship_host of the store's state directory
     clock: Callable[[], float] = time.time
     poll_s: float = 0.5
-    ssh_target: str = field(default_factory=ssh_target)
 
     def worker_alive(self) -> bool:
         """Some worker has sent a heartbeat recently (a blocking store read: call it from a thread)."""

@@ -4,9 +4,9 @@ artifacts and the outcome. Plain Python: it runs in the polling thread, the scre
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from runner.core.events import Event
+from runner.core.events import Event, progress_share
 from runner.core.stages import STAGE_NAMES
 
 PLOT_POINTS = 400  # a series is thinned to about this many points before plotting
@@ -21,6 +21,7 @@ class StageInfo:
     name: str
     status: str = "pending"  # pending | running | done | reused | failed
     seconds: float | None = None
+    share: float | None = None  # how far a running stage is (0 to 1), when its progress events say
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,11 @@ class JobFeed:
                 status = "failed" if not event.get("ok") else "reused" if event.get("reused") else "done"
                 self.stages[stage] = StageInfo(stage, status, _float(event.get("seconds")))
             elif kind == "progress":
-                self.progress = event
-                _append(self.train, event.get("step"), event.get("loss"))
+                if stage in self.stages and self.stages[stage].status == "running":
+                    self.stages[stage] = replace(self.stages[stage], share=progress_share(event))
+                if "step" in event:  # training's numbers (the export stages report bytes)
+                    self.progress = event
+                    _append(self.train, event.get("step"), event.get("loss"))
             elif kind == "metric" and "eval_loss" in event:
                 self.eval_loss = _float(event["eval_loss"])
                 _append(self.evals, event.get("step"), event["eval_loss"])

@@ -18,10 +18,22 @@ STATE_STYLES = {
 }
 
 
+# a mark per state, so that states differ without colour too (NO_COLOR, a monochrome terminal)
+STATE_MARKS = {
+    "queued": "○",
+    "running": "●",
+    "cancelling": "◌",
+    "succeeded": "✓",
+    "failed": "✗",
+    "cancelled": "-",
+    "interrupted": "!",
+}
+
+
 def state_text(job: Job) -> Text:
-    """The job's state (or ``cancelling``) in its colour."""
+    """The job's state (or ``cancelling``) after its mark, in its colour."""
     label = state_label(job.state, job.cancel_requested)
-    return Text(label, style=STATE_STYLES.get(label, ""))
+    return Text(f"{STATE_MARKS.get(label, ' ')} {label}", style=STATE_STYLES.get(label, ""))
 
 
 def progress_bar(step: int | None, max_steps: int | None, width: int = 6) -> Text:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.ship.reach import SshHost
 from runner.ship.usage import llama_cpp_commands, ollama_commands
 
 
@@ -17,16 +17,15 @@ class ShipCommand:
     text: str
 
 
-def ship_commands(gguf: Path, model: str, target: str, modelfile: str | None = None) -> list[ShipCommand]:
-    """Fetch the file with scp or rsync from ``target`` (``user@host``); run it with llama.cpp or Ollama.
+def ship_commands(gguf: Path, model: str, host: SshHost, modelfile: str | None = None) -> list[ShipCommand]:
+    """Fetch the file with scp or rsync from ``host``; run it with llama.cpp or Ollama.
 
     ``modelfile`` is the run's ``ship/Modelfile`` (it carries the chat template); without one, a minimal
     Modelfile leaves the template to Ollama's reading of the GGUF."""
-    remote = f"{target}:{shlex.quote(str(gguf))}"
     minimal = f"# {' && '.join(ollama_commands(model))}\nFROM ./{gguf.name}\n"
     return [
-        ShipCommand("scp to your laptop", f"scp {remote} ."),
-        ShipCommand("rsync to your laptop (resumable)", f"rsync -avP {remote} ."),
+        ShipCommand("scp to your laptop", host.scp(str(gguf))),
+        ShipCommand("rsync to your laptop (resumable)", host.rsync(str(gguf))),
         *(ShipCommand(label, command) for label, command in llama_cpp_commands(gguf.name)),
         ShipCommand("Ollama Modelfile", modelfile or minimal),
     ]

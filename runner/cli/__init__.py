@@ -9,12 +9,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from runner.cli import job_cmds, queue_cmds, ship_cmds, tui_cmd
+import argcomplete
+
+from runner.cli import completion, job_cmds, queue_cmds, ship_cmds, tui_cmd
 from runner.cli.exitcodes import EXIT_INTERRUPTED, EXIT_USAGE
 from runner.core.paths import StateDirError
 from runner.core.secrets import redacted_output
 
-_MODULES = [job_cmds, queue_cmds, ship_cmds, tui_cmd]
+_MODULES = [job_cmds, queue_cmds, ship_cmds, tui_cmd, completion]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argcomplete.autocomplete(parser)  # answers a shell's tab completion and exits; else does nothing
+    args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
     except StateDirError as exc:

@@ -1,5 +1,5 @@
 """Queue verbs: ``submit``, ``status``, ``show``, ``log``, ``cancel``, ``retry``, ``remove``, ``priority``,
-``backup``, ``worker`` and ``daemon start|stop|status``.
+``backup``, ``worker``, ``notify-test`` and ``daemon start|stop|status|install|uninstall``.
 
 Each verb is a thin layer over :mod:`runner.commands` (shared with the TUI). Unknown ids and wrong
 states print one line and exit 2; an unusable database prints one line and exits 1. ``--json`` shapes
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -20,16 +21,18 @@ from runner import commands
 from runner.cli import argtypes
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from runner.cli.queue_view import job_details, jobs_table
-from runner.core.events import format_event
+from runner.core.events import format_event, terminal_safe
 from runner.core.jobstate import JobState
-from runner.core.present import os_failure
+from runner.core.paths import state_dir
+from runner.core.present import count, one_line, os_failure, stopped_ending
 from runner.core.rundir import RunDir
 from runner.core.workers import worker_alive
-from runner.spec import SpecError
-from runner.store import JSON_VERSION, Job, JobError, Store, StoreError, StoreUnwritable, default_path
+from runner.spec import SpecError, load_spec
+from runner.store import JSON_VERSION, Job, JobError, Store, StoreError, StoreUnwritable, default_path, iso
 from runner.store.backup import backup
-from runner.worker import daemon
+from runner.worker import daemon, notify, unit
 from runner.worker.linger import linger_warning
+from runner.worker.unit import UnitError
 
 StoreHandler = Callable[[Store, argparse.Namespace], int]
 
@@ -56,13 +59,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep following until the job ends")
     p.set_defaults(handler=_with_store(_log))
 
-    for verb, action, help_ in (
-        ("cancel", _cancel, "cancel queued or running jobs"),
-        ("retry", _retry, "requeue failed, interrupted or cancelled jobs"),
-    ):
-        p = sub.add_parser(verb, help=help_)
-        p.add_argument("ids", nargs="+", type=argtypes.job_id, metavar="ID")
-        p.set_defaults(handler=_with_store(_each(action)))
+    p = sub.add_parser("cancel", help="cancel queued or running jobs")
+    p.add_argument("ids", nargs="+", type=argtypes.job_id, metavar="ID")
+    p.set_defaults(handler=_with_store(_each(_cancel)))
+
+    p = sub.add_parser(
+        "retry",
+        help="requeue failed, interrupted or cancelled jobs",
+        description="Requeue jobs in their run directories: finished stages are reused, training resumes "
+        "from its newest checkpoint. With --job, one job runs with an edited job file, and only the "
+        "stages whose inputs changed run again (e.g. `tuneq retry 3 --job jobs/x.toml` after fixing a "
+        "smoke prompt: training is not repeated).",
+    )
+    p.add_argument("ids", nargs="+", type=argtypes.job_id, metavar="ID")
+    p.add_argument("--job", metavar="FILE", help="the edited job file (one ID only)")
+    p.set_defaults(handler=_with_store(_retry))
 
     p = sub.add_parser("remove", help="forget finished jobs")
     p.add_argument("ids", nargs="+", type=argtypes.job_id, metavar="ID")
@@ -89,8 +100,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(handler=_serve)
 
-    p = sub.add_parser("daemon", help="run the worker detached: start | stop | status")
-    p.add_argument("action", choices=("start", "stop", "status"))
+    p = sub.add_parser(
+        "notify-test",
+        help="send a test notification now, as the worker would at a job's end (docs/notify.md)",
+    )
+    p.add_argument(
+        "file", nargs="?", type=Path, metavar="FILE", help="a job file with [notify] (default: notify.toml)"
+    )
+    p.set_defaults(handler=_notify_test)
+
+    p = sub.add_parser(
+        "daemon", help="run the worker detached: start | stop | status | install | uninstall (systemd unit)"
+    )
+    p.add_argument("action", choices=("start", "stop", "status", "install", "uninstall"))
+    p.add_argument(
+        "--print", action="store_true", help="install: print the unit file instead of installing it"
+    )
     p.set_defaults(handler=_daemon)
 
 
@@ -137,7 +162,7 @@ def _print_json(data: dict[str, Any]) -> None:
 
 def _submit(store: Store, args: argparse.Namespace) -> int:
     for job in commands.submit(store, args.files, priority=args.priority, name=args.name):
-        print(f"job {job.id} queued: {job.name} (priority {job.priority})")
+        print(f"job {job.id} queued: {one_line(job.name)} (priority {job.priority})")
     if not any(worker_alive(w, time.time()) for w in store.workers()):
         print("no worker is running: start one with `tuneq daemon start`", file=sys.stderr)
     return EXIT_OK
@@ -168,9 +193,13 @@ def _show(store: Store, args: argparse.Namespace) -> int:
 def _log(store: Store, args: argparse.Namespace) -> int:
     for event in commands.job_events(store, args.id, follow=args.follow):
         print(format_event(event), flush=True)
+    job = store.get(args.id)
+    if words := stopped_ending(job.state, job.reason):
+        stamp = (iso(job.finished_at) or "")[11:19]
+        print(f"{stamp:<8} {'-':<9} {terminal_safe(words)}")  # what the worker made of the pipeline's stop
     if not args.follow:
         return EXIT_OK
-    return EXIT_OK if store.get(args.id).state is JobState.SUCCEEDED else EXIT_FAILED
+    return EXIT_OK if job.state is JobState.SUCCEEDED else EXIT_FAILED
 
 
 def _cancel(store: Store, job_id: int) -> str:
@@ -180,7 +209,18 @@ def _cancel(store: Store, job_id: int) -> str:
     return f"job {job_id}: cancel requested; the worker stops it"
 
 
-def _retry(store: Store, job_id: int) -> str:
+def _retry(store: Store, args: argparse.Namespace) -> int:
+    if args.job is None:
+        return _each(_retry_one)(store, args)
+    if len(args.ids) != 1:
+        print("tuneq: retry --job takes one job id (the edited file is that job's)", file=sys.stderr)
+        return EXIT_USAGE
+    job, plan = commands.retry_edited(store, args.ids[0], args.job)
+    print(f"job {job.id} queued again with {args.job}: {plan.describe()}")
+    return EXIT_OK
+
+
+def _retry_one(store: Store, job_id: int) -> str:
     job = commands.retry(store, job_id)
     return f"job {job.id} queued again (it resumes from {job.run_dir})"
 
@@ -259,11 +299,13 @@ def _backup(args: argparse.Namespace) -> int:
     except (StoreError, OSError) as exc:
         print(f"tuneq: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"backed up {source} ({jobs} jobs) to {args.path}")
+    print(f"backed up {source} ({count(jobs, 'job')}) to {args.path}")
     return EXIT_OK
 
 
 def _daemon(args: argparse.Namespace) -> int:
+    if args.action in ("install", "uninstall"):
+        return _daemon_unit(args)
     if args.action == "start":
         try:
             with Store() as store:
@@ -291,9 +333,54 @@ def _daemon(args: argparse.Namespace) -> int:
         return EXIT_OK
     state = daemon.status()
     print(f"worker running (pid {state.pid}); log: {state.log}" if state.running else "no worker is running")
+    if (unit_state := unit.unit_state()) is not None:
+        print(f"systemd unit {unit.UNIT_NAME}: {unit_state}")
     if state.running:
         _warn_linger()
     return EXIT_OK if state.running else EXIT_FAILED
+
+
+def _daemon_unit(args: argparse.Namespace) -> int:
+    """``daemon install [--print]`` and ``daemon uninstall``."""
+    try:
+        if args.print:
+            print(unit.current_unit(), end="")
+            return EXIT_OK
+        lines = daemon.install() if args.action == "install" else daemon.uninstall()
+    except (UnitError, RuntimeError) as exc:
+        print(f"tuneq: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"tuneq: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for line in lines:
+        print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout)
+    return EXIT_OK
+
+
+def _notify_test(args: argparse.Namespace) -> int:
+    """Send a made-up job end through the job file's ``[notify]`` table (else ``notify.toml``)."""
+    try:
+        spec = load_spec(args.file).spec if args.file else None
+        table = spec.notify if spec is not None and spec.notify_given else notify.read_queue_default()
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    if table is None or not (table.command or table.url_env):
+        where = f"{args.file} has no [notify] table and " if args.file else ""
+        print(
+            f"tuneq: nothing to send: {where}{state_dir() / notify.NOTIFY_FILE} sets no notifier",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    notify.log.addHandler(handler)
+    notify.log.setLevel(logging.INFO)
+    try:
+        return EXIT_OK if notify.send_test(table) else EXIT_FAILED
+    finally:
+        notify.log.removeHandler(handler)
 
 
 def _warn_linger() -> None:

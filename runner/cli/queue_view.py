@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.core.events import terminal_safe
-from runner.core.present import age, state_label
+from runner.core.present import age, one_line, state_label
 from runner.core.rundir import RunDir
 from runner.store import Job, iso
 
@@ -27,7 +27,7 @@ def jobs_table(jobs: list[Job], now: float) -> str:
     rows = [_COLUMNS] + [
         (
             str(j.id),
-            j.name,
+            one_line(j.name),
             state_label(j.state, j.cancel_requested),
             j.progress.stage or "-",
             progress_label(j),
@@ -47,14 +47,14 @@ def job_details(job: Job) -> str:
     p = job.progress
     fields = [
         ("id", job.id),
-        ("name", job.name),
+        ("name", one_line(job.name)),
         ("state", state_label(job.state, job.cancel_requested)),
         ("priority", job.priority),
         ("attempts", job.attempts),
         ("retries left", job.retries_left),
         ("stage", p.stage),
         ("progress", progress_label(job)),
-        ("loss", p.loss),
+        ("loss", None if p.loss is None else f"{p.loss:.4f}"),
         ("eta", None if p.eta_s is None else age(p.eta_s)),
         ("reason", job.reason),
         ("created", iso(job.created_at)),

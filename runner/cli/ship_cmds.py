@@ -1,8 +1,10 @@
 """``tuneq ship`` and ``tuneq push``: hand a finished run's ``ship/`` folder over.
 
 ``ID`` is a job id of the queue or a run directory. ``DEST`` is a local directory (new, empty or an earlier
-copy) or ``[user@]host:path``; anything else is refused before anything is copied. Exit codes: 0 done,
-1 the copy or upload failed, 2 bad input (unknown job, no finished ship folder, a DEST refused).
+copy) or ``[user@]host:path``; anything else is refused before anything is copied. A folder left on this
+machine comes with the scp and rsync commands that fetch it from a laptop (:mod:`runner.ship.reach` says
+which host and port they name). Exit codes: 0 done, 1 the copy or upload failed, 2 bad input (unknown job,
+no finished ship folder, a DEST refused, an unusable ship host setting, no room for the copy).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from typing import Any
 
 from runner.cli import argtypes
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from runner.core.paths import state_dir
+from runner.ship.reach import SHIP_HOST_ENV, SHIP_HOST_FILE, SshHost, ship_host
 from runner.ship.transfer import (
+    NoRoom,
     Remote,
     ShipError,
     check_local_dest,
@@ -41,7 +46,10 @@ def register(sub: Any) -> None:
         help="a directory (hard-links where possible, checksums verified) or user@host:path",
     )
     p.set_defaults(handler=cmd_ship)
-    p = sub.add_parser("push", help="upload a run's ship/ folder to the Hugging Face Hub (token: HF_TOKEN)")
+    p = sub.add_parser(
+        "push",
+        help="upload a run's ship/ folder to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)",
+    )
     p.add_argument("run", metavar="ID|RUN_DIR", help="a job id or a run directory")
     p.add_argument("--repo", required=True, help="the model repo, e.g. user/my-model")
     p.add_argument("--dry-run", action="store_true", help="list what would be uploaded, upload nothing")
@@ -67,6 +75,7 @@ def cmd_ship(args: argparse.Namespace) -> int:
         dest = parse_dest(args.dest) if args.dest is not None else None
         if isinstance(dest, Path):
             dest = check_local_dest(dest, folder)
+        host = None if isinstance(dest, Remote) else ship_host(state_dir())
     except ShipError as exc:
         print(f"tuneq ship: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -81,11 +90,28 @@ def cmd_ship(args: argparse.Namespace) -> int:
                 print(f"{how:<7} {name}")
             print(f"checksums verified in {dest}")
             where = str(dest)
+    except NoRoom as exc:
+        print(f"tuneq ship: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (ShipError, OSError) as exc:
         print(f"tuneq ship: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if host is not None:
+        print(fetch_text(host, dest if isinstance(dest, Path) else folder.resolve()))
     print(f"\nin {where}:\n{(folder / 'commands.txt').read_text()}", end="")
     return EXIT_OK
+
+
+def fetch_text(host: SshHost, folder: Path) -> str:
+    """The commands that fetch the absolute ``folder`` from a laptop (into ``./<its name>``, the run
+    directory's for a ``ship/`` folder), and where their host came from."""
+    name = folder.parent.name if folder.name == "ship" else folder.name
+    return (
+        f"\nfetch it to your laptop (host from {host.source}; "
+        f"set {SHIP_HOST_ENV} or {state_dir() / SHIP_HOST_FILE} to change it):\n"
+        f"  {host.rsync(f'{folder}/', f'./{name}/')}\n"
+        f"  {host.scp(str(folder), f'./{name}', folder=True)}"
+    )
 
 
 def cmd_push(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from runner.cli.exitcodes import EXIT_FAILED
+from runner.cli.exitcodes import EXIT_FAILED, EXIT_USAGE
+from runner.ship.transfer import ShipError
 from runner.store import StoreError
 
 
@@ -31,3 +32,6 @@ def _tui(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"tuneq: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except ShipError as exc:
+        print(f"tuneq tui: {exc}", file=sys.stderr)
+        return EXIT_USAGE

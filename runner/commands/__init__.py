@@ -11,18 +11,22 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from runner.cluster.address import ClusterInfo, read_cluster_info, too_many_gpus
-from runner.commands.staging import adopt_staged, stage_run_dir
+from runner.commands.staging import adopt_staged, replace_inputs, same_data, stage_run_dir
 from runner.commands.validate import DataCheck, base_architecture, validate_file
 from runner.core.events import Event, EventTail
 from runner.core.paths import ensure_dir
 from runner.core.rundir import RunDir
-from runner.spec import LoadedSpec, Problem, SpecError
+from runner.core.stages import STAGE_NAMES
+from runner.spec import LoadedSpec, Problem, SpecError, parse_spec
 from runner.spec.load import key_line
-from runner.store import Job, JobError, NewJob, Store
+from runner.spec.model import check_job_name
+from runner.spec.stages import first_changed_stage
+from runner.store import Job, JobError, NewJob, Store, WrongState
 
 
 def runs_root(store: Store) -> Path:
@@ -85,8 +89,11 @@ def submit(
 ) -> list[Job]:
     """Validate all files, then queue each with a run directory holding its spec text and data copy.
 
-    An invalid file raises :class:`SpecError` before anything is queued.
+    An invalid file, or a ``name`` that breaks the job file's naming rule, raises :class:`SpecError` before
+    anything is queued.
     """
+    if name is not None:
+        _check_name(name)
     root = runs_root(store)
     all_loaded = load_all(paths)
     _check_cluster_gpus(all_loaded, read_cluster_info(store.path.parent))
@@ -106,6 +113,14 @@ def submit(
         finally:
             shutil.rmtree(staged, ignore_errors=True)  # gone already once adopted
     return jobs
+
+
+def _check_name(name: str) -> None:
+    """Refuse a ``--name`` that a job file's ``name`` could not be (:class:`SpecError`, one line)."""
+    try:
+        check_job_name(name)
+    except ValueError as exc:
+        raise SpecError([Problem("--name", None, None, f"{name!r}: {exc}")]) from None
 
 
 def _check_cluster_gpus(loaded: Sequence[LoadedSpec], cluster: ClusterInfo | None) -> None:
@@ -139,6 +154,48 @@ def cancel(store: Store, job_id: int) -> Job:
 def retry(store: Store, job_id: int) -> Job:
     """Requeue a failed, interrupted or cancelled job (it resumes from its run directory)."""
     return store.retry(job_id, now=time.time())
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    """What ``retry_edited`` will do with an edited job file: which stages run again and why."""
+
+    loaded: LoadedSpec
+    data_changed: bool
+    rerun_from: str | None  # the first stage that runs again (``None``: every finished stage is reused)
+    changed: list[str]  # what changed: job-file sections, or "the data file"
+
+    def describe(self) -> str:
+        """One line: ``smoke changed: reuses data, …; runs smoke, fidelity, ship again``."""
+        if self.rerun_from is None:
+            return "nothing changed that a stage depends on: finished stages are reused"
+        at = STAGE_NAMES.index(self.rerun_from)
+        reused = f"reuses {', '.join(STAGE_NAMES[:at])}; " if at else ""
+        return f"{', '.join(self.changed)} changed: {reused}runs {', '.join(STAGE_NAMES[at:])} again"
+
+
+def plan_retry(store: Store, job_id: int, path: str | Path) -> RetryPlan:
+    """Validate an edited job file for a retryable job (as ``submit`` does) and tell what would run again;
+    nothing is changed. :class:`WrongState` for a job that cannot be retried, :class:`SpecError` for the
+    file."""
+    job = store.get(job_id)
+    if not job.state.is_retryable:
+        raise WrongState(job_id, job.state, "only failed, interrupted or cancelled jobs can be retried")
+    (loaded,) = load_all([path])
+    if not same_data(RunDir(Path(job.run_dir)), loaded):
+        return RetryPlan(loaded, True, STAGE_NAMES[0], ["the data file"])
+    changed = first_changed_stage(parse_spec(store.spec_text(job_id), f"job {job_id}"), loaded.spec)
+    return RetryPlan(loaded, False, *(changed or (None, [])))
+
+
+def retry_edited(store: Store, job_id: int, path: str | Path) -> tuple[Job, RetryPlan]:
+    """Requeue a failed, interrupted or cancelled job with an edited job file, in the same run directory:
+    every finished stage whose inputs did not change is reused (:func:`plan_retry` says which)."""
+    plan = plan_retry(store, job_id, path)
+    loaded = plan.loaded
+    replace_inputs(RunDir(Path(store.get(job_id).run_dir)), loaded)
+    edited = NewJob(loaded.spec.name, loaded.text, loaded.spec_hash, str(loaded.path.resolve()))
+    return store.retry(job_id, now=time.time(), edited=edited), plan
 
 
 def set_priority(store: Store, job_id: int, priority: int) -> Job:

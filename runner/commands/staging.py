@@ -74,6 +74,20 @@ def adopt_staged(staged: Path, loaded: LoadedSpec, job_id: int) -> RunDir:
         return RunDir(root)
 
 
+def replace_inputs(run: RunDir, loaded: LoadedSpec) -> None:
+    """Give an existing run directory (of a job not running) an edited job file: its spec text, job facts
+    and data copy. Where the data differs from the copy it held, the data stage's marker and the
+    checkpoints, made from the old rows, are removed so that everything runs again."""
+    info = run.read_job_info()
+    if not same_data(run, loaded):
+        run.stage_marker("data").unlink(missing_ok=True)
+        shutil.rmtree(run.checkpoints, ignore_errors=True)
+        if (old_copy := info.get("data_path")) is not None:
+            (run.root / old_copy).unlink(missing_ok=True)
+    _write_inputs(run, loaded)
+    _write_job_info(run, loaded, str(info["job"]))
+
+
 STAGING_PREFIX = ".submit-"
 _ABANDONED_S = 24 * 3600  # a staging directory this old belongs to a submit that died
 
@@ -131,10 +145,12 @@ def _write_job_info(run: RunDir, loaded: LoadedSpec, job_id: str) -> None:
 
 def _holds(run: RunDir, loaded: LoadedSpec) -> bool:
     """Whether an existing run directory was made from the same spec and the same data."""
-    info = run.read_job_info()
-    if info.get("spec_hash") != loaded.spec_hash:
-        return False
-    src, copy = _local_data(loaded), info.get("data_path")
+    return run.read_job_info().get("spec_hash") == loaded.spec_hash and same_data(run, loaded)
+
+
+def same_data(run: RunDir, loaded: LoadedSpec) -> bool:
+    """Whether a run directory's data copy holds what the job file's data source holds now."""
+    src, copy = _local_data(loaded), run.read_job_info().get("data_path")
     if src is None or copy is None:
         return src is None and copy is None
     if not (run.root / copy).is_file():

@@ -4,6 +4,7 @@ checks free space against it (runner/pipeline/disk.py)."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 
 GB = 10**9
@@ -15,6 +16,11 @@ _QUANT_BITS = {
     "q2_k": 3.4, "tq2_0": 2.1, "tq1_0": 1.7,
 }  # fmt: skip
 _UNKNOWN_BITS = 8.5  # a quant not in the table: assume the largest common one
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a full disk (or an exhausted quota)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def export_bytes(params: int, quants: Sequence[str]) -> dict[str, int]:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from runner.core.disksize import size_text
 from runner.core.secrets import redact_data
 from runner.core.tail import LineTail
 
@@ -93,6 +94,20 @@ def terminal_safe(text: str) -> str:
     return _UNPRINTABLE.sub("", text)
 
 
+def progress_share(event: Event) -> float | None:
+    """How far a ``progress`` event says its stage is, from 0 to 1: training's ``step``/``max_steps``, or
+    ``done``/``total`` (bytes written, for the export stages); ``None`` when it does not say."""
+    keys = ("step", "max_steps") if "step" in event else ("done", "total")
+    done, total = (_number(event.get(key)) for key in keys)
+    if done is None or total is None or total <= 0:
+        return None
+    return min(1.0, max(0.0, done / total))
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def format_event(event: Event) -> str:
     """One readable line for a terminal (``tuneq run`` and ``tuneq log``), made :func:`terminal_safe`."""
     return terminal_safe(_describe(event))
@@ -102,6 +117,9 @@ def _describe(event: Event) -> str:
     stage = event.get("stage") or "-"
     kind = event.get("type")
     head = f"{event.get('t', '')[11:19]} {stage:<9}"
+    if kind == "progress" and "step" not in event:
+        eta = _number(event.get("eta_s"))
+        return f"{head} {_written(event)}" + (f"  eta {eta:.0f}s" if eta is not None else "")
     if kind == "progress":
         parts = [f"step {event.get('step')}/{event.get('max_steps')}"]
         for key, fmt in (
@@ -118,7 +136,7 @@ def _describe(event: Event) -> str:
     if kind == "stage_start":
         return f"{head} started" + (f" ({event['reused']})" if event.get("reused") else "")
     if kind == "stage_end":
-        state = "done" if event.get("ok") else "FAILED"
+        state = "done" if event.get("ok") else "stopped" if event.get("stopped") else "FAILED"
         return f"{head} {state} in {event.get('seconds', 0):.1f}s" + (
             " (reused)" if event.get("reused") else ""
         )
@@ -133,8 +151,18 @@ def _describe(event: Event) -> str:
         return f"{head} ERROR {event.get('cause')}" + (
             f"\n          hint: {event['hint']}" if event.get("hint") else ""
         )
-    if kind == "job_end":
-        return f"{head} job {'succeeded' if event.get('ok') else 'failed'}" + (
-            f": {event['reason']}" if event.get("reason") else ""
-        )
+    if kind == "job_end":  # "stopped": the worker, which stopped it, logs what that meant (cancelled, ...)
+        outcome = "succeeded" if event.get("ok") else "stopped" if event.get("stopped") else "failed"
+        return f"{head} job {outcome}" + (f": {event['reason']}" if event.get("reason") else "")
     return f"{head} {event.get('message', '')}"
+
+
+def _written(event: Event) -> str:
+    """``1.2 GB written of ~2.5 GB (48%)`` for a stage's ``done``/``total`` bytes."""
+    done, total, share = _number(event.get("done")), _number(event.get("total")), progress_share(event)
+    if done is None:
+        return "working"
+    text = size_text(done) + " written"
+    if total is not None and share is not None:
+        text += f" of ~{size_text(total)} ({100 * share:.0f}%)"
+    return text

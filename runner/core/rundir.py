@@ -69,6 +69,10 @@ class RunDir:
         """Stage markers (``<stage>.json``): a stage is done when its marker's key matches."""
         return self.root / ".stages"
 
+    def stage_marker(self, stage: str) -> Path:
+        """The marker of a finished ``stage`` (its key, outputs, seconds and result)."""
+        return self.stages / f"{stage}.json"
+
     @property
     def smoke(self) -> Path:
         """Smoke-test answers and verdicts."""

@@ -2,9 +2,11 @@
 
 A LoRA step on a small model does not fill an H100: at 2 rows per micro-batch most of the step is the host
 launching kernels (docs/benchmarks.md). So the job's effective batch (per-device x accumulation) runs in
-the fewest micro-batches whose estimated peak fits in the memory left after the weights are loaded, and
-gradient checkpointing stays off where the batch fits without it. The effective batch, and with it the
-optimisation, is the job's own.
+the fewest micro-batches whose estimated peak fits in the memory left after the weights are loaded.
+Gradient checkpointing recomputes the forward pass (about +50% FLOPs with a frozen base), which costs more
+than a second micro-batch once each holds a few thousand tokens: with ``"auto"`` the plan first splits the
+batch without checkpointing, down to micro-batches of ``MIN_MICRO_BATCH_TOKENS``, and only then turns
+checkpointing on. The effective batch, and with it the optimisation, is the job's own.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ HEADROOM = 0.8  # share of the free memory a plan may fill: the estimate is a pl
 # show them. On the H100 an 8B QLoRA micro-batch of ~10k tokens peaked 11.7 GiB above its weights where
 # the estimate alone says 4.7 (docs/benchmarks.md); this allowance covers that.
 LOGITS_BYTES = 4
+# Below this many tokens a micro-batch leaves the GPU waiting on the host (docs/benchmarks.md): split no
+# further to avoid checkpointing.
+MIN_MICRO_BATCH_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -68,21 +73,25 @@ def plan_batch(spec: JobSpec, config: Any | None, lengths: list[int], free_bytes
         return own
     effective = t.per_device_train_batch_size * t.gradient_accumulation_steps
     sizes = [n for n in range(effective, 0, -1) if effective % n == 0] if t.auto_batch else [own.per_device]
-    need = 0.0
-    for rows in sizes:
-        tokens = micro_batch_tokens(
+    tokens = {
+        rows: micro_batch_tokens(
             lengths, rows, flat=t.flat_batches, packing=t.packing, max_seq_length=spec.model.max_seq_length
         )
-        for checkpointing in options:
-            est = estimate_for(
-                config,
-                four_bit=spec.model.load_in_4bit,
-                rank=spec.lora.r,
-                optim=t.optim,
-                tokens=tokens,
-                checkpointing=checkpointing,
-            )
-            need = (est.total - est.weights) * GIB + tokens * config.vocab_size * LOGITS_BYTES
-            if need <= HEADROOM * free_bytes:
-                return BatchPlan(rows, effective // rows, checkpointing, need / GIB, free_bytes / GIB)
+        for rows in sizes
+    }
+    # splitting before checkpointing while micro-batches stay big, then the fewest micro-batches that fit
+    split_first = [(rows, options[0]) for rows in sizes if tokens[rows] >= MIN_MICRO_BATCH_TOKENS]
+    need = 0.0
+    for rows, checkpointing in [*split_first, *((rows, ck) for rows in sizes for ck in options)]:
+        est = estimate_for(
+            config,
+            four_bit=spec.model.load_in_4bit,
+            rank=spec.lora.r,
+            optim=t.optim,
+            tokens=tokens[rows],
+            checkpointing=checkpointing,
+        )
+        need = (est.total - est.weights) * GIB + tokens[rows] * config.vocab_size * LOGITS_BYTES
+        if need <= HEADROOM * free_bytes:
+            return BatchPlan(rows, effective // rows, checkpointing, need / GIB, free_bytes / GIB)
     return BatchPlan(sizes[-1], effective // sizes[-1], options[-1], need / GIB, free_bytes / GIB)

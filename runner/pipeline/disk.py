@@ -33,11 +33,10 @@ def is_disk_full(exc: BaseException) -> bool:
 def ensure_room(ctx: StageContext, stage: str) -> None:
     """Fail ``stage`` before it writes if its filesystem cannot hold what it and the later export stages
     will write; nothing is checked when the model's size cannot be told."""
-    params = _parameters(ctx)
-    if params is None:
+    sizes = export_sizes(ctx)
+    if sizes is None:
         ctx.log("disk space not checked: the model's size is unknown")
         return
-    sizes = export_bytes(params, ctx.spec.export.gguf)
     need = int(_MARGIN * sum(sizes[s] for s in EXPORT_STAGES[EXPORT_STAGES.index(stage) :]))
     free = shutil.disk_usage(ctx.run.root).free
     if need > free:
@@ -45,6 +44,18 @@ def ensure_room(ctx: StageContext, stage: str) -> None:
             f"{stage}: needs {size_text(need)}, {size_text(free)} free on the disk of {ctx.run.root}",
             DISK_HINT,
         )
+
+
+def export_sizes(ctx: StageContext) -> dict[str, int] | None:
+    """Bytes each export stage is expected to write (``None`` when the model's size cannot be told)."""
+    params = _parameters(ctx)
+    return None if params is None else export_bytes(params, ctx.spec.export.gguf)
+
+
+def expected_bytes(ctx: StageContext, stage: str) -> int | None:
+    """Bytes ``stage`` is expected to write, if the model's size can be told."""
+    sizes = export_sizes(ctx)
+    return None if sizes is None else sizes[stage]
 
 
 def _parameters(ctx: StageContext) -> int | None:

@@ -11,7 +11,8 @@ from typing import Any
 from runner.llamacpp import converter_script
 from runner.pipeline.artifacts import record_artifact, run_converter
 from runner.pipeline.context import StageContext
-from runner.pipeline.disk import ensure_room
+from runner.pipeline.disk import ensure_room, expected_bytes
+from runner.pipeline.progress import written_bytes_progress
 from runner.pipeline.tokparity import check_parity, job_texts
 
 
@@ -25,7 +26,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ensure_room(ctx, "gguf")
     ctx.run.gguf.mkdir(exist_ok=True)
     out = f16_path(ctx)
-    run_converter(ctx, converter_script(), [str(ctx.run.merged), "--outtype", "f16"], out)
+    writing = [out, out.with_name(out.name + ".tmp")]
+    with written_bytes_progress(ctx, lambda: writing, expected_bytes(ctx, "gguf")):
+        run_converter(ctx, converter_script(), [str(ctx.run.merged), "--outtype", "f16"], out)
     remote = ctx.spec.model.trust_remote_code
     texts = job_texts(ctx.run.data_dir, ctx.run.merged, [p.prompt for p in ctx.spec.smoke.prompts], remote)
     try:

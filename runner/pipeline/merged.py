@@ -9,7 +9,8 @@ from typing import Any
 
 from runner.models.resolve import local_model_dir
 from runner.pipeline.context import StageContext, StageFailed
-from runner.pipeline.disk import ensure_room
+from runner.pipeline.disk import ensure_room, expected_bytes
+from runner.pipeline.progress import written_bytes_progress
 from runner.pipeline.train import setup_unsloth_env
 
 
@@ -31,7 +32,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     tmp = ctx.run.root / "merged.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        model.save_pretrained_merged(str(tmp), tokenizer, save_method="merged_16bit")
+        with written_bytes_progress(ctx, lambda: [tmp], expected_bytes(ctx, "merged")):
+            model.save_pretrained_merged(str(tmp), tokenizer, save_method="merged_16bit")
         _restore_tokenizer_files(ctx, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a partial merge would only hold on to the space

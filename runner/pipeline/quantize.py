@@ -9,8 +9,9 @@ from typing import Any
 
 from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
-from runner.pipeline.disk import DISK_FULL, DISK_HINT, ensure_room, path_is_full
+from runner.pipeline.disk import DISK_FULL, DISK_HINT, ensure_room, expected_bytes, path_is_full
 from runner.pipeline.gguf import f16_path
+from runner.pipeline.progress import written_bytes_progress
 from runner.spec.quants import known_ftypes
 
 
@@ -44,11 +45,11 @@ def quantize_file(src: Path, dst: Path, ftype: int, threads: int | None = None) 
 def run(ctx: StageContext) -> dict[str, Any]:
     """Write every quant listed in ``export.gguf`` besides f16."""
     ensure_room(ctx, "quantize")
+    outs = {quant: quant_path(ctx, quant) for quant in ctx.spec.export.gguf if quant != "f16"}
+    writing = [p for out in outs.values() for p in (out, out.with_name(out.name + ".tmp"))]
     artifacts = []
-    for quant in ctx.spec.export.gguf:
-        if quant == "f16":
-            continue
-        out = quant_path(ctx, quant)
-        quantize_file(f16_path(ctx), out, known_ftypes()[quant])
-        artifacts.append(record_artifact(ctx, out, f"gguf-{quant}"))
+    with written_bytes_progress(ctx, lambda: writing, expected_bytes(ctx, "quantize")):
+        for quant, out in outs.items():
+            quantize_file(f16_path(ctx), out, known_ftypes()[quant])
+            artifacts.append(record_artifact(ctx, out, f"gguf-{quant}"))
     return {"artifacts": artifacts}

@@ -6,7 +6,6 @@ sections the stage depends on — and its outputs exist. Once a stage runs, ever
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -29,50 +28,36 @@ from runner.pipeline.quantize import quant_path
 from runner.pipeline.report import write_report
 from runner.pipeline.stopping import EXIT_STOPPED, Stopped, StopSignal
 from runner.spec.load import parse_spec
-from runner.spec.model import JobSpec
-
-_TRAINING = ("model", "data", "template", "lora", "train")
+from runner.spec.stages import stage_key
 
 
 @dataclass(frozen=True)
 class Stage:
-    """A pipeline step: its function and the spec sections whose change makes it run again."""
+    """A pipeline step: its function and what it always writes (relative to the run directory), beside
+    its artifacts. The spec sections whose change makes it run again: :data:`runner.core.stages.STAGE_INPUTS`."""
 
     name: str
     run: Callable[[StageContext], dict[str, Any]]
-    depends_on: tuple[str, ...]
-    leaves: tuple[
-        str, ...
-    ] = ()  # what it always writes (relative to the run directory), beside its artifacts
+    leaves: tuple[str, ...] = ()
 
 
 STAGES = (
-    Stage("data", data.run, ("model", "data", "template"), leaves=("data",)),
-    Stage("train", train.run, _TRAINING, leaves=("lora",)),
-    Stage("lora", lora.run, (*_TRAINING, "export")),
-    Stage("merged", merged.run, _TRAINING, leaves=("merged",)),
-    Stage("gguf", gguf.run, (*_TRAINING, "export")),
-    Stage("quantize", quantize.run, (*_TRAINING, "export")),
-    Stage("smoke", smoke.run, (*_TRAINING, "export", "smoke"), leaves=("smoke.json",)),
-    Stage("fidelity", fidelity.run, (*_TRAINING, "export", "smoke")),
-    Stage("ship", ship.run, (*_TRAINING, "export", "smoke")),
+    Stage("data", data.run, leaves=("data",)),
+    Stage("train", train.run, leaves=("lora",)),
+    Stage("lora", lora.run),
+    Stage("merged", merged.run, leaves=("merged",)),
+    Stage("gguf", gguf.run),
+    Stage("quantize", quantize.run),
+    Stage("smoke", smoke.run, leaves=("smoke.json",)),
+    Stage("fidelity", fidelity.run),
+    Stage("ship", ship.run),
 )
 _KNOWN_FAILURES = (StageFailed, DataError, ConverterMissing, ModelNotFound)
 
 
-def stage_key(spec: JobSpec, stage: Stage) -> str:
-    """Hash of the spec sections a stage depends on."""
-    parts = {name: getattr(spec, name).model_dump(mode="json") for name in stage.depends_on}
-    return hashlib.sha256(json.dumps({"stage": stage.name, **parts}, sort_keys=True).encode()).hexdigest()
-
-
-def _marker(run: RunDir, name: str) -> Path:
-    return run.stages / f"{name}.json"
-
-
 def _reusable(run: RunDir, stage: Stage, key: str) -> dict[str, Any] | None:
     try:
-        marker = json.loads(_marker(run, stage.name).read_text())
+        marker = json.loads(run.stage_marker(stage.name).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     if marker.get("key") != key or not all((run.root / p).exists() for p in marker.get("outputs", [])):
@@ -110,7 +95,7 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
     rerun = False
     run.stages.mkdir(parents=True, exist_ok=True)
     for stage in STAGES:
-        key = stage_key(spec, stage)
+        key = stage_key(spec, stage.name)
         ctx.stage, ctx.stage_key = stage.name, key
         marker = None if rerun else _reusable(run, stage, key)
         if marker is not None:
@@ -133,7 +118,7 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
             seconds = round(time.monotonic() - started, 2)
             failure, code = _describe_failure(exc, stage.name, stop)
             ctx.emit("error", **failure)
-            ctx.emit("stage_end", ok=False, seconds=seconds)
+            ctx.emit("stage_end", ok=False, seconds=seconds, stopped=code == EXIT_STOPPED or None)
             timings[stage.name] = {"seconds": seconds, "reused": False}
             break
         results[stage.name], timings[stage.name] = result, {"seconds": seconds, "reused": False}
@@ -163,7 +148,7 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
 def _write_marker(run: RunDir, stage: Stage, key: str, seconds: float, result: dict[str, Any]) -> None:
     """Mark ``stage`` done (written aside and renamed: a full disk never leaves half a marker)."""
     marker = {"key": key, "seconds": seconds, "result": result, "outputs": _outputs(stage, result)}
-    write_redacted_json(_marker(run, stage.name), marker)
+    write_redacted_json(run.stage_marker(stage.name), marker)
 
 
 def _describe_failure(exc: BaseException, stage: str, stop: StopSignal) -> tuple[dict[str, Any], int]:

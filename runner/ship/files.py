@@ -1,4 +1,7 @@
-"""Files of a ship folder: hard-links (copies across file systems) and ``SHA256SUMS``."""
+"""Files of a ship folder: hard-links (copies across file systems) and ``SHA256SUMS``.
+
+A file is linked or copied under a temporary name beside its final one and renamed once complete, so a
+full disk never leaves a truncated file under the final name."""
 
 from __future__ import annotations
 
@@ -12,14 +15,23 @@ SUMS = "SHA256SUMS"
 
 
 def link_or_copy(src: Path, dst: Path) -> str:
-    """Hard-link ``src`` to ``dst`` (replacing it), or copy where a link is impossible; says which."""
+    """Hard-link ``src`` to ``dst`` (replacing it: its space is freed first), or copy where a link is
+    impossible; says which. On an error (a full disk) neither ``dst`` nor a partial file is left."""
+    partial = dst.with_name(f".{dst.name}.partial")
     dst.unlink(missing_ok=True)
+    partial.unlink(missing_ok=True)
     try:
-        os.link(src, dst)
-        return "linked"
+        os.link(src, partial)
+        how = "linked"
     except OSError:
-        shutil.copy2(src, dst)
-        return "copied"
+        how = "copied"
+        try:
+            shutil.copy2(src, partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    os.replace(partial, dst)
+    return how
 
 
 def write_sums(folder: Path) -> None:

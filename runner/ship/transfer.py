@@ -10,16 +10,21 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.core.disksize import is_disk_full
 from runner.ship.files import SUMS, link_or_copy, verify_sums
 
 _REMOTE = re.compile(r"(?:(?P<user>[^@/:\[\]]*)@)?(?P<host>\[[^\]]*\]|[^@/:\[\]]*):(?P<path>.*)", re.DOTALL)
-_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")  # a host name, IPv4 address or ssh alias
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ShipError(Exception):
     """The folder cannot be shipped as asked (one line a user can act on)."""
+
+
+class NoRoom(ShipError):
+    """The destination's disk filled during the copy (what was copied stays; nothing partial)."""
 
 
 def ship_folder(run_dir: Path) -> Path:
@@ -66,9 +71,9 @@ def parse_dest(dest: str) -> Path | Remote:
     if match is None:
         raise ShipError(f"DEST {dest!r} is neither a local path nor [user@]host:path")
     user, host, path = match["user"], match["host"], match["path"]
-    if user is not None and not _USER.fullmatch(user):
+    if user is not None and not USER_NAME.fullmatch(user):
         raise ShipError(f"DEST {dest!r}: {user!r} is not a valid user name")
-    if not _valid_host(host):
+    if not valid_host(host):
         raise ShipError(f"DEST {dest!r}: {host!r} is not a valid host name or address ([::1] for IPv6)")
     if path in ("", "~"):
         home = dest.removesuffix(path)
@@ -78,7 +83,8 @@ def parse_dest(dest: str) -> Path | Remote:
     return Remote(user, host, path.removeprefix("~/"))
 
 
-def _valid_host(host: str) -> bool:
+def valid_host(host: str) -> bool:
+    """A host name, an IPv4 address, an ssh alias or an IPv6 address in brackets."""
     if host.startswith("[") and host.endswith("]"):
         try:
             ipaddress.IPv6Address(host[1:-1])
@@ -89,24 +95,41 @@ def _valid_host(host: str) -> bool:
 
 
 def check_local_dest(dest: Path, folder: Path) -> Path:
-    """The absolute directory to ship into: a new or empty one, or an earlier ship copy (it holds a
-    ``SHA256SUMS``), never the ship folder itself; anything else (a file, a directory of other files such
-    as ``/etc``) raises :class:`ShipError`."""
+    """The absolute directory to ship into: a new or empty one, an earlier ship copy (it holds a
+    ``SHA256SUMS``) or an unfinished one (only files of the folder's names), never the ship folder itself;
+    anything else (a file, a directory of other files such as ``/etc``) raises :class:`ShipError`."""
     target = dest.resolve()
     if target == folder.resolve():
         raise ShipError(f"{target} is the ship folder itself")
     if target.exists() and not target.is_dir():
         raise ShipError(f"{target} exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()) and not (target / SUMS).is_file():
+    ours = {name for p in files_of(folder) for name in (p.name, f".{p.name}.partial")}
+    if (
+        target.is_dir()
+        and not (target / SUMS).is_file()
+        and any(p.name not in ours for p in target.iterdir())
+    ):
         raise ShipError(f"{target} is a directory of other files (no {SUMS}): name a new or empty directory")
     return target
 
 
 def to_local(folder: Path, dest: Path) -> dict[str, str]:
-    """Hard-link (or copy) every file into ``dest`` (checked by :func:`check_local_dest`), then check
-    ``SHA256SUMS`` there; file → how it went."""
+    """Hard-link (or copy) every file into ``dest`` (checked by :func:`check_local_dest`), ``SHA256SUMS``
+    last, then check it there; file → how it went. :class:`NoRoom` when the disk fills: the files done
+    so far stay, ``SHA256SUMS`` is not written, and running it again finishes the copy."""
     dest.mkdir(parents=True, exist_ok=True)
-    done = {p.name: link_or_copy(p, dest / p.name) for p in files_of(folder)}
+    (dest / SUMS).unlink(missing_ok=True)  # written again last: present only beside a complete copy
+    done = {}
+    for src in sorted(files_of(folder), key=lambda p: p.name == SUMS):
+        try:
+            done[src.name] = link_or_copy(src, dest / src.name)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise NoRoom(
+                f"no space left on the disk of {dest} for {src.name} ({src.stat().st_size:,} bytes): "
+                f"free space there or choose another DEST; run it again to finish the copy"
+            ) from None
     bad = verify_sums(dest)
     if bad:
         raise ShipError(f"checksums differ at {dest} for: {', '.join(bad)}")
@@ -135,10 +158,18 @@ def to_remote(folder: Path, dest: Remote) -> list[str]:
 
 
 def hub_token() -> str:
-    """The Hugging Face token, from the environment only."""
-    token = os.environ.get("HF_TOKEN")
+    """The Hugging Face token: ``HF_TOKEN``, else the one ``hf auth login`` saved (huggingface_hub's own
+    lookup, where it is installed)."""
+    try:
+        from huggingface_hub import get_token
+    except ImportError:  # the core install: the environment only
+        token = os.environ.get("HF_TOKEN")
+    else:
+        token = get_token()
     if not token:
-        raise ShipError("HF_TOKEN is not set: export a Hugging Face token with write access")
+        raise ShipError(
+            "no Hugging Face token: run `hf auth login`, or export HF_TOKEN (a token with write access)"
+        )
     return token
 
 

@@ -14,12 +14,12 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from runner.core.secrets import looks_secret
-from runner.spec.model import CHARS_PER_TOKEN_LIMIT, JobSpec
+from runner.spec.model import CHARS_PER_TOKEN_LIMIT, JobSpec, NotifyDefaults, NotifySpec
 from runner.spec.problems import Problem, SpecError
 
 _SECRET_KEY = re.compile(r"(^|_)(token|api_?key|secret|password|passwd)$", re.IGNORECASE)
@@ -112,6 +112,18 @@ def _check_regular(mode: int, where: str) -> None:
 
 def parse_spec(text: str, where: str) -> JobSpec:
     """Parse and validate job-file text; ``where`` names it in messages."""
+    return _parse(text, where, JobSpec)
+
+
+def parse_notify_defaults(text: str, where: str) -> NotifySpec:
+    """The queue's default ``[notify]`` table (``notify.toml``), validated as in a job file."""
+    return _parse(text, where, NotifyDefaults).notify
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _parse(text: str, where: str, model: type[_Model]) -> _Model:
     try:
         data = tomllib.loads(text)
     except RecursionError:  # tomllib parses nested arrays and inline tables recursively
@@ -126,11 +138,12 @@ def parse_spec(text: str, where: str) -> JobSpec:
         raise SpecError([_too_deep(where, locate.line(deep), deep)])
     problems = list(_secret_problems(data, where, locate))
     try:
-        spec = JobSpec.model_validate(data)
+        spec = model.model_validate(data)
     except ValidationError as exc:
         problems.extend(_validation_problems(exc, where, locate))
         raise SpecError(problems) from None
-    problems.extend(_smoke_prompt_problems(spec, where, locate))
+    if isinstance(spec, JobSpec):
+        problems.extend(_smoke_prompt_problems(spec, where, locate))
     if problems:
         raise SpecError(problems)
     return spec
@@ -230,7 +243,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, dict | list) or value is None:
         return ""
     text = repr(value)
-    if looks_secret(text) or len(text) > _MAX_SHOWN:
+    if looks_secret(text) or "://" in text or len(text) > _MAX_SHOWN:  # a URL may carry a token
         return ""
     return f" (got {text})"
 

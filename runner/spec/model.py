@@ -6,6 +6,7 @@ TRL's ``SFTConfig``, PEFT's ``LoraConfig``), so a notebook's settings move over 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Annotated, Literal
 
@@ -266,17 +267,81 @@ class RunSpec(_Section):
     retries: int = Field(1, ge=0, le=20, description="automatic requeues after the worker dies mid-job")
     backend: Literal["local", "docker"] = Field("local", description="local process or docker container")
     gpus: int = Field(
-        1, ge=0, le=16, description="GPUs the job needs (the worker waits for that many free ones)"
+        1,
+        ge=0,
+        description="GPUs the job trains on: 1, or 0 for CPU (a job trains on one GPU; several GPUs run "
+        "several jobs side by side)",
     )
     image: str | None = Field(
         None, min_length=1, description="backend 'docker': the image (default: the worker's)"
     )
+
+    @field_validator("gpus")
+    @classmethod
+    def _one_gpu_per_job(cls, gpus: int) -> int:
+        if gpus > 1:  # Unsloth's single-process trainer uses one GPU: more would be rented and idle
+            raise ValueError(
+                "a job trains on one GPU (no data-parallel training yet), so the others would sit idle; "
+                "set gpus = 1 and queue several jobs to use several GPUs"
+            )
+        return gpus
 
     @model_validator(mode="after")
     def _image_needs_docker(self) -> RunSpec:
         if self.image is not None and self.backend != "docker":
             raise ValueError("run.image is only used with backend = 'docker'")
         return self
+
+
+NotifyState = Literal["succeeded", "failed", "cancelled", "interrupted"]
+NOTIFY_STATES: tuple[NotifyState, ...] = ("succeeded", "failed", "cancelled", "interrupted")
+
+
+class NotifySpec(_Section):
+    """``[notify]``: word when the job ends, by a command and/or a webhook (an empty table sends nothing).
+
+    Without this table the queue's default applies: the same ``[notify]`` table in ``notify.toml`` in the
+    state directory. The worker sends it once per job end, in the background (docs/notify.md).
+    """
+
+    command: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="a program and its arguments, run without a shell; the job's id, name, state, tested "
+        "GGUF and duration are in its environment (TUNEQ_JOB_ID, ...)",
+    )
+    url_env: str | None = Field(
+        None,
+        description="the environment variable that holds the webhook URL (the URL itself is a secret: "
+        "it never goes into a file), e.g. 'TUNEQ_WEBHOOK'",
+    )
+    format: Literal["json", "ntfy", "slack"] = Field(
+        "json", description="the webhook's JSON body: tuneq's fields, an ntfy message, or Slack's {text}"
+    )
+    on: list[NotifyState] = Field(
+        default_factory=lambda: list(NOTIFY_STATES),
+        description="the ends that notify ('interrupted': only once its retries are used up)",
+    )
+    timeout_s: float = Field(30.0, gt=0, le=600, description="the command or the POST is given up after this")
+
+    @field_validator("url_env")
+    @classmethod
+    def _variable_name(cls, name: str | None) -> str | None:
+        if name is None or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            return name
+        if "://" in name:
+            raise ValueError(
+                "url_env names an environment variable, not the URL: put the URL in the worker's "
+                'environment (e.g. TUNEQ_WEBHOOK) and write url_env = "TUNEQ_WEBHOOK"'
+            )
+        raise ValueError(
+            "is not an environment variable name (letters, digits and '_', e.g. 'TUNEQ_WEBHOOK')"
+        )
+
+
+class NotifyDefaults(_Section):
+    """``notify.toml`` in the state directory: the ``[notify]`` table of every job whose file has none."""
+
+    notify: NotifySpec = Field(default_factory=NotifySpec)  # type: ignore[arg-type]
 
 
 class JobSpec(_Section):
@@ -295,12 +360,18 @@ class JobSpec(_Section):
     export: ExportSpec = Field(default_factory=ExportSpec)  # type: ignore[arg-type]
     smoke: SmokeSpec = Field(default_factory=SmokeSpec)  # type: ignore[arg-type]
     run: RunSpec = Field(default_factory=RunSpec)  # type: ignore[arg-type]
+    notify: NotifySpec = Field(default_factory=NotifySpec, exclude=True)  # type: ignore[arg-type]  # not hashed
 
     @model_validator(mode="after")
     def _cross_checks(self) -> JobSpec:
         if self.smoke.gguf not in self.export.gguf:
             raise ValueError(f"smoke.gguf '{self.smoke.gguf}' is not among export.gguf {self.export.gguf}")
         return self
+
+    @property
+    def notify_given(self) -> bool:
+        """The job file has a ``[notify]`` table (else the queue's default applies)."""
+        return "notify" in self.model_fields_set
 
     @property
     def smoke_context(self) -> int:

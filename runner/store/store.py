@@ -290,13 +290,19 @@ class Store:
             conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
             return self._load(conn, job_id)
 
-    def retry(self, job_id: int, *, now: float) -> Job:
-        """Requeue a failed, interrupted or cancelled job; its run directory (and checkpoints) is reused."""
+    def retry(self, job_id: int, *, now: float, edited: NewJob | None = None) -> Job:
+        """Requeue a failed, interrupted or cancelled job; its run directory (and checkpoints) is reused.
+        With ``edited``, the job's name, spec text and source become that job file's."""
         with self._tx() as conn:
             job = self._load(conn, job_id)
             if not job.state.is_retryable:
                 raise WrongState(
                     job_id, job.state, "only failed, interrupted or cancelled jobs can be retried"
+                )
+            if edited is not None:
+                conn.execute(
+                    "UPDATE jobs SET name = ?, spec_text = ?, spec_hash = ?, source_path = ? WHERE id = ?",
+                    (edited.name, edited.spec_text, edited.spec_hash, edited.source_path, job_id),
                 )
             return self._set_state(conn, job_id, job.state, JobState.QUEUED, now=now)
 

@@ -31,8 +31,10 @@ class Follower:
 
     def _fold(self, event: Event) -> None:
         kind = event.get("type")
-        if kind == "stage_start":
-            self.progress = replace(self.progress, stage=event.get("stage"))
+        if kind == "stage_start":  # the step count and ETA were the previous stage's
+            self.progress = Progress(stage=event.get("stage"), loss=self.progress.loss)
+        elif kind == "progress" and "step" not in event:  # an export stage's bytes: its ETA
+            self.progress = replace(self.progress, eta_s=_number(event.get("eta_s"), float, None))
         elif kind == "progress":
             p = self.progress
             self.progress = Progress(

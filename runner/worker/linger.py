@@ -6,13 +6,15 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
+LINGER_DIR = Path("/var/lib/systemd/linger")
+
 
 def linger_warning(
     *,
     user: str | None = None,
     cgroup: Path = Path("/proc/self/cgroup"),
     systemd: Path = Path("/run/systemd/system"),
-    linger_dir: Path = Path("/var/lib/systemd/linger"),
+    linger_dir: Path = LINGER_DIR,
 ) -> str | None:
     """A warning if this process runs in a systemd login session of a user without lingering."""
     if not systemd.is_dir():
@@ -22,10 +24,15 @@ def linger_warning(
     except OSError:
         return None
     user = user or getpass.getuser()
-    if not in_session or (linger_dir / user).exists():
+    if not in_session or lingering(user, linger_dir):
         return None
     return (
         f"this is a systemd login session and lingering is off for {user}: the worker may be killed "
-        f"when you log out. Run `loginctl enable-linger {user}` once (or run `tuneq worker` as a "
-        "systemd user service)."
+        f"when you log out. Run `loginctl enable-linger {user}` once (with it, `tuneq daemon install` "
+        "also starts the worker at boot)."
     )
+
+
+def lingering(user: str | None = None, linger_dir: Path = LINGER_DIR) -> bool:
+    """Whether systemd keeps ``user``'s manager running without a login (``loginctl enable-linger``)."""
+    return (linger_dir / (user or getpass.getuser())).exists()

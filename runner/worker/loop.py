@@ -26,7 +26,7 @@ from runner.cluster.address import ClusterError, configured_address, forget_clus
 from runner.core.paths import state_dir
 from runner.core.present import os_failure
 from runner.store import Store, StoreError, StoreUnwritable
-from runner.worker import steps
+from runner.worker import notify, steps
 from runner.worker.clock import Clock, SystemClock
 from runner.worker.gpus import GpuError, discover
 from runner.worker.pidfile import PidLock
@@ -35,6 +35,7 @@ from runner.worker.steps import WorkerConfig, WorkerRuntime, new_worker_info
 log = logging.getLogger("tuneq.worker")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 MAX_BACKOFF_S = 5.0  # the longest pause after repeated failing turns (below any lease)
+NOTIFY_DRAIN_S = 10.0  # how long a stopping worker waits for notifications still being sent
 
 
 @dataclass
@@ -156,6 +157,7 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: s
                 list(gpus) or "none",
             )
             run(store, clock, w, flags)
+            notify.drain(NOTIFY_DRAIN_S)
             log.info("worker %s stopped", w.info.id)
     except StoreUnwritable as exc:
         print(f"tuneq worker: {exc}", file=sys.stderr)

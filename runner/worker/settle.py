@@ -8,10 +8,15 @@ waits for ``tuneq retry`` (a failing pipeline usually fails again the same way).
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
+from pathlib import Path
 
 from runner.backends.base import Outcome
 from runner.core.jobstate import JobState
+from runner.core.present import stopped_ending
+from runner.core.rundir import RunDir
 from runner.store import Job, Store
+from runner.worker import notify
 from runner.worker.follow import Follower
 
 log = logging.getLogger("tuneq.worker")
@@ -54,10 +59,24 @@ def stopped_verdict(job: Job, follower: Follower, why: str) -> Verdict:
 
 
 def settle(store: Store, job_id: int, verdict: Verdict, now: float) -> Job:
-    """Record a running job's end; requeue an interrupted one while it has retries left (one transaction)."""
+    """Record a running job's end; requeue an interrupted one while it has retries left (one transaction);
+    send the job's notification (in the background) when it has ended."""
     state, reason = verdict
     ended = store.end_attempt(job_id, state, now=now, reason=reason)
     log.info("job %d %s%s", job_id, state, f": {reason}" if reason else "")
     if ended.state is JobState.QUEUED:
         log.info("job %d requeued (%d automatic retries left)", job_id, ended.retries_left)
+    if words := stopped_ending(state, reason):
+        _end_log(ended, words + (" (queued again)" if ended.state is JobState.QUEUED else ""), now)
+    notify.job_ended(store, ended)
     return ended
+
+
+def _end_log(job: Job, words: str, now: float) -> None:
+    """Append ``words`` to the run's ``log.txt``, as an event line would look."""
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%H:%M:%S")
+    try:
+        with RunDir(Path(job.run_dir)).log.open("a", encoding="utf-8") as out:
+            out.write(f"{stamp} {'-':<9} {words}\n")
+    except OSError as exc:
+        log.warning("job %d: could not note its end in its log: %s", job.id, exc)

@@ -18,7 +18,7 @@ from textual.worker import get_current_worker
 
 from runner.core.events import Event, EventTail, terminal_safe
 from runner.core.jobstate import JobState
-from runner.core.present import state_label
+from runner.core.present import one_line, state_label
 from runner.core.rundir import RunDir
 from runner.core.tested import tested_gguf
 from runner.ship.usage import ollama_name
@@ -51,10 +51,15 @@ class JobScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,backspace", "back", "Back"),
-        *(Binding(str(i), f"tab('{tab}')", tab.title()) for i, tab in enumerate(TABS, 1)),
-        Binding("slash", "search", "Search log"),
-        Binding("y", "copy", "Copy"),
-        Binding("v", "view", "View text"),
+        # the tabs are on screen: their keys are in the help (?), not the footer, which then fits 80 columns
+        *(
+            Binding(str(i), f"tab('{tab}')", f"{tab.title()} tab", show=False)
+            for i, tab in enumerate(TABS, 1)
+        ),
+        Binding("slash", "search", "Search"),
+        Binding("y", "copy_path", "Copy GGUF path"),
+        Binding("c", "copy", "Copy command"),
+        Binding("v", "view", "View command"),
     ]
 
     def __init__(self, ctx: TuiContext, job_id: int) -> None:
@@ -137,7 +142,7 @@ class JobScreen(Screen[None]):
 
     @on(StoreFailed)
     def _failed(self, message: StoreFailed) -> None:
-        self.notify(message.error, title="queue database", severity="error", timeout=10)
+        self.notify(message.error, title="queue database", severity="error", timeout=10, markup=False)
 
     def _show_title(self) -> None:
         job = self.job
@@ -145,7 +150,7 @@ class JobScreen(Screen[None]):
         state = state_label(job.state, job.cancel_requested)
         # Gaps end the bold runs: a bold run drawn wider than its cells (SVG viewers) then covers no text.
         title = Text.assemble(
-            (f"job {job.id} {job.name}  ", "bold"),
+            (f"job {job.id} {one_line(job.name)}  ", "bold"),
             (f"{state}  ", STATE_STYLES.get(state, "")),
             f"attempt {job.attempts}",
         )
@@ -166,7 +171,7 @@ class JobScreen(Screen[None]):
             self.query_one("#tested-path", Static).update(path)
         self.query_one("#tested-path").set_class(tested is not None, "-shown")
         self.query_one(ShipPanel).show(
-            root, items, tested, ollama_name(self.job.name), self.ctx.ssh_target, self.files.modelfile
+            root, items, tested, ollama_name(self.job.name), self.ctx.ship_host, self.files.modelfile
         )
 
     # --- keys -------------------------------------------------------------------------------------
@@ -190,6 +195,18 @@ class JobScreen(Screen[None]):
             )
             return None
         return command.label, command.text
+
+    def action_copy_path(self) -> None:
+        """Copy the tested GGUF's absolute path through the terminal (OSC 52)."""
+        tested = tested_gguf(self.view.end if self.view else None)
+        if self.job is None or tested is None:
+            self.notify(
+                "no GGUF to copy yet: the path appears once the job has tested one", severity="warning"
+            )
+            return
+        path = str(Path(self.job.run_dir) / tested.path)
+        self.app.copy_to_clipboard(path)
+        self.notify(f"copied: {path}", markup=False)
 
     def action_copy(self) -> None:
         """Copy the highlighted command through the terminal (OSC 52); ``v`` shows it if that fails."""

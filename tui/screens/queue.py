@@ -16,6 +16,8 @@ from textual.worker import get_current_worker
 
 from runner import commands
 from runner.core.jobstate import JobState
+from runner.core.present import count, one_line
+from runner.spec import SpecError
 from runner.store import Job, JobError, StoreError
 from tui.context import TuiContext
 from tui.messages import JobsPolled, StoreFailed
@@ -53,12 +55,13 @@ class QueueScreen(Screen[None]):
     """The first screen."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "open", "Open", show=False),
+        Binding("enter", "open", "Open the job", show=False),
         Binding("n", "submit", "Submit"),
         Binding("c", "cancel", "Cancel"),
         Binding("r", "retry", "Retry"),
-        Binding("plus,equals_sign", "priority(1)", "Prio+"),
-        Binding("minus", "priority(-1)", "Prio-"),
+        Binding("R", "retry_edited", "Retry edited"),
+        Binding("plus,equals_sign", "priority(1)", "Priority up", show=False),
+        Binding("minus", "priority(-1)", "Priority down", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("f", "cycle_state", "State"),
         Binding("s", "cycle_sort", "Sort"),
@@ -119,7 +122,7 @@ class QueueScreen(Screen[None]):
 
     @on(StoreFailed)
     def _failed(self, message: StoreFailed) -> None:
-        self.notify(message.error, title="queue database", severity="error", timeout=10)
+        self.notify(message.error, title="queue database", severity="error", timeout=10, markup=False)
 
     def watch_worker_alive(self, alive: bool) -> None:
         self.query_one("#banner").set_class(not alive, "-shown")
@@ -145,7 +148,7 @@ class QueueScreen(Screen[None]):
         self.query_one("#title", Static).update(
             Text.assemble(
                 ("tuneq ", "bold"),
-                f"· {len(self.jobs)} jobs · {running} running · {queued} queued   ",
+                f"· {count(len(self.jobs), 'job')} · {running} running · {queued} queued   ",
                 (filters, "dim"),
             )
         )
@@ -202,7 +205,7 @@ class QueueScreen(Screen[None]):
             )
             return
         what = "stop the running" if job.state is JobState.RUNNING else "cancel the queued"
-        question = f"Really {what} job {job.id} ({job.name})?"
+        question = f"Really {what} job {job.id} ({one_line(job.name)})?"
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -214,6 +217,29 @@ class QueueScreen(Screen[None]):
         if job := self._selected():
             self._intent(commands.retry, job.id)
 
+    def action_retry_edited(self) -> None:
+        """Retry with the job file as it is now (the file it was submitted from, fixed by the user)."""
+        if job := self._selected():
+            self._plan_retry(job)
+
+    @work(thread=True, group="intent")
+    def _plan_retry(self, job: Job) -> None:
+        """Validate the edited file off the UI thread, then ask before requeueing."""
+        try:
+            plan = commands.plan_retry(self.ctx.store, job.id, job.source_path)
+        except (JobError, SpecError, StoreError) as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="warning", markup=False)
+            return
+        question = f"Retry job {job.id} with {job.source_path} as it is now?\n{plan.describe()}"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._intent(
+                    lambda store, job_id: commands.retry_edited(store, job_id, job.source_path)[0], job.id
+                )
+
+        self.app.call_from_thread(self.app.push_screen, ConfirmScreen(question), answered)
+
     def action_priority(self, delta: int) -> None:
         if job := self._selected():
             self._intent(lambda store, job_id: commands.bump_priority(store, job_id, delta), job.id)
@@ -223,8 +249,8 @@ class QueueScreen(Screen[None]):
         """Write an intent through runner.commands (off the UI thread) and say what happened."""
         try:
             job = command(self.ctx.store, job_id)
-        except (JobError, StoreError) as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="warning")
+        except (JobError, SpecError, StoreError) as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="warning", markup=False)
             return
         note = "cancel requested" if job.cancel_requested else f"{job.state}, priority {job.priority}"
         self.app.call_from_thread(self.notify, f"job {job.id}: {note}")

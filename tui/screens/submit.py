@@ -94,7 +94,7 @@ class SubmitScreen(Screen[None]):
         options = self.query_one("#files", OptionList)
         options.clear_options()
         shown = [p for p in self.files if needle in str(p.relative_to(self.ctx.jobs_dir)).lower()]
-        options.add_options([Option(str(p.relative_to(self.ctx.jobs_dir)), id=str(p)) for p in shown])
+        options.add_options([Option(Text(str(p.relative_to(self.ctx.jobs_dir))), id=str(p)) for p in shown])
         if shown:
             options.highlighted = 0
         else:
@@ -162,12 +162,12 @@ class SubmitScreen(Screen[None]):
         try:
             jobs = commands.submit(self.ctx.store, [path])
         except (SpecError, StoreError, StateDirError) as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=10, markup=False)
             return
         self.app.call_from_thread(self._submitted, jobs[0].id, jobs[0].name)
 
     def _submitted(self, job_id: int, name: str) -> None:
-        self.notify(f"job {job_id} queued: {name}")
+        self.notify(f"job {job_id} queued: {name}", markup=False)
         self.dismiss()
 
     def action_back(self) -> None:

@@ -8,12 +8,13 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from runner.core.jobstate import JobState
-from runner.core.present import age
+from runner.core.present import age, one_line
 from runner.store import Job
 from tui.format import duration, number, progress_bar, state_text
 
 COLUMNS = (
     ("id", "ID"),
+    ("priority", "PRI"),
     ("name", "NAME"),
     ("state", "STATE"),
     ("stage", "STAGE"),
@@ -26,14 +27,16 @@ Cells = tuple[RenderableType, ...]
 
 
 def job_cells(job: Job, now: float) -> Cells:
-    """One row: id, name, coloured state, stage, progress bar, loss, ETA (while running), age."""
+    """One row: id, priority, name, coloured state, stage, progress bar, loss, ETA (while running), age;
+    the name and the stage as plain text (a name such as ``[/]`` is no Rich markup)."""
     p = job.progress
     eta = duration(p.eta_s) if job.state is JobState.RUNNING and p.eta_s is not None else "-"
     return (
         Text(str(job.id), justify="right"),
-        job.name,
+        Text(str(job.priority), justify="right", style="" if job.priority else "dim"),
+        Text(one_line(job.name)),
         state_text(job),
-        p.stage or "-",
+        Text(p.stage or "-"),
         progress_bar(p.step, p.max_steps),
         number(p.loss, ".3f"),
         eta,

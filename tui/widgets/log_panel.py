@@ -16,6 +16,11 @@ from runner.core.events import terminal_safe
 KEEP_LINES = 5000
 
 
+def last_redraw(line: str) -> str:
+    """What a terminal leaves of a line that ``\r`` rewrote (tqdm's bars): its last non-empty state."""
+    return next((part for part in reversed(line.split("\r")) if part.strip()), "")
+
+
 class SearchInput(Input):
     """The search box; escape clears the search."""
 
@@ -39,8 +44,9 @@ class LogPanel(Vertical):
         yield Log(max_lines=KEEP_LINES, auto_scroll=True, id="log-view")
 
     def append(self, lines: list[str]) -> None:
-        """Add new lines (shown if they match the search), without their escape sequences."""
-        lines = [terminal_safe(line) for line in lines]
+        """Add new lines (shown if they match the search), as a terminal shows them: a progress bar's
+        redraws (``\r``) leave their last state only, and no escape sequence is kept."""
+        lines = [terminal_safe(last_redraw(line)) for line in lines]
         self._lines.extend(lines)
         shown = [line for line in lines if self._matches(line)]
         if shown:

@@ -1,4 +1,4 @@
-"""Artifacts with sizes and sha256, and the commands that ship the tested GGUF, ready to copy."""
+"""The tested GGUF and the commands that ship it, ready to copy; then the artifacts with sizes and sha256."""
 
 from __future__ import annotations
 
@@ -13,21 +13,24 @@ from textual.widgets.option_list import Option
 
 from runner.core.events import Event
 from runner.core.tested import TestedGguf
+from runner.ship.reach import SshHost
 from tui.format import size
 from tui.ship import ShipCommand, ship_commands
 
 
 class ShipPanel(VerticalScroll):
-    """The run's files, then a list of commands; the highlighted command's text is shown in full."""
+    """The tested file and a list of commands (the highlighted one's text in full), then the run's files:
+    what a user came for is on the first lines at 80x24."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.commands: list[ShipCommand] = []
 
     def compose(self) -> ComposeResult:
-        yield Static(id="artifact-list")
+        yield Static(id="ship-tested")
         yield OptionList(id="ship-commands")
         yield Static(id="ship-preview")
+        yield Static(id="artifact-list")
 
     def show(
         self,
@@ -35,19 +38,24 @@ class ShipPanel(VerticalScroll):
         items: list[Event],
         tested: TestedGguf | None,
         model: str,
-        target: str,
+        host: SshHost,
         modelfile: str | None,
     ) -> None:
-        """Render the artifacts of the run directory ``root``; offer commands once the job tested a GGUF."""
-        text = Text()
-        for item in items:
-            text.append(f"{item['path']}", style="bold").append(f"  {size(item.get('bytes'))}\n")
-            if item.get("sha256"):
-                text.append(f"  sha256 {item['sha256']}\n", style="dim")
+        """Render the artifacts of the run directory ``root``; offer commands once the job tested a GGUF,
+        fetching it from ``host`` (named with where that came from)."""
+        head = Text()
         if tested:
-            text.append(f"tested {tested.label}: ", style="bold green").append(str(root / tested.path))
-        self.query_one("#artifact-list", Static).update(text or Text("no artifacts yet", style="dim"))
-        commands = ship_commands(root / tested.path, model, target, modelfile) if tested else []
+            head.append(f"tested {tested.label}: ", style="bold green").append(str(root / tested.path))
+            port = f" port {host.port}" if host.port else ""
+            head.append(f"\nfetched from {host.user}@{host.host}{port} ({host.source})", style="dim")
+        self.query_one("#ship-tested", Static).update(head)
+        files = Text()
+        for item in items:
+            files.append(f"{item['path']}", style="bold").append(f"  {size(item.get('bytes'))}\n")
+            if item.get("sha256"):
+                files.append(f"  sha256 {item['sha256']}\n", style="dim")
+        self.query_one("#artifact-list", Static).update(files or Text("no artifacts yet", style="dim"))
+        commands = ship_commands(root / tested.path, model, host, modelfile) if tested else []
         if commands == self.commands:
             return
         self.commands = commands

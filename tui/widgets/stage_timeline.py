@@ -28,7 +28,7 @@ class StageTimeline(Static):
             when = (
                 "reused"
                 if stage.status == "reused"
-                else "…"
+                else _running(stage)
                 if stage.status == "running"
                 else (duration(stage.seconds) if stage.seconds is not None else "")
             )
@@ -36,3 +36,7 @@ class StageTimeline(Static):
             text.append(f"{when:>8}\n", style="dim" if stage.status == "pending" else "")
         text.rstrip()
         self.update(text)
+
+
+def _running(stage: StageInfo) -> str:
+    return "…" if stage.share is None else f"{100 * stage.share:.0f}%"
