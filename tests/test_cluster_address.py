@@ -81,13 +81,18 @@ def test_ray_servers_on_public_addresses_are_found() -> None:
         ("raylet", "::ffff:127.0.0.1", 4000),
         ("raylet", "10.0.0.1", 4001),
         ("raylet", "8.8.4.4", 4002),
+        ("ray::RuntimeEnvAgent", "8.8.4.4", 4003),  # `ray start` binds it to the node's own address
         ("sshd", "0.0.0.0", 22),  # not Ray's
     ]
     assert exposed(listening, ips) == [
         "gcs_server on port 6379 of every address, 8.8.4.4 among them",
         "raylet on 8.8.4.4:4002",
+        "ray::RuntimeEnvAgent on 8.8.4.4:4003",
     ]
-    assert exposed(listening, ["127.0.0.1", "10.0.0.1"]) == ["raylet on 8.8.4.4:4002"]
+    assert exposed(listening, ["127.0.0.1", "10.0.0.1"]) == [
+        "raylet on 8.8.4.4:4002",
+        "ray::RuntimeEnvAgent on 8.8.4.4:4003",
+    ]
     assert exposed(listening[1:3], ips) == []
 
 

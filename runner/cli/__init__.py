@@ -14,6 +14,7 @@ import argcomplete
 from runner.cli import completion, job_cmds, queue_cmds, ship_cmds, tui_cmd
 from runner.cli.exitcodes import EXIT_INTERRUPTED, EXIT_USAGE
 from runner.core.paths import StateDirError
+from runner.core.secrets import redacted_output
 
 _MODULES = [job_cmds, queue_cmds, ship_cmds, tui_cmd, completion]
 
@@ -38,7 +39,12 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tuneq`` script."""
+    """Entry point of the ``tuneq`` script: every line it prints passes through the secret redactor."""
+    with redacted_output():
+        return _dispatch(argv)
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     argcomplete.autocomplete(parser)  # answers a shell's tab completion and exits; else does nothing
     args = parser.parse_args(argv)

@@ -25,11 +25,11 @@ from runner.cli.queue_view import job_details, jobs_table
 from runner.core.events import format_event, terminal_safe
 from runner.core.jobstate import JobState
 from runner.core.paths import state_dir
-from runner.core.present import count, one_line, stopped_ending
+from runner.core.present import count, one_line, os_failure, stopped_ending
 from runner.core.rundir import RunDir
 from runner.core.workers import worker_alive
 from runner.spec import SpecError, load_spec
-from runner.store import JSON_VERSION, Job, JobError, Store, StoreError, default_path, iso
+from runner.store import JSON_VERSION, Job, JobError, Store, StoreError, StoreUnwritable, default_path, iso
 from runner.store.backup import backup
 from runner.worker import daemon, notify, unit
 from runner.worker.linger import linger_warning
@@ -129,12 +129,15 @@ def _with_store(fn: StoreHandler) -> Callable[[argparse.Namespace], int]:
         except SpecError as exc:
             print(exc, file=sys.stderr)
             return EXIT_USAGE
-        except JobError as exc:
+        except (JobError, StoreUnwritable) as exc:
             print(f"tuneq: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except StoreError as exc:
             print(f"tuneq: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        except OSError as exc:  # the run directory of a submit: a full or read-only disk
+            print(f"tuneq: {os_failure(exc)}", file=sys.stderr)
+            return EXIT_USAGE
 
     return handler
 
@@ -317,8 +320,16 @@ def _daemon(args: argparse.Namespace) -> int:
         return _daemon_unit(args)
     if args.action == "start":
         try:
+            with Store() as store:
+                store.check_writable()  # else the worker would start and fail every turn
             state, started = daemon.start()
-        except RuntimeError as exc:
+        except StoreUnwritable as exc:
+            print(f"tuneq: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as exc:  # the worker's log or pid file
+            print(f"tuneq: cannot start the worker: {os_failure(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+        except (StoreError, RuntimeError) as exc:
             print(f"tuneq: {exc}", file=sys.stderr)
             return EXIT_FAILED
         print(f"worker {'started' if started else 'already running'} (pid {state.pid}); log: {state.log}")

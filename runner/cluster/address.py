@@ -94,7 +94,8 @@ def public_warning(what: str, address: str) -> str | None:
     )
 
 
-RAY_SERVERS = ("gcs_server", "raylet")  # the processes whose ports accept Ray's RPCs
+RAY_SERVERS = ("gcs_server", "raylet")  # the processes whose ports accept Ray's RPCs, besides its agents
+RAY_AGENTS = "ray::"  # Ray's agents and workers (ray::RuntimeEnvAgent listens on the node's address)
 WILDCARDS = ("0.0.0.0", "::")
 Listener = tuple[str, str, int]  # process name, IP, port
 
@@ -107,12 +108,13 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 
 def exposed(listening: Iterable[Listener], local_ips: Iterable[str]) -> list[str]:
-    """Which Ray servers of ``listening`` face a public address of this machine: one bound to a global IP,
-    or to every address (``0.0.0.0``, ``::``, as ``ray start`` binds) while the machine has one."""
+    """Which Ray servers of ``listening`` (the GCS, raylets, Ray's agents) face a public address of this
+    machine: one bound to a global IP, or to every address (``0.0.0.0``, ``::``, as ``ray start`` binds
+    the GCS and raylets whatever ``--node-ip-address`` says) while the machine has one."""
     public = sorted({ip for ip in local_ips if _ip(ip).is_global})
     found = []
     for name, ip, port in listening:
-        if name not in RAY_SERVERS:
+        if name not in RAY_SERVERS and not name.startswith(RAY_AGENTS):
             continue
         if _ip(ip).is_global:
             found.append(f"{name} on {ip}:{port}")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from runner.core.rundir import RunDir
+from runner.core.secrets import redact, write_redacted
 from runner.dataset.read import is_local_source, resolve_local
 from runner.spec.load import LoadedSpec
 
@@ -111,7 +112,20 @@ def _write_inputs(run: RunDir, loaded: LoadedSpec) -> None:
     run.job_toml.write_text(loaded.text, encoding="utf-8")
     if (src := _local_data(loaded)) is not None:
         run.input_dir.mkdir(exist_ok=True)
-        shutil.copy2(src, run.input_dir / src.name)
+        if (scrubbed := _scrubbed(src)) is not None:
+            write_redacted(run.input_dir / src.name, scrubbed)
+        else:
+            shutil.copy2(src, run.input_dir / src.name)
+
+
+def _scrubbed(src: Path) -> str | None:
+    """A text data file's content with secrets redacted, if it holds any; ``None``: copy it as it is (a
+    binary file's rows are redacted when they are read)."""
+    try:
+        text = src.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return scrubbed if (scrubbed := redact(text)) != text else None
 
 
 def _write_job_info(run: RunDir, loaded: LoadedSpec, job_id: str) -> None:
@@ -139,4 +153,8 @@ def same_data(run: RunDir, loaded: LoadedSpec) -> bool:
     src, copy = _local_data(loaded), run.read_job_info().get("data_path")
     if src is None or copy is None:
         return src is None and copy is None
-    return (run.root / copy).is_file() and filecmp.cmp(src, run.root / copy, shallow=False)
+    if not (run.root / copy).is_file():
+        return False
+    if (scrubbed := _scrubbed(src)) is not None:
+        return (run.root / copy).read_text(encoding="utf-8") == scrubbed
+    return filecmp.cmp(src, run.root / copy, shallow=False)

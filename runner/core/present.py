@@ -1,6 +1,9 @@
-"""Words for jobs that the CLI and the TUI both print: a job's state label, counts and short ages."""
+"""Words that the CLI and the TUI both print: a job's state label, counts, short ages, a failed file
+operation."""
 
 from __future__ import annotations
+
+import errno
 
 from runner.core.events import terminal_safe
 from runner.core.jobstate import JobState
@@ -38,3 +41,20 @@ def one_line(text: str) -> str:
     """A user's string (a job name) for one line of a terminal or a table cell: :func:`terminal_safe`,
     with line breaks and tabs as spaces."""
     return terminal_safe(text).replace("\n", " ").replace("\t", " ")
+
+
+_OS_FIXES = {
+    errno.ENOSPC: "free space on that disk (`df -h`), then try again",
+    errno.EDQUOT: "free space within your disk quota, then try again",
+    errno.EROFS: "that filesystem is read-only: remount it read-write, or set TUNEQ_HOME to a writable directory",
+    errno.EACCES: "fix its permissions, or set TUNEQ_HOME to a directory you can write",
+    errno.EPERM: "fix its permissions, or set TUNEQ_HOME to a directory you can write",
+    errno.ELOOP: "the path is a loop of symbolic links: point it at a real file",
+}
+
+
+def os_failure(exc: OSError) -> str:
+    """One line for a failed file operation: the file, the cause and, where known, the fix."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    fix = _OS_FIXES.get(exc.errno or 0)
+    return f"{where}{exc.strerror or exc}" + (f"; {fix}" if fix else "")

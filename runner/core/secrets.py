@@ -1,17 +1,24 @@
 """Secrets come from the environment only, and are scrubbed from anything tuneq writes.
 
-:func:`redact` is the one scrubbing function: events (nested fields too), ``report.json``, the log copies
-of both backends and validation messages all pass through it. :func:`looks_secret` is what job files are
-checked against.
+:func:`redact` is the one scrubbing function. Everything tuneq writes or prints passes through it: events
+(nested fields too) through :class:`runner.core.events.EventWriter`; every other file a run writes
+(``smoke.json``, ``fidelity.json``, ``eval.md``, ``report.json``, ``ship/``'s model card, Modelfile and
+commands, ``data/sample.txt``, stage markers) through :func:`write_redacted`; the log copies of both
+backends line by line; the rows of a job's data set as they are read; and whatever the ``tuneq`` command and
+the worker print, through :func:`redacted_output`. :func:`looks_secret` is what job files are checked
+against.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 SECRET_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
 MIN_SECRET_LEN = 8  # shorter values are not scrubbed (they would blank out ordinary words)
@@ -49,6 +56,47 @@ def redact_data(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     return redact(str(value))
+
+
+def write_redacted(path: Path, text: str) -> None:
+    """Write ``text`` with :func:`redact` applied, under a temporary name then renamed: a reader (or a full
+    disk) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(redact(text), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_redacted_json(path: Path, data: Any) -> None:
+    """:func:`write_redacted` of ``data`` as indented JSON, every string in it redacted (:func:`redact_data`)."""
+    write_redacted(path, json.dumps(redact_data(data), indent=2, ensure_ascii=False))
+
+
+class _RedactingStream:
+    """A text stream that writes through :func:`redact` (everything else is the wrapped stream's)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def redacted_output() -> Iterator[None]:
+    """While it lasts, what is printed to ``sys.stdout`` and ``sys.stderr`` passes through :func:`redact`."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _RedactingStream(saved[0]), _RedactingStream(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def looks_secret(text: str, *, commit_ok: bool = False) -> bool:

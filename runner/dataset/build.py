@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.core.secrets import redact_data
 from runner.dataset.formats import Example, detect_format, required_columns, to_example
 from runner.dataset.read import (
     DataError,
@@ -34,14 +35,17 @@ class Examples:
 def read_rows(
     data: DataSpec, base_dir: Path, local_copy: Path | None = None, split: str | None = None
 ) -> list[Row]:
-    """Rows of ``split`` (default ``data.split``): from the run's copy, the local file, or the hub."""
+    """Rows of ``split`` (default ``data.split``): from the run's copy, the local file, or the hub; with
+    secrets redacted, so that no model learns one and no sample, answer or report shows one."""
     split = split or data.split
     if local_copy is not None:
-        return read_local(local_copy, split)
-    if is_local_source(data.source, base_dir):
-        return read_local(resolve_local(data.source, base_dir), split)
-    check_hub_id(data.source)
-    return read_hub(data.source, data.subset, split)
+        rows = read_local(local_copy, split)
+    elif is_local_source(data.source, base_dir):
+        rows = read_local(resolve_local(data.source, base_dir), split)
+    else:
+        check_hub_id(data.source)
+        rows = read_hub(data.source, data.subset, split)
+    return [redact_data(row) for row in rows]
 
 
 def resolve_format(data: DataSpec, rows: list[Row]) -> str:

@@ -84,12 +84,21 @@ def check_hub_id(source: str) -> None:
 def resolve_local(source: str, base_dir: Path) -> Path:
     """The absolute path of a local source, relative paths taken from the job file's directory."""
     path = Path(source).expanduser()
-    return path if path.is_absolute() else (base_dir / path).resolve()
+    if path.is_absolute():
+        return path
+    try:
+        return (base_dir / path).resolve()
+    except (RuntimeError, OSError):  # a loop of symbolic links (RuntimeError before 3.13): read_local says so
+        return base_dir / path
 
 
 def read_local(path: Path, split: str = "train") -> list[Row]:
     """All rows of a local file, sliced by ``split``'s range (its name is ignored for one file)."""
     if not path.exists():
+        if path.is_symlink():
+            raise DataError(
+                f"data source {path} is a symbolic link to nothing (or a loop of links): point it at the data file"
+            )
         raise DataError(f"data file {path} not found")
     if path.is_dir():
         raise DataError(f"data source {path} is a directory; name a .jsonl/.json/.csv/.parquet file")

@@ -6,13 +6,13 @@ after truncation are counted, dropped, and an error names the setting to change 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
+from runner.core.secrets import write_redacted, write_redacted_json
 from runner.dataset.build import load_examples
 from runner.dataset.formats import Example
 from runner.dataset.templates import Tokenized, render_sample, tokenize_example, truncation_warning
@@ -27,6 +27,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     examples = load_examples(spec.data, spec.template, base_dir, ctx.data_path, spec.train.seed)
     tokenizer = load_tokenizer(spec.model.base, spec.model.revision, spec.model.trust_remote_code)
     ctx.handoff.tokenizer = tokenizer
+    _check_smoke_prompts(ctx, tokenizer)
     train, train_stats = _tokenize_all(examples.train, ctx, tokenizer)
     if not train:
         raise StageFailed(
@@ -41,8 +42,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if evals:
         _save(evals, tmp / "eval")
     stats = {"format": examples.format, "train": train_stats, "eval": eval_stats}
-    (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
-    (tmp / "sample.txt").write_text(render_sample(train[0], tokenizer))
+    write_redacted_json(tmp / "stats.json", stats)
+    write_redacted(tmp / "sample.txt", render_sample(train[0], tokenizer))
     shutil.rmtree(ctx.run.data_dir, ignore_errors=True)
     os.replace(tmp, ctx.run.data_dir)
     ctx.emit(
@@ -54,6 +55,19 @@ def run(ctx: StageContext) -> dict[str, Any]:
         dropped=train_stats["dropped_no_target"],
     )
     return stats
+
+
+def _check_smoke_prompts(ctx: StageContext, tokenizer: Any) -> None:
+    """Fail now, not after training, when a smoke prompt alone is longer than the smoke test's room."""
+    room = ctx.spec.smoke_prompt_tokens
+    for i, one in enumerate(ctx.spec.smoke.prompts):
+        tokens = len(tokenizer(one.prompt, add_special_tokens=False)["input_ids"])
+        if tokens > room:
+            raise StageFailed(
+                f"smoke.prompts[{i}] is {tokens:,} tokens, more than the smoke test's room for a prompt "
+                f"({room:,} tokens)",
+                "shorten the prompt, or raise model.max_seq_length",
+            )
 
 
 def _tokenize_all(

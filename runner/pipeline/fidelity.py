@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runner.core.secrets import write_redacted, write_redacted_json
 from runner.dataset.templates import chat_template_for
 from runner.models.resolve import load_tokenizer, local_model_dir
 from runner.pipeline.answers import answer_with_transformers
@@ -53,8 +54,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if error := fid["perplexity"].get("error"):
         problems.insert(0, f"perplexity not measured: {error}")
     fid.update(problems=problems, on_fidelity=export.on_fidelity, ok=not problems)
-    (ctx.run.root / "fidelity.json").write_text(json.dumps(fid, indent=2, ensure_ascii=False))
-    (ctx.run.root / "eval.md").write_text(render_eval(ctx.spec.name, fid), encoding="utf-8")
+    write_redacted_json(ctx.run.root / "fidelity.json", fid)
+    write_redacted(ctx.run.root / "eval.md", render_eval(ctx.spec.name, fid))
     artifacts = [
         record_artifact(ctx, ctx.run.root / name, "fidelity") for name in ("fidelity.json", "eval.md")
     ]

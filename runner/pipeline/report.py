@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from runner.core.events import now_iso
-from runner.core.secrets import redact_data
+from runner.core.secrets import write_redacted, write_redacted_json
 from runner.pipeline.artifacts import sha256_file
 from runner.pipeline.context import StageContext
 from runner.spec.load import spec_hash
@@ -80,13 +79,6 @@ def write_report(
         "ship": sorted(p.name for p in ship.iterdir()) if (ship / "SHA256SUMS").exists() else None,
         "artifacts": artifacts,
     }
-    _write_atomic(ctx.run.sha256sums, "".join(sums))
-    text = json.dumps(redact_data(report), indent=2, ensure_ascii=False)
-    _write_atomic(ctx.run.report, text)
+    write_redacted(ctx.run.sha256sums, "".join(sums))
+    write_redacted_json(ctx.run.report, report)
     return ctx.run.report
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -7,7 +7,6 @@ sections the stage depends on — and its outputs exist. Once a stage runs, ever
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import traceback
@@ -18,6 +17,7 @@ from typing import Any, TextIO
 
 from runner.core.events import EventWriter
 from runner.core.rundir import RunDir
+from runner.core.secrets import write_redacted_json
 from runner.dataset.read import DataError
 from runner.llamacpp import ConverterMissing
 from runner.models.resolve import ModelNotFound
@@ -148,9 +148,7 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
 def _write_marker(run: RunDir, stage: Stage, key: str, seconds: float, result: dict[str, Any]) -> None:
     """Mark ``stage`` done (written aside and renamed: a full disk never leaves half a marker)."""
     marker = {"key": key, "seconds": seconds, "result": result, "outputs": _outputs(stage, result)}
-    tmp = run.stage_marker(stage.name).with_suffix(".tmp")
-    tmp.write_text(json.dumps(marker, indent=2, default=str))
-    os.replace(tmp, run.stage_marker(stage.name))
+    write_redacted_json(run.stage_marker(stage.name), marker)
 
 
 def _describe_failure(exc: BaseException, stage: str, stop: StopSignal) -> tuple[dict[str, Any], int]:

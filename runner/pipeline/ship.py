@@ -10,6 +10,7 @@ import json
 import shutil
 from typing import Any
 
+from runner.core.secrets import write_redacted
 from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.quantize import quant_path
@@ -31,8 +32,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         link_or_copy(src, ship / src.name)
     tested = quant_path(ctx, spec.smoke.gguf).name
     try:
-        (ship / "Modelfile").write_text(
-            modelfile(tested, read_gguf_chat(ship / tested), spec.model.max_seq_length)
+        write_redacted(
+            ship / "Modelfile", modelfile(tested, read_gguf_chat(ship / tested), spec.model.max_seq_length)
         )
     except TemplateError as exc:
         raise StageFailed(
@@ -41,7 +42,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "use template.style = 'r1', 'alpaca' or 'chat' with a standard template",
         ) from None
     command_text = commands(spec, tested, lora and sources[-1].name)
-    (ship / "commands.txt").write_text(command_text)
+    write_redacted(ship / "commands.txt", command_text)
     fidelity = root / "fidelity.json"
     card = model_card(
         spec,
@@ -51,6 +52,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
         json.loads(fidelity.read_text()) if fidelity.exists() else None,
         command_text,
     )
-    (ship / "README.md").write_text(card, encoding="utf-8")
+    write_redacted(ship / "README.md", card)
     write_sums(ship)
     return {"artifacts": [record_artifact(ctx, p, "ship") for p in sorted(ship.iterdir()) if p.name != SUMS]}

@@ -13,7 +13,6 @@ answer is reported as one that did not stop.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from runner.core.secrets import write_redacted_json
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.isolate import call_in_child
 from runner.pipeline.quantize import quant_path
@@ -83,7 +83,7 @@ def answer_with_gguf(
 def run(ctx: StageContext) -> dict[str, Any]:
     """Answer each ``[[smoke.prompts]]`` and write ``smoke.json``; raise when a check fails."""
     path = quant_path(ctx, ctx.spec.smoke.gguf)
-    n_ctx = min(ctx.spec.model.max_seq_length + ctx.spec.smoke.max_tokens, 8192)
+    n_ctx = ctx.spec.smoke_context
     template, results = call_in_child(
         "the smoke test",
         answer_with_gguf,
@@ -98,7 +98,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "results": results,
         "ok": bool(template) and all(r["ok"] for r in results),
     }
-    ctx.run.smoke.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    write_redacted_json(ctx.run.smoke, report)
     for r in results:
         ctx.emit(
             "metric",

@@ -19,12 +19,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from runner.core.secrets import looks_secret
-from runner.spec.model import JobSpec, NotifyDefaults, NotifySpec
+from runner.spec.model import CHARS_PER_TOKEN_LIMIT, JobSpec, NotifyDefaults, NotifySpec
 from runner.spec.problems import Problem, SpecError
 
 _SECRET_KEY = re.compile(r"(^|_)(token|api_?key|secret|password|passwd)$", re.IGNORECASE)
 _REVISION = ("model", "revision")  # may be a 40-hex git commit pin, which is not a secret
 MAX_JOB_FILE_BYTES = 1024 * 1024  # job files are small; anything larger is a wrong path
+MAX_NESTING = 8  # tables and arrays inside each other; a valid job file needs 4 at most
 _MAX_SHOWN = 60  # longest invalid value echoed in a message
 SECRET_HINT = (
     "secrets are never read from job files: export HF_TOKEN (or WANDB_API_KEY) in the environment "
@@ -125,18 +126,24 @@ _Model = TypeVar("_Model", bound=BaseModel)
 def _parse(text: str, where: str, model: type[_Model]) -> _Model:
     try:
         data = tomllib.loads(text)
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise SpecError([_too_deep(where, None, None)]) from None
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
         line = int(match.group(1)) if match else None
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise SpecError([Problem(where, line, None, f"TOML syntax error: {message}", None)]) from None
     locate = _KeyLocator(text)
+    if (deep := _deepest(data)) is not None:  # before anything walks the data recursively
+        raise SpecError([_too_deep(where, locate.line(deep), deep)])
     problems = list(_secret_problems(data, where, locate))
     try:
         spec = model.model_validate(data)
     except ValidationError as exc:
         problems.extend(_validation_problems(exc, where, locate))
         raise SpecError(problems) from None
+    if isinstance(spec, JobSpec):
+        problems.extend(_smoke_prompt_problems(spec, where, locate))
     if problems:
         raise SpecError(problems)
     return spec
@@ -152,6 +159,32 @@ def load_spec(path: str | Path) -> LoadedSpec:
 def key_line(text: str, path: tuple[str, ...]) -> int | None:
     """The line of a key path (or of its nearest enclosing table) in job-file text."""
     return _KeyLocator(text).line(path)
+
+
+def _deepest(data: dict[str, Any]) -> tuple[str, ...] | None:
+    """The first key path nested deeper than :data:`MAX_NESTING`, or ``None`` (a loop, not recursion:
+    the data may be thousands of levels deep)."""
+    stack: list[tuple[tuple[str, ...], Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if len(path) > MAX_NESTING:
+            return path
+        if isinstance(value, dict):
+            stack.extend(((*path, str(k)), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, str(i)), v) for i, v in enumerate(value))
+    return None
+
+
+def _too_deep(where: str, line: int | None, path: tuple[str, ...] | None) -> Problem:
+    key = ".".join(path[:3]) + ".…" if path else None
+    return Problem(
+        where,
+        line,
+        key,
+        f"tables or arrays nest more than {MAX_NESTING} levels deep",
+        "a job file nests at most 4 levels (e.g. smoke.prompts[0].must_contain): see jobs/demo-tiny.toml",
+    )
 
 
 def _walk(data: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -171,6 +204,23 @@ def _secret_problems(data: dict[str, Any], where: str, locate: _KeyLocator) -> I
         looks_secret_value = isinstance(value, str) and looks_secret(value, commit_ok=path == _REVISION)
         if looks_secret_key or looks_secret_value:
             yield Problem(where, locate.line(path), ".".join(path), "looks like a secret", SECRET_HINT)
+
+
+def _smoke_prompt_problems(spec: JobSpec, where: str, locate: _KeyLocator) -> Iterator[Problem]:
+    """Prompts too long for the smoke test's context, whatever the tokenizer (the data stage checks the
+    real token count before training)."""
+    room = spec.smoke_prompt_tokens
+    for i, one in enumerate(spec.smoke.prompts):
+        if len(one.prompt) > room * CHARS_PER_TOKEN_LIMIT:
+            path = ("smoke", "prompts", str(i), "prompt")
+            yield Problem(
+                where,
+                locate.line(path),
+                ".".join(path),
+                f"is {len(one.prompt):,} characters, more than the smoke test's room for a prompt "
+                f"({room:,} tokens) can hold",
+                "shorten the prompt, or raise model.max_seq_length",
+            )
 
 
 def _validation_problems(exc: ValidationError, where: str, locate: _KeyLocator) -> Iterator[Problem]:

@@ -19,6 +19,9 @@ NAME_RULE = (
     "1 to 64 characters: letters and digits in any script, spaces, '-', '_' and '.', not starting with "
     '\'.\', \'-\' or a space (e.g. "medical-r1", "my job", "日本語ジョブ")'
 )
+SMOKE_MAX_CONTEXT = 8192  # the smoke test's context never exceeds this many tokens
+MAX_SMOKE_PROMPTS = 100  # a smoke test is a handful of checks, run after the whole pipeline
+CHARS_PER_TOKEN_LIMIT = 16  # a prompt longer than this many characters per token of room cannot fit
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -236,7 +239,11 @@ class ExportSpec(_Section):
 class SmokePrompt(_Section):
     """One ``[[smoke.prompts]]`` entry: a question and what its answer must satisfy."""
 
-    prompt: str = Field(min_length=1, description="the question asked through the embedded chat template")
+    prompt: str = Field(
+        min_length=1,
+        description="the question asked through the embedded chat template; it must leave max_tokens of "
+        "the context (max_seq_length + max_tokens, at most 8192 tokens) for the answer, checked before training",
+    )
     must_contain: list[str] = Field(default_factory=list, description="strings the answer must contain")
     regex: str | None = Field(None, description="a regular expression the answer must match")
     must_stop: bool = Field(True, description="the answer must end with EOS before max_tokens")
@@ -247,7 +254,11 @@ class SmokeSpec(_Section):
 
     max_tokens: int = Field(256, ge=1, le=32_768, description="generation limit per prompt")
     gguf: Quant = Field("q4_k_m", description="the GGUF tested and given to Ollama (one of export.gguf)")
-    prompts: list[SmokePrompt] = Field(default_factory=list)
+    prompts: list[SmokePrompt] = Field(
+        default_factory=list,
+        max_length=MAX_SMOKE_PROMPTS,
+        description=f"the [[smoke.prompts]] entries below (at most {MAX_SMOKE_PROMPTS})",
+    )
 
 
 class RunSpec(_Section):
@@ -361,6 +372,18 @@ class JobSpec(_Section):
     def notify_given(self) -> bool:
         """The job file has a ``[notify]`` table (else the queue's default applies)."""
         return "notify" in self.model_fields_set
+
+    @property
+    def smoke_context(self) -> int:
+        """The smoke test's context in tokens: ``max_seq_length`` of prompt plus ``max_tokens`` of answer,
+        at most :data:`SMOKE_MAX_CONTEXT`."""
+        return min(self.model.max_seq_length + self.smoke.max_tokens, SMOKE_MAX_CONTEXT)
+
+    @property
+    def smoke_prompt_tokens(self) -> int:
+        """The most tokens a smoke prompt may take: the context less the answer's ``max_tokens`` (but at
+        least half the context)."""
+        return self.smoke_context - min(self.smoke.max_tokens, self.smoke_context // 2)
 
     @property
     def artifact_name(self) -> str:

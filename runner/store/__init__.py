@@ -11,6 +11,7 @@ from runner.store.errors import (
     StateConflict,
     StoreError,
     StoreLocked,
+    StoreUnwritable,
     WrongState,
 )
 from runner.store.models import JSON_VERSION, Job, NewJob, Progress, WorkerInfo, iso
@@ -30,6 +31,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLocked",
+    "StoreUnwritable",
     "WorkerInfo",
     "WrongState",
     "default_path",

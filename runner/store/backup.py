@@ -2,7 +2,8 @@
 
 The database runs in WAL mode: recent commits live in ``queue.db-wal`` until a checkpoint, so copying
 ``queue.db`` alone loses them. SQLite's online backup API reads one snapshot through the same locks a
-reader takes (the WAL included) and writes a self-contained file.
+reader takes (the WAL included) and writes a self-contained file. It copies pages as they are, a
+corrupt one too, so the copy is checked (``PRAGMA integrity_check``) before it gets its name.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import os
 import sqlite3
 from pathlib import Path
 
+from runner.store.connect import connect_read_only
 from runner.store.errors import StoreError
 
 
 def backup(source: Path, dest: Path, *, timeout: float = 5.0) -> int:
     """Copy the database ``source`` to the new file ``dest``; return the number of jobs in the copy.
 
-    ``dest`` appears complete or not at all (written under a temporary name, then renamed). Raises
-    :class:`FileExistsError` if ``dest`` exists, :class:`FileNotFoundError` if ``source`` does not,
-    :class:`StoreError` if SQLite cannot read or write.
+    ``dest`` appears complete and intact or not at all (written under a temporary name, checked, then
+    renamed). Raises :class:`FileExistsError` if ``dest`` exists, :class:`FileNotFoundError` if ``source``
+    does not, :class:`StoreError` if SQLite cannot read or write, or the copy is damaged.
     """
     if not source.is_file():
         raise FileNotFoundError(source)
@@ -28,13 +30,13 @@ def backup(source: Path, dest: Path, *, timeout: float = 5.0) -> int:
         raise FileExistsError(dest)
     tmp = dest.with_name(f".{dest.name}.tmp")
     tmp.unlink(missing_ok=True)
-    uri = f"{source.resolve().as_uri()}?mode=ro"  # read-only: never creates or changes the queue
     try:
         with (
-            contextlib.closing(sqlite3.connect(uri, uri=True, timeout=timeout)) as src,
+            contextlib.closing(connect_read_only(source, timeout)) as src,  # never changes the queue
             contextlib.closing(sqlite3.connect(tmp)) as out,
         ):
             src.backup(out)
+            _check_intact(out, source, dest)
             jobs: int = out.execute("SELECT count(*) FROM jobs").fetchone()[0]
         os.replace(tmp, dest)
     except sqlite3.Error as exc:
@@ -42,3 +44,17 @@ def backup(source: Path, dest: Path, *, timeout: float = 5.0) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     return jobs
+
+
+def _check_intact(copy: sqlite3.Connection, source: Path, dest: Path) -> None:
+    """Raise :class:`StoreError` naming the first problem ``PRAGMA integrity_check`` finds in the copy."""
+    try:
+        found = [row[0] for row in copy.execute("PRAGMA integrity_check(5)")]
+    except sqlite3.DatabaseError as exc:  # a page so broken that the check itself stops
+        found = [str(exc)]
+    if found != ["ok"]:
+        raise StoreError(
+            f"the queue database {source} is damaged ({found[0]}{' …' if len(found) > 1 else ''}): no backup "
+            f"written to {dest}; stop the worker, then salvage it with `sqlite3 {source} .recover` "
+            "or restore an earlier backup"
+        )

@@ -13,6 +13,10 @@ class StoreLocked(StoreError):
     """Another process held the database longer than the busy timeout."""
 
 
+class StoreUnwritable(StoreError):
+    """The database cannot be written: a read-only disk or file, or a full disk (nothing was changed)."""
+
+
 class SchemaTooNew(StoreError):
     """The database was written by a newer tuneq than this one."""
 

@@ -3,11 +3,14 @@
 Every write is one short ``BEGIN IMMEDIATE`` transaction, never held while waiting on a process.
 :meth:`Store.transition` (and the intents built on it) is the only code that writes a job's state: a
 compare-and-set checked against :data:`runner.core.jobstate.TRANSITIONS`. Any ``sqlite3`` failure leaves
-as a :class:`StoreError` with a one-line message (corrupt file, locked, newer schema).
+as a :class:`StoreError` with a one-line message (corrupt file, locked, newer schema; a read-only or full
+disk as :class:`StoreUnwritable`). A database that cannot be written is opened read-only, so it can still
+be read (:mod:`runner.store.connect`).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -17,7 +20,15 @@ from typing import Any
 
 from runner.core.jobstate import JobState, check_transition
 from runner.core.paths import state_dir
-from runner.store.errors import JobNotFound, StateConflict, StoreError, StoreLocked, WrongState
+from runner.store.connect import connect_read_only, writable_place
+from runner.store.errors import (
+    JobNotFound,
+    StateConflict,
+    StoreError,
+    StoreLocked,
+    StoreUnwritable,
+    WrongState,
+)
 from runner.store.models import SQLITE_INT_MAX, Job, NewJob, Progress, WorkerInfo
 from runner.store.schema import SCHEMA_VERSION, check_not_newer, migrate, user_version
 
@@ -44,9 +55,18 @@ class Store:
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
+            self.read_only = not writable_place(self.path)
+            if self.read_only and not self.path.exists():
+                raise StoreUnwritable(
+                    f"the queue database {self.path} cannot be created: its directory is read-only or not "
+                    "yours; remount it read-write, fix its permissions, or set TUNEQ_HOME to a writable directory"
+                )
+            if self.read_only:
+                self._conn = connect_read_only(self.path, timeout)
+            else:
+                self._conn = sqlite3.connect(
+                    self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+                )
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the queue database {self.path}: {exc}") from None
         self._conn.row_factory = sqlite3.Row
@@ -60,11 +80,21 @@ class Store:
         with self._errors():
             version = user_version(self._conn)
             check_not_newer(version, str(self.path))
+            if version < SCHEMA_VERSION and self.read_only:
+                raise StoreUnwritable(_read_only(self.path, "it needs its tables created or upgraded"))
             if version < SCHEMA_VERSION:
                 self._conn.execute("PRAGMA journal_mode = WAL")
         if version < SCHEMA_VERSION:
             with self._tx() as conn:
                 migrate(conn, str(self.path))
+
+    def check_writable(self) -> None:
+        """Raise :class:`StoreUnwritable` unless this connection can write (a worker checks before it
+        starts: a read-only queue would fail every turn of its loop)."""
+        if self.read_only:
+            raise StoreUnwritable(_read_only(self.path, "a worker cannot record anything in it"))
+        with self._tx() as conn:
+            conn.execute(f"PRAGMA user_version = {user_version(conn)}")  # writes page 1, changing nothing
 
     def close(self) -> None:
         """Close the connection."""
@@ -399,12 +429,38 @@ class Store:
             conn.execute("DELETE FROM workers WHERE id = ?", (worker,))
 
 
+def _disk_full(path: Path) -> bool:
+    """Whether the disk of ``path`` has (nearly) no space left: SQLite reports a full disk as an I/O error
+    when it cannot even map its shared-memory file."""
+    try:
+        found = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return found.f_bavail * found.f_frsize < 64 * 1024
+
+
+def _read_only(path: Path, why: str) -> str:
+    return (
+        f"the queue database {path} is read-only ({why}): `tuneq status`, `show`, `log` and `backup` still "
+        "read it; to change it, make it writable (remount the disk read-write, fix its permissions) or "
+        "restore a `tuneq backup` copy into a writable TUNEQ_HOME"
+    )
+
+
 def _store_error(exc: sqlite3.Error, path: Path, timeout: float) -> StoreError:
     text = str(exc)
     if "locked" in text or "busy" in text:
         return StoreLocked(
             f"the queue database {path} is locked by another process (waited {timeout:g}s): "
             "try again, or find the process holding it with `fuser` or `lsof`"
+        )
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_READONLY:
+        return StoreUnwritable(_read_only(path, text))
+    if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _disk_full(path)):
+        return StoreUnwritable(
+            f"no space left for the queue database {path} ({text}): nothing was changed; free space on "
+            f"its disk (`df -h {path.parent}`), then try again"
         )
     if isinstance(exc, sqlite3.DatabaseError) and (
         "not a database" in text or "malformed" in text or "disk image" in text

@@ -24,7 +24,8 @@ from runner.backends.base import Backend
 from runner.backends.factory import make_backend
 from runner.cluster.address import ClusterError, configured_address, forget_cluster_info
 from runner.core.paths import state_dir
-from runner.store import Store, StoreError
+from runner.core.present import os_failure
+from runner.store import Store, StoreError, StoreUnwritable
 from runner.worker import notify, steps
 from runner.worker.clock import Clock, SystemClock
 from runner.worker.gpus import GpuError, discover
@@ -106,26 +107,34 @@ def shutdown(store: Store, clock: Clock, w: WorkerRuntime, flags: Flags) -> None
 
 
 def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: str | None = None) -> int:
-    """``tuneq worker``: run a worker in the foreground until signalled; 1 if one already runs here.
+    """``tuneq worker``: run a worker in the foreground until signalled; 1 if one already runs here or it
+    cannot start, 2 if the queue or the state directory cannot be written.
 
     With a cluster address (``cluster``, else ``cluster.toml`` in the state directory) every job runs on a
     node of that Ray cluster, as many at once as its GPUs allow.
     """
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
     lock = None if extra else PidLock(state_dir())
-    if lock is not None and not lock.acquire():
-        print(
-            f"a worker is already running for {state_dir()} (pid {lock.holder()}); "
-            "pass --extra to run another one",
-            file=sys.stderr,
-        )
-        return 1
+    if lock is not None:
+        try:
+            acquired = lock.acquire()
+        except OSError as exc:  # a read-only state directory
+            print(f"tuneq worker: cannot take the worker's lock: {os_failure(exc)}", file=sys.stderr)
+            return 2
+        if not acquired:
+            print(
+                f"a worker is already running for {state_dir()} (pid {lock.holder()}); "
+                "pass --extra to run another one",
+                file=sys.stderr,
+            )
+            return 1
     flags = Flags()
     for sig in STOP_SIGNALS:
         signal.signal(sig, flags.on_signal)
     clock = SystemClock()
     try:
         with Store() as store:
+            store.check_writable()  # a read-only queue would fail every turn, for ever
             info = new_worker_info(clock.now())
             cluster = cluster or configured_address()
             count_gpus: Callable[[], tuple[int, ...]] | None = None
@@ -150,6 +159,9 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: s
             run(store, clock, w, flags)
             notify.drain(NOTIFY_DRAIN_S)
             log.info("worker %s stopped", w.info.id)
+    except StoreUnwritable as exc:
+        print(f"tuneq worker: {exc}", file=sys.stderr)
+        return 2
     except (StoreError, GpuError, ClusterError) as exc:
         print(f"tuneq worker: {exc}", file=sys.stderr)
         return 1
