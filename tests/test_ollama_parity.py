@@ -28,7 +28,6 @@ from runner.ship.modelfile import (
     GgufChat,
     NoOllamaTemplate,
     derive_turns,
-    go_template,
     modelfile,
     read_gguf_chat,
     runtime_text,
@@ -37,7 +36,7 @@ from runner.spec import load_spec
 from runner.spec.model import TemplateSpec
 
 Render = Callable[[list[tuple[str, str, list[dict[str, str]]]]], list[str]]
-SYSTEM = 'You are terse.\nIt\'s fine to say "I don\'t know" \\ {{ really }}.'
+SYSTEM = "You are terse.\nIt's fine to say \"I don't know\" \\ {{ really }}."
 # Meta-Llama-3-8B-Instruct's chat template
 LLAMA3 = (
     "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
@@ -60,6 +59,16 @@ SYSTEM_IN_LAST_TURN = (
     "{% else %}[INST] {{ m['content'] }}[/INST]{% endif %}{% else %}{{ m['content'] }}{{ eos_token }}"
     "{% endif %}{% endfor %}"
 )
+
+
+class _Tokenizer:
+    """What chat_template_for reads of a tokenizer: the model's template (style chat), whether it adds BOS."""
+
+    def __init__(self, chat_template: str, adds_bos: bool = False) -> None:
+        self.chat_template, self.bos_token_id = chat_template, 1 if adds_bos else None
+
+    def __call__(self, text: str) -> dict[str, list[int]]:
+        return {"input_ids": [1, 2]}
 
 
 def _no_go(why: str) -> None:
@@ -139,7 +148,9 @@ def tokenizers() -> dict[str, Any]:
         ]
     )
     sample = "<|start_header_id|>user<|end_header_id|>\n\nIt's 1234 \n\n  ok?\n"
-    assert llama3(sample, add_special_tokens=False)["input_ids"] == llama_cpp_ids(vocab_gguf("llama-bpe"), sample)
+    assert llama3(sample, add_special_tokens=False)["input_ids"] == llama_cpp_ids(
+        vocab_gguf("llama-bpe"), sample
+    )
     return {
         "smollm2": load_tokenizer(SMOLLM2),
         "qwen2": from_vocab("qwen2"),
@@ -203,7 +214,9 @@ def test_the_ollama_prompt_is_the_training_prompt_token_for_token(
     ids up to the first trained token of that answer."""
     tok = tokenizers[tokenizer]
     spec = TemplateSpec(style=style, system=system)  # type: ignore[arg-type]
-    chat = GgufChat(chat_template_for(spec, tok), tok.bos_token or "", tok.eos_token, adds_bos(tok), 32768, system)
+    chat = GgufChat(
+        chat_template_for(spec, tok), tok.bos_token or "", tok.eos_token, adds_bos(tok), 32768, system
+    )
     template, modelfile_system = parts(modelfile("m.gguf", chat, 8192))
     assert modelfile_system == (system or "")
     always_think = style == "r1"
@@ -251,6 +264,82 @@ def test_todays_smollm2_gguf_gets_a_template_whose_prompt_is_the_training_prompt
     assert row.input_ids[: len(ids)] == ids and row.labels[len(ids)] != IGNORE
 
 
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+NO_SYSTEM = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system') }}"
+    "{% elif m['role'] == 'user' %}[INST] {{ m['content'] }} [/INST]{% else %}{{ m['content'] }}"
+    "{{ eos_token }}{% endif %}{% endfor %}"
+)
+REQUESTS = [
+    [{"role": "user", "content": "Hi {{there}}"}],
+    [
+        {"role": "user", "content": "Q1"},
+        {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": "Q2"},
+    ],
+]
+
+
+def check_against_the_gguf_template(chat: GgufChat, ollama: Render) -> str:
+    """Go's rendering of the Modelfile equals the embedded template's, as llama.cpp tokenizes it (BOS text
+    left to the runtime where the GGUF says it adds one), with the SYSTEM, without, and with the request's
+    own system message; returns the Modelfile."""
+    text = modelfile("m.gguf", chat, 512)
+    template, system = parts(text)
+    cases, expected = [], []
+    for request in REQUESTS:
+        cases.append((template, system, request))
+        expected.append(runtime_text(chat, request))
+        if derive_turns(chat).system_head is not None:
+            own = [{"role": "system", "content": "Be brief."}, *request]
+            cases.append((template, system, own))
+            expected.append(runtime_text(chat, own))
+    assert ollama(cases) == expected
+    return text
+
+
+def test_modelfile_reproduces_the_template_embedded_in_the_gguf(
+    tiny_ggufs: dict[str, Path],  # noqa: F811
+    ollama: Render,
+) -> None:
+    chat = read_gguf_chat(tiny_ggufs["q4_k_m"])
+    assert "<｜Assistant｜>" in chat.template and chat.add_bos
+    text = check_against_the_gguf_template(chat, ollama)
+    assert text.startswith("FROM ./m.gguf\n") and "SYSTEM" not in text
+    assert "<｜begin▁of▁sentence｜>" not in text  # llama.cpp and Ollama add the BOS themselves
+    assert re.findall(r"^PARAMETER stop (.*)$", text, re.M) == ['"<｜end▁of▁sentence｜>"', '"<｜User｜>"']
+    assert "PARAMETER num_ctx 512" in text
+
+
+@pytest.mark.parametrize(
+    ("template", "bos", "add_bos", "eos", "system", "stops"),
+    [
+        (
+            chat_template_for(TemplateSpec(style="alpaca"), _Tokenizer("", adds_bos=True)),
+            "<s>",
+            True,
+            "</s>",
+            True,
+            ["</s>", "### Instruction:"],
+        ),
+        (CHATML, "", False, "<|im_end|>", True, ["<|im_end|>", "<|im_start|>user"]),
+        (CHATML, "<|im_start|>", False, "<|im_end|>", True, ["<|im_end|>", "<|im_start|>user"]),
+        (NO_SYSTEM, "<s>", True, "</s>", False, ["</s>", "[INST]"]),
+    ],
+    ids=["alpaca", "chatml", "chatml-bos-im_start", "no-system-role"],
+)
+def test_modelfile_template_for_other_templates(
+    template: str, bos: str, add_bos: bool, eos: str, system: bool, stops: list[str], ollama: Render
+) -> None:
+    chat = GgufChat(template, bos, eos, add_bos)
+    assert (derive_turns(chat).system_head is not None) == system
+    text = check_against_the_gguf_template(chat, ollama)
+    assert re.findall(r'^PARAMETER stop "(.*)"$', text, re.M) == stops
+
+
 def test_num_ctx_is_the_base_models_context_capped() -> None:
     chat = GgufChat("", "", "</s>", context_length=32768)
     assert chat.num_ctx(256) == 8192  # capped
@@ -275,13 +364,6 @@ def test_a_template_no_ollama_template_can_write_is_refused_and_the_card_says_wh
     assert "ollama " not in commands(spec, "m.gguf", None, with_modelfile=False)
 
 
-class _Tokenizer:
-    """What chat_template_for reads of a tokenizer for style chat."""
-
-    def __init__(self, chat_template: str) -> None:
-        self.chat_template = chat_template
-
-
 def test_the_system_prompt_ships_in_the_modelfile_the_commands_and_the_card(tmp_path: Path) -> None:
     job = (ROOT / "jobs" / "smollm2-capitals-json.toml").read_text()
     job = job.replace('style = "chat"', 'style = "chat"\nsystem = "Answer in JSON; don\'t explain."')
@@ -300,7 +382,10 @@ def test_the_system_prompt_ships_in_the_modelfile_the_commands_and_the_card(tmp_
     section = prompt_section(spec, chat, 8192, None, smoke)
     assert "```text\nAnswer in JSON; don't explain.\n```" in section
     assert "the base model's is 8,192 tokens; training used rows of at most 128 tokens" in section
-    assert "answered 2 smoke prompt(s) through the embedded template (2 passed every check, with the system" in section
+    assert (
+        "answered 2 smoke prompt(s) through the embedded template (2 passed every check, with the system"
+        in section
+    )
     assert "without the system prompt 1 of 2 passed" in section
 
 
