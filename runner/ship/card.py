@@ -37,8 +37,8 @@ def prompt_section(
     system = spec.template.system
     lines = [
         f"The GGUF carries its chat template (`tokenizer.chat_template`, template style "
-        f"`{spec.template.style}`, EOS `{chat.eos}`): llama.cpp (`llama-cli`, `llama-server --jinja`), "
-        "llama-cpp-python and LM Studio prompt it as it was trained."
+        f"`{spec.template.style}`, EOS `{chat.eos}`): llama.cpp (`llama-cli`, `llama-server --jinja`) "
+        "and llama-cpp-python prompt it as it was trained."
     ]
     if system:
         lines += [
