@@ -58,9 +58,11 @@ def test_demo_report_eval_and_ship_folder(demo_run: Path) -> None:
         demo_run / "gguf/demo-tiny-Q4_K_M.gguf"
     ).stat().st_ino
     chat = read_gguf_chat(ship / "demo-tiny-Q4_K_M.gguf")
-    assert (ship / "Modelfile").read_text() == modelfile("demo-tiny-Q4_K_M.gguf", chat, 256)
+    assert chat.num_ctx(256) == 2048  # the tiny model's own context, not the training rows' 256
+    assert (ship / "Modelfile").read_text() == modelfile("demo-tiny-Q4_K_M.gguf", chat, 2048)
     card = (ship / "README.md").read_text()
     assert "base_model: tuneq:tiny-llama" in card and "| train.learning_rate | 0.003 |" in card
+    assert "its perplexity on general text is around a million" in card  # the demo's card explains itself
     assert "ollama create demo-tiny -f Modelfile" in (ship / "commands.txt").read_text()
 
 

@@ -1,160 +1,24 @@
-"""The ship folder: the Ollama Modelfile against the embedded chat template, ``tuneq ship`` and ``push``."""
+"""The ship folder: ``tuneq ship`` and ``push`` (the Modelfile's tests: test_ollama_parity.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import ROOT
-from test_fidelity import tiny_ggufs  # noqa: F401  (session fixture: the tiny model as GGUF files)
 
 from runner.cli import main
-from runner.dataset.templates import chat_template_for
 from runner.ship.card import commands
 from runner.ship.files import write_sums
-from runner.ship.modelfile import GgufChat, derive_turns, go_template, modelfile, read_gguf_chat, render_chat
 from runner.ship.reach import SshHost
 from runner.spec import load_spec
-from runner.spec.model import TemplateSpec
 from tui.ship import ship_commands
 
 FAKE_TOKEN = "hf_" + "Z" * 34  # a made-up token in the shape of a real one
-
-CHATML = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-NO_SYSTEM = (
-    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system') }}"
-    "{% elif m['role'] == 'user' %}[INST] {{ m['content'] }} [/INST]{% else %}{{ m['content'] }}"
-    "{{ eos_token }}{% endif %}{% endfor %}"
-)
-CONVERSATIONS = [
-    [{"role": "user", "content": "Hi {{there}}"}],
-    [
-        {"role": "user", "content": "Q1"},
-        {"role": "assistant", "content": "A1"},
-        {"role": "user", "content": "Q2"},
-    ],
-]
-
-
-# --- a reader for the small part of Go's text/template that the Modelfile's TEMPLATE uses ---------------
-
-_ACTION = re.compile(r"\{\{ (.*?) \}\}")
-
-
-def go_render(template: str, system: str, messages: list[dict[str, str]]) -> str:
-    """What Ollama writes for ``messages`` with this TEMPLATE."""
-    nodes, _, _ = _parse(_ACTION.split(template), 0)
-    return _eval(nodes, {"System": system, "Messages": messages})
-
-
-def _parse(tokens: list[str], i: int) -> tuple[list[Any], int, str | None]:
-    nodes: list[Any] = []
-    while True:
-        if tokens[i]:
-            nodes.append(("text", tokens[i]))
-        if i + 1 >= len(tokens):
-            return nodes, i + 1, None
-        action, i = tokens[i + 1], i + 2
-        if action in ("end", "else") or action.startswith("else if "):
-            return nodes, i, action
-        if action.startswith("if "):
-            branches, cond = [], action[3:]
-            while True:
-                body, i, stop = _parse(tokens, i)
-                branches.append((cond, body))
-                if stop == "end":
-                    break
-                cond = stop.removeprefix("else if ") if stop and stop != "else" else "true"
-            nodes.append(("if", branches))
-        elif action.startswith("range "):
-            body, i, _ = _parse(tokens, i)
-            nodes.append(("range", body))
-        else:
-            nodes.append(("act", action))
-
-
-def _eval(nodes: list[Any], env: dict[str, Any]) -> str:
-    out = []
-    for kind, arg in nodes:
-        if kind == "text":
-            out.append(arg)
-        elif kind == "if":
-            out += [_eval(body, env) for cond, body in arg if _true(cond, env)][:1]
-        elif kind == "range":
-            msgs = env["Messages"]
-            out += [
-                _eval(arg, {**env, "Role": m["role"], "Content": m["content"], "$last": j == len(msgs) - 1})
-                for j, m in enumerate(msgs)
-            ]
-        elif arg.startswith('"'):
-            out.append(json.loads(arg))
-        elif not arg.startswith("$last :="):  # computed by range above
-            out.append(env[arg.lstrip(".")])
-    return "".join(out)
-
-
-def _true(cond: str, env: dict[str, Any]) -> bool:
-    if cond.startswith("eq .Role "):
-        return bool(env["Role"] == json.loads(cond.removeprefix("eq .Role ")))
-    return cond == "true" or bool(env[cond.lstrip(".")])
-
-
-# --- the Modelfile -----------------------------------------------------------------------------------------
-
-
-def _check_template(chat: GgufChat, with_system: bool) -> None:
-    template = go_template(derive_turns(chat))
-    for messages in CONVERSATIONS:
-        systems = ["", "Be brief."] if with_system else [""]
-        for system in systems:
-            full = [{"role": "system", "content": system}, *messages] if system else messages
-            expected = render_chat(chat, full).removeprefix(chat.bos)  # Ollama adds the BOS itself
-            assert go_render(template, system, messages) == expected
-
-
-def test_modelfile_reproduces_the_template_embedded_in_the_gguf(tiny_ggufs: dict[str, Path]) -> None:  # noqa: F811
-    chat = read_gguf_chat(tiny_ggufs["q4_k_m"])
-    assert "<｜Assistant｜>" in chat.template
-    _check_template(chat, with_system=True)
-    text = modelfile("tiny-Q4_K_M.gguf", chat, 256)
-    assert text.startswith("FROM ./tiny-Q4_K_M.gguf\n")
-    assert re.findall(r"^PARAMETER stop (.*)$", text, re.M) == ['"<｜end▁of▁sentence｜>"', '"<｜User｜>"']
-    assert "PARAMETER num_ctx 256" in text
-    template = re.search(r'TEMPLATE """(.*?)"""', text, re.S)
-    assert template and template.group(1) == go_template(derive_turns(chat))
-
-
-@pytest.mark.parametrize(
-    ("template", "bos", "eos", "system", "stops"),
-    [
-        (
-            chat_template_for(TemplateSpec(style="alpaca"), None),
-            "<s>",
-            "</s>",
-            True,
-            ["</s>", "### Instruction:"],
-        ),
-        (CHATML, "", "<|im_end|>", True, ["<|im_end|>", "<|im_start|>user"]),
-        (NO_SYSTEM, "<s>", "</s>", False, ["</s>", "[INST]"]),
-    ],
-)
-def test_modelfile_template_for_other_styles(
-    template: str, bos: str, eos: str, system: bool, stops: list[str]
-) -> None:
-    chat = GgufChat(template, bos, eos)
-    turns = derive_turns(chat)
-    assert (turns.system_head is not None) == system
-    _check_template(chat, with_system=system)
-    assert re.findall(r'^PARAMETER stop "(.*)"$', modelfile("m.gguf", chat, 512), re.M) == stops
 
 
 # --- tuneq ship / push ---------------------------------------------------------------------------------

@@ -69,8 +69,9 @@ def test_output_that_never_completes_a_character_is_reported_as_not_stopping(byt
     from runner.pipeline.smoke import answer_with_gguf
 
     question = SmokePrompt(prompt="只剩一个心脏了还能活吗？")  # type: ignore[call-arg]
-    template, [result] = answer_with_gguf(str(byte_babbler), 96, [question], 12)
-    assert template  # the R1 template is embedded
+    found = answer_with_gguf(str(byte_babbler), 96, [question], 12, None)
+    assert found.template  # the R1 template is embedded
+    [result] = found.results
     assert result["completion_tokens"] == 12 and result["finish_reason"] == "length"
     [stops] = [c for c in result["checks"] if c["name"] == "stops before max_tokens"]
     assert not stops["ok"] and stops["detail"].startswith("did not stop")

@@ -13,6 +13,7 @@ refused here, in a second, not after training. A hub model not in the local cach
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -24,7 +25,13 @@ from pathlib import Path
 
 from runner.dataset.build import load_examples
 from runner.dataset.read import DataError, check_hub_id, is_local_source, resolve_local
-from runner.dataset.templates import Tokenized, render_sample, tokenize_example, truncation_warning
+from runner.dataset.templates import (
+    Tokenized,
+    render_sample,
+    system_prompt_problem,
+    tokenize_example,
+    truncation_warning,
+)
 from runner.llamacpp import convertible_architectures
 from runner.spec import LoadedSpec, Problem, SpecError, load_spec
 from runner.spec.load import key_line
@@ -124,12 +131,69 @@ def check_architecture(loaded: LoadedSpec) -> str:
     return status
 
 
+def base_chat_template(base: str, revision: str | None = None) -> str | None:
+    """The base model's own chat template from its files on disk (None: not on disk, or none).
+
+    Built-in models are left out: all of them have a system role.
+    """
+    if base.startswith("tuneq:"):
+        return None
+    folder = Path(base).expanduser()
+    for name in ("chat_template.jinja", "tokenizer_config.json"):
+        path: Path | None = folder / name
+        if not folder.exists():
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(base, name, revision=revision)
+            path = Path(cached) if isinstance(cached, str) else None
+        if path is None or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if name.endswith(".jinja"):
+            return text
+        with contextlib.suppress(json.JSONDecodeError, AttributeError):
+            template = json.loads(text).get("chat_template")
+            if isinstance(template, list):  # named templates: the default one
+                template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+            return template if isinstance(template, str) else None
+    return None
+
+
+def check_system_prompt(loaded: LoadedSpec) -> None:
+    """:class:`SpecError` when ``template.system`` cannot reach the model through its template."""
+    spec = loaded.spec
+    if not spec.template.system:
+        return
+    chat_template = (
+        base_chat_template(spec.model.base, spec.model.revision) if spec.template.style == "chat" else None
+    )
+    try:
+        problem = system_prompt_problem(spec.template, chat_template)
+    except ImportError:  # the core install has no Jinja: the data stage checks it again
+        return
+    if problem:
+        raise SpecError(
+            [
+                Problem(
+                    str(loaded.path),
+                    key_line(loaded.text, ("template", "system")),
+                    "template.system",
+                    problem,
+                )
+            ]
+        )
+
+
 def validate_file(path: str | Path) -> tuple[LoadedSpec, DataCheck]:
     """Schema, model architecture and data checks for one job file; :class:`SpecError` lists problems."""
     loaded = load_spec(path)
     problems: list[Problem] = []
     try:
         check_architecture(loaded)
+    except SpecError as exc:
+        problems += exc.problems
+    try:
+        check_system_prompt(loaded)
     except SpecError as exc:
         problems += exc.problems
     try:

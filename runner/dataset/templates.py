@@ -115,6 +115,11 @@ def _plain_prompt_completion(example: Example, template: TemplateSpec) -> tuple[
 
 
 def _chat_segments(example: Example, tokenizer: Any, chat_template: str, always_think: bool) -> list[Segment]:
+    if any(m.role == "system" for m in example.messages) and not carries_system(chat_template):
+        raise DataError(
+            "the model's chat template has no system role, so system messages would be dropped: remove "
+            "template.system (and system turns from the data) or use template.style = 'r1' or 'alpaca'"
+        )
     conversation = [
         {"role": m.role, "content": assistant_text(m, always_think) if m.role == "assistant" else m.content}
         for m in example.messages
@@ -286,14 +291,96 @@ _ALPACA_CHAT_TEMPLATE = (
 
 
 def chat_template_for(template: TemplateSpec, tokenizer: Any) -> str:
-    """The chat template to embed in exported models, so llama.cpp prompts them as they were trained."""
+    """The chat template to embed in exported models, so llama.cpp prompts them as they were trained.
+
+    It writes the BOS itself where the tokenizer starts its rows with one (llama-cpp-python adds none to a
+    rendered chat; llama.cpp and Ollama drop it and add their own), and it writes the job's system prompt
+    when a conversation has no system message (:func:`with_default_system`).
+    """
     if template.style == "r1":
-        return r1_inference_template()
-    if template.style == "alpaca":
-        return _ALPACA_CHAT_TEMPLATE
-    if template.style == "custom":
-        return _custom_chat_template(template.prompt or "")
-    return str(tokenizer.chat_template)
+        chat_template = r1_inference_template()
+    elif template.style in ("alpaca", "custom"):
+        body = (
+            _ALPACA_CHAT_TEMPLATE
+            if template.style == "alpaca"
+            else _custom_chat_template(template.prompt or "")
+        )
+        chat_template = ("{{ bos_token }}" if adds_bos(tokenizer) else "") + body
+    else:
+        chat_template = str(tokenizer.chat_template)
+    return with_default_system(chat_template, template.system)
+
+
+def with_default_system(chat_template: str, system: str | None) -> str:
+    """``chat_template`` writing ``system`` as the system message of a conversation that has none.
+
+    That is what a model trained with the system prompt must be asked with, and where llama.cpp reads it:
+    ``llama-cli`` without ``-sys`` and a ``llama-server`` client that sends no system message get it.
+    Qwen2.5's own template defaults to its system prompt the same way.
+    """
+    return _default_system_prefix(system) + chat_template if system else chat_template
+
+
+def without_default_system(chat_template: str, system: str | None) -> str:
+    """The template :func:`with_default_system` wrapped, as the model was before its system prompt."""
+    return chat_template.removeprefix(_default_system_prefix(system)) if system else chat_template
+
+
+def _default_system_prefix(system: str) -> str:
+    # a string literal that Jinja2 and llama.cpp's Jinja engine (common/jinja/lexer.h) both read back
+    escapes = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    literal = "'" + "".join(escapes.get(c, c) for c in system) + "'"
+    return (
+        "{%- if not (messages and messages[0]['role'] == 'system') %}"
+        f"{{%- set messages = [{{'role': 'system', 'content': {literal}}}] + messages %}}"
+        "{%- endif %}"
+    )
+
+
+def system_prompt_problem(template: TemplateSpec, chat_template: str | None) -> str | None:
+    """Why the job's ``template.system`` cannot reach the model through its template, or None.
+
+    ``chat_template`` is the base model's own (style ``chat``); None when it could not be read.
+    """
+    if not template.system:
+        return None
+    if template.style == "custom" and "{system}" not in (template.prompt or ""):
+        return (
+            "template.prompt has no {system} field, so the system prompt would be dropped: add {system} "
+            "to template.prompt, or remove template.system"
+        )
+    if template.style != "chat" or chat_template is None:
+        return None
+    if not carries_system(chat_template):
+        return (
+            "the model's chat template has no system role, so the system prompt would be dropped: remove "
+            "template.system, or use template.style = 'r1' or 'alpaca' (both carry one)"
+        )
+    return None
+
+
+@cache
+def carries_system(chat_template: str) -> bool:
+    """Whether a chat template writes a system message (one that raises on it or drops it does not)."""
+    from jinja2.exceptions import TemplateError
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    # the environment transformers' apply_chat_template renders with
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.globals["raise_exception"] = raise_exception
+    marker = "SYSTEM-PROMPT-MARKER"
+    messages = [{"role": "system", "content": marker}, {"role": "user", "content": "Hi"}]
+    try:
+        text = env.from_string(strip_generation_tags(chat_template)).render(
+            messages=messages, add_generation_prompt=True, bos_token="", eos_token=""
+        )
+    except Exception:  # the template refuses the conversation: any error a template raises
+        return False
+    return marker in text
 
 
 def _custom_chat_template(prompt: str) -> str:

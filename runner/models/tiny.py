@@ -36,6 +36,18 @@ PACKAGED = Path(__file__).with_name("tiny_llama")
 MANIFEST_SHA256 = "2efa6ed87de7049e5811424bc2cd073f767912ed5f609a494ef3fceec6298290"
 
 
+def builtin_note(base: str) -> str | None:
+    """A line for a model card built on ``base`` where the base needs explaining (the demo's tiny model)."""
+    if base != TINY_LLAMA:
+        return None
+    return (
+        f"Note: `{TINY_LLAMA}` is tuneq's demo model (2 layers, a 1,024-token vocabulary, pre-trained on 23 kB "
+        "of built-in text), so its answers only echo the trained format and its perplexity on general "
+        "text is around a million: that is a model that knows no language, not a broken export (a real "
+        "base model, as in jobs/smollm2-capitals-json.toml, scores below 100)."
+    )
+
+
 class TinyModelDamaged(Exception):
     """The shipped tiny model's files do not match their pinned checksums."""
 

@@ -2,6 +2,9 @@
 
 The chosen GGUF files and the GGUF adapter (hard-links), a model card ``README.md``, an Ollama
 ``Modelfile`` matching the embedded chat template, ``commands.txt`` and ``SHA256SUMS`` (written last).
+All of them say how to talk to the model as the tested GGUF's metadata does (runner/ship/modelfile.py):
+its template, the job's system prompt, its context. A chat template that no Ollama TEMPLATE renders
+exactly gets no Modelfile, and the card says why, rather than a wrong one.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from runner.core.secrets import write_redacted
 from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.quantize import quant_path
-from runner.ship.card import commands, model_card
+from runner.ship.card import commands, model_card, prompt_section
 from runner.ship.files import SUMS, link_or_copy, write_sums
-from runner.ship.modelfile import TemplateError, modelfile, read_gguf_chat
+from runner.ship.modelfile import NoOllamaTemplate, TemplateError, modelfile, read_gguf_chat
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -32,18 +35,22 @@ def run(ctx: StageContext) -> dict[str, Any]:
         link_or_copy(src, ship / src.name)
     tested = quant_path(ctx, spec.smoke.gguf).name
     try:
-        write_redacted(
-            ship / "Modelfile", modelfile(tested, read_gguf_chat(ship / tested), spec.model.max_seq_length)
-        )
+        chat = read_gguf_chat(ship / tested, spec.template.system)
     except TemplateError as exc:
         raise StageFailed(
-            f"cannot write the Ollama Modelfile: {exc}",
-            "the GGUF's chat template is unusual; "
-            "use template.style = 'r1', 'alpaca' or 'chat' with a standard template",
+            f"the tested GGUF does not say how to talk to it: {exc}",
+            "re-run the job from the train stage (it writes the chat template the GGUF carries)",
         ) from None
-    command_text = commands(spec, tested, lora and sources[-1].name)
+    num_ctx = chat.num_ctx(spec.model.max_seq_length)
+    no_modelfile = None
+    try:
+        write_redacted(ship / "Modelfile", modelfile(tested, chat, num_ctx))
+    except NoOllamaTemplate as exc:
+        no_modelfile = str(exc)
+        ctx.log(f"no Ollama Modelfile: {no_modelfile} (the model card says so)")
+    command_text = commands(spec, tested, lora and sources[-1].name, with_modelfile=no_modelfile is None)
     write_redacted(ship / "commands.txt", command_text)
-    fidelity = root / "fidelity.json"
+    fidelity, smoke = root / "fidelity.json", ctx.run.smoke
     card = model_card(
         spec,
         [(p.name, p.stat().st_size) for p in sources],
@@ -51,6 +58,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
         ctx.results.get("data", {}),
         json.loads(fidelity.read_text()) if fidelity.exists() else None,
         command_text,
+        prompt_section(
+            spec, chat, num_ctx, no_modelfile, json.loads(smoke.read_text()) if smoke.exists() else None
+        ),
     )
     write_redacted(ship / "README.md", card)
     write_sums(ship)

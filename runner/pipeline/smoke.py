@@ -1,8 +1,17 @@
 """Stage ``smoke``: load the quantized GGUF with llama-cpp-python and check real answers.
 
+The file is asked the way its users run it: through the chat template embedded in the GGUF (the Jinja
+path of ``llama-server --jinja`` and ``llama-cli``), with no system message in the request, so the
+template writes the job's ``template.system`` itself, as it does for them. That the embedded template
+writes it is checked too (an explicit system message renders the same prompt). With a system prompt the
+prompts are also asked without it (the model's template before tuneq added the default) and reported as
+``without_system_prompt``: a model that only works with its system prompt passes, since the shipped files
+carry it.
+
 Checks the failure modes users hit after export: no chat template embedded, answers that never stop
 (wrong EOS), template tokens leaking into the text, and the job's own expectations (``must_contain``,
-``regex``). Greedy decoding (temperature 0) so results repeat. Any failed check fails the job.
+``regex``). Greedy decoding (temperature 0) so results repeat. Any failed check (with the system
+prompt) fails the job.
 
 Generation is bounded here, not only by llama-cpp-python's ``max_tokens``: its completion loop (0.3.36)
 skips that check while a UTF-8 character is incomplete, so byte-fallback output (CJK text from a
@@ -16,15 +25,18 @@ from __future__ import annotations
 import os
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from runner.core.secrets import write_redacted_json
+from runner.dataset.templates import without_default_system
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.isolate import call_in_child
 from runner.pipeline.quantize import quant_path
+from runner.ship.modelfile import GgufChat, writes_system
 from runner.spec.model import SmokePrompt
 
 LEAK_MARKERS = (
@@ -68,35 +80,62 @@ class TokenBudget:
         return only_eos
 
 
+@dataclass
+class SmokeAnswers:
+    """What the child process found: the embedded template, and the answers with and without the prompt."""
+
+    template: str | None
+    system_embedded: bool | None  # None: the job has no system prompt
+    results: list[dict[str, Any]]
+    without_system: list[dict[str, Any]] | None
+
+
 def answer_with_gguf(
-    path: str, n_ctx: int, prompts: list[SmokePrompt], max_tokens: int
-) -> tuple[str | None, list[Any]]:
+    path: str, n_ctx: int, prompts: list[SmokePrompt], max_tokens: int, system: str | None
+) -> SmokeAnswers:
     """Load the GGUF (all layers on the GPU when there is one) and answer every prompt."""
     from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     llm = Llama(
         model_path=path, n_ctx=n_ctx, n_threads=os.cpu_count() or 1, n_gpu_layers=-1, seed=0, verbose=False
     )
-    return llm.metadata.get("tokenizer.chat_template"), [_ask(llm, p, max_tokens, n_ctx) for p in prompts]
+    template = llm.metadata.get("tokenizer.chat_template")
+    results = [_ask(llm, p, max_tokens, n_ctx) for p in prompts]
+    if not (template and system):
+        return SmokeAnswers(template, None, results, None)
+    text = llm._model.token_get_text
+    bos, eos = text(llm.token_bos()), text(llm.token_eos())
+    embedded = writes_system(GgufChat(template, bos, eos), system)
+    llm.chat_handler = Jinja2ChatFormatter(
+        without_default_system(template, system), eos, bos, stop_token_ids=[llm.token_eos()]
+    ).to_chat_handler()
+    return SmokeAnswers(template, embedded, results, [_ask(llm, p, max_tokens, n_ctx) for p in prompts])
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
     """Answer each ``[[smoke.prompts]]`` and write ``smoke.json``; raise when a check fails."""
     path = quant_path(ctx, ctx.spec.smoke.gguf)
     n_ctx = ctx.spec.smoke_context
-    template, results = call_in_child(
+    system = ctx.spec.template.system
+    found: SmokeAnswers = call_in_child(
         "the smoke test",
         answer_with_gguf,
         str(path),
         n_ctx,
         list(ctx.spec.smoke.prompts),
         ctx.spec.smoke.max_tokens,
+        system,
     )
+    template, results = found.template, found.results
     report = {
         "gguf": str(path.relative_to(ctx.run.root)),
         "chat_template_embedded": bool(template),
+        "system_prompt": system,
+        "system_prompt_embedded": found.system_embedded,
         "results": results,
-        "ok": bool(template) and all(r["ok"] for r in results),
+        "without_system_prompt": found.without_system,
+        "ok": bool(template) and found.system_embedded is not False and all(r["ok"] for r in results),
     }
     write_redacted_json(ctx.run.smoke, report)
     for r in results:
@@ -111,6 +150,17 @@ def run(ctx: StageContext) -> dict[str, Any]:
         raise StageFailed(
             "the GGUF has no chat template (tokenizer.chat_template)",
             "the merged tokenizer lost its template; check template.style",
+        )
+    if found.system_embedded is False:
+        raise StageFailed(
+            "the GGUF's chat template does not write the job's system prompt (template.system)",
+            "the merged tokenizer lost the template tuneq wrote; re-run the job from the train stage",
+        )
+    if found.without_system is not None:
+        passed = sum(r["ok"] for r in found.without_system)
+        ctx.log(
+            f"without the system prompt {passed} of {len(found.without_system)} prompts pass the checks "
+            "(not required: the shipped files carry the system prompt)"
         )
     failed = [
         f"'{r['prompt'][:40]}': {c['name']} ({c['detail']})"

@@ -1,9 +1,17 @@
-"""An Ollama ``Modelfile`` whose TEMPLATE reproduces the chat template embedded in the GGUF.
+"""How to talk to a shipped GGUF, read from its metadata, and the Ollama ``Modelfile`` written from it.
 
-The GGUF's Jinja template (``tokenizer.chat_template``) is rendered by llama-cpp-python's own formatter
-on conversations whose contents are markers; the text between the markers is the literal part of each
-turn, which becomes a Go template over ``.System`` and ``.Messages``. The BOS is left to Ollama, which
-adds it as the GGUF's ``tokenizer.ggml.add_bos_token`` says. Stops: the EOS and the next turn's marker.
+:class:`GgufChat` is the one definition: the embedded Jinja template (which writes the job's system
+prompt when a conversation has none), BOS/EOS, whether the runtime adds the BOS, the base model's context
+length, and the system prompt. The Modelfile, ``commands.txt`` and the model card are written from it.
+
+The Ollama TEMPLATE: the Jinja template is rendered by llama-cpp-python's own formatter on conversations
+whose contents are markers; the text between the markers is the literal part of each turn (:class:`Turns`),
+which becomes a Go template over ``.System`` and ``.Messages``. The BOS text is left out of it only where
+the GGUF says the runtime adds the BOS (``tokenizer.ggml.add_bos_token``: Ollama and llama.cpp then add it;
+SmolLM2's ``<|im_start|>`` is its BOS text and is not added). Before a TEMPLATE is written,
+:func:`check_turns` renders other conversations (several turns, with and without a system prompt) both
+ways and refuses a TEMPLATE that would prompt the model with other text than the GGUF's own template.
+Stops: the EOS and the next turn's marker.
 """
 
 from __future__ import annotations
@@ -15,10 +23,17 @@ from pathlib import Path
 from runner.llamacpp.stdcxx import share_libstdcxx
 
 _SYSTEM, _USER1, _REPLY, _USER2 = "\x00SYSTEM\x00", "\x00USER1\x00", "\x00REPLY\x00", "\x00USER2\x00"
+# Ollama's num_ctx: the base model's context length, at most this (the KV cache of a 32k context costs an
+# 8B model 4 GiB on a laptop) unless training used longer rows. SmolLM2: 8192.
+NUM_CTX_CAP = 8192
 
 
 class TemplateError(ValueError):
-    """The chat template cannot be expressed as an Ollama template."""
+    """The GGUF does not say how to talk to it (no chat template, or not the job's system prompt)."""
+
+
+class NoOllamaTemplate(ValueError):
+    """The chat template cannot be written as an Ollama TEMPLATE that renders it exactly."""
 
 
 @dataclass(frozen=True)
@@ -32,30 +47,75 @@ class Turns:
     prompt_tail: str  # after the last user message: the generation prompt
     reply_tail: str  # after an answer, up to the next user message
 
+    def prompt(self, system: str, messages: list[dict[str, str]]) -> str:
+        """What the TEMPLATE of :func:`go_template` writes for Ollama's ``.System`` and ``.Messages``."""
+        parts = [
+            f"{self.system_head}{system}{self.system_tail}"
+            if system and self.system_head is not None
+            else self.head
+        ]
+        for i, m in enumerate(messages):
+            if m["role"] == "user":
+                parts += [m["content"], self.prompt_tail if i == len(messages) - 1 else self.user_tail]
+            elif m["role"] == "assistant":
+                parts += [m["content"], self.reply_tail]
+        return "".join(parts)
+
 
 @dataclass(frozen=True)
 class GgufChat:
-    """What a GGUF's metadata says about chatting with it."""
+    """How to talk to a GGUF, as its metadata says."""
 
-    template: str
+    template: str  # tokenizer.chat_template
     bos: str
     eos: str
+    add_bos: bool = False  # tokenizer.ggml.add_bos_token: the runtime adds the BOS itself
+    context_length: int | None = None  # <arch>.context_length: the base model's
+    system: str | None = None  # the system prompt the template writes when a conversation has none
+
+    def num_ctx(self, trained: int) -> int:
+        """Ollama's ``num_ctx``: the base model's context, capped (:data:`NUM_CTX_CAP`), never below ``trained``."""
+        return min(self.context_length or trained, max(NUM_CTX_CAP, trained))
 
 
-def read_gguf_chat(path: Path) -> GgufChat:
-    """The embedded chat template and the BOS/EOS texts (the vocabulary is read, not the weights)."""
+def read_gguf_chat(path: Path, system: str | None = None) -> GgufChat:
+    """The GGUF's chat metadata (the vocabulary is read, not the weights).
+
+    ``system``: the job's system prompt, which the embedded template must write by default (else
+    :class:`TemplateError`: the file would be run without it).
+    """
     share_libstdcxx()  # before llama.cpp's libraries (runner.llamacpp.stdcxx says why)
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
     try:
-        template = llm.metadata.get("tokenizer.chat_template")
+        meta = llm.metadata
+        template = meta.get("tokenizer.chat_template")
         if not template:
             raise TemplateError(f"{path.name} has no embedded chat template (tokenizer.chat_template)")
         text = llm._model.token_get_text
-        return GgufChat(template, text(llm.token_bos()), text(llm.token_eos()))
+        context = meta.get(f"{meta.get('general.architecture')}.context_length")
+        chat = GgufChat(
+            template,
+            text(llm.token_bos()),
+            text(llm.token_eos()),
+            meta.get("tokenizer.ggml.add_bos_token") == "true",
+            int(context) if context else None,
+            system,
+        )
     finally:
         llm.close()
+    if system and not writes_system(chat, system):
+        raise TemplateError(f"the chat template in {path.name} does not write the job's system prompt")
+    return chat
+
+
+def writes_system(chat: GgufChat, system: str) -> bool:
+    """Whether the template prompts a conversation without a system message as one with ``system``."""
+    question = {"role": "user", "content": "Hi"}
+    return render_chat(chat, [question]) == render_chat(
+        chat, [{"role": "system", "content": system}, question]
+    )
 
 
 def render_chat(chat: GgufChat, messages: list[dict[str, str]]) -> str:
@@ -66,6 +126,12 @@ def render_chat(chat: GgufChat, messages: list[dict[str, str]]) -> str:
     return Jinja2ChatFormatter(chat.template, chat.eos, chat.bos)(messages=messages).prompt  # type: ignore[arg-type]
 
 
+def runtime_text(chat: GgufChat, messages: list[dict[str, str]]) -> str:
+    """The rendered prompt as llama.cpp and Ollama tokenize it: without the BOS text they add themselves."""
+    text = render_chat(chat, messages)
+    return text.removeprefix(chat.bos) if chat.add_bos and chat.bos else text
+
+
 def derive_turns(chat: GgufChat) -> Turns:
     """Split marker conversations rendered by the template into the literal text of each turn."""
     talk = [
@@ -73,31 +139,55 @@ def derive_turns(chat: GgufChat) -> Turns:
         {"role": "assistant", "content": _REPLY},
         {"role": "user", "content": _USER2},
     ]
-    head, user_tail, reply_tail, prompt_tail = _split(render_chat(chat, talk), [_USER1, _REPLY, _USER2])
+    head, user_tail, reply_tail, prompt_tail = _split(runtime_text(chat, talk), [_USER1, _REPLY, _USER2])
     system_head = system_tail = None
     with contextlib.suppress(ValueError):  # the template raises on a system message, or drops it
         system_head, system_tail, _ = _split(
-            render_chat(chat, [{"role": "system", "content": _SYSTEM}, *talk]), [_SYSTEM, _USER1]
+            runtime_text(chat, [{"role": "system", "content": _SYSTEM}, *talk]), [_SYSTEM, _USER1]
         )
-    bos = chat.bos or None
-    return Turns(
-        head.removeprefix(bos or ""),
-        system_head and system_head.removeprefix(bos or ""),
-        system_tail,
-        user_tail,
-        prompt_tail,
-        reply_tail,
-    )
+    return Turns(head, system_head, system_tail, user_tail, prompt_tail, reply_tail)
 
 
 def _split(text: str, markers: list[str]) -> list[str]:
     parts = []
     for marker in markers:
         if text.count(marker) != 1:
-            raise TemplateError(f"the chat template does not write each message once (marker {marker!r})")
+            raise NoOllamaTemplate(f"the chat template does not write each message once (marker {marker!r})")
         before, text = text.split(marker)
         parts.append(before)
     return [*parts, text]
+
+
+# Conversations whose prompts the TEMPLATE must reproduce: one turn, several, an empty answer.
+_CHECKED = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "Name a colour."},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": "And another\nin two lines."},
+    ],
+]
+
+
+def check_turns(chat: GgufChat, turns: Turns) -> None:
+    """Raise :class:`NoOllamaTemplate` unless the TEMPLATE writes what the GGUF's own template does.
+
+    As Ollama runs it: with the Modelfile's SYSTEM (or none) when the request has no system message,
+    and with the request's own system message.
+    """
+    for messages in _CHECKED:
+        cases = [(chat.system or "", messages), ("", messages)]
+        if turns.system_head is not None:
+            cases.append(("You are terse.", [{"role": "system", "content": "You are terse."}, *messages]))
+        for system, request in cases:
+            expected = runtime_text(chat, request)
+            got = turns.prompt(system, messages)
+            if got != expected:
+                raise NoOllamaTemplate(
+                    f"an Ollama TEMPLATE would prompt {got[:120]!r}, the GGUF's template {expected[:120]!r}"
+                )
 
 
 def go_template(turns: Turns) -> str:
@@ -132,13 +222,17 @@ def stop_words(turns: Turns, eos: str) -> list[str]:
 
 
 def modelfile(gguf_name: str, chat: GgufChat, num_ctx: int) -> str:
-    """The whole Modelfile for a GGUF next to it."""
+    """The whole Modelfile for a GGUF next to it; :class:`NoOllamaTemplate` rather than a wrong one."""
     turns = derive_turns(chat)
+    check_turns(chat, turns)
     template = go_template(turns)
-    if '"""' in template:
-        raise TemplateError('the chat template contains """, which a Modelfile cannot quote')
+    if '"""' in template or '"""' in (chat.system or ""):
+        raise NoOllamaTemplate(
+            'the chat template or the system prompt contains """, which a Modelfile cannot quote'
+        )
+    system = f'SYSTEM """{chat.system}"""\n\n' if chat.system else ""
     stops = "".join(f"PARAMETER stop {_quoted(s)}\n" for s in stop_words(turns, chat.eos))
-    return f'FROM ./{gguf_name}\n\nTEMPLATE """{template}"""\n\n{stops}PARAMETER num_ctx {num_ctx}\n'
+    return f'FROM ./{gguf_name}\n\nTEMPLATE """{template}"""\n\n{system}{stops}PARAMETER num_ctx {num_ctx}\n'
 
 
 def _quoted(text: str) -> str:

@@ -19,14 +19,20 @@ def ollama_name(name: str) -> str:
     return slug or "tuneq-" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
-def llama_cpp_commands(gguf: str) -> list[tuple[str, str]]:
-    """(what it does, command) for llama.cpp, run in the folder that holds the file ``gguf``."""
+def llama_cpp_commands(gguf: str, system: str | None = None) -> list[tuple[str, str]]:
+    """(what it does, command) for llama.cpp, run in the folder that holds the file ``gguf``.
+
+    ``--jinja``: the chat template embedded in the GGUF (the default of newer llama.cpp, named for older
+    ones). ``system``: the job's system prompt for ``llama-cli -sys``; the embedded template writes it
+    anyway where a conversation has none (``llama-server`` has no such option: its clients get it so).
+    """
     local = shlex.quote(f"./{gguf}")
+    sys_option = f" -sys {shlex.quote(system)}" if system else ""
     return [
-        ("chat with llama.cpp", f"llama-cli -m {local} -cnv"),
+        ("chat with llama.cpp", f"llama-cli -m {local} --jinja{sys_option}"),
         (
             "serve with llama.cpp (OpenAI API on :8080)",
-            f"llama-server -m {local} --host 127.0.0.1 --port 8080",
+            f"llama-server -m {local} --jinja --host 127.0.0.1 --port 8080",
         ),
     ]
 

@@ -120,7 +120,11 @@ class TemplateSpec(_Section):
         "chat",
         description="chat: the model's template; r1: DeepSeek-R1 training format keeping <think>; alpaca; custom",
     )
-    system: str | None = Field(None, description="system prompt added to examples that have none")
+    system: str | None = Field(
+        None,
+        description="system prompt added to examples that have none; it ships as the default of the GGUF's "
+        "template, the Modelfile's SYSTEM and llama-cli -sys",
+    )
     prompt: str | None = Field(None, description="style 'custom': text before the answer, with {fields}")
     completion: str | None = Field(None, description="style 'custom': the trained part, with {fields}")
 
