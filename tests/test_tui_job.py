@@ -122,6 +122,10 @@ def test_smoke_and_ship_tabs_and_copy(store: Store, ids: dict[str, int], tmp_pat
     run = Path(store.get(ids["demo-tiny"]).run_dir)
     (run / "ship").mkdir()
     (run / "ship" / "Modelfile").write_text('FROM ./demo-tiny-Q4_K_M.gguf\nTEMPLATE """{{ .Prompt }}"""\n')
+    (run / "job.toml").write_text(  # the job's system prompt: the llama.cpp line passes it as ship/ does
+        'name = "demo-tiny"\n[model]\nbase = "tuneq:tiny-llama"\n[data]\nsource = "d.jsonl"\n'
+        '[template]\nstyle = "r1"\nsystem = "Answer as a doctor."\n'
+    )
     copied: list[str] = []
 
     async def scenario(pilot) -> None:
@@ -142,7 +146,7 @@ def test_smoke_and_ship_tabs_and_copy(store: Store, ids: dict[str, int], tmp_pat
         panel = screen.query_one(ShipPanel)
         panel.query_one("#ship-commands").focus()
         await pilot.press("down", "down", "c")
-        assert copied[-1] == "llama-cli -m ./demo-tiny-Q4_K_M.gguf -cnv"
+        assert copied[-1] == "llama-cli -m ./demo-tiny-Q4_K_M.gguf --jinja -sys 'Answer as a doctor.'"
         await pilot.press("end", "v")  # the fallback: the text in a selectable view
         assert isinstance(pilot.app.screen, TextScreen)
         await shows(pilot, "FROM ./demo-tiny-Q4_K_M.gguf", "TEMPLATE")  # the ship stage's Modelfile

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.events import Event
+from runner.core.rundir import RunDir
 from runner.core.tail import LineTail
 
 LOG_START_BYTES = 256 * 1024  # the first read of a log starts this far before its end
@@ -43,15 +44,26 @@ class RunFiles:
     report: dict[str, Any] | None = None
     smoke: dict[str, Any] | None = None
     modelfile: str | None = None  # ship/Modelfile, with the GGUF's chat template, once the ship stage ran
+    job_toml: str | None = None  # the job file the run directory runs (as submitted, or as retried)
 
 
 def read_run_files(root: Path) -> RunFiles:
-    """``report.json``, ``smoke.json`` and ``ship/Modelfile`` of a run directory (unreadable = absent)."""
+    """``report.json``, ``smoke.json``, ``ship/Modelfile`` and ``job.toml`` of a run directory (unreadable =
+    absent)."""
+    run = RunDir(root)
+    return RunFiles(
+        _read_json(run.report),
+        _read_json(run.smoke),
+        _read_text(root / "ship" / "Modelfile"),
+        _read_text(run.job_toml),
+    )
+
+
+def _read_text(path: Path) -> str | None:
     try:
-        modelfile: str | None = (root / "ship" / "Modelfile").read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, ValueError):
-        modelfile = None
-    return RunFiles(_read_json(root / "report.json"), _read_json(root / "smoke.json"), modelfile)
+        return None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

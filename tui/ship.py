@@ -17,8 +17,11 @@ class ShipCommand:
     text: str
 
 
-def ship_commands(gguf: Path, model: str, host: SshHost, modelfile: str | None = None) -> list[ShipCommand]:
-    """Fetch the file with scp or rsync from ``host``; run it with llama.cpp or Ollama.
+def ship_commands(
+    gguf: Path, model: str, host: SshHost, modelfile: str | None = None, system: str | None = None
+) -> list[ShipCommand]:
+    """Fetch the file with scp or rsync from ``host``; run it with llama.cpp or Ollama, as the ship folder's
+    ``commands.txt`` does: ``model`` is the job's artifact name, ``system`` its system prompt.
 
     ``modelfile`` is the run's ``ship/Modelfile`` (it carries the chat template); without one, a minimal
     Modelfile leaves the template to Ollama's reading of the GGUF."""
@@ -26,6 +29,6 @@ def ship_commands(gguf: Path, model: str, host: SshHost, modelfile: str | None =
     return [
         ShipCommand("scp to your laptop", host.scp(str(gguf))),
         ShipCommand("rsync to your laptop (resumable)", host.rsync(str(gguf))),
-        *(ShipCommand(label, command) for label, command in llama_cpp_commands(gguf.name)),
+        *(ShipCommand(label, command) for label, command in llama_cpp_commands(gguf.name, system)),
         ShipCommand("Ollama Modelfile", modelfile or minimal),
     ]

@@ -21,7 +21,7 @@ from runner.core.jobstate import JobState
 from runner.core.present import one_line, state_label
 from runner.core.rundir import RunDir
 from runner.core.tested import tested_gguf
-from runner.ship.usage import ollama_name
+from runner.spec import JobSpec, SpecError, parse_spec
 from runner.store import Job, JobError, StoreError
 from tui.context import TuiContext
 from tui.feed import JobFeed, JobView
@@ -69,6 +69,7 @@ class JobScreen(Screen[None]):
         self.job: Job | None = None
         self.view: JobView | None = None
         self.files = RunFiles()
+        self._parsed: tuple[str, JobSpec] | None = None
         self.pulse = Pulse(ctx.poll_s)
 
     def compose(self) -> ComposeResult:
@@ -170,9 +171,28 @@ class JobScreen(Screen[None]):
             path = Text.assemble((f"{tested.label} ", "green"), str(root / tested.path))
             self.query_one("#tested-path", Static).update(path)
         self.query_one("#tested-path").set_class(tested is not None, "-shown")
+        spec = self._spec()
         self.query_one(ShipPanel).show(
-            root, items, tested, ollama_name(self.job.name), self.ctx.ship_host, self.files.modelfile
+            root,
+            items,
+            tested,
+            spec.artifact_name if spec else self.job.name,
+            self.ctx.ship_host,
+            self.files.modelfile,
+            spec.template.system if spec else None,
         )
+
+    def _spec(self) -> JobSpec | None:
+        """The job file the run directory runs, parsed once per change (``None`` while unreadable)."""
+        text = self.files.job_toml
+        if text is None:
+            return None
+        if self._parsed is None or self._parsed[0] != text:
+            try:
+                self._parsed = (text, parse_spec(text, f"job {self.job_id}"))
+            except SpecError:  # written by another tuneq version: the commands go without its details
+                return None
+        return self._parsed[1]
 
     # --- keys -------------------------------------------------------------------------------------
 

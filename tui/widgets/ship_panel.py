@@ -40,6 +40,7 @@ class ShipPanel(VerticalScroll):
         model: str,
         host: SshHost,
         modelfile: str | None,
+        system: str | None = None,
     ) -> None:
         """Render the artifacts of the run directory ``root``; offer commands once the job tested a GGUF,
         fetching it from ``host`` (named with where that came from)."""
@@ -55,7 +56,7 @@ class ShipPanel(VerticalScroll):
             if item.get("sha256"):
                 files.append(f"  sha256 {item['sha256']}\n", style="dim")
         self.query_one("#artifact-list", Static).update(files or Text("no artifacts yet", style="dim"))
-        commands = ship_commands(root / tested.path, model, host, modelfile) if tested else []
+        commands = ship_commands(root / tested.path, model, host, modelfile, system) if tested else []
         if commands == self.commands:
             return
         self.commands = commands
