@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the lent GPU machine (no network), from a fresh copy of the checkout: `just setup` offline against the
-# wheelhouse of bench/gpu/wheelhouse.sh, then `just demo` and the GPU tests, each timed (docs/benchmarks.md,
+# wheelhouse of bench/gpu/wheelhouse.sh, then `just demo` and the GPU tests side by side, each timed (docs/benchmarks.md,
 # "GPU set-up"). Logs and times.txt go to $PROOF_OUT; `done` holds the exit status at the end.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,8 +27,12 @@ rc=0
 step setup just setup || rc=$?
 cp .venv/share/tuneq/llama-build.log "$out/" 2>/dev/null
 if [ $rc = 0 ]; then
-  step demo just demo || rc=$?
-  step pytest-gpu .venv/bin/python -m pytest -m gpu -q -p no:cacheprovider || rc=$?
+  # side by side (one GPU, 16 cores), each with its own Unsloth compile folder and tuneq state
+  step demo just demo & demo=$!
+  UNSLOTH_COMPILE_LOCATION=/tmp/unsloth-pytest TUNEQ_HOME=/tmp/tqhome-pytest \
+    step pytest-gpu .venv/bin/python -m pytest -m gpu -q -p no:cacheprovider & tests=$!
+  wait $demo || rc=$?
+  wait $tests || rc=$?
 fi
 .venv/bin/python -m pip list 2>/dev/null | grep -i -E '^(torch|llama|unsloth|transformers|trl|peft|bitsandbytes|triton) ' >> "$out/machine.txt"
 echo $rc > "$out/done"
