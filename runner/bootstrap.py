@@ -35,6 +35,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,6 +265,16 @@ def _create(venv: Path, shared: bool) -> None:
             raise SetupError(f"`{' '.join(args)}` failed: install python3-venv (Debian/Ubuntu)")
         # no ensurepip (Debian without python3-venv): the system's pip, seen through site-packages, installs
         _run(*args[:-1], "--without-pip", str(venv))
+    if shared and sys.prefix != sys.base_prefix:
+        # this python is itself a virtual environment: --system-site-packages shows its base's packages, not
+        # its own (where the torch is); a .pth file puts them after the new environment's own
+        site = next((venv / "lib").glob("python*/site-packages"))
+        (site / "tuneq-system-site.pth").write_text("\n".join(_own_site_packages()) + "\n")
+
+
+def _own_site_packages() -> list[str]:
+    """This interpreter's own site-packages folders."""
+    return list(dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]))
 
 
 def _pip(python: Path, *args: str) -> None:

@@ -28,7 +28,7 @@ reqs=$(python3 -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb")
 print("\n".join(r for r in [*d["dependencies"], *o["train"], *o["gpu"], *o["dev"]] if not r.startswith(("llama-cpp-python", "triton"))))')
 python3 -m pip install -q --dry-run --ignore-installed --report "$work/report.json" --only-binary=:all: "${plat[@]}" \
   --target "$work/x" --find-links "$work/fake" $reqs torch==2.11.0 diskcache jinja2 typing-extensions \
-  scikit-build-core pathspec packaging ninja rust-just uc-micro-py
+  scikit-build-core pathspec packaging ninja rust-just uc-micro-py "setuptools>=69"
 # compiled packages the machine's python3 has (KINDS.md's list for its 'cuda' image), and torch itself
 have='^(torch|triton|numpy|pandas|pyarrow|tokenizers|hf-xet|aiohttp|regex|pillow|protobuf|psutil|pyyaml|safetensors|xxhash|msgpack|multidict|propcache|yarl|frozenlist|charset-normalizer|markupsafe|transformers)=='
 python3 -c 'import json, sys
