@@ -202,7 +202,7 @@ def build_llama_cuda(python: Path, architectures: str) -> None:
         CMAKE_ARGS=" ".join(cmake_args),
         CMAKE_BUILD_PARALLEL_LEVEL=str(cores),
         CUDACXX=str(nvcc),
-        PATH=f"{nvcc.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        PATH=os.pathsep.join([str(nvcc.parent), *_pypi_cmake_dir(), os.environ.get("PATH", "")]),
     )
     start = time.monotonic()
     with log.open("w") as out:
@@ -222,6 +222,14 @@ def _system_nvcc() -> Path | None:
     candidates += [f"{os.environ[v]}/bin/nvcc" for v in ("CUDA_HOME", "CUDA_PATH") if os.environ.get(v)]
     candidates.append("/usr/local/cuda/bin/nvcc")
     return next((Path(c).resolve() for c in candidates if c and Path(c).is_file()), None)
+
+
+def _pypi_cmake_dir() -> list[str]:
+    """The real binary's folder of this python's PyPI ``cmake`` (its ``cmake`` script on PATH imports the
+    package, which pip's isolated build environment hides), if it has that package."""
+    probe = "import cmake; print(cmake.CMAKE_BIN_DIR)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    return [out.stdout.strip()] if out.returncode == 0 and out.stdout.strip() else []
 
 
 def _toolkit_nvcc(python: Path) -> Path:
