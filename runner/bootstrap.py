@@ -143,6 +143,8 @@ def setup(venv: Path, env: dict[str, str]) -> None:
     if _read(stamp).strip() == want:
         return
     python = venv / "bin" / "python"
+    # llama-cpp-python's sdist is built (and read by `pip download`) in pip's isolated environments
+    os.environ["PATH"] = os.pathsep.join([*_pypi_cmake_dir(), os.environ.get("PATH", "")])
     if not python.exists():
         _create(venv, shared=todo.torch is None)
     if todo.cuda:
@@ -202,7 +204,7 @@ def build_llama_cuda(python: Path, architectures: str) -> None:
         CMAKE_ARGS=" ".join(cmake_args),
         CMAKE_BUILD_PARALLEL_LEVEL=str(cores),
         CUDACXX=str(nvcc),
-        PATH=os.pathsep.join([str(nvcc.parent), *_pypi_cmake_dir(), os.environ.get("PATH", "")]),
+        PATH=f"{nvcc.parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     start = time.monotonic()
     with log.open("w") as out:
