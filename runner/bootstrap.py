@@ -44,7 +44,7 @@ from runner.pins import DOCKERFILE, MIRROR, PYPROJECT, build_args, extra
 
 ROOT = PYPROJECT.parent
 CPU_TORCH = "torch==2.13.0"
-# Measured: 256-259 s on 16 cores for one architecture (docs/benchmarks.md, "GPU set-up").
+# Measured on the lent H100 machine: 234-259 s on 16 cores for one architecture (docs/benchmarks.md).
 BUILD_CORE_SECONDS = 16 * 270
 TOOLKIT_PARTS = "nvcc,crt,nvvm,cccl,cudart,cublas"
 

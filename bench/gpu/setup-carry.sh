@@ -1,13 +1,15 @@
-# On the lent GPU machine, each device call: `bash .h-gpu/setup-carry.sh [start | wait SECONDS]` unpacks the
+# On the lent GPU machine, each device call: `bash .h-gpu/setup-carry.sh [start | resume | wait SECONDS]` unpacks the
 # carried wheel folders .h-gpu/c*/ (bench/gpu/wheelhouse.sh) into /tmp/wh and joins split wheels; `start` lays
 # out a fresh copy of the checkout (.h-gpu/repo.tar; the tiny weights from the tree that travels) and starts
-# bench/gpu/setup-proof.sh detached; `wait` blocks until it ends or SECONDS pass. Logs are copied to $OUT.
+# bench/gpu/setup-proof.sh detached (`resume`: over the copy and .venv already there, as a
+# user reruns `just setup` after a fix); `wait` blocks until it ends or SECONDS pass. Logs are copied to $OUT.
 set -u
 mkdir -p /tmp/wh /tmp/proof/out
 for d in .h-gpu/c*/; do [ -d "$d" ] && cp --update=none "$d"* /tmp/wh/; done
 ( cd /tmp/wh && for p in *.part-aa; do [ -e "$p" ] || continue; b=${p%.part-aa}
   [ ! -f "$b" ] && [ -f "$b.part-ab" ] && cat "$b".part-* > "$b.tmp" && mv "$b.tmp" "$b"; done )
-if [ "${1:-}" = start ]; then
+if [ "${1:-}" = start ]; then rm -rf /tmp/proof/repo /tmp/tqhome* /tmp/tqcache; fi
+if [ "${1:-}" = start ] || [ "${1:-}" = resume ]; then
   rm -rf /tmp/proof/out/*; mkdir -p /tmp/proof/repo && tar xf .h-gpu/repo.tar -C /tmp/proof/repo
   cp runner/models/tiny_llama/model.safetensors /tmp/proof/repo/runner/models/tiny_llama/  # main's copy: the same file
   setsid nohup bash /tmp/proof/repo/bench/gpu/setup-proof.sh > /tmp/proof/out/proof.log 2>&1 < /dev/null &
