@@ -43,14 +43,22 @@ def system_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, 
     monkeypatch.setenv("PYTHONPATH", f"{pkg.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
 
 
-def test_no_gpu_keeps_the_cpu_setup(tmp_path: Path) -> None:
+def test_no_gpu_keeps_the_cpu_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'No devices were found'; exit 6\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     assert plan(tmp_path / "venv", {}) == Plan(False, CPU_TORCH, None, "")
     assert plan(tmp_path / "venv", {"TUNEQ_TORCH": "torch==2.12.0"}).torch == "torch==2.12.0"
     assert Plan(False, CPU_TORCH, None, "").extras == "train,dev"
 
 
-def test_gpu_found_compiles_for_its_capabilities_with_the_image_torch(tmp_path: Path, gpu: Path) -> None:
-    """The test's own torch is the CPU build, so it is not reused: PyPI's CUDA torch of the image is installed."""
+def test_gpu_found_compiles_for_its_capabilities_with_the_image_torch(
+    tmp_path: Path, gpu: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A system torch without CUDA is not reused: PyPI's CUDA torch of the image is installed."""
+    system_torch(tmp_path, monkeypatch, "2.13.0+cpu", None)
     todo = plan(tmp_path / "venv", {})
     assert todo == Plan(True, IMAGE_TORCH, None, "86;90")
     assert todo.extras == "train,gpu,dev"
@@ -81,6 +89,7 @@ def test_a_system_torch_outside_the_pins_or_without_cuda_is_not_reused(
 
 
 def test_an_old_driver_gets_the_fix(tmp_path: Path, gpu: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    system_torch(tmp_path, monkeypatch, "2.13.0+cpu", None)
     monkeypatch.setenv("CUDA_SHOWN", "12.4")
     with pytest.raises(SetupError, match=r"runs CUDA 12\.4 at most.*TUNEQ_TORCH_INDEX=https://download"):
         plan(tmp_path / "venv", {})
@@ -104,6 +113,9 @@ def test_bad_choice_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 def test_check_gpu_fails_on_a_cpu_build() -> None:
     """The set-up's last check converts and loads the tiny GGUF; a CPU llama-cpp-python puts no layer on a GPU."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    if llama_cpp.llama_supports_gpu_offload():
+        pytest.skip("this llama-cpp-python offloads to a GPU (the check passes there: docs/benchmarks.md)")
     result = subprocess.run(
         [sys.executable, "-m", "runner.llamacpp", "check-gpu"], capture_output=True, text=True, cwd=ROOT
     )
