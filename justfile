@@ -9,8 +9,7 @@ bin := venv + "/bin"
 default:
     @just --list
 
-# install everything into .venv (idempotent). With an NVIDIA GPU: a CUDA torch and llama-cpp-python compiled for
-# it (~5 min on 16 cores), checked on the GPU; else CPU builds. TUNEQ_GPU=cpu|cuda decides instead (runner/bootstrap.py)
+# install everything into .venv, idempotent (CUDA torch and llama.cpp where nvidia-smi sees a GPU: runner/bootstrap.py)
 setup:
     {{python}} -m runner.bootstrap {{venv}}
 

@@ -52,13 +52,15 @@ rm -rf "$src"/{.git,docs,examples,tests,docker,scripts}
  && find tools -mindepth 1 -maxdepth 1 ! -name mtmd ! -name CMakeLists.txt -exec rm -rf {} + \
  && rm -rf ggml/src/ggml-{virtgpu,cann,openvino,webgpu,et,metal,hexagon,sycl,vulkan,opencl,zdnn,zendnn,musa,hip})
 tar czf "$wh/$(basename "$src").tar.gz" -C "$work/sdist" "$(basename "$src")"
-# carries of at most 52 MB: whole files, the biggest split (rejoined by setup-proof.sh's `cat part-*`)
+# carries of at most 52 MB: whole files, the biggest split (rejoined by setup-carry.sh's `cat part-*`)
 (cd "$wh" && for f in *; do if [ "$(stat -c %s "$f")" -gt 50000000 ]; then split -b 48m "$f" "$f.part-" && rm "$f"; fi; done)
 rm -rf "$dest"/c[0-9]*
 python3 - "$wh" "$dest" <<'PY'
 import os, shutil, sys
 wh, dest = sys.argv[1:]
-files = sorted(os.listdir(wh), key=lambda f: -os.path.getsize(os.path.join(wh, f)))
+# c1 goes first: what `just setup` needs before the compile (the sdist, its build backend, just itself)
+first = ("llama_cpp_python-", "scikit_build_core-", "packaging-", "pathspec-", "ninja-", "rust_just-", "setuptools-")
+files = sorted(os.listdir(wh), key=lambda f: (not f.startswith(first), -os.path.getsize(os.path.join(wh, f))))
 bins: list[list[str]] = []
 sizes: list[int] = []
 for f in files:  # first fit, biggest first
