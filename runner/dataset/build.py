@@ -29,6 +29,7 @@ class Examples:
     train: list[Example]
     eval: list[Example]
     format: str
+    eval_from: str  # how the eval rows were chosen (for the report and ``tuneq validate``)
 
 
 def read_rows(
@@ -49,7 +50,7 @@ def resolve_format(data: DataSpec, rows: list[Row]) -> str:
 
     A missing column is reported once, with how many rows lack it and the first few of them.
     """
-    fmt = data.format if data.format != "auto" else detect_format(set(rows[0]))
+    fmt = data.format if data.format != "auto" else detect_format(set(rows[0]), data.source)
     needed = required_columns(fmt, data.columns)
     lacking: dict[str, list[int]] = {}
     for number, row in enumerate(rows, start=1):
@@ -86,17 +87,75 @@ def normalize(rows: list[Row], fmt: str, data: DataSpec, template: TemplateSpec)
 def load_examples(
     data: DataSpec, template: TemplateSpec, base_dir: Path, local_copy: Path | None, seed: int
 ) -> Examples:
-    """Train and eval examples for a job (eval from a named split or a seeded fraction of the rows)."""
-    rows = read_rows(data, base_dir, local_copy)
+    """Train and eval examples for a job (eval from a named split or a seeded fraction of the rows).
+
+    Train and eval rows never overlap: a fraction is cut from the shuffled rows; a named eval split of
+    the same split (always so for a local file, which has one) must take other rows than ``data.split``,
+    else :class:`DataError` on ``data.eval_split``. ``Examples.eval_from`` says how the eval rows were chosen.
+    """
+    if isinstance(data.eval_split, str):
+        rows, eval_rows, eval_from = _named_eval_split(data, data.eval_split, base_dir, local_copy)
+    else:
+        rows, eval_rows, eval_from = read_rows(data, base_dir, local_copy), [], "none (no data.eval_split)"
     fmt = resolve_format(data, rows)
     examples = normalize(rows, fmt, data, template)
     if data.shuffle:
         random.Random(seed).shuffle(examples)
     if isinstance(data.eval_split, float):
         n_eval = max(1, round(len(examples) * data.eval_split))
-        return Examples(examples[n_eval:], examples[:n_eval], fmt)
-    if isinstance(data.eval_split, str):
-        parse_split(data.eval_split)
-        eval_rows = read_rows(data, base_dir, local_copy, data.eval_split)
-        return Examples(examples, normalize(eval_rows, fmt, data, template), fmt)
-    return Examples(examples, [], fmt)
+        held_out = (
+            f"{n_eval} of {len(examples)} rows of split '{data.split}' held out at random "
+            f"(eval_split {data.eval_split:g}, seed {seed}), none of them trained on"
+        )
+        return Examples(examples[n_eval:], examples[:n_eval], fmt, held_out)
+    return Examples(examples, normalize(eval_rows, fmt, data, template) if eval_rows else [], fmt, eval_from)
+
+
+def _named_eval_split(
+    data: DataSpec, eval_split: str, base_dir: Path, local_copy: Path | None
+) -> tuple[list[Row], list[Row], str]:
+    """Train rows, eval rows and how the eval rows were chosen, for a named ``data.eval_split``.
+
+    Another hub split is disjoint by the dataset's making; rows of the same split (a local file has only
+    one) are taken by index, and an overlap with the training rows is refused.
+    """
+    train = parse_split(data.split)
+    try:
+        held = parse_split(eval_split)
+    except DataError as exc:
+        raise DataError(str(exc), key="data.eval_split") from None
+    local = local_copy is not None or is_local_source(data.source, base_dir)
+    if not local and train.name != held.name:
+        rows = read_rows(data, base_dir, local_copy)
+        return (
+            rows,
+            read_rows(data, base_dir, local_copy, eval_split),
+            f"hub split '{eval_split}' of {data.source}",
+        )
+    everything = read_rows(data, base_dir, local_copy, train.name)
+    trained, evaluated = train.indices(len(everything)), held.indices(len(everything))
+    where = "the local file" if local else f"split '{train.name}'"
+    if common := sorted(set(trained) & set(evaluated)):
+        raise DataError(
+            f"eval_split '{eval_split}' takes {len(common)} of the rows split '{data.split}' trains on "
+            f"({_rows_text(common)} of {len(everything)} in {where}"
+            + ("; a local file has one split, so its name is ignored" if local else "")
+            + "): eval rows must not be training rows; use a fraction (eval_split = 0.1) or disjoint "
+            "slices (split = 'train[:90%]', eval_split = 'train[90%:]')",
+            key="data.eval_split",
+        )
+    if not evaluated:
+        raise DataError(
+            f"eval_split '{eval_split}' takes no row of the {len(everything)} in {where}: "
+            "use a fraction (eval_split = 0.1) or a slice that holds rows",
+            key="data.eval_split",
+        )
+    rows = [everything[i] for i in trained]
+    chosen = f"{_rows_text(list(evaluated))} of {where} (eval_split '{eval_split}'), none of them trained on"
+    return rows, [everything[i] for i in evaluated], chosen
+
+
+def _rows_text(indices: list[int]) -> str:
+    """``rows 71-80`` for 0-based indices (the first and last when they are not one run)."""
+    first, last = indices[0] + 1, indices[-1] + 1
+    return f"row {first}" if first == last else f"rows {first}-{last}"

@@ -40,7 +40,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
     _save(train, tmp / "train")
     if evals:
         _save(evals, tmp / "eval")
-    stats = {"format": examples.format, "train": train_stats, "eval": eval_stats}
+    stats = {
+        "format": examples.format,
+        "eval_rows_from": examples.eval_from,
+        "train": train_stats,
+        "eval": eval_stats,
+    }
     (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
     (tmp / "sample.txt").write_text(render_sample(train[0], tokenizer))
     shutil.rmtree(ctx.run.data_dir, ignore_errors=True)

@@ -57,11 +57,9 @@ def _parameters(ctx: StageContext) -> int | None:
     merged = list(ctx.run.merged.glob("*.safetensors")) if ctx.run.merged.is_dir() else []
     if merged:
         return sum(p.stat().st_size for p in merged) // 2
-    from runner.models.resolve import local_model_dir
     from runner.models.vram import model_config, parameter_count
 
-    base = local_model_dir(ctx.spec.model.base, ctx.spec.model.revision)
-    config = model_config(str(base) if base else ctx.spec.model.base, ctx.spec.model.revision)
+    config = model_config(ctx.spec.model.base, ctx.spec.model.revision)
     return None if config is None else parameter_count(config)
 
 

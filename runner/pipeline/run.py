@@ -28,7 +28,7 @@ from runner.pipeline.disk import DISK_FULL, DISK_HINT, is_disk_full
 from runner.pipeline.quantize import quant_path
 from runner.pipeline.report import write_report
 from runner.pipeline.stopping import EXIT_STOPPED, Stopped, StopSignal
-from runner.spec.load import parse_spec
+from runner.spec.load import run_spec
 from runner.spec.model import JobSpec
 
 _TRAINING = ("model", "data", "template", "lora", "train")
@@ -101,7 +101,7 @@ def run_pipeline(run_dir: Path, echo: TextIO | None = None) -> int:
 
 def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
     info = run.read_job_info()
-    spec = parse_spec(run.job_toml.read_text(encoding="utf-8"), str(run.job_toml))
+    spec = run_spec(run)
     ctx = StageContext(spec, run, info, EventWriter(run.events, str(info["job"]), echo), stop=stop)
     results = ctx.results
     timings: dict[str, dict[str, Any]] = {}
