@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ def resolve_format(data: DataSpec, rows: list[Row]) -> str:
             f"column {column!r} missing in {len(numbers)} of {len(rows)} rows (first: row"
             f"{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers[:MAX_ROW_PROBLEMS]))}; "
             f"row {numbers[0]} has {sorted(rows[numbers[0] - 1])})"
+            + _did_you_mean(column, rows[numbers[0] - 1])
             for column, numbers in sorted(lacking.items())
         ]
         raise DataError(
@@ -68,6 +70,11 @@ def resolve_format(data: DataSpec, rows: list[Row]) -> str:
             + "\n  ".join(lines)
         )
     return fmt
+
+
+def _did_you_mean(column: str, row: Row) -> str:
+    close = difflib.get_close_matches(column, [str(c) for c in row], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def normalize(rows: list[Row], fmt: str, data: DataSpec, template: TemplateSpec) -> list[Example]:
