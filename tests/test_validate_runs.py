@@ -13,7 +13,6 @@ import pytest
 from conftest import ROOT, heavy_modules_after
 
 from runner.core.rundir import RunDir
-from runner.spec.load import run_spec
 
 CHATML = (
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
@@ -132,6 +131,8 @@ def test_the_data_stage_result_says_how_eval_rows_were_chosen(tmp_path: Path) ->
 def test_a_relative_base_is_found_from_the_job_files_directory_and_stored_for_the_run(
     tmp_path: Path, home: Path
 ) -> None:
+    from runner.spec.load import run_spec
+
     project = tmp_path / "project"
     model = model_dir(project / "models" / "m")
     job = job_file(project / "jobs", base="../models/m")
