@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from runner.core.disksize import Shape
 from runner.models.resolve import base_files, known_config
 from runner.spec.model import JobSpec
 
@@ -64,10 +65,20 @@ def _params(config: Any) -> tuple[int, int, int]:
     return embeddings, linear, lora_width
 
 
-def parameter_count(config: Any) -> int:
-    """The model's parameters (embeddings, head and the layers' linear weights; norms are negligible)."""
-    embeddings, linear, _ = _params(config)
-    return embeddings + linear
+def model_shape(config: Any) -> Shape:
+    """The weight matrices of a model with ``config`` (what its export sizes depend on)."""
+    heads = config.num_attention_heads
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return Shape(
+        vocab=config.vocab_size,
+        hidden=config.hidden_size,
+        intermediate=config.intermediate_size,
+        layers=config.num_hidden_layers,
+        q_width=heads * head_dim,
+        kv_width=kv * head_dim,
+        tied=bool(getattr(config, "tie_word_embeddings", False)),
+    )
 
 
 def estimate_for(

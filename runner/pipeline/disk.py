@@ -4,10 +4,10 @@ A rented server's disk most often fills at merge and export. Before ``merged``, 
 what that stage and the export stages after it will write is compared with the free space of the run
 directory's filesystem; short of it, the stage fails at once ("needs N GB, M GB free"). Sizes: 16-bit
 weights take 2 bytes a parameter (the merged safetensors, the f16 GGUF), a quant its bits per weight / 8
-(llama.cpp's averages), plus a 5% margin. The parameter count comes from the files already written (the
-f16 GGUF, the merged safetensors), else from the base model's config. A disk that fills anyway (an
-``ENOSPC`` mid-stage) fails the job with :data:`DISK_FULL` and the same hint; artifacts are written under
-a temporary name and renamed, so a partial one is never taken for done.
+(:mod:`runner.core.disksize`), plus a 5% margin. The parameter count comes from the files already
+written (the f16 GGUF, the merged safetensors), else the base model's shape from its config. A disk
+that fills anyway (an ``ENOSPC`` mid-stage) fails the job with :data:`DISK_FULL` and the same hint;
+artifacts are written under a temporary name and renamed, so a partial one is never taken for done.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import errno
 import shutil
 from pathlib import Path
 
-from runner.core.disksize import export_bytes, size_text
+from runner.core.disksize import Shape, export_bytes, size_text
 from runner.pipeline.context import StageContext, StageFailed
 
 EXPORT_STAGES = ("merged", "gguf", "quantize")
@@ -33,11 +33,11 @@ def is_disk_full(exc: BaseException) -> bool:
 def ensure_room(ctx: StageContext, stage: str) -> None:
     """Fail ``stage`` before it writes if its filesystem cannot hold what it and the later export stages
     will write; nothing is checked when the model's size cannot be told."""
-    params = _parameters(ctx)
-    if params is None:
+    size = _model_size(ctx)
+    if size is None:
         ctx.log("disk space not checked: the model's size is unknown")
         return
-    sizes = export_bytes(params, ctx.spec.export.gguf)
+    sizes = export_bytes(size, ctx.spec.export.gguf)
     need = int(_MARGIN * sum(sizes[s] for s in EXPORT_STAGES[EXPORT_STAGES.index(stage) :]))
     free = shutil.disk_usage(ctx.run.root).free
     if need > free:
@@ -47,8 +47,9 @@ def ensure_room(ctx: StageContext, stage: str) -> None:
         )
 
 
-def _parameters(ctx: StageContext) -> int | None:
-    """The model's parameter count: from the f16 GGUF or the merged weights on disk, else the base's config."""
+def _model_size(ctx: StageContext) -> Shape | int | None:
+    """The parameter count from the f16 GGUF or the merged weights on disk, else the base's shape."""
+    from runner.models.vram import model_config, model_shape
     from runner.pipeline.gguf import f16_path
 
     f16 = f16_path(ctx)
@@ -57,10 +58,8 @@ def _parameters(ctx: StageContext) -> int | None:
     merged = list(ctx.run.merged.glob("*.safetensors")) if ctx.run.merged.is_dir() else []
     if merged:
         return sum(p.stat().st_size for p in merged) // 2
-    from runner.models.vram import model_config, parameter_count
-
     config = model_config(ctx.spec.model.base, ctx.spec.model.revision)
-    return None if config is None else parameter_count(config)
+    return None if config is None else model_shape(config)
 
 
 def path_is_full(path: Path) -> bool:
