@@ -13,6 +13,7 @@ import pytest
 from conftest import ROOT, heavy_modules_after
 
 from runner.core.rundir import RunDir
+from runner.spec.reference import EXAMPLES
 
 CHATML = (
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
@@ -270,3 +271,23 @@ def test_every_shipped_job_gets_memory_and_disk_estimates(
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("  memory    ~") == len(jobs) and done.stdout.count("  disk      ~") == len(jobs)
     assert "not estimated" not in done.stdout
+
+
+# --- 9. the documented examples, one per data format, are complete jobs -------------------------------
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e[0] for e in EXAMPLES])
+def test_each_documented_example_validates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example: tuple[str, str, str, str]
+) -> None:
+    fmt, name, first, text = example
+    if name.endswith(".json"):  # a JSON array: its rows, twenty times
+        (tmp_path / name).write_text(json.dumps(json.loads(first) * 20))
+    else:  # a header (CSV) and the first row, twenty times
+        header, row = first.split("\n") if name.endswith(".csv") else ("", first)
+        (tmp_path / name).write_text((header + "\n" if header else "") + (row + "\n") * 20)
+    (tmp_path / "job.toml").write_text(text)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    done = tuneq("validate", str(tmp_path / "job.toml"))
+    assert done.returncode == 0, done.stderr
+    assert f"rows, format {fmt}" in done.stdout
