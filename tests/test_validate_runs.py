@@ -291,3 +291,35 @@ def test_each_documented_example_validates(
     done = tuneq("validate", str(tmp_path / "job.toml"))
     assert done.returncode == 0, done.stderr
     assert f"rows, format {fmt}" in done.stdout
+
+
+def test_hub_splits_follow_the_same_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub cannot be reached here: its reader returns rows per split name, as ``datasets`` would."""
+    from runner.dataset import build
+    from runner.dataset.read import DataError
+    from runner.spec.model import DataSpec, TemplateSpec
+
+    splits = {
+        name: [{"instruction": f"{name}{i}", "output": "a"} for i in range(20)]
+        for name in ("train", "validation")
+    }
+    monkeypatch.setattr(
+        build,
+        "read_hub",
+        lambda source, subset, split: build.parse_split(split).apply(splits[split.split("[")[0]]),
+    )
+
+    def load(split: str, eval_split: str) -> build.Examples:
+        data = DataSpec(source="org/data", split=split, eval_split=eval_split)
+        return build.load_examples(data, TemplateSpec(), tmp_path, None, 0)
+
+    other = load("train", "validation")
+    assert (
+        other.eval_from == "hub split 'validation' of org/data" and len(other.train) == len(other.eval) == 20
+    )
+    sliced = load("train[:15]", "train[15:]")
+    assert sliced.eval_from.startswith("rows 16-20 of split 'train'") and len(sliced.train) == 15
+    with pytest.raises(
+        DataError, match=r"takes 5 of the rows split 'train' trains on \(rows 16-20 of 20 in split"
+    ):
+        load("train", "train[15:]")

@@ -1,14 +1,18 @@
 """``tuneq validate``: everything that can be checked before a GPU is touched.
 
 The schema (every problem at once, with file, line and key), then the data as far as it is reachable
-offline: a local file exists and parses, the format's columns exist in every row, the row count, and —
-with the tokenizer — how many examples keep a token to learn from after truncation. Hub datasets are
-not fetched when the hub is unreachable: they are reported as "not checked (offline)".
+offline: a local file exists and parses (a CSV row with more or fewer fields than its header is named),
+the format's columns exist in every row, eval rows are not training rows, the row counts and how the eval
+rows are chosen; with ``--show-sample`` and the tokenizer, how many examples keep a token to learn from
+after truncation. Hub datasets are not fetched when the hub is unreachable: they are reported as "not
+checked (offline)".
 
-The base model's architecture (``config.json``'s ``architectures``) must be one the pinned llama.cpp
-converter registers, read from the converter's own source: a model that cannot become a GGUF is
-refused here, in a second, not after training. A hub model not in the local cache is "not checked
-(offline)".
+The base model (``model.base``, a local path already made absolute from the job file's directory) must be
+trainable: a built-in, a hub id, or a directory with ``config.json`` (a GGUF is refused, with the recipe
+to get a checkpoint). Its architecture (``config.json``'s ``architectures``) must be one the pinned
+llama.cpp converter registers, read from the converter's own source. With style ``chat`` its chat template
+must exist and render the first rows consistently (checked in a child process: transformers never loads
+into the CLI). Files not on disk (a hub model not in the cache) are "not checked (offline)".
 """
 
 from __future__ import annotations
