@@ -150,6 +150,34 @@ def test_a_relative_base_is_found_from_the_job_files_directory_and_stored_for_th
     assert run_spec(run).model.base == str(model)  # what the pipeline in the run directory loads
 
 
+def test_the_data_stage_runs_in_the_run_directory_with_a_relative_base(tmp_path: Path, home: Path) -> None:
+    """Submitted from another directory, the data stage (tokenizer included) finds the base and reports how
+    the eval rows were chosen (this failed with "Repo id must be in the form ..." before)."""
+    import shutil
+
+    from runner.core.events import EventWriter
+    from runner.models.tiny import PACKAGED
+    from runner.pipeline import data
+    from runner.pipeline.context import StageContext
+    from runner.spec.load import run_spec
+
+    shutil.copytree(PACKAGED, tmp_path / "project" / "models" / "tiny")
+    job = job_file(
+        tmp_path / "project" / "jobs",
+        base="../models/tiny",
+        data='source = "rows.jsonl"\nsplit = "train[:70]"\neval_split = "train[70:]"',
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert tuneq("submit", str(job), cwd=elsewhere).returncode == 0
+    run = RunDir(home / "runs" / "1")
+    info = run.read_job_info()
+    ctx = StageContext(run_spec(run), run, info, EventWriter(run.events, "1"))
+    stats = data.run(ctx)
+    assert stats["train"]["rows"] == 70 and stats["eval"]["rows"] == 10
+    assert stats["eval_rows_from"].startswith("rows 71-80 of the local file")
+
+
 # --- 3. bad model.base and CSV rows: one line, never a traceback ---------------------------------------
 
 
