@@ -112,6 +112,20 @@ def test_disjoint_eval_rows_are_taken_and_the_choice_is_shown(
     assert f"{counts} rows" in done.stdout and f"  eval      {chosen}" in done.stdout
 
 
+@pytest.mark.parametrize(
+    "splits",
+    ['split = "train[:70]"\neval_split = "train[70:]"', 'split = "train[70:]"'],
+    ids=["an eval row", "a training row"],
+)
+def test_rows_of_a_slice_are_named_by_their_row_in_the_file(tmp_path: Path, splits: str) -> None:
+    rows = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}] * 80
+    rows[74] = {"messages": "oops"}  # row 75 of the file
+    (tmp_path / "chats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = tuneq("validate", str(job_file(tmp_path, data=f'source = "chats.jsonl"\n{splits}')))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "1 of 10 rows of chats.jsonl cannot be used:\n  row 75: 'messages' must be a list" in done.stderr
+
+
 def test_the_data_stage_result_says_how_eval_rows_were_chosen(tmp_path: Path) -> None:
     """What the data stage returns (report.json's "data") comes from the same examples validate shows."""
     from runner.dataset.build import load_examples

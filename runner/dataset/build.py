@@ -46,23 +46,24 @@ def read_rows(
     return read_hub(data.source, data.subset, split)
 
 
-def resolve_format(data: DataSpec, rows: list[Row]) -> str:
+def resolve_format(data: DataSpec, rows: list[Row], first: int = 1) -> str:
     """The data format: as set, or detected from the first row; checks every row has its columns.
 
-    A missing column is reported once, with how many rows lack it and the first few of them.
+    A missing column is reported once, with how many rows lack it and the first few of them (rows are
+    numbered from ``first``, the first one's number in the file).
     """
-    fmt = data.format if data.format != "auto" else detect_format(set(rows[0]), data.source)
+    fmt = data.format if data.format != "auto" else detect_format(set(rows[0]), data.source, first)
     needed = required_columns(fmt, data.columns)
     lacking: dict[str, list[int]] = {}
-    for number, row in enumerate(rows, start=1):
+    for number, row in enumerate(rows, start=first):
         for column in sorted(needed - set(row)):
             lacking.setdefault(column, []).append(number)
     if lacking:
         lines = [
             f"column {column!r} missing in {len(numbers)} of {len(rows)} rows (first: row"
             f"{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers[:MAX_ROW_PROBLEMS]))}; "
-            f"row {numbers[0]} has {sorted(rows[numbers[0] - 1])})"
-            + _did_you_mean(column, rows[numbers[0] - 1])
+            f"row {numbers[0]} has {sorted(rows[numbers[0] - first])})"
+            + _did_you_mean(column, rows[numbers[0] - first])
             for column, numbers in sorted(lacking.items())
         ]
         raise DataError(
@@ -77,10 +78,12 @@ def _did_you_mean(column: str, row: Row) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def normalize(rows: list[Row], fmt: str, data: DataSpec, template: TemplateSpec) -> list[Example]:
-    """Normalize all rows, reporting up to five bad rows at once."""
+def normalize(
+    rows: list[Row], fmt: str, data: DataSpec, template: TemplateSpec, first: int = 1
+) -> list[Example]:
+    """Normalize all rows (numbered from ``first``), reporting up to five bad rows at once."""
     examples, problems = [], []
-    for number, row in enumerate(rows, start=1):
+    for number, row in enumerate(rows, start=first):
         try:
             examples.append(to_example(row, fmt, data.columns, template.system, number))
         except DataError as exc:
@@ -101,11 +104,17 @@ def load_examples(
     else :class:`DataError` on ``data.eval_split``. ``Examples.eval_from`` says how the eval rows were chosen.
     """
     if isinstance(data.eval_split, str):
-        rows, eval_rows, eval_from = _named_eval_split(data, data.eval_split, base_dir, local_copy)
+        (rows, first), (eval_rows, eval_first), eval_from = _named_eval_split(
+            data, data.eval_split, base_dir, local_copy
+        )
     else:
-        rows, eval_rows, eval_from = read_rows(data, base_dir, local_copy), [], "none (no data.eval_split)"
-    fmt = resolve_format(data, rows)
-    examples = normalize(rows, fmt, data, template)
+        (rows, first), (eval_rows, eval_first) = (
+            _numbered_rows(data, data.split, base_dir, local_copy),
+            ([], 1),
+        )
+        eval_from = "none (no data.eval_split)"
+    fmt = resolve_format(data, rows, first)
+    examples = normalize(rows, fmt, data, template, first)
     if data.shuffle:
         random.Random(seed).shuffle(examples)
     if isinstance(data.eval_split, float):
@@ -115,12 +124,26 @@ def load_examples(
             f"(eval_split {data.eval_split:g}, seed {seed}), none of them trained on"
         )
         return Examples(examples[n_eval:], examples[:n_eval], fmt, held_out)
-    return Examples(examples, normalize(eval_rows, fmt, data, template) if eval_rows else [], fmt, eval_from)
+    evals = normalize(eval_rows, fmt, data, template, eval_first) if eval_rows else []
+    return Examples(examples, evals, fmt, eval_from)
+
+
+Numbered = tuple[list[Row], int]  # rows and the number of the first in its file (or hub split)
+
+
+def _numbered_rows(data: DataSpec, split: str, base_dir: Path, local_copy: Path | None) -> Numbered:
+    """The rows of ``split``, numbered as in the file: a local file is read whole, then sliced."""
+    if local_copy is None and not is_local_source(data.source, base_dir):
+        return read_rows(data, base_dir, local_copy, split), 1
+    part = parse_split(split)
+    everything = read_rows(data, base_dir, local_copy, part.name)
+    taken = part.indices(len(everything))
+    return [everything[i] for i in taken], taken.start + 1
 
 
 def _named_eval_split(
     data: DataSpec, eval_split: str, base_dir: Path, local_copy: Path | None
-) -> tuple[list[Row], list[Row], str]:
+) -> tuple[Numbered, Numbered, str]:
     """Train rows, eval rows and how the eval rows were chosen, for a named ``data.eval_split``.
 
     Another hub split is disjoint by the dataset's making; rows of the same split (a local file has only
@@ -133,10 +156,9 @@ def _named_eval_split(
         raise DataError(str(exc), key="data.eval_split") from None
     local = local_copy is not None or is_local_source(data.source, base_dir)
     if not local and train.name != held.name:
-        rows = read_rows(data, base_dir, local_copy)
         return (
-            rows,
-            read_rows(data, base_dir, local_copy, eval_split),
+            _numbered_rows(data, data.split, base_dir, local_copy),
+            _numbered_rows(data, eval_split, base_dir, local_copy),
             f"hub split '{eval_split}' of {data.source}",
         )
     everything = read_rows(data, base_dir, local_copy, train.name)
@@ -157,9 +179,12 @@ def _named_eval_split(
             "use a fraction (eval_split = 0.1) or a slice that holds rows",
             key="data.eval_split",
         )
-    rows = [everything[i] for i in trained]
     chosen = f"{_rows_text(list(evaluated))} of {where} (eval_split '{eval_split}'), none of them trained on"
-    return rows, [everything[i] for i in evaluated], chosen
+    return (
+        ([everything[i] for i in trained], trained.start + 1),
+        ([everything[i] for i in evaluated], evaluated.start + 1),
+        chosen,
+    )
 
 
 def _rows_text(indices: list[int]) -> str:

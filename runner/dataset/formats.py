@@ -46,9 +46,9 @@ _PROMPT_NAMES = ("question", "prompt", "instruction", "query", "input", "problem
 _RESPONSE_NAMES = ("answer", "response", "output", "completion", "solution", "assistant", "gpt", "reply")
 
 
-def detect_format(columns: set[str], where: str = "the data") -> str:
-    """Guess the format from the first row's column names; :class:`DataError` naming ``where``, the row
-    and a mapping of its own columns when none fits."""
+def detect_format(columns: set[str], where: str = "the data", row: int = 1) -> str:
+    """Guess the format from the column names of the first row (number ``row``); :class:`DataError` naming
+    ``where``, the row and a mapping of its own columns when none fits."""
     if "messages" in columns:
         return "messages"
     if "conversations" in columns:
@@ -58,7 +58,7 @@ def detect_format(columns: set[str], where: str = "the data") -> str:
     if {"prompt", "completion"} <= columns:
         return "prompt_completion"
     near = [
-        f"format '{fmt}' would need {' and '.join(map(repr, sorted(need)))}, row 1 lacks "
+        f"format '{fmt}' would need {' and '.join(map(repr, sorted(need)))}, row {row} lacks "
         f"{' and '.join(map(repr, sorted(need - columns)))}"
         for fmt, need in (
             ("alpaca", {"instruction", "output"}),
@@ -67,7 +67,7 @@ def detect_format(columns: set[str], where: str = "the data") -> str:
         if need & columns
     ]
     raise DataError(
-        f"{where}: cannot tell the data format from the columns of row 1 {sorted(columns)}"
+        f"{where}: cannot tell the data format from the columns of row {row} {sorted(columns)}"
         + (f" ({'; '.join(near)})" if near else "")
         + f"; {suggest_mapping(columns)}",
         key="data.format",
