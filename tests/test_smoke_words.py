@@ -32,3 +32,11 @@ def test_an_answer_of_only_broken_utf8_says_why_it_is_empty() -> None:
     note = unreadable_note(answer, 7)
     assert note is not None and note.startswith("7 token(s) generated but no readable text")
     assert "UTF-8" in note and unreadable_note("Paris", 3) is None and unreadable_note("", 0) is None
+
+
+def test_the_tui_shows_why_an_answer_is_empty() -> None:
+    from tui.widgets.smoke_panel import _result
+
+    note = unreadable_note("", 5)
+    shown = _result({"prompt": "Hi", "answer": "", "note": note, "ok": False, "checks": []}).plain
+    assert f"answer: \n  ({note})" in shown
