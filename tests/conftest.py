@@ -54,6 +54,7 @@ def make_job(tmp_path: Path) -> JobFactory:
             f'name = "{name}"\ndescription = "{description}"\n\n[model]\nbase = "tuneq:tiny-llama"\n\n'
             f'[data]\nsource = "data/{DATA.name}"\nformat = "columns"\n'
             '[data.columns]\nprompt = "Question"\nreasoning = "Complex_CoT"\nresponse = "Response"\n\n'
+            '[template]\nstyle = "r1"\n\n'  # the tiny model's own chat template renders turns inconsistently
             f"[run]\nretries = {retries}\n"
         )
         return path

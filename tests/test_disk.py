@@ -166,7 +166,8 @@ def test_a_merge_that_fills_the_disk_fails_the_job_with_that_cause_and_leaves_no
         merged.run(ctx)
     failure, code = _describe_failure(info.value, "merged", StopSignal())
     assert (failure, code) == ({"cause": f"merged: {DISK_FULL}", "hint": DISK_HINT}, 1)
-    assert [p.name for p in ctx.run.root.iterdir()] == ["events.jsonl"]  # its progress; no merged/, merged.tmp
+    left = [p.name for p in ctx.run.root.iterdir()]
+    assert left == ["events.jsonl"]  # the stage's progress events; no merged/, no merged.tmp
 
 
 def test_validate_prints_the_disk_the_export_needs(tmp_path: Path) -> None:

@@ -158,6 +158,14 @@ def test_model_cache_is_read_write_only_when_the_job_downloads(tmp_path: Path) -
     cache_mount = next(m for m in kwargs["mounts"] if m["Target"] == CACHE_TARGET)
     assert not cache_mount["ReadOnly"] and kwargs["environment"]["HF_HOME"] == CACHE_TARGET
     assert "HF_HUB_OFFLINE" not in kwargs["environment"]
+    model = tmp_path / "my-model"  # a local base (as submit resolved it) is there, read-only, at its own path
+    model.mkdir()
+    kwargs = create_kwargs(
+        Launch("j", tmp_path / "run", spec(str(model))), DockerSettings(queue="q"), "w", {}
+    )
+    assert {(m["Source"], m["ReadOnly"]) for m in kwargs["mounts"] if m["Target"] == str(model)} == {
+        (str(model), True)
+    }
 
 
 def test_run_image_needs_the_docker_backend() -> None:

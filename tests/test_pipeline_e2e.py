@@ -104,6 +104,7 @@ def test_smoke_report_and_checksums(demo_run: tuple[Path, Any]) -> None:
     assert report["ok"] and report["versions"]["unsloth"] and report["versions"]["llama_cpp_python"]
     assert set(STAGE_NAMES) <= set(report["stages"])
     assert report["train"]["final_loss"] < report["train"]["first_loss"]
+    assert report["data"]["eval_rows_from"].startswith("5 of 48 rows of split 'train' held out at random")
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=run_dir, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "gguf/demo-tiny-Q4_K_M.gguf: OK" in check.stdout

@@ -24,6 +24,12 @@ source = "rows.jsonl"
 """
 
 
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
 def problems(text: str) -> list[str]:
     with pytest.raises(SpecError) as info:
         parse_spec(text, "job.toml")
@@ -187,6 +193,7 @@ def test_an_architecture_the_converter_lacks_is_refused(tmp_path: Path, arch: st
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text(f'{{"architectures": ["{arch}"], "model_type": "x"}}')
+    (model / "chat_template.jinja").write_text(CHATML)
     job = _model_job(tmp_path, str(model))
     result = run_cli("validate", str(job))
     assert result.returncode == code, result.stderr

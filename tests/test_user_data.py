@@ -21,6 +21,8 @@ format = "columns"
 [data.columns]
 prompt = "question"
 response = "answer"
+[template]
+style = "r1"
 """
 
 
@@ -157,7 +159,6 @@ def test_show_sample_renders_a_row_and_refuses_data_that_truncation_empties(tmp_
         f'{{"question": "{question}", "answer": "Four, since 2+2=4."}}\n' * 3
     )
     job = write_job(tmp_path, "rows.jsonl")
-    job.write_text(job.read_text() + '[template]\nstyle = "r1"\n')
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
     def validate(path: Path) -> subprocess.CompletedProcess[str]:

@@ -1,9 +1,10 @@
 """How a job's container is configured and how its end reads: pure functions, unit-tested without an engine.
 
 A job's container gets exactly: the run directory (read-write, at the same path as on the host, so paths
-in events stay valid), the model cache (the host's Hugging Face cache at ``/cache/huggingface``), secrets
-from the worker's environment, a shared-memory size, labels ``tuneq.job``/``tuneq.worker``/``tuneq.queue``,
-a name derived from the queue and the job, and a device request for exactly the GPUs the worker assigned.
+in events stay valid), a local base model's directory (read-only, at the same path), the model cache (the
+host's Hugging Face cache at ``/cache/huggingface``), secrets from the worker's environment, a shared-memory
+size, labels ``tuneq.job``/``tuneq.worker``/``tuneq.queue``, a name derived from the queue and the job, and
+a device request for exactly the GPUs the worker assigned.
 
 - The queue is a short hash of the state directory: two queues (two ``TUNEQ_HOME``) on one engine never
   share a container name, and each finds and reaps only its own containers.
@@ -34,7 +35,7 @@ from runner.backends.base import Launch
 from runner.core.paths import state_dir
 from runner.core.secrets import SECRET_ENV_VARS
 from runner.dataset.read import is_local_source
-from runner.models.resolve import is_builtin
+from runner.models.resolve import base_files, is_builtin
 from runner.spec.model import JobSpec
 
 LABEL_JOB = "tuneq.job"
@@ -130,21 +131,23 @@ def downloads(spec: JobSpec, run_dir: Path, worker_env: Mapping[str, str], model
     if not is_local_source(spec.data.source, run_dir):
         return True
     base = spec.model.base
-    if is_builtin(base) or Path(base).expanduser().exists():
+    if is_builtin(base) or local_base(spec) is not None:
         return False
     return not _cached_complete(base, spec.model.revision, model_cache / "hub")
 
 
+def local_base(spec: JobSpec) -> Path | None:
+    """The base model's directory when ``model.base`` is a local path (mounted read-only into the container
+    at the same path, as submit resolved it)."""
+    base = spec.model.base
+    return Path(base) if Path(base).is_absolute() and Path(base).is_dir() else None
+
+
 def _cached_complete(repo: str, revision: str | None, hub_cache: Path) -> bool:
     """Whether a hub model's snapshot in ``hub_cache`` has its config and every weight file."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # a worker without the train extra cannot tell: let the job download
+    snapshot = base_files(repo, revision, cache_dir=hub_cache)
+    if snapshot is None:  # not cached, or no hub client on this worker to tell: let the job download
         return False
-    config = try_to_load_from_cache(repo, "config.json", cache_dir=hub_cache, revision=revision)
-    if not isinstance(config, str):
-        return False
-    snapshot = Path(config).parent
     index = snapshot / "model.safetensors.index.json"
     if index.exists():
         shards = set(json.loads(index.read_text()).get("weight_map", {}).values())
@@ -191,6 +194,11 @@ def create_kwargs(
         *(
             Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
             for m in settings.extra_mounts
+        ),
+        *(
+            [Mount(target=str(base), source=str(base), type="bind", read_only=True)]
+            if (base := local_base(launch.spec)) is not None
+            else []
         ),
     ]
     labels = {

@@ -20,7 +20,7 @@ from runner.core.events import EventTail, format_event
 from runner.core.rundir import RunDir
 from runner.core.tail import file_end
 from runner.core.tested import tested_gguf
-from runner.models.vram import estimate, model_config, parameter_count
+from runner.models.vram import estimate, model_config, model_shape
 from runner.spec import LoadedSpec, SpecError
 from runner.spec.model import file_stem
 
@@ -64,7 +64,7 @@ def _disk_line(loaded: LoadedSpec) -> str:
     config = model_config(s.model.base, s.model.revision)
     if config is None:
         return "not estimated (the model's config.json is not on disk)"
-    return describe_disk(parameter_count(config), s.export.gguf)
+    return describe_disk(model_shape(config), s.export.gguf)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from runner.backends.local import LocalBackend
 from runner.core.checksum import sha256_file
 from runner.core.paths import state_dir
 from runner.core.rundir import RunDir
-from runner.spec import parse_spec
+from runner.spec.load import run_spec
 
 NODE_DIR_ENV = "TUNEQ_NODE_DIR"
 CHUNK_BYTES = 8 << 20  # one transfer call: small enough for Ray's inline objects to stay cheap
@@ -119,7 +119,7 @@ class JobRunner:
         import ray  # on the node, inside the actor: Ray is there
 
         root = self.run.root
-        spec = parse_spec(self.run.job_toml.read_text(), f"job {self.job_id}")
+        spec = run_spec(self.run)
         if spec.run.backend == "local":  # the head's TUNEQ_PIPELINE_CMD decides, never the node's
             self.backend = LocalBackend(pipeline_cmd or [sys.executable, "-m", "runner.pipeline"])
         else:

@@ -71,6 +71,7 @@ def validation_rows(loaded: LoadedSpec, data: DataCheck) -> list[tuple[str, str]
         ),
         ("convert", base_architecture(s.model.base, s.model.revision)[1]),
         ("data", f"{s.data.source}: {rows}"),
+        *([("eval", data.eval_from)] if data.eval_from else []),
         ("template", s.template.style),
         ("lora", f"r {s.lora.r}, alpha {s.lora.lora_alpha}, {len(s.lora.target_modules)} target modules"),
         (

@@ -137,6 +137,7 @@ def _write_job_info(run: RunDir, loaded: LoadedSpec, job_id: str) -> None:
         "spec_hash": loaded.spec_hash,
         "source_file": str(loaded.path.resolve()),
         "data_path": data_path,
+        "model_base": loaded.spec.model.base,  # a local path made absolute: the run does not see the job file
     }
     tmp = run.job_json.with_suffix(".tmp")
     tmp.write_text(json.dumps(info, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ class Examples:
     train: list[Example]
     eval: list[Example]
     format: str
+    eval_from: str  # how the eval rows were chosen (for the report and ``tuneq validate``)
 
 
 def read_rows(
@@ -48,22 +50,24 @@ def read_rows(
     return [redact_data(row) for row in rows]
 
 
-def resolve_format(data: DataSpec, rows: list[Row]) -> str:
+def resolve_format(data: DataSpec, rows: list[Row], first: int = 1) -> str:
     """The data format: as set, or detected from the first row; checks every row has its columns.
 
-    A missing column is reported once, with how many rows lack it and the first few of them.
+    A missing column is reported once, with how many rows lack it and the first few of them (rows are
+    numbered from ``first``, the first one's number in the file).
     """
-    fmt = data.format if data.format != "auto" else detect_format(set(rows[0]))
+    fmt = data.format if data.format != "auto" else detect_format(set(rows[0]), data.source, first)
     needed = required_columns(fmt, data.columns)
     lacking: dict[str, list[int]] = {}
-    for number, row in enumerate(rows, start=1):
+    for number, row in enumerate(rows, start=first):
         for column in sorted(needed - set(row)):
             lacking.setdefault(column, []).append(number)
     if lacking:
         lines = [
             f"column {column!r} missing in {len(numbers)} of {len(rows)} rows (first: row"
             f"{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers[:MAX_ROW_PROBLEMS]))}; "
-            f"row {numbers[0]} has {sorted(rows[numbers[0] - 1])})"
+            f"row {numbers[0]} has {sorted(rows[numbers[0] - first])})"
+            + _did_you_mean(column, rows[numbers[0] - first])
             for column, numbers in sorted(lacking.items())
         ]
         raise DataError(
@@ -73,10 +77,17 @@ def resolve_format(data: DataSpec, rows: list[Row]) -> str:
     return fmt
 
 
-def normalize(rows: list[Row], fmt: str, data: DataSpec, template: TemplateSpec) -> list[Example]:
-    """Normalize all rows, reporting up to five bad rows at once."""
+def _did_you_mean(column: str, row: Row) -> str:
+    close = difflib.get_close_matches(column, [str(c) for c in row], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def normalize(
+    rows: list[Row], fmt: str, data: DataSpec, template: TemplateSpec, first: int = 1
+) -> list[Example]:
+    """Normalize all rows (numbered from ``first``), reporting up to five bad rows at once."""
     examples, problems = [], []
-    for number, row in enumerate(rows, start=1):
+    for number, row in enumerate(rows, start=first):
         try:
             examples.append(to_example(row, fmt, data.columns, template.system, number))
         except DataError as exc:
@@ -90,17 +101,97 @@ def normalize(rows: list[Row], fmt: str, data: DataSpec, template: TemplateSpec)
 def load_examples(
     data: DataSpec, template: TemplateSpec, base_dir: Path, local_copy: Path | None, seed: int
 ) -> Examples:
-    """Train and eval examples for a job (eval from a named split or a seeded fraction of the rows)."""
-    rows = read_rows(data, base_dir, local_copy)
-    fmt = resolve_format(data, rows)
-    examples = normalize(rows, fmt, data, template)
+    """Train and eval examples for a job (eval from a named split or a seeded fraction of the rows).
+
+    Train and eval rows never overlap: a fraction is cut from the shuffled rows; a named eval split of
+    the same split (always so for a local file, which has one) must take other rows than ``data.split``,
+    else :class:`DataError` on ``data.eval_split``. ``Examples.eval_from`` says how the eval rows were chosen.
+    """
+    if isinstance(data.eval_split, str):
+        (rows, first), (eval_rows, eval_first), eval_from = _named_eval_split(
+            data, data.eval_split, base_dir, local_copy
+        )
+    else:
+        (rows, first), (eval_rows, eval_first) = (
+            _numbered_rows(data, data.split, base_dir, local_copy),
+            ([], 1),
+        )
+        eval_from = "none (no data.eval_split)"
+    fmt = resolve_format(data, rows, first)
+    examples = normalize(rows, fmt, data, template, first)
     if data.shuffle:
         random.Random(seed).shuffle(examples)
     if isinstance(data.eval_split, float):
         n_eval = max(1, round(len(examples) * data.eval_split))
-        return Examples(examples[n_eval:], examples[:n_eval], fmt)
-    if isinstance(data.eval_split, str):
-        parse_split(data.eval_split)
-        eval_rows = read_rows(data, base_dir, local_copy, data.eval_split)
-        return Examples(examples, normalize(eval_rows, fmt, data, template), fmt)
-    return Examples(examples, [], fmt)
+        held_out = (
+            f"{n_eval} of {len(examples)} rows of split '{data.split}' held out at random "
+            f"(eval_split {data.eval_split:g}, seed {seed}), none of them trained on"
+        )
+        return Examples(examples[n_eval:], examples[:n_eval], fmt, held_out)
+    evals = normalize(eval_rows, fmt, data, template, eval_first) if eval_rows else []
+    return Examples(examples, evals, fmt, eval_from)
+
+
+Numbered = tuple[list[Row], int]  # rows and the number of the first in its file (or hub split)
+
+
+def _numbered_rows(data: DataSpec, split: str, base_dir: Path, local_copy: Path | None) -> Numbered:
+    """The rows of ``split``, numbered as in the file: a local file is read whole, then sliced."""
+    if local_copy is None and not is_local_source(data.source, base_dir):
+        return read_rows(data, base_dir, local_copy, split), 1
+    part = parse_split(split)
+    everything = read_rows(data, base_dir, local_copy, part.name)
+    taken = part.indices(len(everything))
+    return [everything[i] for i in taken], taken.start + 1
+
+
+def _named_eval_split(
+    data: DataSpec, eval_split: str, base_dir: Path, local_copy: Path | None
+) -> tuple[Numbered, Numbered, str]:
+    """Train rows, eval rows and how the eval rows were chosen, for a named ``data.eval_split``.
+
+    Another hub split is disjoint by the dataset's making; rows of the same split (a local file has only
+    one) are taken by index, and an overlap with the training rows is refused.
+    """
+    train = parse_split(data.split)
+    try:
+        held = parse_split(eval_split)
+    except DataError as exc:
+        raise DataError(str(exc), key="data.eval_split") from None
+    local = local_copy is not None or is_local_source(data.source, base_dir)
+    if not local and train.name != held.name:
+        return (
+            _numbered_rows(data, data.split, base_dir, local_copy),
+            _numbered_rows(data, eval_split, base_dir, local_copy),
+            f"hub split '{eval_split}' of {data.source}",
+        )
+    everything = read_rows(data, base_dir, local_copy, train.name)
+    trained, evaluated = train.indices(len(everything)), held.indices(len(everything))
+    where = "the local file" if local else f"split '{train.name}'"
+    if common := sorted(set(trained) & set(evaluated)):
+        raise DataError(
+            f"eval_split '{eval_split}' takes {len(common)} of the rows split '{data.split}' trains on "
+            f"({_rows_text(common)} of {len(everything)} in {where}"
+            + ("; a local file has one split, so its name is ignored" if local else "")
+            + "): eval rows must not be training rows; use a fraction (eval_split = 0.1) or disjoint "
+            "slices (split = 'train[:90%]', eval_split = 'train[90%:]')",
+            key="data.eval_split",
+        )
+    if not evaluated:
+        raise DataError(
+            f"eval_split '{eval_split}' takes no row of the {len(everything)} in {where}: "
+            "use a fraction (eval_split = 0.1) or a slice that holds rows",
+            key="data.eval_split",
+        )
+    chosen = f"{_rows_text(list(evaluated))} of {where} (eval_split '{eval_split}'), none of them trained on"
+    return (
+        ([everything[i] for i in trained], trained.start + 1),
+        ([everything[i] for i in evaluated], evaluated.start + 1),
+        chosen,
+    )
+
+
+def _rows_text(indices: list[int]) -> str:
+    """``rows 71-80`` for 0-based indices (the first and last when they are not one run)."""
+    first, last = indices[0] + 1, indices[-1] + 1
+    return f"row {first}" if first == last else f"rows {first}-{last}"

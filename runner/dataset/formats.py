@@ -42,8 +42,13 @@ class Example:
     row: int = 0  # its 1-based row in the data (0: not from a file), for messages about it
 
 
-def detect_format(columns: set[str]) -> str:
-    """Guess the format from a row's column names."""
+_PROMPT_NAMES = ("question", "prompt", "instruction", "query", "input", "problem", "user", "human", "text")
+_RESPONSE_NAMES = ("answer", "response", "output", "completion", "solution", "assistant", "gpt", "reply")
+
+
+def detect_format(columns: set[str], where: str = "the data", row: int = 1) -> str:
+    """Guess the format from the column names of the first row (number ``row``); :class:`DataError` naming
+    ``where``, the row and a mapping of its own columns when none fits."""
     if "messages" in columns:
         return "messages"
     if "conversations" in columns:
@@ -52,9 +57,38 @@ def detect_format(columns: set[str]) -> str:
         return "alpaca"
     if {"prompt", "completion"} <= columns:
         return "prompt_completion"
+    near = [
+        f"format '{fmt}' would need {' and '.join(map(repr, sorted(need)))}, row {row} lacks "
+        f"{' and '.join(map(repr, sorted(need - columns)))}"
+        for fmt, need in (
+            ("alpaca", {"instruction", "output"}),
+            ("prompt_completion", {"prompt", "completion"}),
+        )
+        if need & columns
+    ]
     raise DataError(
-        f"cannot tell the data format from its columns {sorted(columns)}; set data.format = 'columns' and map "
-        'them, e.g. [data.columns] prompt = "Question", reasoning = "Complex_CoT", response = "Response"'
+        f"{where}: cannot tell the data format from the columns of row {row} {sorted(columns)}"
+        + (f" ({'; '.join(near)})" if near else "")
+        + f"; {suggest_mapping(columns)}",
+        key="data.format",
+    )
+
+
+def suggest_mapping(columns: set[str]) -> str:
+    """A ``format = "columns"`` mapping of these columns, picked by their names (or their order)."""
+    by_lower = {c.lower(): c for c in sorted(columns)}
+
+    def pick(names: tuple[str, ...], taken: str | None) -> str | None:
+        return next((by_lower[n] for n in names if n in by_lower and by_lower[n] != taken), None)
+
+    prompt = pick(_PROMPT_NAMES, None)
+    response = pick(_RESPONSE_NAMES, prompt)
+    rest = [c for c in sorted(columns) if c not in (prompt, response)]
+    prompt = prompt or (rest.pop(0) if rest else "QUESTION_COLUMN")
+    response = response or (rest.pop(0) if rest else "ANSWER_COLUMN")
+    return (
+        f'set data.format = "columns" and map them: [data.columns] prompt = "{prompt}", '
+        f'response = "{response}"'
     )
 
 

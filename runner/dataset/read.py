@@ -24,7 +24,11 @@ _SPLIT = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)(\[(?P<start>-?\d*%?)?:(?P<stop>
 
 
 class DataError(Exception):
-    """A problem with a job's data, phrased for the user."""
+    """A problem with a job's data, phrased for the user; ``key`` is the job-file key to fix, where known."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,11 @@ class SplitSlice:
 
     def apply(self, rows: list[Row]) -> list[Row]:
         """Slice a list of rows like the hub's split syntax does."""
-        return rows[_bound(self.start, len(rows)) : _bound(self.stop, len(rows))]
+        return [rows[i] for i in self.indices(len(rows))]
+
+    def indices(self, n: int) -> range:
+        """The 0-based indices this slice takes of ``n`` rows."""
+        return range(*slice(_bound(self.start, n), _bound(self.stop, n)).indices(n))
 
 
 def _bound(text: str | None, n: int) -> int | None:
@@ -72,9 +80,14 @@ def is_local_source(source: str, base_dir: Path) -> bool:
     )
 
 
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` is shaped like a hub repository id: ``owner/name`` or ``name``."""
+    return bool(_HUB_ID.match(text)) and ".." not in text and not text.endswith(".")
+
+
 def check_hub_id(source: str) -> None:
     """Raise :class:`DataError` when a non-local ``data.source`` is not shaped like a hub id."""
-    if not _HUB_ID.match(source):
+    if not is_hub_id(source):
         raise DataError(
             f"data source '{source}' is neither an existing file nor a hub id: name a local "
             f"{'/'.join(LOCAL_SUFFIXES)} file (relative to the job file) or a hub dataset as 'owner/name'"
@@ -110,7 +123,7 @@ def read_local(path: Path, split: str = "train") -> list[Row]:
     elif suffix == ".json":
         rows = _read_json(path)
     elif suffix == ".csv":
-        rows = list(csv.DictReader(io.StringIO(_read_text(path), newline="")))
+        rows = _read_csv(path)
     elif suffix == ".parquet":
         rows = _read_parquet(path)
     else:
@@ -139,6 +152,25 @@ def _read_text(path: Path) -> str:
             f"Latin-1, convert it: iconv -f latin1 -t utf-8 {shlex.quote(str(path))} > "
             f"{shlex.quote(str(converted))}"
         ) from None
+
+
+def _read_csv(path: Path) -> list[Row]:
+    """Rows of a CSV file with a header; a row with more or fewer fields than the header (most often an
+    unquoted comma) is a :class:`DataError` naming its line, never cut or padded silently."""
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    header = next(reader, [])
+    rows: list[Row] = []
+    for fields in reader:
+        if not fields:  # a blank line
+            continue
+        if len(fields) != len(header):
+            raise DataError(
+                f"{path}:{reader.line_num}: {len(fields)} fields where the header has {len(header)} "
+                f"({', '.join(header)}): put a field that holds a comma in double quotes "
+                '("like, this"), as spreadsheets export it'
+            )
+        rows.append(dict(zip(header, fields, strict=True)))
+    return rows
 
 
 def _read_jsonl(path: Path) -> list[Row]:

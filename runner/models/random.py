@@ -114,9 +114,14 @@ def build_random_model(name: str, dest: Path, tokenizer_dir: Path, seed: int = 0
     return dest
 
 
+def random_model_path(name: str, cache: Path) -> Path:
+    """Where the random model ``name`` lives in ``cache`` (built or not)."""
+    return cache / f"{name.removeprefix('tuneq:')}-{_VERSION}"
+
+
 def random_model_dir(name: str, cache: Path) -> Path:
     """The cached random model ``name``, built on first use."""
-    dest = cache / f"{name.removeprefix('tuneq:')}-{_VERSION}"
+    dest = random_model_path(name, cache)
     if not (dest / "tuneq-random.json").exists():
         build_random_model(name, dest, r1_tokenizer_dir(cache))
     return dest

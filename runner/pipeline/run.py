@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from runner.core.disksize import is_disk_full
 from runner.core.events import EventWriter
 from runner.core.rundir import RunDir
 from runner.core.secrets import write_redacted_json
@@ -23,11 +24,11 @@ from runner.llamacpp import ConverterMissing
 from runner.models.resolve import ModelNotFound
 from runner.pipeline import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.context import StageContext, StageFailed
-from runner.pipeline.disk import DISK_FULL, DISK_HINT, is_disk_full
+from runner.pipeline.disk import DISK_FULL, DISK_HINT
 from runner.pipeline.quantize import quant_path
 from runner.pipeline.report import write_report
 from runner.pipeline.stopping import EXIT_STOPPED, Stopped, StopSignal
-from runner.spec.load import parse_spec
+from runner.spec.load import run_spec
 from runner.spec.stages import stage_key
 
 
@@ -86,7 +87,7 @@ def run_pipeline(run_dir: Path, echo: TextIO | None = None) -> int:
 
 def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
     info = run.read_job_info()
-    spec = parse_spec(run.job_toml.read_text(encoding="utf-8"), str(run.job_toml))
+    spec = run_spec(run)
     ctx = StageContext(spec, run, info, EventWriter(run.events, str(info["job"]), echo), stop=stop)
     results = ctx.results
     timings: dict[str, dict[str, Any]] = {}

@@ -163,7 +163,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "(not required: the shipped files carry the system prompt)"
         )
     failed = [
-        f"'{r['prompt'][:40]}': {c['name']} ({c['detail']})"
+        f"'{r['prompt'][:40]}': {c['name']} ({c['detail']}" + (f"; {r['note']})" if "note" in r else ")")
         for r in results
         for c in r["checks"]
         if not c["ok"]
@@ -206,9 +206,11 @@ def _ask(llm: Any, prompt: SmokePrompt, max_tokens: int, n_ctx: int) -> dict[str
     tokens = out["usage"]["completion_tokens"]
     finish_reason = "length" if budget.exhausted else choice["finish_reason"]
     checks = evaluate(prompt, answer, finish_reason)
+    note = unreadable_note(answer, tokens)
     return {
         "prompt": prompt.prompt,
         "answer": answer,
+        **({"note": note} if note else {}),
         "finish_reason": finish_reason,
         "completion_tokens": tokens,
         "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
@@ -218,26 +220,39 @@ def _ask(llm: Any, prompt: SmokePrompt, max_tokens: int, n_ctx: int) -> dict[str
 
 
 def evaluate(prompt: SmokePrompt, answer: str, finish_reason: str | None) -> list[dict[str, Any]]:
-    """The checks for one answer: stops on EOS, no leaked template tokens, the job's expectations."""
+    """The checks for one answer: stops on EOS, no leaked template tokens, the job's expectations. Each
+    check's ``detail`` says what was found, in the words of its outcome."""
     checks = []
     if prompt.must_stop:
+        stopped = finish_reason == "stop"
         checks.append(
-            {
-                "name": "stops before max_tokens",
-                "ok": finish_reason == "stop",
-                "detail": f"did not stop: no end-of-sequence token within max_tokens ({finish_reason=})",
-            }
+            _check(
+                "stops before max_tokens",
+                stopped,
+                "stopped with the end-of-sequence token",
+                f"did not stop: no end-of-sequence token within max_tokens ({finish_reason=})",
+            )
         )
     leaked = [m for m in LEAK_MARKERS if m in answer]
-    checks.append({"name": "no template tokens in the answer", "ok": not leaked, "detail": f"found {leaked}"})
+    checks.append(_check("no template tokens in the answer", not leaked, "none found", f"found {leaked}"))
     for needle in prompt.must_contain:
-        checks.append({"name": f"contains {needle!r}", "ok": needle in answer, "detail": "missing"})
+        checks.append(_check(f"contains {needle!r}", needle in answer, "found", "missing"))
     if prompt.regex:
-        checks.append(
-            {
-                "name": f"matches /{prompt.regex}/",
-                "ok": re.search(prompt.regex, answer) is not None,
-                "detail": "no match",
-            }
-        )
+        found = re.search(prompt.regex, answer) is not None
+        checks.append(_check(f"matches /{prompt.regex}/", found, "matched", "no match"))
     return checks
+
+
+def _check(name: str, ok: bool, passed: str, failed: str) -> dict[str, Any]:
+    return {"name": name, "ok": ok, "detail": passed if ok else failed}
+
+
+def unreadable_note(answer: str, completion_tokens: int) -> str | None:
+    """Why an answer of generated tokens reads as nothing: its tokens were byte pieces that form no UTF-8
+    character (llama-cpp-python drops those bytes), so it shows as ``''``."""
+    if answer.strip() or completion_tokens == 0:
+        return None
+    return (
+        f"{completion_tokens} token(s) generated but no readable text: they are byte pieces that form no "
+        "UTF-8 character (dropped in decoding), so the answer shows as ''"
+    )

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from runner.core.rundir import RunDir
 from runner.core.secrets import looks_secret
 from runner.spec.model import CHARS_PER_TOKEN_LIMIT, JobSpec, NotifyDefaults, NotifySpec
 from runner.spec.problems import Problem, SpecError
@@ -150,10 +151,45 @@ def _parse(text: str, where: str, model: type[_Model]) -> _Model:
 
 
 def load_spec(path: str | Path) -> LoadedSpec:
-    """Read and validate a job file."""
+    """Read and validate a job file; a ``model.base`` path comes back absolute (:func:`base_location`)."""
     p = Path(path)
     text = read_text(p)
-    return LoadedSpec(parse_spec(text, str(p)), text, p)
+    spec = parse_spec(text, str(p))
+    return LoadedSpec(with_model_base(spec, base_location(spec.model.base, p.parent.resolve())), text, p)
+
+
+def base_location(base: str, base_dir: Path) -> str:
+    """``model.base`` as a run must see it: a path made absolute, a relative one taken from ``base_dir``
+    (the job file's directory, as for ``data.source``); a built-in (``tuneq:...``) or hub id unchanged.
+
+    It is a path when it starts with ``/``, ``.`` or ``~``, holds a backslash or more than one ``/``, ends
+    in ``.gguf``, or exists under ``base_dir``; a hub id is ``owner/name``.
+    """
+    path = Path(base).expanduser()
+    is_path = (
+        base.startswith(("/", ".", "~"))
+        or "\\" in base
+        or base.count("/") > 1
+        or base.lower().endswith(".gguf")
+        or (base_dir / path).exists()
+    )
+    if base.startswith("tuneq:") or not is_path:
+        return base
+    return str(path if path.is_absolute() else (base_dir / path).resolve())
+
+
+def run_spec(run: RunDir) -> JobSpec:
+    """The spec a run directory's pipeline runs: its ``job.toml``, with ``model.base`` as submit resolved it
+    (``job.json``'s ``model_base``)."""
+    spec = parse_spec(run.job_toml.read_text(encoding="utf-8"), str(run.job_toml))
+    return with_model_base(spec, run.read_job_info().get("model_base"))
+
+
+def with_model_base(spec: JobSpec, base: str | None) -> JobSpec:
+    """``spec`` with ``model.base`` set to ``base`` (as resolved at submit and stored in ``job.json``)."""
+    if not base or base == spec.model.base:
+        return spec
+    return spec.model_copy(update={"model": spec.model.model_copy(update={"base": base})})
 
 
 def key_line(text: str, path: tuple[str, ...]) -> int | None:

@@ -57,7 +57,8 @@ class ModelSpec(_Section):
     """``[model]``: the base model and how it is loaded."""
 
     base: str = Field(
-        description="hub id, local directory, or a built-in test model such as 'tuneq:tiny-llama'"
+        description="hub id 'owner/name', a local model directory (config.json, *.safetensors, tokenizer; "
+        "relative to the job file), or a built-in such as 'tuneq:tiny-llama'; not a GGUF file"
     )
     revision: str | None = Field(None, description="hub branch, tag or commit of the base model")
     max_seq_length: int = Field(
@@ -94,7 +95,9 @@ class DataSpec(_Section):
         description="for format='columns': prompt/reasoning/response/system -> column name",
     )
     eval_split: str | float | None = Field(
-        None, description="a named split ('validation', 'train[500:550]') or a fraction of the rows (0.05)"
+        None,
+        description="rows held out for eval, never trained on: a fraction of the rows (0.05), a slice disjoint "
+        "from data.split ('train[90%:]' with split 'train[:90%]'), or another hub split ('validation')",
     )
     shuffle: bool = Field(
         True, description="shuffle rows (seeded by train.seed) before the eval split is taken"

@@ -22,6 +22,7 @@ from runner.core.rundir import RunDir
 from runner.core.tail import file_end
 from runner.core.workers import LEASE_S, pid_alive, worker_alive
 from runner.spec import JobSpec, SpecError, parse_spec
+from runner.spec.load import with_model_base
 from runner.store import Job, JobNotFound, Progress, StateConflict, Store, StoreError, WorkerInfo
 from runner.worker.clock import Clock
 from runner.worker.follow import Follower
@@ -345,6 +346,7 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
         reason = f"run directory {job.run_dir} is missing"
     else:
         try:
+            spec = with_model_base(spec, run_dir.read_job_info().get("model_base"))
             handle = backend.start(Launch(str(job.id), run_dir.root, spec, gpus))
         except BackendBusy as exc:
             settle(store, job.id, (JobState.INTERRUPTED, f"not started: {exc}"), clock.now())

@@ -39,6 +39,8 @@ def _result(result: dict[str, Any]) -> Text:
         text.append("\nbefore: ", style="dim").append(str(result["before"]))
     text.append("\nanswer: " if "before" not in result else "\nafter:  ", style="dim")
     text.append(str(result.get("answer", "")))
+    if result.get("note"):  # why an answer of generated tokens reads as nothing
+        text.append(f"\n  ({result['note']})", style="dim")
     for check in result.get("checks") or []:
         if not check.get("ok"):
             text.append(f"\n  failed: {check.get('name')} ({check.get('detail')})", style="red")
