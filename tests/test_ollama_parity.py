@@ -397,3 +397,8 @@ def test_the_tiny_models_card_explains_its_answers(tiny_ggufs: dict[str, Path]) 
     assert chat.add_bos and chat.context_length == 2048
     card = model_card(spec, [], {}, {}, None, "", prompt_section(spec, chat, chat.num_ctx(256), None, None))
     assert "its perplexity on general text is around a million" in card
+    local = spec.model_copy(
+        update={"model": spec.model.model_copy(update={"base": "/home/me/models/qwen-0.5b"})}
+    )
+    card = model_card(local, [], {}, {}, None, "", "")
+    assert "base_model: qwen-0.5b\n" in card and "/home/me" not in card  # a local base by its folder's name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Any
 
 from runner.models.tiny import builtin_note
@@ -95,7 +96,8 @@ def model_card(
     prompting: str,
 ) -> str:
     """The model card: base model, data, template, hyperparameters, losses, how to prompt, fidelity, usage."""
-    front = ["---", f"base_model: {spec.model.base}", "tags: [gguf, llama.cpp, lora, tuneq]"]
+    base = shown_base(spec.model.base)
+    front = ["---", f"base_model: {base}", "tags: [gguf, llama.cpp, lora, tuneq]"]
     front += [f"license: {spec.export.license}"] if spec.export.license else []
     licence_note = (
         "" if spec.export.license else "\nLicense: not stated (set `export.license` in the job file)."
@@ -104,7 +106,7 @@ def model_card(
     rows = data.get("train", {}), data.get("eval", {})
     parts = [
         "\n".join([*front, "---"]),
-        f"# {spec.artifact_name}\n\n{spec.description or ''}\n\nA LoRA fine-tune of `{spec.model.base}` "
+        f"# {spec.artifact_name}\n\n{spec.description or ''}\n\nA LoRA fine-tune of `{base}` "
         f"made with tuneq, merged and exported to GGUF.{licence_note}{base_note}",
         "## Files\n\n| file | bytes |\n|---|---|\n" + "\n".join(f"| {n} | {b:,} |" for n, b in files),
         prompting,
@@ -126,6 +128,12 @@ def model_card(
         parts.append("## Fidelity\n\n" + fidelity_sections(fidelity, level=3))
     parts.append(f"## Use it\n\n```sh\n{command_text}```")
     return "\n\n".join(parts) + "\n"
+
+
+def shown_base(base: str) -> str:
+    """The base model as the card names it: a hub id or built-in as is, a local folder by its name only
+    (the server's directories are nobody else's business)."""
+    return Path(base).name if Path(base).expanduser().is_absolute() else base
 
 
 def _settings(sections: dict[str, dict[str, Any]]) -> str:
