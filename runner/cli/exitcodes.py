@@ -1,4 +1,4 @@
-"""The exit codes of every ``tuneq`` verb (README: "Exit codes")."""
+"""The exit codes of every ``tuneq`` verb (README: "When something goes wrong")."""
 
 EXIT_OK = 0  # success
 EXIT_FAILED = 1  # a job, a check or a transfer failed

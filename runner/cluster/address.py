@@ -90,7 +90,7 @@ def public_warning(what: str, address: str) -> str | None:
         return None
     return (
         f"{what} {address} is a public address: Ray's ports run code for whoever reaches them. Bind Ray to "
-        "a private network or a WireGuard/SSH tunnel (README: 'Several servers'), and set RAY_AUTH_MODE=token"
+        "a private network or a WireGuard/SSH tunnel (docs/cluster.md, 'Security'), and set RAY_AUTH_MODE=token"
     )
 
 
@@ -152,7 +152,7 @@ def exposure_warning() -> str | None:
         return None
     return (
         f"Ray listens on a public address ({'; '.join(found)}): Ray's ports run code for whoever reaches "
-        "them. Drop them in a firewall except on the private network or tunnel (README: 'Several servers')"
+        "them. Drop them in a firewall except on the private network or tunnel (docs/cluster.md, 'Security')"
     )
 
 

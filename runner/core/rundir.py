@@ -1,4 +1,4 @@
-"""The run directory's layout: one per job, the only place a pipeline writes (README's "The run directory")."""
+"""The run directory's layout: one per job, the only place a pipeline writes (docs/run-directory.md)."""
 
 from __future__ import annotations
 

@@ -155,7 +155,7 @@ class JobScreen(Screen[None]):
             (f"{state}  ", STATE_STYLES.get(state, "")),
             f"attempt {job.attempts}",
         )
-        if job.node:  # a cluster node (README: "Several servers")
+        if job.node:  # a cluster node (docs/cluster.md)
             title.append(f"  on {terminal_safe(job.node)}")
         if job.state is not JobState.SUCCEEDED and job.reason:
             title.append(f"  {terminal_safe(job.reason)}", style="red")
