@@ -9,7 +9,7 @@ from pathlib import Path
 from runner.core.events import EventWriter, format_event, progress_share, read_events
 from runner.core.rundir import RunDir
 from runner.pipeline.context import StageContext
-from runner.pipeline.progress import written_bytes_progress
+from runner.pipeline.progress import counted_progress, written_bytes_progress
 from runner.spec import parse_spec
 from runner.store import Progress
 from runner.worker.follow import Follower
@@ -55,6 +55,18 @@ def test_a_quiet_output_says_nothing_new_and_a_failing_stage_stops_its_thread(tm
     assert not [t for t in threading.enumerate() if t.name == "progress-gguf"]
     time.sleep(0.05)
     assert len(read_events(ctx.run.events)) == 1  # the start only: no repeats, no end, nothing after
+
+
+def test_counted_items_report_at_the_start_now_and_then_and_at_the_end(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path / "run")
+    with counted_progress(ctx, 40, "rows", every_s=0.05) as advance:
+        for _ in range(40):
+            time.sleep(0.01)
+            advance(1)
+    events = [e for e in read_events(ctx.run.events) if e["type"] == "progress"]
+    assert (events[0]["done"], events[-1]["done"]) == (0, 40) and {e["total"] for e in events} == {40}
+    assert 3 <= len(events) < 40  # not one event per row
+    assert format_event({**events[0], "done": 10}).endswith("gguf      10/40 rows (25%)")
 
 
 def test_the_worker_mirrors_a_stage_eta_and_drops_the_last_stage_steps(tmp_path: Path) -> None:

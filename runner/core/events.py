@@ -158,10 +158,14 @@ def _describe(event: Event) -> str:
 
 
 def _written(event: Event) -> str:
-    """``1.2 GB written of ~2.5 GB (48%)`` for a stage's ``done``/``total`` bytes."""
+    """``1.2 GB written of ~2.5 GB (48%)`` for bytes, ``120/480 rows (25%)`` for counted items."""
     done, total, share = _number(event.get("done")), _number(event.get("total")), progress_share(event)
     if done is None:
         return "working"
+    unit = event.get("unit", "bytes")
+    if unit != "bytes":
+        counted = f"{done:.0f}" + (f"/{total:.0f}" if total is not None else "")
+        return f"{counted} {unit}" + (f" ({100 * share:.0f}%)" if share is not None else "")
     text = size_text(done) + " written"
     if total is not None and share is not None:
         text += f" of ~{size_text(total)} ({100 * share:.0f}%)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -18,6 +19,7 @@ from runner.dataset.formats import Example
 from runner.dataset.templates import Tokenized, render_sample, tokenize_example, truncation_warning
 from runner.models.resolve import load_tokenizer
 from runner.pipeline.context import StageContext, StageFailed
+from runner.pipeline.progress import counted_progress
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -28,13 +30,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
     tokenizer = load_tokenizer(spec.model.base, spec.model.revision, spec.model.trust_remote_code)
     ctx.handoff.tokenizer = tokenizer
     _check_smoke_prompts(ctx, tokenizer)
-    train, train_stats = _tokenize_all(examples.train, ctx, tokenizer)
+    with counted_progress(ctx, len(examples.train) + len(examples.eval), "rows") as advance:
+        train, train_stats = _tokenize_all(examples.train, ctx, tokenizer, advance)
+        evals, eval_stats = _tokenize_all(examples.eval, ctx, tokenizer, advance)
     if not train:
         raise StageFailed(
             "no training example has a token to learn from after truncation (all labels would be -100)",
             f"raise model.max_seq_length (now {spec.model.max_seq_length}) or shorten the prompts",
         )
-    evals, eval_stats = _tokenize_all(examples.eval, ctx, tokenizer)
     tmp = ctx.run.root / "data.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -76,10 +79,13 @@ def _check_smoke_prompts(ctx: StageContext, tokenizer: Any) -> None:
 
 
 def _tokenize_all(
-    examples: list[Example], ctx: StageContext, tokenizer: Any
+    examples: list[Example], ctx: StageContext, tokenizer: Any, advance: Callable[[int], None]
 ) -> tuple[list[Tokenized], dict[str, Any]]:
     max_seq_length = ctx.spec.model.max_seq_length
-    rows = [tokenize_example(e, ctx.spec.template, tokenizer, max_seq_length) for e in examples]
+    rows = []
+    for example in examples:
+        rows.append(tokenize_example(example, ctx.spec.template, tokenizer, max_seq_length))
+        advance(1)
     if warning := truncation_warning(examples, rows, max_seq_length):
         ctx.log(f"warning: {warning}")
     kept = [r for r in rows if r.trainable > 0]

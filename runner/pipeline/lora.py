@@ -8,6 +8,7 @@ from runner.llamacpp import converter_script
 from runner.models.resolve import local_model_dir
 from runner.pipeline.artifacts import record_artifact, run_converter
 from runner.pipeline.context import StageContext, StageFailed
+from runner.pipeline.progress import written_bytes_progress
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -22,10 +23,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
         )
     ctx.run.gguf.mkdir(exist_ok=True)
     out = ctx.run.gguf / f"{ctx.spec.artifact_name}-lora-f16.gguf"
-    run_converter(
-        ctx,
-        converter_script("convert_lora_to_gguf.py"),
-        ["--base", str(base), "--outtype", "f16", str(ctx.run.lora)],
-        out,
-    )
+    adapter = sum(
+        p.stat().st_size for p in ctx.run.lora.glob("*.safetensors")
+    )  # the GGUF's size, near enough
+    with written_bytes_progress(ctx, lambda: [out, out.with_name(out.name + ".tmp")], adapter or None):
+        run_converter(
+            ctx,
+            converter_script("convert_lora_to_gguf.py"),
+            ["--base", str(base), "--outtype", "f16", str(ctx.run.lora)],
+            out,
+        )
     return {"artifact": record_artifact(ctx, out, "lora-gguf")}

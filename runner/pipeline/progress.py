@@ -1,4 +1,5 @@
-"""Progress of the stages that write one big output (merge, GGUF conversion, quantization).
+"""Progress of the stages outside training: bytes an output has grown to (merge, GGUF conversion,
+quantization, the adapter's GGUF), or items counted through (the data stage's rows).
 
 Their libraries report nothing while they work: on an 8B model that is minutes of silence. While such a
 stage runs, a thread measures what it has written so far against what the stage is expected to write
@@ -69,3 +70,28 @@ def written_bytes_progress(
         stopped.set()
         watcher.join()
     report(final=True)
+
+
+@contextmanager
+def counted_progress(
+    ctx: StageContext, total: int, unit: str, every_s: float = EVERY_S
+) -> Iterator[Callable[[int], None]]:
+    """Emit ``progress`` events (``done`` of ``total`` ``unit``) for a loop that calls the yielded
+    ``advance(n)``: at the start, at most every ``every_s`` seconds, and at the end."""
+    start = time.monotonic()
+    done, said_at = 0, start
+
+    def report(now: float) -> None:
+        eta = round((now - start) * (total - done) / done, 1) if 0 < done < total else None
+        ctx.emit("progress", done=done, total=total, unit=unit, eta_s=eta)
+
+    def advance(n: int = 1) -> None:
+        nonlocal done, said_at
+        done += n
+        if (now := time.monotonic()) - said_at >= every_s:
+            report(now)
+            said_at = now
+
+    report(start)
+    yield advance
+    report(time.monotonic())
