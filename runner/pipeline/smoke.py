@@ -176,19 +176,35 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return {"ok": True, "prompts": len(results)}
 
 
-def _ask(llm: Any, prompt: SmokePrompt, max_tokens: int, n_ctx: int) -> dict[str, Any]:
+def generate(llm: Any, messages: list[dict[str, str]], max_tokens: int, n_ctx: int) -> dict[str, Any]:
+    """One greedy answer through the GGUF's embedded chat template, bounded by :class:`TokenBudget`: the
+    smoke test's way of asking, also the TUI's chat (``python -m runner.pipeline.chat``). ``RuntimeError``
+    when llama.cpp fails to decode."""
     from llama_cpp import LogitsProcessorList
 
     budget = TokenBudget(max_tokens, n_ctx, llm.token_eos())
     started = time.monotonic()
+    out = llm.create_chat_completion(
+        messages=messages,
+        temperature=0.0,
+        max_tokens=max_tokens,
+        seed=0,
+        logits_processor=LogitsProcessorList([budget]),
+    )
+    seconds = time.monotonic() - started
+    choice = out["choices"][0]
+    tokens = out["usage"]["completion_tokens"]
+    return {
+        "answer": choice["message"]["content"] or "",
+        "finish_reason": "length" if budget.exhausted else choice["finish_reason"],
+        "completion_tokens": tokens,
+        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+    }
+
+
+def _ask(llm: Any, prompt: SmokePrompt, max_tokens: int, n_ctx: int) -> dict[str, Any]:
     try:
-        out = llm.create_chat_completion(
-            messages=[{"role": "user", "content": prompt.prompt}],
-            temperature=0.0,
-            max_tokens=max_tokens,
-            seed=0,
-            logits_processor=LogitsProcessorList([budget]),
-        )
+        found = generate(llm, [{"role": "user", "content": prompt.prompt}], max_tokens, n_ctx)
     except RuntimeError as exc:  # llama_decode failing: a failed check, not a crashed stage
         check = {"name": "generates an answer", "ok": False, "detail": str(exc)}
         return {
@@ -200,11 +216,7 @@ def _ask(llm: Any, prompt: SmokePrompt, max_tokens: int, n_ctx: int) -> dict[str
             "checks": [check],
             "ok": False,
         }
-    seconds = time.monotonic() - started
-    choice = out["choices"][0]
-    answer = choice["message"]["content"] or ""
-    tokens = out["usage"]["completion_tokens"]
-    finish_reason = "length" if budget.exhausted else choice["finish_reason"]
+    answer, tokens, finish_reason = found["answer"], found["completion_tokens"], found["finish_reason"]
     checks = evaluate(prompt, answer, finish_reason)
     note = unreadable_note(answer, tokens)
     return {
@@ -213,7 +225,7 @@ def _ask(llm: Any, prompt: SmokePrompt, max_tokens: int, n_ctx: int) -> dict[str
         **({"note": note} if note else {}),
         "finish_reason": finish_reason,
         "completion_tokens": tokens,
-        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+        "tokens_per_s": found["tokens_per_s"],
         "checks": checks,
         "ok": all(c["ok"] for c in checks),
     }

@@ -30,6 +30,7 @@ from tui.messages import JobPolled, StoreFailed
 from tui.pulse import Pulse
 from tui.runfiles import LogTail, RunFiles, artifacts, read_run_files
 from tui.screens.text_view import TextScreen
+from tui.widgets.chat_panel import ChatPanel
 from tui.widgets.live_stats import LiveStats
 from tui.widgets.log_panel import LogPanel
 from tui.widgets.loss_plot import LossPlot
@@ -37,7 +38,7 @@ from tui.widgets.ship_panel import ShipPanel
 from tui.widgets.smoke_panel import SmokePanel
 from tui.widgets.stage_timeline import StageTimeline
 
-TABS = ("overview", "log", "smoke", "ship")
+TABS = ("overview", "log", "smoke", "ship", "chat")
 _FILE_STAGES = {("stage_end", "smoke"), ("stage_end", "ship")}
 
 
@@ -87,6 +88,8 @@ class JobScreen(Screen[None]):
                 yield SmokePanel(id="smoke-panel")
             with TabPane("Ship", id="ship"):
                 yield ShipPanel(id="ship-panel")
+            with TabPane("Chat", id="chat"):
+                yield ChatPanel(id="chat-panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -181,6 +184,9 @@ class JobScreen(Screen[None]):
             self.files.modelfile,
             spec.template.system if spec else None,
         )
+        if tested:  # the smoke test's limits (its defaults for a job file this tuneq cannot read)
+            limits = (spec.smoke_context, spec.smoke.max_tokens) if spec else (2048, 256)
+            self.query_one(ChatPanel).set_model(root / tested.path, *limits)
 
     def _spec(self) -> JobSpec | None:
         """The job file the run directory runs, parsed once per change (``None`` while unreadable)."""
