@@ -18,7 +18,7 @@ from runner.backends.base import Launch
 from runner.backends.errors import BackendBusy
 from runner.backends.local import LocalBackend
 from runner.core.jobstate import JobState
-from runner.store import Job, Store, StoreLocked
+from runner.store import Job, Owner, Store, StoreLocked
 from runner.worker import steps
 from runner.worker.clock import Clock, SystemClock
 from runner.worker.loop import Flags, run, tick
@@ -262,7 +262,7 @@ def test_an_interrupted_end_and_its_requeue_are_one_transaction(store: Store, ma
     store.claim("w", now=time.time(), lease_s=60)
     statements: list[str] = []
     store._conn.set_trace_callback(statements.append)
-    settle(store, job.id, (JobState.INTERRUPTED, "its worker was stopped"), time.time())
+    settle(store, job.id, Owner("w", 1), (JobState.INTERRUPTED, "its worker was stopped"), time.time())
     store._conn.set_trace_callback(None)
     assert store.get(job.id).state is JobState.QUEUED
     assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner.core.events import EventWriter
-from runner.core.rundir import RunDir
+from runner.core.rundir import EXIT_BUSY, RunDir, RunDirBusy
 from runner.dataset.read import DataError
 from runner.llamacpp import ConverterMissing
 from runner.models.resolve import ModelNotFound
@@ -89,14 +89,22 @@ def _outputs(stage: Stage, result: dict[str, Any]) -> list[str]:
 
 
 def run_pipeline(run_dir: Path, echo: TextIO | None = None) -> int:
-    """Run every stage of the job in ``run_dir``; return the process exit code (0 ok, 1 failed, 143 stopped).
+    """Run every stage of the job in ``run_dir``; return the exit code (0 ok, 1 failed, 75 busy, 143 stopped).
 
     SIGTERM/SIGINT stop it (:mod:`runner.pipeline.stopping`): the job ends with ``job_end`` marked
     ``stopped``, which the worker records as interrupted or cancelled, never as failed.
+
+    One pipeline at a time works in a run directory: it holds the directory's lock for its life, and a
+    second one exits at once with :data:`EXIT_BUSY` and one line on stderr, writing no event.
     """
     stop = StopSignal()
-    with stop.installed():
-        return _run_stages(RunDir(run_dir), stop, echo)
+    run = RunDir(run_dir)
+    try:
+        with run.locked(), stop.installed():
+            return _run_stages(run, stop, echo)
+    except RunDirBusy as exc:
+        print(f"tuneq pipeline: {exc}", file=sys.stderr)
+        return EXIT_BUSY
 
 
 def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
