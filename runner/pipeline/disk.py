@@ -7,12 +7,15 @@ weights take 2 bytes a parameter (the merged safetensors, the f16 GGUF), a quant
 (llama.cpp's averages), plus a 5% margin. The parameter count comes from the files already written (the
 f16 GGUF, the merged safetensors), else from the base model's config. A disk that fills anyway (an
 ``ENOSPC`` mid-stage) fails the job with :data:`DISK_FULL` and the same hint; artifacts are written under
-a temporary name and renamed, so a partial one is never taken for done.
+a temporary name and renamed, so a partial one is never taken for done. A megabyte set aside at the start
+(:class:`SpaceReserve`) is given back before the job's last events and report, so a full disk still ends
+the job with its cause, its report and ``job_end``.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -26,8 +29,32 @@ _MARGIN = 1.05
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` is a full disk (or an exhausted quota)."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    """Whether ``exc`` is a full disk (or an exhausted quota), also as a native writer words it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "no space left on device" in str(exc).lower()  # safetensors' and others' OS error, as text
+
+
+class SpaceReserve:
+    """A little disk space set aside when the pipeline starts (``.reserve`` in the run directory), given
+    back when a full disk would leave no room for the job's last words: its error, report and ``job_end``."""
+
+    SIZE = 2**20
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.SIZE)
+            finally:
+                os.close(fd)
+        except OSError:  # no room even for this (or no fallocate here): nothing is reserved
+            self.release()
+
+    def release(self) -> None:
+        """Give the space back (idempotent)."""
+        self.path.unlink(missing_ok=True)
 
 
 def ensure_room(ctx: StageContext, stage: str) -> None:

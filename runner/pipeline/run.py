@@ -24,7 +24,7 @@ from runner.llamacpp import ConverterMissing
 from runner.models.resolve import ModelNotFound
 from runner.pipeline import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.context import StageContext, StageFailed
-from runner.pipeline.disk import DISK_FULL, DISK_HINT, is_disk_full
+from runner.pipeline.disk import DISK_FULL, DISK_HINT, SpaceReserve, is_disk_full
 from runner.pipeline.quantize import quant_path
 from runner.pipeline.report import write_report
 from runner.pipeline.stopping import EXIT_STOPPED, Stopped, StopSignal
@@ -117,35 +117,38 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
     code = 0
     rerun = False
     run.stages.mkdir(parents=True, exist_ok=True)
+    reserve = SpaceReserve(run.root / ".reserve")
     for stage in STAGES:
         key = stage_key(spec, stage)
         ctx.stage, ctx.stage_key = stage.name, key
-        marker = None if rerun else _reusable(run, stage, key)
-        if marker is not None:
-            ctx.emit("stage_start", reused="finished earlier with the same settings")
-            ctx.emit("stage_end", ok=True, seconds=0.0, reused=True)
-            results[stage.name], timings[stage.name] = (
-                marker["result"],
-                {"seconds": marker["seconds"], "reused": True},
-            )
-            continue
-        rerun = True
-        ctx.emit("stage_start")
         started = time.monotonic()
-        try:
+        try:  # the events too: a disk that fills while one is written fails the stage, not the pipeline
+            marker = None if rerun else _reusable(run, stage, key)
+            if marker is not None:
+                ctx.emit("stage_start", reused="finished earlier with the same settings")
+                ctx.emit("stage_end", ok=True, seconds=0.0, reused=True)
+                results[stage.name], timings[stage.name] = (
+                    marker["result"],
+                    {"seconds": marker["seconds"], "reused": True},
+                )
+                continue
+            rerun = True
+            ctx.emit("stage_start")
             with stop.interruptible():
                 result = stage.run(ctx)
             seconds = round(time.monotonic() - started, 2)
             _write_marker(run, stage, key, seconds, result)
+            results[stage.name], timings[stage.name] = result, {"seconds": seconds, "reused": False}
+            ctx.emit("stage_end", ok=True, seconds=seconds)
         except BaseException as exc:
+            reserve.release()  # room for the last words, should the disk be full
             seconds = round(time.monotonic() - started, 2)
             failure, code = _describe_failure(exc, stage.name, stop)
             ctx.emit("error", **failure)
             ctx.emit("stage_end", ok=False, seconds=seconds)
             timings[stage.name] = {"seconds": seconds, "reused": False}
             break
-        results[stage.name], timings[stage.name] = result, {"seconds": seconds, "reused": False}
-        ctx.emit("stage_end", ok=True, seconds=seconds)
+    reserve.release()
     ctx.stage = "report"
     report_path = write_report(ctx, results, timings, failure)
     ctx.emit(
