@@ -172,6 +172,9 @@ def test_progress_and_heartbeat_belong_to_the_claiming_worker(tmp_path: Path) ->
         assert store.get(job_id).lease_until == 110
         assert [w.id for w in store.workers()] == ["w"]
         store.unregister_worker("w")
+        assert [w.id for w in store.workers()] == ["w"]  # kept while it holds a running job
+        store.end_attempt(job_id, Owner("w", 1), JobState.SUCCEEDED, now=200, reason=None)
+        store.unregister_worker("w")
         assert store.workers() == []
 
 

@@ -122,6 +122,21 @@ class RunDir:
         finally:
             os.close(fd)
 
+    def pipeline_pid(self) -> int | None:
+        """The pid of the process that holds the lock now (a pipeline working here), else ``None``."""
+        try:
+            fd = os.open(self.lock_file, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a probe: taken and dropped at once
+        except BlockingIOError:
+            holder = self.lock_holder()
+            return int(holder) if holder.isdigit() else None
+        finally:
+            os.close(fd)
+        return None
+
     def lock_holder(self) -> str:
         """The pid written by the process that holds (or last held) the lock; empty if none is known."""
         try:

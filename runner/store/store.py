@@ -446,9 +446,15 @@ class Store:
             return {row["id"]: row["attempts"] for row in rows}
 
     def unregister_worker(self, worker: str) -> None:
-        """Forget a worker (on a clean exit, or when a sweep finds it dead)."""
+        """Forget a worker (on a clean exit, or when a sweep finds it dead) that holds no running job: until
+        its jobs are recovered its row tells a sweeper its host and pid, so that their pipelines are stopped
+        (a job of an unknown worker counts as remote, its pipeline out of reach)."""
         with self._tx() as conn:
-            conn.execute("DELETE FROM workers WHERE id = ?", (worker,))
+            conn.execute(
+                "DELETE FROM workers WHERE id = ? "
+                "AND NOT EXISTS (SELECT 1 FROM jobs WHERE worker = ? AND state = 'running')",
+                (worker, worker),
+            )
 
 
 def _store_error(exc: sqlite3.Error, path: Path, timeout: float) -> StoreError:

@@ -276,11 +276,16 @@ def recover(
     launched = job.events_offset >= 0  # else claimed without an offset: no event is known to be its own
     follower = Follower.at(events, job.events_offset if launched else file_end(events))
     backend = _backend_of(store, w, job)
-    if local and job.handle and backend is not None and backend.poll(job.handle) is None:
+    handle = job.handle
+    if handle is None and local and backend is not None and backend.name == "local":
+        # its worker died between starting the pipeline and storing its pid: the run directory's lock says
+        pid = RunDir(Path(job.run_dir)).pipeline_pid()
+        handle = str(pid) if pid is not None else None
+    if local and handle and backend is not None and backend.poll(handle) is None:
         if backend.reattaches and _reattach(store, clock, w, job, backend, follower):
             return
-        log.warning("job %d: its worker is gone; stopping its pipeline (pid %s)", job.id, job.handle)
-        backend.stop(job.handle, grace_s=w.config.grace_s)
+        log.warning("job %d: its worker is gone; stopping its pipeline (pid %s)", job.id, handle)
+        backend.stop(handle, grace_s=w.config.grace_s)
     follower.read()
     if (owner := job.owner) is not None:
         _settle_if_ours(store, job.id, owner, stopped_verdict(job, follower, why), clock.now())
