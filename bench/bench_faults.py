@@ -227,9 +227,10 @@ def main() -> None:
         f"{args.workers} workers x {args.slots} jobs at once, SIGKILL + restart {args.kills} times per phase"
     )
     print(
-        "| phase | jobs | s/job | kills | succeeded | lost | duplicated | double-run | stuck | re-runs | wall s |"
+        "| phase | jobs | s/job | kills | succeeded | lost | duplicated | double-run | refused starts | stuck "
+        "| re-runs | wall s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for phase in phases:
         if phase.jobs == 0:
             continue

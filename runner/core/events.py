@@ -1,7 +1,8 @@
 """JSON-line events: the one channel from a running pipeline to the worker, the CLI and the TUI.
 
 Each line is a flat JSON object with ``v`` (format version), ``t`` (UTC time), ``job``, ``stage`` and
-``type``; readers ignore fields they do not know and skip a torn last line.
+``type``; readers ignore fields they do not know and skip a torn line (a last one waits for its end; one that
+a full disk or a crash cut short stays alone, as every write starts on a fresh line).
 """
 
 from __future__ import annotations
