@@ -12,9 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import DATA, ROOT
-from safetensors.torch import save_file
 from test_disk import small_disk  # noqa: F401  (the tmpfs fixture)
 
 from runner.commands.staging import prepare_run_dir
@@ -24,6 +22,8 @@ from runner.pipeline.context import StageFailed
 from runner.pipeline.disk import DISK_FULL, DISK_HINT
 from runner.spec import load_spec
 
+torch = pytest.importorskip("torch")
+save_file = pytest.importorskip("safetensors.torch").save_file
 KEY = "settings-hash"
 DEMO = ROOT / "jobs" / "demo-tiny.toml"
 
