@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runner.core.events import EventWriter, now_iso  # noqa: E402
-from runner.store import NewJob, Progress, Store, WorkerInfo  # noqa: E402
+from runner.store import NewJob, Owner, Progress, Store, WorkerInfo  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -49,7 +49,8 @@ def seed(store: Store, n_jobs: int, n_events: int) -> Path:
     new = NewJob("streaming", "", "h", "/jobs/live.toml", 99, 1)
     job = store.submit(new, now=now, prepare=lambda job_id: run)
     store.claim(worker.id, now=now, lease_s=1e9)  # priority 99: the live job
-    store.update_progress(job.id, worker.id, Progress("train", n_events, 10 * n_events, 1.0, 60.0))
+    progress = Progress("train", n_events, 10 * n_events, 1.0, 60.0)
+    store.update_progress(job.id, Owner(worker.id, 1), progress, now=now)
     run.mkdir(parents=True, exist_ok=True)
     with (run / "events.jsonl").open("w") as out:
         out.write(

@@ -7,9 +7,12 @@ failing job_end, exit 1), ``crash`` (exits 3 without job_end), ``ignore-term`` (
 ``tested=QUANT`` (job_end names ``gguf/<name>-<QUANT>.gguf`` as the tested file), ``ckpt`` (writes
 ``checkpoints/checkpoint-<step>/trainer_state.json`` after each step and resumes after the newest one, naming
 it in job_end's ``resumed_from_step``), ``blob=MB`` (writes ``gguf/blob.bin`` of MB MiB), ``leak`` (prints
-$HF_TOKEN to stdout and stderr and puts it in a nested event field, as a careless library might). Every start appends ``<job> <pid>`` to $FAKE_RUNS_LOG.
+$HF_TOKEN to stdout and stderr and puts it in a nested event field, as a careless library might). Like the real
+pipeline it holds the run directory's lock, exiting 75 if another holds it; every start that gets it appends
+``<job> <pid>`` to $FAKE_RUNS_LOG.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -19,8 +22,15 @@ import tomllib
 from pathlib import Path
 
 from runner.core.events import EventWriter
+from runner.core.rundir import EXIT_BUSY, RunDir, RunDirBusy
 
 run_dir = Path(sys.argv[1])
+holding = contextlib.ExitStack()  # the run directory's lock, held for life as the real pipeline does
+try:
+    holding.enter_context(RunDir(run_dir).locked())
+except RunDirBusy as busy:
+    print(f"tuneq pipeline: {busy}", file=sys.stderr)
+    sys.exit(EXIT_BUSY)
 spec = tomllib.loads((run_dir / "job.toml").read_text())
 words = (spec.get("description") or "").split()
 opts = dict(w.partition("=")[::2] for w in words)

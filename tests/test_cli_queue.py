@@ -18,7 +18,7 @@ from conftest import FAKE_PIPELINE, JobFactory
 from runner.backends.local import LocalBackend
 from runner.cli import main
 from runner.core.jobstate import JobState
-from runner.store import SCHEMA_VERSION, Progress, Store
+from runner.store import SCHEMA_VERSION, Owner, Progress, Store
 from runner.worker import daemon
 from runner.worker.clock import SystemClock
 from runner.worker.linger import linger_warning
@@ -117,7 +117,9 @@ def test_show_and_json(home: Path, make_job: JobFactory, capsys) -> None:
     assert job["events_path"].endswith("runs/1/events.jsonl")
     with Store() as store:
         store.claim("w", now=time.time(), lease_s=60)
-        store.update_progress(1, "w", Progress("train", 12, 60, 0.0025502571370452642, 30.0))
+        store.update_progress(
+            1, Owner("w", 1), Progress("train", 12, 60, 0.0025502571370452642, 30.0), now=time.time()
+        )
     out = tuneq(capsys, "show", "1")[1]
     assert "loss:           0.0026\n" in out and "progress:       12/60 (20%)" in out
 

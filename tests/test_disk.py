@@ -8,21 +8,26 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runner.core.events import EventWriter
+from runner.backends.base import Launch
+from runner.backends.local import LocalBackend
+from runner.commands.staging import prepare_run_dir
+from runner.core.events import EventTail, EventWriter, read_events
 from runner.core.rundir import RunDir
 from runner.pipeline import gguf, merged, quantize
 from runner.pipeline.artifacts import run_converter
+from runner.pipeline.checkpoints import damage
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.disk import DISK_FULL, DISK_HINT
 from runner.pipeline.run import _describe_failure
 from runner.pipeline.stopping import StopSignal
-from runner.spec import parse_spec
+from runner.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 10**6
@@ -192,3 +197,71 @@ def test_validate_prints_the_disk_the_export_needs(tmp_path: Path) -> None:
         "  disk      ~10.1 GB written by export "
         "(merged 16-bit 3.6 GB, f16 GGUF 3.6 GB, q4_k_m + q8_0 3.0 GB)\n" in done.stdout
     )
+
+
+DISK_PIPELINE = [sys.executable, str(Path(__file__).with_name("disk_pipeline.py"))]
+
+
+def _run_on(run: RunDir, spec: Any) -> int:
+    """Run tests/disk_pipeline.py in ``run`` as the worker does (own process group, log.txt)."""
+    backend = LocalBackend(DISK_PIPELINE)
+    handle = backend.start(Launch("7", run.root, spec))
+    deadline = time.monotonic() + 180
+    while (outcome := backend.poll(handle)) is None:
+        assert time.monotonic() < deadline, "the pipeline did not end"
+        time.sleep(0.1)
+    return outcome.exit_code
+
+
+@pytest.mark.parametrize(
+    ("words", "cause"),
+    [
+        ("checkpoints steps=40", f"saving a checkpoint: {DISK_FULL}"),  # torch: RuntimeError "unexpected pos"
+        ("chatty steps=3000", f"train: {DISK_FULL}"),  # the events file fills the disk
+    ],
+)
+def test_a_disk_that_fills_in_training_ends_the_job_with_its_cause_report_and_job_end(
+    small_disk: Path, make_job: Any, words: str, cause: str
+) -> None:
+    loaded = load_spec(make_job("full", words))
+    run = prepare_run_dir(loaded, small_disk / "run", "7")
+    assert _run_on(run, loaded.spec) == 1, run.log.read_text()[-2000:]
+    events = read_events(run.events)
+    errors = [e for e in events if e["type"] == "error"]
+    assert [(e["cause"], e["hint"]) for e in errors] in (
+        [(cause, DISK_HINT)],
+        [(f"train: {DISK_FULL}", DISK_HINT)],
+    )
+    assert (events[-1]["type"], events[-1]["ok"], events[-1]["reason"]) == (
+        "job_end",
+        False,
+        errors[0]["cause"],
+    )
+    assert json.loads(run.report.read_text())["failure"]["cause"] == errors[0]["cause"]
+    assert all(damage(folder) is None for folder in run.checkpoints.glob("checkpoint-*"))  # none partial
+    assert not (run.root / ".reserve").exists()
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space is freed
+    offset = run.events.stat().st_size
+    assert _run_on(run, loaded.spec) == 0, run.log.read_text()[-2000:]
+    again = EventTail(run.events, offset).read_new()  # the next attempt's first event is not swallowed
+    assert (again[0]["type"], again[0]["stage"], again[-1]["type"], again[-1]["ok"]) == (
+        "stage_start",
+        "train",
+        "job_end",
+        True,
+    )
+    if "checkpoints" in words:
+        assert any(e.get("message", "").startswith("resuming from checkpoint-") for e in again)
+
+
+def test_an_event_written_after_a_torn_line_starts_on_a_fresh_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    writer = EventWriter(path, "1")
+    writer.emit("progress", "train", step=1)
+    with path.open("ab") as out:
+        out.write(b'{"v": 1, "t": "2026-12-06T01:00:00.000Z", "job": "1", "stage": "tr')  # a full disk cut it
+    writer.emit("stage_start", "train")  # the next attempt
+    assert [(e["type"], e["stage"]) for e in read_events(path)] == [
+        ("progress", "train"),
+        ("stage_start", "train"),
+    ]

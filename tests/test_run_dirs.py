@@ -13,14 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import JobFactory
+from conftest import JobFactory, runs_log
 from test_cli_queue import tuneq
 from test_worker import drive, ended, worker
 
 from runner import commands
 from runner.commands.staging import adopt_staged, stage_run_dir
+from runner.core.events import read_events
 from runner.core.jobstate import JobState
-from runner.core.rundir import RunDir
+from runner.core.rundir import EXIT_BUSY, RunDir
+from runner.pipeline.run import run_pipeline
 from runner.store import Job, NewJob, Store
 
 
@@ -131,3 +133,50 @@ def test_run_prints_the_tested_file_job_end_names(
     code, out, _ = tuneq(capsys, "run", str(make_job("q8", "tested=q8_0")), "--run-dir", str(run_dir))
     assert code == 0
     assert f"tested Q8_0: {run_dir}/gguf/q8-Q8_0.gguf" in out.splitlines()
+
+
+def test_two_runs_given_one_run_dir_at_once_the_second_stops_with_one_line(
+    home: Path, make_job: JobFactory, tmp_path: Path
+) -> None:
+    path, run_dir = make_job("twice", "steps=10 sleep=3"), tmp_path / "run"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "runner", "run", str(path), "--run-dir", str(run_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = sorted((p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in runs)
+    (ok, _), (busy, err) = results
+    assert (ok, busy) == (0, 2)
+    assert len(err.splitlines()) == 1 and err.startswith(f"tuneq run: run directory {run_dir} is in use")
+    assert err.rstrip().endswith("wait for it to end, or pass another --run-dir")
+    assert runs_log(tmp_path) == ["run"]  # one pipeline ran there
+    events = [e["type"] for e in read_events(run_dir / "events.jsonl")]
+    assert events.count("job_end") == 1
+
+
+def test_a_pipeline_whose_run_dir_is_taken_exits_busy_and_writes_no_event(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    with run.locked():  # held through another open file: as another process holds it
+        assert run_pipeline(run.root) == EXIT_BUSY
+    assert not run.events.exists()
+    with run.locked():  # the refused pipeline left the lock free
+        pass
+
+
+def test_a_queued_job_whose_run_dir_is_taken_is_interrupted_not_failed(
+    store: Store, make_job: JobFactory, tmp_path: Path
+) -> None:
+    (job,) = commands.submit(store, [make_job("taken", retries=0)])
+    with RunDir(Path(job.run_dir)).locked():  # a `tuneq run --run-dir` of that directory
+        drive(store, worker(), ended(store, job.id))
+    stopped = store.get(job.id)
+    assert (stopped.state, stopped.reason) == (
+        JobState.INTERRUPTED,
+        "its run directory is in use by another pipeline (see log.txt)",
+    )
+    assert "is in use by another pipeline" in (Path(job.run_dir) / "log.txt").read_text()
+    assert runs_log(tmp_path) == []

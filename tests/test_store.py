@@ -14,13 +14,17 @@ from runner import commands
 from runner.core.jobstate import TRANSITIONS, IllegalTransition, JobState
 from runner.store import (
     SCHEMA_VERSION,
+    Fenced,
     JobNotFound,
     NewJob,
+    Owner,
+    Progress,
     SchemaTooNew,
     StateConflict,
     Store,
     StoreError,
     StoreLocked,
+    WorkerInfo,
     WrongState,
 )
 
@@ -155,21 +159,71 @@ def test_priority_of_queued_or_retryable_jobs(tmp_path: Path) -> None:
 
 
 def test_progress_and_heartbeat_belong_to_the_claiming_worker(tmp_path: Path) -> None:
-    from runner.store import Progress, WorkerInfo
-
     with Store(tmp_path / "q.db") as store:
         job_id = _new(store)
         _run(store, job_id, JobState.RUNNING)
-        store.update_progress(job_id, "someone-else", Progress("train", 1, 2, 0.5, 3))
+        with pytest.raises(Fenced):
+            store.update_progress(job_id, Owner("someone-else", 1), Progress("train", 1, 2, 0.5, 3), now=0)
         assert store.get(job_id).progress == Progress()
-        store.update_progress(job_id, "w", Progress("train", 1, 2, 0.5, 3))
+        store.update_progress(job_id, Owner("w", 1), Progress("train", 1, 2, 0.5, 3), now=0)
         assert store.get(job_id).progress == Progress("train", 1, 2, 0.5, 3)
         info = WorkerInfo("w", "host", 1, 0, 0)
-        assert store.heartbeat(info, now=100, lease_s=10) == {job_id}
+        assert store.heartbeat(info, now=100, lease_s=10) == {job_id: 1}
         assert store.get(job_id).lease_until == 110
         assert [w.id for w in store.workers()] == ["w"]
         store.unregister_worker("w")
+        assert [w.id for w in store.workers()] == ["w"]  # kept while it holds a running job
+        store.end_attempt(job_id, Owner("w", 1), JobState.SUCCEEDED, now=200, reason=None)
+        store.unregister_worker("w")
         assert store.workers() == []
+
+
+def test_every_write_of_a_stale_attempt_is_fenced_and_noted(tmp_path: Path) -> None:
+    with Store(tmp_path / "q.db") as store:
+        job_id = _new(store, retries=1)
+        store.claim("a", now=10, lease_s=1)
+        stale = Owner("a", 1)
+        swept = store.end_attempt(job_id, stale, JobState.INTERRUPTED, now=20, reason="its worker stopped")
+        assert swept.state is JobState.QUEUED  # a sweeper ended attempt 1 on a's behalf, and requeued it
+        store.claim("b", now=21, lease_s=60)
+        fresh = Owner("b", 2)
+        for write in (
+            lambda: store.end_attempt(job_id, stale, JobState.FAILED, now=30, reason="late"),
+            lambda: store.update_progress(job_id, stale, Progress("train", 9), now=30),
+            lambda: store.set_handle(job_id, stale, "123", now=30),
+            lambda: store.end_attempt(job_id, Owner("b", 1), JobState.FAILED, now=30, reason="old attempt"),
+        ):
+            with pytest.raises(Fenced, match="runs attempt 2 of worker b"):
+                write()
+        assert not store.take_over(job_id, "c", previous=stale, now=30, lease_s=60)
+        assert store.heartbeat(WorkerInfo("a", "h", 1, 0, 0), now=30, lease_s=60) == {}
+        job = store.get(job_id)
+        assert (job.state, job.worker, job.attempts, job.handle, job.progress) == (
+            JobState.RUNNING,
+            "b",
+            2,
+            None,
+            Progress(),
+        )
+        store.end_attempt(job_id, fresh, JobState.SUCCEEDED, now=40, reason=None)
+        first, second = store.attempts(job_id)
+        assert (first.worker, first.state, first.reason, first.ended_at, first.fenced_at) == (
+            "a",
+            JobState.INTERRUPTED,
+            "its worker stopped",
+            20,
+            30,
+        )
+        assert (second.worker, second.state, second.ended_at, second.fenced_at) == (
+            "b",
+            JobState.SUCCEEDED,
+            40,
+            None,
+        )
+        with pytest.raises(Fenced, match="it is succeeded"):
+            store.end_attempt(job_id, fresh, JobState.FAILED, now=50, reason="twice")
+        store.remove(job_id)
+        assert store.attempts(job_id) == []
 
 
 def test_a_new_database_is_wal_and_versioned(tmp_path: Path) -> None:

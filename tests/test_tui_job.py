@@ -10,7 +10,7 @@ from tui_fixtures import WORKER, drive, make_app, noted, screen_text, seed_queue
 from runner import commands
 from runner.core.events import EventWriter
 from runner.ship.reach import ship_host
-from runner.store import Store
+from runner.store import Owner, Store
 from tui.screens.job import JobScreen
 from tui.screens.text_view import TextScreen
 from tui.widgets.log_panel import LogPanel
@@ -207,7 +207,7 @@ def test_the_ship_tab_fetches_from_the_ssh_server_address_and_port(
 
 
 def test_a_cluster_job_names_its_node(store: Store, ids: dict[str, int], tmp_path: Path) -> None:
-    store.set_handle(ids["medical-r1"], WORKER.id, "tuneq-ab12-2-c0ffee@10.0.0.2/5dd14e5a")
+    store.set_handle(ids["medical-r1"], Owner(WORKER.id, 1), "tuneq-ab12-2-c0ffee@10.0.0.2/5dd14e5a", now=0)
 
     async def scenario(pilot) -> None:
         await open_job(pilot, ids["medical-r1"])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,7 +20,9 @@ from runner.backends.base import Launch
 from runner.backends.errors import BackendBusy
 from runner.backends.local import LocalBackend
 from runner.core.jobstate import JobState
-from runner.store import Job, Store, StoreLocked
+from runner.core.rundir import RunDir
+from runner.spec import parse_spec
+from runner.store import Job, Owner, Store, StoreLocked, WorkerInfo
 from runner.worker import steps
 from runner.worker.clock import Clock, SystemClock
 from runner.worker.loop import Flags, run, tick
@@ -170,6 +174,47 @@ def test_a_dead_workers_job_is_interrupted_its_pipeline_stopped_and_requeued(
     assert dead.info.id not in {w.id for w in store.workers()}
 
 
+def test_a_dead_worker_stays_known_until_its_jobs_are_recovered_so_their_pipelines_are_stopped(
+    store: Store, make_job: JobFactory
+) -> None:
+    job = submit(store, make_job("long", "steps=100 sleep=60", retries=1))
+    dead = worker()
+    drive(store, dead, started(store, job.id))
+    pid = int(dead.jobs[job.id].handle)
+    store.unregister_worker(dead.info.id)  # a sweep that saw it alive, then found it dead (killed meanwhile)
+    steps.sweep(store, SystemClock(), worker(), force=True)  # the next sweep still knows its host
+    assert store.get(job.id).state is JobState.QUEUED
+    assert dead.backends["local"].poll(str(pid)) is not None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # stopped: a second attempt will not run beside it
+    assert dead.info.id not in {w.id for w in store.workers()}
+
+
+def test_a_pipeline_whose_worker_died_before_storing_its_pid_is_found_by_its_lock_and_stopped(
+    store: Store, make_job: JobFactory, tmp_path: Path
+) -> None:
+    job = submit(store, make_job("long", "steps=10 sleep=5", retries=1))
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a worker of this host, killed right after starting the pipeline
+    store.heartbeat(WorkerInfo("dead", socket.gethostname(), dead.pid, 0, 0), now=time.time(), lease_s=60)
+    claimed = store.claim("dead", now=time.time(), lease_s=60)
+    assert claimed is not None
+    spec = parse_spec(store.spec_text(job.id), "job")
+    orphan = LocalBackend(FAKE_PIPELINE).start(Launch(str(job.id), Path(job.run_dir), spec))
+    run_dir = RunDir(Path(job.run_dir))
+    wait = time.monotonic() + 15
+    while run_dir.pipeline_pid() != int(orphan):
+        assert time.monotonic() < wait, "the pipeline never took its run directory's lock"
+        time.sleep(0.05)
+    assert store.get(job.id).handle is None
+    w = worker()
+    steps.sweep(store, SystemClock(), w, force=True)
+    assert store.get(job.id).state is JobState.QUEUED
+    assert gone(int(orphan))  # stopped before the next attempt could start beside it
+    drive(store, w, ended(store, job.id), timeout=30)
+    assert (store.get(job.id).state, store.get(job.id).attempts) == (JobState.SUCCEEDED, 2)
+
+
 def test_an_interrupted_job_without_retries_stays_interrupted(store: Store, make_job: JobFactory) -> None:
     job = submit(store, make_job("long", "steps=100 sleep=60", retries=0))
     drive(store, worker(), started(store, job.id))
@@ -262,7 +307,7 @@ def test_an_interrupted_end_and_its_requeue_are_one_transaction(store: Store, ma
     store.claim("w", now=time.time(), lease_s=60)
     statements: list[str] = []
     store._conn.set_trace_callback(statements.append)
-    settle(store, job.id, (JobState.INTERRUPTED, "its worker was stopped"), time.time())
+    settle(store, job.id, Owner("w", 1), (JobState.INTERRUPTED, "its worker was stopped"), time.time())
     store._conn.set_trace_callback(None)
     assert store.get(job.id).state is JobState.QUEUED
     assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]

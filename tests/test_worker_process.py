@@ -19,7 +19,9 @@ from conftest import JobFactory, gone, runs_log
 
 from runner import commands
 from runner.core.jobstate import JobState
-from runner.store import Store, WorkerInfo
+from runner.store import Owner, Store, WorkerInfo
+
+_SERVE = "import sys; from runner.worker.loop import serve; from runner.worker.steps import WorkerConfig; sys.exit(serve"
 
 
 @pytest.fixture
@@ -27,11 +29,13 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start ``python -m runner.worker`` processes; kill leftovers at the end."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: str) -> subprocess.Popen[bytes]:
+    def start(*args: str, config: str | None = None) -> subprocess.Popen[bytes]:
+        """``config``: an extra worker with these ``WorkerConfig`` settings (``"lease_s=2, ..."``)."""
         log = (tmp_path / f"worker{len(procs)}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "runner.worker", *args], stdout=log, stderr=subprocess.STDOUT
-        )
+        command = ["-m", "runner.worker", *args]
+        if config is not None:
+            command = ["-c", f"{_SERVE}(extra=True, config=WorkerConfig({config})))"]
+        proc = subprocess.Popen([sys.executable, *command], stdout=log, stderr=subprocess.STDOUT)
         procs.append(proc)
         return proc
 
@@ -142,7 +146,7 @@ def test_a_container_engine_error_is_logged_and_the_worker_goes_on(
     dead.wait()  # a worker of this host that died while its container ran
     store.heartbeat(WorkerInfo("dead", socket.gethostname(), dead.pid, 0, 0), now=time.time(), lease_s=60)
     store.claim("dead", now=time.time(), lease_s=60)
-    store.set_handle(boxed.id, "dead", "0123456789ab")
+    store.set_handle(boxed.id, Owner("dead", 1), "0123456789ab", now=time.time())
     (other,) = commands.submit(store, [make_job("next")])
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")  # the engine is gone
     worker = spawn()
@@ -188,3 +192,39 @@ def test_sigterm_while_the_database_is_locked_still_stops_and_records_the_job(
     assert worker.wait(timeout=30) == 0, (tmp_path / "worker0.log").read_text()
     stopped = store.get(job.id)
     assert (stopped.state, stopped.reason) == (JobState.INTERRUPTED, "its worker was stopped")
+
+
+def test_a_worker_stalled_past_its_lease_is_fenced_off_and_attempt_2_finishes(
+    store: Store, make_job: JobFactory, spawn, tmp_path: Path
+) -> None:
+    """The stalled-worker race, step by step: worker A, blocked on the database lock, is stopped past its
+    lease; worker B ends A's attempt and runs attempt 2; A resumes mid-turn (its heartbeat not yet due)
+    and tries to record its own attempt's end. The store refuses it and A stops that attempt's pipeline."""
+    (job,) = commands.submit(store, [make_job("long", "steps=24 sleep=12", retries=1)])
+    a = spawn(config="lease_s=1.5, heartbeat_s=3600, sweep_s=0.2, grace_s=2")  # no heartbeat before it acts
+    wait_for(lambda: (store.get(job.id).progress.step or 0) >= 1)
+    first = int(store.get(job.id).handle or 0)
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # A's next write waits for the lock...
+    time.sleep(0.5)
+    a.send_signal(signal.SIGSTOP)  # ...and A stalls there, past its lease
+    blocker.execute("ROLLBACK")
+    try:
+        b = spawn(config="sweep_s=0.2, grace_s=2")
+        wait_for(lambda: store.get(job.id).attempts == 2 and (store.get(job.id).progress.step or 0) >= 1)
+        assert gone(first)  # B stopped attempt 1's pipeline when it swept the lost job
+    finally:
+        a.send_signal(signal.SIGCONT)
+    wait_for(lambda: store.attempts(job.id)[0].fenced_at is not None)  # A's late write was refused...
+    assert store.get(job.id).state is JobState.RUNNING  # ...and attempt 2 goes on
+    wait_for(lambda: store.get(job.id).state.is_finished)
+    done = store.get(job.id)
+    workers = {w.pid: w.id for w in store.workers()}
+    assert (done.state, done.attempts, done.worker) == (JobState.SUCCEEDED, 2, workers[b.pid])
+    lost, finished = store.attempts(job.id)
+    assert (lost.worker, lost.state) == (workers[a.pid], JobState.INTERRUPTED)
+    assert "worker stopped responding" in (lost.reason or "")
+    assert (finished.state, finished.fenced_at) == (JobState.SUCCEEDED, None)
+    assert "no longer owns it" in (tmp_path / "worker0.log").read_text()
+    assert a.poll() is None and b.poll() is None  # both workers go on
+    assert runs_log(tmp_path) == [str(job.id), str(job.id)]

@@ -23,7 +23,7 @@ from runner.core.events import EventWriter
 from runner.core.jobstate import JobState
 from runner.core.stages import STAGE_NAMES
 from runner.ship.reach import SshHost
-from runner.store import NewJob, Progress, Store, WorkerInfo
+from runner.store import NewJob, Owner, Progress, Store, WorkerInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXED_NOW = 1_790_000_000.0  # the clock of deterministic tests
@@ -168,7 +168,9 @@ def seed_queue(store: Store, root: Path) -> dict[str, int]:
         store.claim(WORKER.id, now=FIXED_NOW - age_s + 5, lease_s=1e9)
         write_run(root / str(job_id), str(job_id), name, **kw)
         if end is None:
-            store.update_progress(job_id, WORKER.id, Progress("train", 30, 60, 1.25, 30.0))
+            store.update_progress(
+                job_id, Owner(WORKER.id, 1), Progress("train", 30, 60, 1.25, 30.0), now=FIXED_NOW
+            )
         else:
             store.transition(job_id, JobState.RUNNING, end, now=FIXED_NOW - age_s + 600, reason=reason)
 

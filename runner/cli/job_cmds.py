@@ -17,7 +17,7 @@ from runner.commands.staging import RunDirConflict, prepare_run_dir
 from runner.commands.validate import DataCheck, check_labels_apart, validate_file
 from runner.core.disksize import describe as describe_disk
 from runner.core.events import EventTail, format_event
-from runner.core.rundir import RunDir
+from runner.core.rundir import EXIT_BUSY, RunDir, RunDirBusy
 from runner.core.tail import file_end
 from runner.core.tested import tested_gguf
 from runner.models.vram import estimate, model_config, model_shape
@@ -120,8 +120,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     root = args.run_dir or Path("runs") / f"{file_stem(loaded.spec.name)}-{stamp}"
     try:
-        run = prepare_run_dir(loaded, root.resolve(), root.name)
-    except RunDirConflict as exc:
+        with RunDir(root.resolve()).locked():  # two runs given one directory: the second stops here...
+            run = prepare_run_dir(loaded, root.resolve(), root.name)
+    except (RunDirConflict, RunDirBusy) as exc:
         print(f"tuneq run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"run directory: {run.root}")
@@ -147,6 +148,9 @@ def follow_local_run(run: RunDir, loaded: LoadedSpec) -> int:
         print("stopping (a checkpoint is saved if training was running)...", file=sys.stderr)
         backend.stop(handle, grace_s=30)
         return EXIT_INTERRUPTED
+    if outcome.exit_code == EXIT_BUSY:  # ...or here, once its pipeline found the directory taken
+        print(f"tuneq run: {RunDirBusy(run.root, run.lock_holder())}", file=sys.stderr)
+        return EXIT_USAGE
     if last.get("type") == "job_end" and last.get("ok"):
         tested = tested_gguf(last)
         print(f"report: {run.report}")

@@ -46,8 +46,10 @@ _VOCAB_BYTES = 40  # tokenizer metadata per vocabulary entry (the token, its sco
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` is a full disk (or an exhausted quota)."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    """Whether ``exc`` is a full disk (or an exhausted quota), also as a native writer words it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "no space left on device" in str(exc).lower()  # safetensors' and others' OS error, as text
 
 
 @dataclass(frozen=True)

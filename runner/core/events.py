@@ -1,7 +1,8 @@
 """JSON-line events: the one channel from a running pipeline to the worker, the CLI and the TUI.
 
 Each line is a flat JSON object with ``v`` (format version), ``t`` (UTC time), ``job``, ``stage`` and
-``type``; readers ignore fields they do not know and skip a torn last line.
+``type``; readers ignore fields they do not know and skip a torn line (a last one waits for its end; one that
+a full disk or a crash cut short stays alone, as every write starts on a fresh line).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def now_iso() -> str:
 
 
 class EventWriter:
-    """Appends events to ``events.jsonl``, one flushed line each; optionally echoes them to a stream."""
+    """Appends events to ``events.jsonl``, one flushed line each, always starting on a fresh line (a torn
+    line left by a full disk or a crash never swallows the next event); optionally echoes them to a stream."""
 
     def __init__(self, path: Path, job: str, echo: TextIO | None = None) -> None:
         self.path = path
@@ -45,9 +47,11 @@ class EventWriter:
         for key, value in fields.items():
             if value is not None:
                 event[key] = redact_data(value)
-        line = json.dumps(event, ensure_ascii=False)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        line = json.dumps(event, ensure_ascii=False) + "\n"
+        with self.path.open("a+b") as handle:
+            if handle.tell() and os.pread(handle.fileno(), 1, handle.tell() - 1) != b"\n":
+                line = "\n" + line  # a write cut short (a full disk) left a torn line: it stays alone
+            handle.write(line.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         if self.echo is not None:

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+EXIT_BUSY = 75  # a pipeline's exit code when another one holds its run directory (EX_TEMPFAIL)
+
+
+class RunDirBusy(RuntimeError):
+    """Another process (a pipeline, a ``tuneq run`` preparing it) holds the run directory's lock."""
+
+    def __init__(self, root: Path, holder: str) -> None:
+        super().__init__(
+            f"run directory {root} is in use by another pipeline (pid {holder or 'unknown'}): wait for it "
+            "to end, or pass another --run-dir"
+        )
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,50 @@ class RunDir:
     def sha256sums(self) -> Path:
         """Checksums of the shipped artifacts (``sha256sum -c SHA256SUMS``)."""
         return self.root / "SHA256SUMS"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held (an fcntl lock) by the one pipeline working in the directory; holds that process's pid."""
+        return self.root / ".lock"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the directory's lock while the block runs; :class:`RunDirBusy` at once if another process
+        holds it. The kernel drops the lock when its holder dies, so a killed pipeline never wedges it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunDirBusy(self.root, self.lock_holder()) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+    def pipeline_pid(self) -> int | None:
+        """The pid of the process that holds the lock now (a pipeline working here), else ``None``."""
+        try:
+            fd = os.open(self.lock_file, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a probe: taken and dropped at once
+        except BlockingIOError:
+            holder = self.lock_holder()
+            return int(holder) if holder.isdigit() else None
+        finally:
+            os.close(fd)
+        return None
+
+    def lock_holder(self) -> str:
+        """The pid written by the process that holds (or last held) the lock; empty if none is known."""
+        try:
+            return self.lock_file.read_text(errors="replace").strip()[:20]
+        except OSError:
+            return ""
 
     def read_job_info(self) -> dict[str, Any]:
         """The contents of ``job.json``."""

@@ -30,7 +30,12 @@ def serve(gguf: str, n_ctx: int, max_tokens: int, lines: TextIO, out: TextIO) ->
 
     try:
         llm = Llama(
-            model_path=gguf, n_ctx=n_ctx, n_threads=os.cpu_count() or 1, n_gpu_layers=-1, seed=0, verbose=False
+            model_path=gguf,
+            n_ctx=n_ctx,
+            n_threads=os.cpu_count() or 1,
+            n_gpu_layers=-1,
+            seed=0,
+            verbose=False,
         )
     except (ValueError, OSError) as exc:
         say({"error": f"cannot load {gguf}: {exc}"})

@@ -7,11 +7,14 @@ weights take 2 bytes a parameter (the merged safetensors, the f16 GGUF), a quant
 (:mod:`runner.core.disksize`), plus a 5% margin. The parameter count comes from the files already
 written (the f16 GGUF, the merged safetensors), else the base model's shape from its config. A disk
 that fills anyway (an ``ENOSPC`` mid-stage) fails the job with :data:`DISK_FULL` and the same hint;
-artifacts are written under a temporary name and renamed, so a partial one is never taken for done.
+artifacts are written under a temporary name and renamed, so a partial one is never taken for done. A megabyte set aside at the start
+(:class:`SpaceReserve`) is given back before the job's last events and report, so a full disk still ends
+the job with its cause, its report and ``job_end``.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -22,6 +25,28 @@ EXPORT_STAGES = ("merged", "gguf", "quantize")
 DISK_FULL = "the disk is full (no space left on device)"
 DISK_HINT = "free space on that disk, or move TUNEQ_HOME (or the run directory) to a bigger disk"
 _MARGIN = 1.05
+
+
+class SpaceReserve:
+    """A little disk space set aside when the pipeline starts (``.reserve`` in the run directory), given
+    back when a full disk would leave no room for the job's last words: its error, report and ``job_end``."""
+
+    SIZE = 2**20
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.SIZE)
+            finally:
+                os.close(fd)
+        except OSError:  # no room even for this (or no fallocate here): nothing is reserved
+            self.release()
+
+    def release(self) -> None:
+        """Give the space back (idempotent)."""
+        self.path.unlink(missing_ok=True)
 
 
 def ensure_room(ctx: StageContext, stage: str) -> None:

@@ -17,14 +17,14 @@ from typing import Any, TextIO
 
 from runner.core.disksize import is_disk_full
 from runner.core.events import EventWriter
-from runner.core.rundir import RunDir
+from runner.core.rundir import EXIT_BUSY, RunDir, RunDirBusy
 from runner.core.secrets import write_redacted_json
 from runner.dataset.read import DataError
 from runner.llamacpp import ConverterMissing
 from runner.models.resolve import ModelNotFound
 from runner.pipeline import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.context import StageContext, StageFailed
-from runner.pipeline.disk import DISK_FULL, DISK_HINT
+from runner.pipeline.disk import DISK_FULL, DISK_HINT, SpaceReserve
 from runner.pipeline.quantize import quant_path
 from runner.pipeline.report import write_report
 from runner.pipeline.stopping import EXIT_STOPPED, Stopped, StopSignal
@@ -75,14 +75,22 @@ def _outputs(stage: Stage, result: dict[str, Any]) -> list[str]:
 
 
 def run_pipeline(run_dir: Path, echo: TextIO | None = None) -> int:
-    """Run every stage of the job in ``run_dir``; return the process exit code (0 ok, 1 failed, 143 stopped).
+    """Run every stage of the job in ``run_dir``; return the exit code (0 ok, 1 failed, 75 busy, 143 stopped).
 
     SIGTERM/SIGINT stop it (:mod:`runner.pipeline.stopping`): the job ends with ``job_end`` marked
     ``stopped``, which the worker records as interrupted or cancelled, never as failed.
+
+    One pipeline at a time works in a run directory: it holds the directory's lock for its life, and a
+    second one exits at once with :data:`EXIT_BUSY` and one line on stderr, writing no event.
     """
     stop = StopSignal()
-    with stop.installed():
-        return _run_stages(RunDir(run_dir), stop, echo)
+    run = RunDir(run_dir)
+    try:
+        with run.locked(), stop.installed():
+            return _run_stages(run, stop, echo)
+    except RunDirBusy as exc:
+        print(f"tuneq pipeline: {exc}", file=sys.stderr)
+        return EXIT_BUSY
 
 
 def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
@@ -95,35 +103,38 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
     code = 0
     rerun = False
     run.stages.mkdir(parents=True, exist_ok=True)
+    reserve = SpaceReserve(run.root / ".reserve")
     for stage in STAGES:
         key = stage_key(spec, stage.name)
         ctx.stage, ctx.stage_key = stage.name, key
-        marker = None if rerun else _reusable(run, stage, key)
-        if marker is not None:
-            ctx.emit("stage_start", reused="finished earlier with the same settings")
-            ctx.emit("stage_end", ok=True, seconds=0.0, reused=True)
-            results[stage.name], timings[stage.name] = (
-                marker["result"],
-                {"seconds": marker["seconds"], "reused": True},
-            )
-            continue
-        rerun = True
-        ctx.emit("stage_start")
         started = time.monotonic()
-        try:
+        try:  # the events too: a disk that fills while one is written fails the stage, not the pipeline
+            marker = None if rerun else _reusable(run, stage, key)
+            if marker is not None:
+                ctx.emit("stage_start", reused="finished earlier with the same settings")
+                ctx.emit("stage_end", ok=True, seconds=0.0, reused=True)
+                results[stage.name], timings[stage.name] = (
+                    marker["result"],
+                    {"seconds": marker["seconds"], "reused": True},
+                )
+                continue
+            rerun = True
+            ctx.emit("stage_start")
             with stop.interruptible():
                 result = stage.run(ctx)
             seconds = round(time.monotonic() - started, 2)
             _write_marker(run, stage, key, seconds, result)
+            results[stage.name], timings[stage.name] = result, {"seconds": seconds, "reused": False}
+            ctx.emit("stage_end", ok=True, seconds=seconds)
         except BaseException as exc:
+            reserve.release()  # room for the last words, should the disk be full
             seconds = round(time.monotonic() - started, 2)
             failure, code = _describe_failure(exc, stage.name, stop)
             ctx.emit("error", **failure)
             ctx.emit("stage_end", ok=False, seconds=seconds, stopped=code == EXIT_STOPPED or None)
             timings[stage.name] = {"seconds": seconds, "reused": False}
             break
-        results[stage.name], timings[stage.name] = result, {"seconds": seconds, "reused": False}
-        ctx.emit("stage_end", ok=True, seconds=seconds)
+    reserve.release()
     ctx.stage = "report"
     report_path = write_report(ctx, results, timings, failure)
     ctx.emit(

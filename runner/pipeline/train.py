@@ -3,7 +3,8 @@
 One code path for GPU and CPU: on a machine without a GPU Unsloth selects its own CPU backend (stock
 transformers + PEFT + TRL; 8-bit optimizers become AdamW, 4-bit loads become 16-bit, with a message).
 Labels come from the data stage (loss on answers only), so the trainer builds no masks of its own.
-Resumes from the newest checkpoint in ``checkpoints/``; SIGTERM saves a checkpoint, then stops.
+Resumes from the newest intact checkpoint in ``checkpoints/`` (:mod:`runner.pipeline.checkpoints`); SIGTERM
+saves a checkpoint, then stops.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 from runner.dataset.templates import chat_template_for
 from runner.models.vram import GIB
+from runner.pipeline.checkpoints import newest_intact, no_partial_checkpoint, step_of
 from runner.pipeline.context import StageContext
 from runner.pipeline.trainer import add_adapter, build_trainer, load_base
 
@@ -25,20 +26,6 @@ def setup_unsloth_env(ctx: StageContext) -> None:
     os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
     os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(ctx.run.root / ".unsloth_cache"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def last_checkpoint(checkpoints: Path, key: str) -> Path | None:
-    """The newest complete ``checkpoint-N`` directory written under the same settings, if any.
-
-    Checkpoints of other settings cannot be resumed from, so they are removed.
-    """
-    stamp = checkpoints / "tuneq-key.txt"
-    if checkpoints.exists() and (not stamp.exists() or stamp.read_text() != key):
-        shutil.rmtree(checkpoints)
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(key)
-    found = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
-    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -66,13 +53,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
         eval_ds=eval_ds,
         callbacks=[_progress_callback(ctx)],
     )
-    resume = last_checkpoint(ctx.run.checkpoints, ctx.stage_key)
-    resumed_from = int(resume.name.split("-")[1]) if resume else None
+    resume = newest_intact(ctx.run.checkpoints, ctx.stage_key, ctx.log)
+    resumed_from = step_of(resume) if resume else None
     if resume:
         ctx.log(f"resuming from {resume.name}")
     eval_before = _evaluate(trainer) if eval_ds is not None and resume is None else None
     trainer.add_callback(_stop_callback(ctx))
-    with ctx.stop.checkpointing():
+    with ctx.stop.checkpointing(), no_partial_checkpoint(ctx.run.checkpoints, ctx.log):
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if ctx.stop.requested:
         ctx.log(f"stopped at step {trainer.state.global_step} after saving a checkpoint")

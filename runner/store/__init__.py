@@ -5,6 +5,7 @@ Read jobs with ``Store().list_jobs()`` / ``get(id)``; write intents with ``submi
 """
 
 from runner.store.errors import (
+    Fenced,
     JobError,
     JobNotFound,
     SchemaTooNew,
@@ -14,17 +15,20 @@ from runner.store.errors import (
     StoreUnwritable,
     WrongState,
 )
-from runner.store.models import JSON_VERSION, Job, NewJob, Progress, WorkerInfo, iso
+from runner.store.models import JSON_VERSION, Attempt, Job, NewJob, Owner, Progress, WorkerInfo, iso
 from runner.store.schema import SCHEMA_VERSION
 from runner.store.store import Store, default_path
 
 __all__ = [
     "JSON_VERSION",
     "SCHEMA_VERSION",
+    "Attempt",
+    "Fenced",
     "Job",
     "JobError",
     "JobNotFound",
     "NewJob",
+    "Owner",
     "Progress",
     "SchemaTooNew",
     "StateConflict",

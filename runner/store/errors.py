@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runner.core.jobstate import JobState
+from runner.store.models import Owner
 
 
 class StoreError(Exception):
@@ -50,3 +51,15 @@ class StateConflict(RuntimeError):
         self.expected = expected
         self.actual = actual
         super().__init__(f"job {job_id}: expected state {expected}, found {actual or 'no job'}")
+
+
+class Fenced(RuntimeError):
+    """A worker's write about a job it no longer owns (its lease expired and the job moved on): refused.
+
+    The worker that gets it must stop the pipeline of that attempt and forget the job.
+    """
+
+    def __init__(self, job_id: int, owner: Owner, now_held_by: str) -> None:
+        self.job_id = job_id
+        self.owner = owner
+        super().__init__(f"job {job_id}: {owner} no longer owns it ({now_held_by}); its write was refused")

@@ -37,6 +37,50 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Owner:
+    """Who may write about a running job: the worker that runs it and the attempt it runs (the fence).
+
+    Every write a worker makes about a job names its owner; the store refuses it (:class:`Fenced`) once
+    the job has moved on to another worker or attempt.
+    """
+
+    worker: str
+    attempt: int
+
+    def __str__(self) -> str:
+        return f"attempt {self.attempt} of worker {self.worker}"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of a job, as recorded: who ran it, how it ended, and when a late write of its worker was
+    refused (``fenced_at``: the worker came back after the job had moved on)."""
+
+    job_id: int
+    attempt: int
+    worker: str
+    started_at: float
+    ended_at: float | None
+    state: JobState | None
+    reason: str | None
+    fenced_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Attempt:
+        """Build from an ``attempts`` row."""
+        return cls(
+            job_id=row["job_id"],
+            attempt=row["attempt"],
+            worker=row["worker"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+            state=JobState(row["state"]) if row["state"] else None,
+            reason=row["reason"],
+            fenced_at=row["fenced_at"],
+        )
+
+
+@dataclass(frozen=True)
 class Job:
     """One job as stored (the spec text is read separately with ``Store.spec_text``)."""
 
@@ -84,6 +128,13 @@ class Job:
             handle=row["handle"],
             events_offset=row["events_offset"],
         )
+
+    @property
+    def owner(self) -> Owner | None:
+        """The worker and attempt a running job belongs to (``None`` unless it runs)."""
+        if self.state is not JobState.RUNNING or self.worker is None:
+            return None
+        return Owner(self.worker, self.attempts)
 
     @property
     def node(self) -> str | None:

@@ -48,6 +48,20 @@ MIGRATIONS: tuple[str, ...] = (
         seen_at    REAL    NOT NULL
     );
     """,
+    # 2: one row per attempt (who ran it, how it ended, whether a late write of its worker was fenced off).
+    """
+    CREATE TABLE attempts (
+        job_id     INTEGER NOT NULL,
+        attempt    INTEGER NOT NULL,
+        worker     TEXT    NOT NULL,
+        started_at REAL    NOT NULL,
+        ended_at   REAL,
+        state      TEXT,
+        reason     TEXT,
+        fenced_at  REAL,
+        PRIMARY KEY (job_id, attempt)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

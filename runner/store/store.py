@@ -2,10 +2,13 @@
 
 Every write is one short ``BEGIN IMMEDIATE`` transaction, never held while waiting on a process.
 :meth:`Store.transition` (and the intents built on it) is the only code that writes a job's state: a
-compare-and-set checked against :data:`runner.core.jobstate.TRANSITIONS`. Any ``sqlite3`` failure leaves
-as a :class:`StoreError` with a one-line message (corrupt file, locked, newer schema; a read-only or full
-disk as :class:`StoreUnwritable`). A database that cannot be written is opened read-only, so it can still
-be read (:mod:`runner.store.connect`).
+compare-and-set checked against :data:`runner.core.jobstate.TRANSITIONS`. Every write a worker makes
+about a running job (its handle, progress, end) is fenced by its :class:`Owner` — the worker and the
+attempt — as lease-based queues do: once the job moved on (its lease expired, a sweeper ended the attempt,
+another attempt runs) the write is refused with :class:`Fenced`, noted on the attempt's row. Any
+``sqlite3`` failure leaves as a :class:`StoreError` with a one-line message (corrupt file, locked, newer
+schema; a read-only or full disk as :class:`StoreUnwritable`). A database that cannot be written is opened
+read-only, so it can still be read (:mod:`runner.store.connect`).
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from runner.core.jobstate import JobState, check_transition
 from runner.core.paths import state_dir
 from runner.store.connect import connect_read_only, writable_place
 from runner.store.errors import (
+    Fenced,
     JobNotFound,
     StateConflict,
     StoreError,
@@ -29,7 +33,7 @@ from runner.store.errors import (
     StoreUnwritable,
     WrongState,
 )
-from runner.store.models import SQLITE_INT_MAX, Job, NewJob, Progress, WorkerInfo
+from runner.store.models import SQLITE_INT_MAX, Attempt, Job, NewJob, Owner, Progress, WorkerInfo
 from runner.store.schema import SCHEMA_VERSION, check_not_newer, migrate, user_version
 
 DB_NAME = "queue.db"
@@ -39,6 +43,7 @@ _JOB_COLUMNS = (
     "lease_until, handle, events_offset"
 )
 _NEXT_QUEUED = "SELECT id FROM jobs WHERE state = 'queued' ORDER BY priority DESC, id LIMIT 1"
+_T = TypeVar("_T")
 
 
 def default_path() -> Path:
@@ -158,6 +163,11 @@ class Store:
         rows = self._query(_NEXT_QUEUED)
         return self.get(rows[0]["id"]) if rows else None
 
+    def attempts(self, job_id: int) -> list[Attempt]:
+        """A job's recorded attempts, oldest first."""
+        rows = self._query("SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,))
+        return [Attempt.from_row(row) for row in rows]
+
     def spec_text(self, job_id: int) -> str:
         """The job file's text exactly as submitted."""
         rows = self._query("SELECT spec_text FROM jobs WHERE id = ?", (job_id,))
@@ -245,7 +255,44 @@ class Store:
             if row is None:
                 raise JobNotFound(job_id)
             raise StateConflict(job_id, src, JobState(row["state"]))
-        return self._load(conn, job_id)
+        job = self._load(conn, job_id)
+        if dst is JobState.RUNNING:
+            conn.execute(
+                "INSERT OR REPLACE INTO attempts (job_id, attempt, worker, started_at) VALUES (?, ?, ?, ?)",
+                (job_id, job.attempts, worker or "", now),
+            )
+        elif src is JobState.RUNNING:
+            conn.execute(
+                "UPDATE attempts SET ended_at = ?, state = ?, reason = ? WHERE job_id = ? AND attempt = ?",
+                (now, str(dst), reason, job_id, job.attempts),
+            )
+        return job
+
+    def _as_owner(
+        self, job_id: int, owner: Owner, now: float, write: Callable[[sqlite3.Connection], _T]
+    ) -> _T:
+        """Run ``write`` in one transaction if ``owner`` still owns the running job; else note the refusal
+        on its attempt's row (``fenced_at``) and raise :class:`Fenced`."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT state, worker, attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            if row["state"] == str(JobState.RUNNING) and (row["worker"], row["attempts"]) == (
+                owner.worker,
+                owner.attempt,
+            ):
+                return write(conn)
+            conn.execute(
+                "UPDATE attempts SET fenced_at = COALESCE(fenced_at, ?) "
+                "WHERE job_id = ? AND attempt = ? AND worker = ?",
+                (now, job_id, owner.attempt, owner.worker),
+            )
+        held = (
+            f"it runs attempt {row['attempts']} of worker {row['worker']}"
+            if row["state"] == str(JobState.RUNNING)
+            else f"it is {row['state']}"
+        )
+        raise Fenced(job_id, owner, held)
 
     # --- intents (CLI and TUI) ---------------------------------------------------------------------
 
@@ -332,6 +379,7 @@ class Store:
             if not job.state.is_finished:
                 raise WrongState(job_id, job.state, "only finished jobs can be removed (cancel it first)")
             conn.execute("DELETE FROM jobs WHERE id = ? AND state = ?", (job_id, str(job.state)))
+            conn.execute("DELETE FROM attempts WHERE job_id = ?", (job_id,))
             return job
 
     # --- the worker's side -------------------------------------------------------------------------
@@ -361,22 +409,31 @@ class Store:
                 conn.execute("UPDATE jobs SET events_offset = ? WHERE id = ?", (events_offset(job), job.id))
             return self._load(conn, job.id)
 
-    def take_over(
-        self, job_id: int, worker: str, *, previous: str | None, now: float, lease_s: float
-    ) -> bool:
-        """Make ``worker`` the owner of a running job whose worker ``previous`` is gone, the attempt going
+    def take_over(self, job_id: int, worker: str, *, previous: Owner, now: float, lease_s: float) -> bool:
+        """Make ``worker`` the owner of a running job whose owner ``previous`` is gone, the attempt going
         on (a re-attach); False if the job is no longer running under ``previous``."""
         with self._tx() as conn:
             cur = conn.execute(
-                "UPDATE jobs SET worker = ?, lease_until = ? WHERE id = ? AND worker IS ? AND state = 'running'",
-                (worker, now + lease_s, job_id, previous),
+                "UPDATE jobs SET worker = ?, lease_until = ? "
+                "WHERE id = ? AND worker = ? AND attempts = ? AND state = 'running'",
+                (worker, now + lease_s, job_id, previous.worker, previous.attempt),
             )
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            conn.execute(
+                "UPDATE attempts SET worker = ? WHERE job_id = ? AND attempt = ?",
+                (worker, job_id, previous.attempt),
+            )
+            return True
 
-    def end_attempt(self, job_id: int, state: JobState, *, now: float, reason: str | None) -> Job:
-        """Record a running job's end as ``state``; an interrupted job with retries left is requeued in
-        the same transaction (a crash cannot leave it interrupted and forgotten)."""
-        with self._tx() as conn:
+    def end_attempt(
+        self, job_id: int, owner: Owner, state: JobState, *, now: float, reason: str | None
+    ) -> Job:
+        """Record the end of ``owner``'s attempt as ``state`` (:class:`Fenced` if the job moved on); an
+        interrupted job with retries left is requeued in the same transaction (a crash cannot leave it
+        interrupted and forgotten)."""
+
+        def end(conn: sqlite3.Connection) -> Job:
             ended = self._set_state(conn, job_id, JobState.RUNNING, state, now=now, reason=reason)
             if state is JobState.INTERRUPTED and ended.retries_left > 0:
                 ended = self._set_state(
@@ -384,33 +441,32 @@ class Store:
                 )
             return ended
 
-    def set_handle(self, job_id: int, worker: str, handle: str) -> None:
+        return self._as_owner(job_id, owner, now, end)
+
+    def set_handle(self, job_id: int, owner: Owner, handle: str, *, now: float) -> None:
         """Record the backend handle of the attempt's pipeline (a hint for recovery)."""
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE jobs SET handle = ? WHERE id = ? AND worker = ? AND state = 'running'",
-                (handle, job_id, worker),
-            )
+        self._as_owner(
+            job_id,
+            owner,
+            now,
+            lambda conn: conn.execute("UPDATE jobs SET handle = ? WHERE id = ?", (handle, job_id)),
+        )
 
-    def update_progress(self, job_id: int, worker: str, progress: Progress) -> None:
-        """Mirror the latest stage and progress of a job this worker runs."""
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE jobs SET stage = ?, step = ?, max_steps = ?, loss = ?, eta_s = ? "
-                "WHERE id = ? AND worker = ? AND state = 'running'",
-                (
-                    progress.stage,
-                    progress.step,
-                    progress.max_steps,
-                    progress.loss,
-                    progress.eta_s,
-                    job_id,
-                    worker,
-                ),
-            )
+    def update_progress(self, job_id: int, owner: Owner, progress: Progress, *, now: float) -> None:
+        """Mirror the latest stage and progress of the attempt ``owner`` runs."""
+        self._as_owner(
+            job_id,
+            owner,
+            now,
+            lambda conn: conn.execute(
+                "UPDATE jobs SET stage = ?, step = ?, max_steps = ?, loss = ?, eta_s = ? WHERE id = ?",
+                (progress.stage, progress.step, progress.max_steps, progress.loss, progress.eta_s, job_id),
+            ),
+        )
 
-    def heartbeat(self, info: WorkerInfo, *, now: float, lease_s: float) -> set[int]:
-        """Say the worker is alive and extend its jobs' leases; return the ids of the jobs it still holds."""
+    def heartbeat(self, info: WorkerInfo, *, now: float, lease_s: float) -> dict[int, int]:
+        """Say the worker is alive and extend its jobs' leases; return the jobs it still holds, each with
+        the attempt it holds (a job it runs under an older attempt is no longer its)."""
         with self._tx() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO workers (id, host, pid, started_at, seen_at) VALUES (?, ?, ?, ?, ?)",
@@ -420,13 +476,21 @@ class Store:
                 "UPDATE jobs SET lease_until = ? WHERE worker = ? AND state = 'running'",
                 (now + lease_s, info.id),
             )
-            rows = conn.execute("SELECT id FROM jobs WHERE worker = ? AND state = 'running'", (info.id,))
-            return {row["id"] for row in rows}
+            rows = conn.execute(
+                "SELECT id, attempts FROM jobs WHERE worker = ? AND state = 'running'", (info.id,)
+            )
+            return {row["id"]: row["attempts"] for row in rows}
 
     def unregister_worker(self, worker: str) -> None:
-        """Forget a worker (on a clean exit, or when a sweep finds it dead)."""
+        """Forget a worker (on a clean exit, or when a sweep finds it dead) that holds no running job: until
+        its jobs are recovered its row tells a sweeper its host and pid, so that their pipelines are stopped
+        (a job of an unknown worker counts as remote, its pipeline out of reach)."""
         with self._tx() as conn:
-            conn.execute("DELETE FROM workers WHERE id = ?", (worker,))
+            conn.execute(
+                "DELETE FROM workers WHERE id = ? "
+                "AND NOT EXISTS (SELECT 1 FROM jobs WHERE worker = ? AND state = 'running')",
+                (worker, worker),
+            )
 
 
 def _disk_full(path: Path) -> bool:

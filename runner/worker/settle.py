@@ -14,8 +14,8 @@ from pathlib import Path
 from runner.backends.base import Outcome
 from runner.core.jobstate import JobState
 from runner.core.present import stopped_ending
-from runner.core.rundir import RunDir
-from runner.store import Job, Store
+from runner.core.rundir import EXIT_BUSY, RunDir
+from runner.store import Job, Owner, Store
 from runner.worker import notify
 from runner.worker.follow import Follower
 
@@ -35,9 +35,12 @@ def reported(follower: Follower) -> Verdict | None:
 
 def exit_verdict(outcome: Outcome, follower: Follower) -> Verdict:
     """The end of a pipeline that exited by itself: its ``job_end`` event, else its exit status; an
-    ``interrupted`` outcome (its node was lost, or its files did not come back) whatever it reported."""
+    ``interrupted`` outcome (its node was lost, or its files did not come back) whatever it reported, and
+    so is a pipeline that found its run directory taken."""
     if outcome.interrupted:
         return JobState.INTERRUPTED, outcome.reason
+    if outcome.exit_code == EXIT_BUSY:  # it wrote no event: another pipeline works in its run directory
+        return JobState.INTERRUPTED, "its run directory is in use by another pipeline (see log.txt)"
     if (verdict := reported(follower)) is not None:
         return verdict
     if follower.end is not None and follower.end.get("stopped"):
@@ -58,11 +61,12 @@ def stopped_verdict(job: Job, follower: Follower, why: str) -> Verdict:
     return JobState.INTERRUPTED, why
 
 
-def settle(store: Store, job_id: int, verdict: Verdict, now: float) -> Job:
-    """Record a running job's end; requeue an interrupted one while it has retries left (one transaction);
-    send the job's notification (in the background) when it has ended."""
+def settle(store: Store, job_id: int, owner: Owner, verdict: Verdict, now: float) -> Job:
+    """Record the end of ``owner``'s attempt (:class:`~runner.store.Fenced` if the job moved on); requeue an
+    interrupted job while it has retries left (one transaction); send the job's notification (in the
+    background) when it has ended."""
     state, reason = verdict
-    ended = store.end_attempt(job_id, state, now=now, reason=reason)
+    ended = store.end_attempt(job_id, owner, state, now=now, reason=reason)
     log.info("job %d %s%s", job_id, state, f": {reason}" if reason else "")
     if ended.state is JobState.QUEUED:
         log.info("job %d requeued (%d automatic retries left)", job_id, ended.retries_left)

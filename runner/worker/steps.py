@@ -23,7 +23,17 @@ from runner.core.tail import file_end
 from runner.core.workers import LEASE_S, pid_alive, worker_alive
 from runner.spec import JobSpec, SpecError, parse_spec
 from runner.spec.load import with_model_base
-from runner.store import Job, JobNotFound, Progress, StateConflict, Store, StoreError, WorkerInfo
+from runner.store import (
+    Fenced,
+    Job,
+    JobNotFound,
+    Owner,
+    Progress,
+    StateConflict,
+    Store,
+    StoreError,
+    WorkerInfo,
+)
 from runner.worker.clock import Clock
 from runner.worker.follow import Follower
 from runner.worker.gpus import pick
@@ -51,6 +61,7 @@ class Running:
     """A job this worker runs: its live handle and event follower (never persisted)."""
 
     job_id: int
+    owner: Owner  # this worker and the attempt it runs: every write about the job names it (the fence)
     backend: Backend
     handle: str
     follower: Follower
@@ -115,10 +126,8 @@ def heartbeat(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool = Fal
         return
     held = store.heartbeat(w.info, now=now, lease_s=w.config.lease_s)
     w.last_heartbeat = now
-    for job_id in [j for j in w.jobs if j not in held]:
-        run = w.jobs.pop(job_id)
-        log.warning("job %d was taken from this worker (lease expired): stopping its pipeline", job_id)
-        run.backend.stop(run.handle, grace_s=0)
+    for run in [r for r in w.jobs.values() if held.get(r.job_id) != r.owner.attempt]:
+        let_go(w, run, f"job {run.job_id} was taken from this worker (lease expired)")
     if w.count_gpus is not None:
         w.gpus = w.count_gpus()
 
@@ -130,19 +139,31 @@ def reap(store: Store, clock: Clock, w: WorkerRuntime) -> None:
     """Mirror progress of running jobs, act on cancel requests and record the ones that ended.
 
     A job is forgotten only once its end is recorded: if the store fails meanwhile, the next turn
-    records the verdict kept on the :class:`Running`.
+    records the verdict kept on the :class:`Running`. A job the store says is no longer this attempt's
+    (:class:`Fenced`) is let go: its pipeline is stopped, its end not recorded.
     """
     for run in list(w.jobs.values()):
-        if run.verdict is None:
-            _check(store, clock, w, run)
-        if run.verdict is not None:
-            _record_end(store, clock, w, run)
+        try:
+            if run.verdict is None:
+                _check(store, clock, w, run)
+            if run.verdict is not None:
+                _record_end(store, clock, w, run)
+        except Fenced as exc:
+            let_go(w, run, str(exc))
+
+
+def let_go(w: WorkerRuntime, run: Running, why: str) -> None:
+    """Stop the pipeline of an attempt that is no longer this worker's (at once: another attempt may be
+    using its run directory) and forget the job."""
+    log.warning("%s: stopping its pipeline", why)
+    run.backend.stop(run.handle, grace_s=0)
+    w.jobs.pop(run.job_id, None)
 
 
 def _check(store: Store, clock: Clock, w: WorkerRuntime, run: Running) -> None:
     """Store the handle if still due, mirror progress, act on a cancel request, poll the pipeline."""
     if not run.handle_stored:
-        store.set_handle(run.job_id, w.info.id, run.handle)
+        store.set_handle(run.job_id, run.owner, run.handle, now=clock.now())
         run.handle_stored = True
     mirror(store, clock, w, run)
     try:
@@ -169,7 +190,7 @@ def mirror(store: Store, clock: Clock, w: WorkerRuntime, run: Running, *, force:
     run.follower.read()
     run.mirrored_at = now
     if run.follower.progress != run.mirrored:
-        store.update_progress(run.job_id, w.info.id, run.follower.progress)
+        store.update_progress(run.job_id, run.owner, run.follower.progress, now=now)
         run.mirrored = run.follower.progress
 
 
@@ -196,15 +217,17 @@ def _record_end(store: Store, clock: Clock, w: WorkerRuntime, run: Running) -> N
     """Record an ended job's verdict, then forget the job (a store failure leaves it for the next turn)."""
     assert run.verdict is not None
     mirror(store, clock, w, run, force=True)
-    _settle_if_ours(store, run.job_id, run.verdict, clock.now())
+    _settle_if_ours(store, run.job_id, run.owner, run.verdict, clock.now())
     w.jobs.pop(run.job_id, None)
 
 
-def _settle_if_ours(store: Store, job_id: int, verdict: Verdict, now: float) -> None:
+def _settle_if_ours(store: Store, job_id: int, owner: Owner, verdict: Verdict, now: float) -> None:
+    """Record the end of ``owner``'s attempt unless the job moved on (another worker's sweep recorded it
+    first: the refusal is logged and noted on the attempt) or is gone."""
     try:
-        settle(store, job_id, verdict, now)
-    except StateConflict as exc:  # another worker's sweep recorded it first
-        log.warning("job %d: %s; leaving it as it is", job_id, exc)
+        settle(store, job_id, owner, verdict, now)
+    except (Fenced, StateConflict) as exc:
+        log.warning("%s; leaving it as it is", exc)
     except JobNotFound:  # deleted meanwhile (a replaced queue database)
         log.warning("job %d is no longer in the queue; nothing to record", job_id)
 
@@ -254,13 +277,19 @@ def recover(
     launched = job.events_offset >= 0  # else claimed without an offset: no event is known to be its own
     follower = Follower.at(events, job.events_offset if launched else file_end(events))
     backend = _backend_of(store, w, job)
-    if local and job.handle and backend is not None and backend.poll(job.handle) is None:
+    handle = job.handle
+    if handle is None and local and backend is not None and backend.name == "local":
+        # its worker died between starting the pipeline and storing its pid: the run directory's lock says
+        pid = RunDir(Path(job.run_dir)).pipeline_pid()
+        handle = str(pid) if pid is not None else None
+    if local and handle and backend is not None and backend.poll(handle) is None:
         if backend.reattaches and _reattach(store, clock, w, job, backend, follower):
             return
-        log.warning("job %d: its worker is gone; stopping its pipeline (pid %s)", job.id, job.handle)
-        backend.stop(job.handle, grace_s=w.config.grace_s)
+        log.warning("job %d: its worker is gone; stopping its pipeline (pid %s)", job.id, handle)
+        backend.stop(handle, grace_s=w.config.grace_s)
     follower.read()
-    _settle_if_ours(store, job.id, stopped_verdict(job, follower, why), clock.now())
+    if (owner := job.owner) is not None:
+        _settle_if_ours(store, job.id, owner, stopped_verdict(job, follower, why), clock.now())
 
 
 def _reattach(
@@ -269,11 +298,13 @@ def _reattach(
     """Take over a running job whose pipeline runs on without its worker; False if it cannot be ours."""
     spec = _spec_of(store, job)
     gpus = w.gpus_for(spec) if spec is not None else None
-    if job.handle is None or gpus is None or len(w.jobs) >= w.job_slots():
+    previous = job.owner
+    if job.handle is None or previous is None or gpus is None or len(w.jobs) >= w.job_slots():
         return False
-    if not store.take_over(job.id, w.info.id, previous=job.worker, now=clock.now(), lease_s=w.config.lease_s):
+    if not store.take_over(job.id, w.info.id, previous=previous, now=clock.now(), lease_s=w.config.lease_s):
         return False
-    w.jobs[job.id] = Running(job.id, backend, job.handle, follower, gpus, handle_stored=True)
+    owner = Owner(w.info.id, previous.attempt)
+    w.jobs[job.id] = Running(job.id, owner, backend, job.handle, follower, gpus, handle_stored=True)
     log.info("job %d re-attached (%s %s)", job.id, backend.name, job.handle)
     return True
 
@@ -328,19 +359,20 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
     """Start a claimed job's pipeline; a job that cannot start ends ``failed`` with the cause (``interrupted``,
     so requeued, when the backend is only busy)."""
     run_dir = RunDir(Path(job.run_dir))
+    owner = Owner(w.info.id, job.attempts)
     try:
         spec = _parsed(store.spec_text(job.id), f"job {job.id}")
     except SpecError as exc:
-        settle(
-            store, job.id, (JobState.FAILED, f"the stored job file no longer validates: {exc}"), clock.now()
-        )
+        verdict: Verdict = (JobState.FAILED, f"the stored job file no longer validates: {exc}")
+        _settle_if_ours(store, job.id, owner, verdict, clock.now())
         return
     backend = w.backends.get(spec.run.backend)
     gpus = w.gpus_for(spec)
     if backend is None:
         reason = f"the '{spec.run.backend}' backend is not available to this worker"
     elif gpus is None:  # another worker claimed past our check: give it back
-        settle(store, job.id, (JobState.INTERRUPTED, "no free GPU on this worker when claimed"), clock.now())
+        verdict = (JobState.INTERRUPTED, "no free GPU on this worker when claimed")
+        _settle_if_ours(store, job.id, owner, verdict, clock.now())
         return
     elif not run_dir.job_json.exists():
         reason = f"run directory {job.run_dir} is missing"
@@ -349,19 +381,23 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
             spec = with_model_base(spec, run_dir.read_job_info().get("model_base"))
             handle = backend.start(Launch(str(job.id), run_dir.root, spec, gpus))
         except BackendBusy as exc:
-            settle(store, job.id, (JobState.INTERRUPTED, f"not started: {exc}"), clock.now())
+            _settle_if_ours(store, job.id, owner, (JobState.INTERRUPTED, f"not started: {exc}"), clock.now())
             return
         except OSError as exc:
             reason = f"the pipeline could not start: {exc}"
         else:
             follower = Follower.at(run_dir.events, max(job.events_offset, 0))
-            run = Running(job.id, backend, handle, follower, gpus)
+            run = Running(job.id, owner, backend, handle, follower, gpus)
             w.jobs[job.id] = run  # tracked before any further write, so a store failure cannot lose it
             log.info("job %d started (attempt %d, %s %s)", job.id, job.attempts, backend.name, handle)
-            store.set_handle(job.id, w.info.id, handle)
+            try:
+                store.set_handle(job.id, owner, handle, now=clock.now())
+            except Fenced as exc:  # swept while this worker stalled between the claim and the start
+                let_go(w, run, str(exc))
+                return
             run.handle_stored = True
             return
-    settle(store, job.id, (JobState.FAILED, reason), clock.now())
+    _settle_if_ours(store, job.id, owner, (JobState.FAILED, reason), clock.now())
 
 
 # --- shutdown -----------------------------------------------------------------------------------------
@@ -385,7 +421,10 @@ def shutdown(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool) -> No
                 w.jobs.pop(run.job_id, None)
                 continue
             run.verdict = stopped_verdict(job, run.follower, "its worker was stopped")
-        _record_end(store, clock, w, run)
+        try:
+            _record_end(store, clock, w, run)
+        except Fenced as exc:
+            let_go(w, run, str(exc))
     store.unregister_worker(w.info.id)
 
 
