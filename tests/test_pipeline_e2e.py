@@ -119,7 +119,8 @@ def test_events_tell_the_whole_story(demo_run: tuple[Path, Any]) -> None:
     assert progress and {"step", "max_steps", "loss", "lr", "eta_s"} <= set(
         [e for e in progress if e["stage"] == "train"][-1]
     )
-    for stage in ("data", "lora", "merged", "gguf", "quantize"):  # rows tokenized; bytes the converters write
+    assert {e["stage"] for e in progress} == set(STAGE_NAMES)  # every stage says how far it is
+    for stage in (s for s in STAGE_NAMES if s != "train"):  # rows, bytes written, answers, files: done/total
         written = [e for e in progress if e["stage"] == stage]
         assert written and written[0]["done"] == 0 and written[0]["total"] > 0, stage
         assert written[-1]["done"] == written[-1]["total"] > 0, stage

@@ -32,6 +32,7 @@ from runner.pipeline.perplexity import (
     perplexities,
     perplexity_on_cpu,
 )
+from runner.pipeline.progress import counted_progress
 from runner.pipeline.quantize import quant_path
 from runner.ship.evalmd import render_eval
 from runner.spec.model import ExportSpec
@@ -138,7 +139,11 @@ def _perplexities(ctx: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
         sets["eval"] = load_rows(eval_dir, export.ppl_rows)
     quants = ["f16", *(q for q in export.gguf if q != "f16")]
     try:
-        measured = {q: _score(ctx, quant_path(ctx, q), sets, q) for q in quants}
+        measured = {}
+        with counted_progress(ctx, len(quants), "files scored") as advance:  # minutes each on a big model
+            for quant in quants:
+                measured[quant] = _score(ctx, quant_path(ctx, quant), sets, quant)
+                advance(1)
     except ChildCrashed as exc:
         if export.on_fidelity == "fail":
             raise

@@ -16,6 +16,7 @@ from typing import Any
 from runner.core.secrets import write_redacted
 from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
+from runner.pipeline.progress import counted_progress
 from runner.pipeline.quantize import quant_path
 from runner.ship.card import commands, model_card, prompt_section
 from runner.ship.files import SUMS, link_or_copy, write_sums
@@ -31,8 +32,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     sources = [quant_path(ctx, q) for q in spec.export.gguf]
     lora = ctx.results.get("lora", {}).get("artifact")
     sources += [root / lora["path"]] if lora else []
-    for src in sources:
-        link_or_copy(src, ship / src.name)
+    with counted_progress(ctx, len(sources), "files") as advance:  # a copy of GBs where links cannot be
+        for src in sources:
+            link_or_copy(src, ship / src.name)
+            advance(1)
     tested = quant_path(ctx, spec.smoke.gguf).name
     try:
         chat = read_gguf_chat(ship / tested, spec.template.system)

@@ -35,6 +35,7 @@ from runner.core.secrets import write_redacted_json
 from runner.dataset.templates import without_default_system
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.isolate import call_in_child
+from runner.pipeline.progress import counted_progress
 from runner.pipeline.quantize import quant_path
 from runner.ship.modelfile import GgufChat, writes_system
 from runner.spec.model import SmokePrompt
@@ -118,15 +119,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
     path = quant_path(ctx, ctx.spec.smoke.gguf)
     n_ctx = ctx.spec.smoke_context
     system = ctx.spec.template.system
-    found: SmokeAnswers = call_in_child(
-        "the smoke test",
-        answer_with_gguf,
-        str(path),
-        n_ctx,
-        list(ctx.spec.smoke.prompts),
-        ctx.spec.smoke.max_tokens,
-        system,
-    )
+    prompts = list(ctx.spec.smoke.prompts)
+    with counted_progress(ctx, len(prompts) * (2 if system else 1), "answers") as advance:
+        found: SmokeAnswers = call_in_child(
+            "the smoke test", answer_with_gguf, str(path), n_ctx, prompts, ctx.spec.smoke.max_tokens, system
+        )
+        advance(len(found.results) + len(found.without_system or []))
     template, results = found.template, found.results
     report = {
         "gguf": str(path.relative_to(ctx.run.root)),
