@@ -365,3 +365,23 @@ def test_hub_splits_follow_the_same_rule(tmp_path: Path, monkeypatch: pytest.Mon
         DataError, match=r"takes 5 of the rows split 'train' trains on \(rows 16-20 of 20 in split"
     ):
         load("train", "train[15:]")
+
+
+def test_validate_json_gives_each_files_summary_or_its_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text((ROOT / "jobs" / "demo-tiny.toml").read_text().replace("learning_rate", "learnin_rate"))
+    done = tuneq("validate", "--json", str(ROOT / "jobs" / "demo-tiny.toml"), str(bad))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    good, refused = json.loads(done.stdout)["files"]
+    assert good["valid"] and good["summary"]["data"].endswith("43 train + 5 eval rows, format columns")
+    assert {"memory", "disk", "eval"} <= set(good["summary"])
+    assert not refused["valid"] and refused["problems"][0]["key"] == "train.learnin_rate"
+
+
+def test_output_cut_short_by_its_reader_is_no_traceback() -> None:
+    """`tuneq … | head`: the reader leaves early; the pipe's end is no error of the user's to read about."""
+    script = (
+        f"{sys.executable} -m runner validate --json {ROOT / 'jobs'}/demo-tiny.toml | true"  # never reads
+    )
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr

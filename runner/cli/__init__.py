@@ -6,13 +6,14 @@ Exit codes: 0 success, 1 a job or test failed, 2 bad input (job file, id, state)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 import argcomplete
 
 from runner.cli import completion, job_cmds, queue_cmds, ship_cmds, tui_cmd
-from runner.cli.exitcodes import EXIT_INTERRUPTED, EXIT_USAGE
+from runner.cli.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from runner.core.paths import StateDirError
 from runner.core.secrets import redacted_output
 
@@ -40,8 +41,12 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tuneq`` script: every line it prints passes through the secret redactor."""
-    with redacted_output():
-        return _dispatch(argv)
+    try:
+        with redacted_output():
+            return _dispatch(argv)
+    except BrokenPipeError:  # `tuneq status | head`: the reader stopped reading, no traceback for that
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at the exit's flush
+        return EXIT_FAILED
 
 
 def _dispatch(argv: Sequence[str] | None) -> int:

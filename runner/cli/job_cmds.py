@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,17 +25,26 @@ from runner.core.tested import tested_gguf
 from runner.models.vram import estimate, model_config, model_shape
 from runner.spec import LoadedSpec, SpecError
 from runner.spec.model import file_stem
+from runner.store import JSON_VERSION
 
 
 def register(sub: Any) -> None:
     """Add ``validate`` and ``run``."""
-    p = sub.add_parser("validate", help="check job files without touching a GPU")
+    p = sub.add_parser(
+        "validate",
+        help="check job files without touching a GPU",
+        description="Check job files as submit does, reporting every problem of every file: schema, data, "
+        "eval rows, base model and chat template, plus GPU memory and disk estimates. Example: "
+        "`tuneq validate jobs/*.toml`, or `tuneq validate jobs/x.toml --show-sample` to see a rendered row.",
+    )
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument(
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
         "--show-sample",
         action="store_true",
         help="render one training example with the model's tokenizer and count unusable ones",
     )
+    how.add_argument("--json", action="store_true", help="machine-readable output (docs/cli-json.md)")
     p.set_defaults(handler=cmd_validate)
     p = sub.add_parser("run", help="run one job in the foreground (no queue)")
     p.add_argument("file", metavar="FILE")
@@ -46,8 +57,12 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_run)
 
 
+def _rows(loaded: LoadedSpec, data: DataCheck) -> list[tuple[str, str]]:
+    return [*validation_rows(loaded, data), ("memory", _memory_line(loaded)), ("disk", _disk_line(loaded))]
+
+
 def _summary(loaded: LoadedSpec, data: DataCheck) -> str:
-    rows = [*validation_rows(loaded, data), ("memory", _memory_line(loaded)), ("disk", _disk_line(loaded))]
+    rows = _rows(loaded, data)
     return "\n".join([f"{loaded.path}: valid", *(f"  {key:<9} {value}" for key, value in rows)])
 
 
@@ -69,6 +84,8 @@ def _disk_line(loaded: LoadedSpec) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate each file; print a summary or every problem. Exit 2 if any file is invalid."""
+    if args.json:
+        return _validate_json(args.files)
     code = EXIT_OK
     for file in args.files:
         try:
@@ -85,6 +102,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 "  lengths   not counted: --show-sample tokenizes the examples and names any longer than max_seq_length"
             )
     return code
+
+
+def _validate_json(files: list[str]) -> int:
+    """``validate --json``: per file, valid with its summary rows, or its problems."""
+    results: list[dict[str, Any]] = []
+    for file in files:
+        try:
+            loaded, data = validate_file(file)
+        except SpecError as exc:
+            results.append({"path": file, "valid": False, "problems": [asdict(p) for p in exc.problems]})
+            continue
+        summary = dict(_rows(loaded, data))
+        results.append({"path": file, "valid": True, "summary": summary, "problems": []})
+    print(json.dumps({"v": JSON_VERSION, "files": results}, indent=2, ensure_ascii=False))
+    return EXIT_OK if all(r["valid"] for r in results) else EXIT_USAGE
 
 
 def _show_sample(loaded: LoadedSpec) -> int:
