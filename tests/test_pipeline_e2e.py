@@ -127,6 +127,16 @@ def test_events_tell_the_whole_story(demo_run: tuple[Path, Any]) -> None:
     assert events[-1]["type"] == "job_end" and events[-1]["ok"]
 
 
+def test_the_ship_folder_shows_the_loss_curve(demo_run: tuple[Path, Any]) -> None:
+    run_dir, _ = demo_run
+    assert (run_dir / "ship" / "loss.png").read_bytes().startswith(b"\x89PNG")
+    assert (
+        "![training and eval loss against the step](loss.png)" in (run_dir / "ship" / "README.md").read_text()
+    )
+    train = json.loads((run_dir / "report.json").read_text())["train"]
+    assert len(train["loss_curve"]) == train["steps"] // 5 and train["eval_curve"]  # logging_steps = 5
+
+
 def test_secrets_never_reach_the_run_directory(demo_run: tuple[Path, Any]) -> None:
     run_dir, _ = demo_run
     for path in run_dir.rglob("*"):

@@ -80,3 +80,19 @@ def test_the_worker_mirrors_a_stage_eta_and_drops_the_last_stage_steps(tmp_path:
     events.emit("progress", "gguf", done=10, total=40, unit="bytes", eta_s=12.0)
     follower.read()
     assert follower.progress == Progress("gguf", None, None, 0.5, 12.0)
+
+
+def test_the_loss_curve_ships_as_a_png(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from runner.ship.plot import write_loss_png
+
+    train = {
+        "loss_curve": [[s, 2.0 / s] for s in range(1, 61)],
+        "eval_curve": [[20, 0.3], [40, 0.2], [60, 0.15]],
+    }
+    assert write_loss_png(train, tmp_path / "loss.png")
+    with Image.open(tmp_path / "loss.png") as image:
+        assert image.format == "PNG" and image.size == (600, 320)
+    assert not write_loss_png({"loss_curve": [[1, 2.0]]}, tmp_path / "one.png")  # one point is no curve
+    assert not write_loss_png({}, tmp_path / "old.png") and not (tmp_path / "old.png").exists()

@@ -21,6 +21,7 @@ from runner.pipeline.quantize import quant_path
 from runner.ship.card import commands, model_card, prompt_section
 from runner.ship.files import SUMS, link_or_copy, write_sums
 from runner.ship.modelfile import NoOllamaTemplate, TemplateError, modelfile, read_gguf_chat
+from runner.ship.plot import write_loss_png
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -54,16 +55,18 @@ def run(ctx: StageContext) -> dict[str, Any]:
     command_text = commands(spec, tested, lora and sources[-1].name, with_modelfile=no_modelfile is None)
     write_redacted(ship / "commands.txt", command_text)
     fidelity, smoke = root / "fidelity.json", ctx.run.smoke
+    train = ctx.results.get("train", {})
     card = model_card(
         spec,
         [(p.name, p.stat().st_size) for p in sources],
-        ctx.results.get("train", {}),
+        train,
         ctx.results.get("data", {}),
         json.loads(fidelity.read_text()) if fidelity.exists() else None,
         command_text,
         prompt_section(
             spec, chat, num_ctx, no_modelfile, json.loads(smoke.read_text()) if smoke.exists() else None
         ),
+        loss_png=write_loss_png(train, ship / "loss.png"),
     )
     write_redacted(ship / "README.md", card)
     write_sums(ship)

@@ -73,7 +73,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     shutil.rmtree(ctx.run.lora, ignore_errors=True)
     os.replace(tmp, ctx.run.lora)
     ctx.handoff.model, ctx.handoff.tokenizer = model, tokenizer
-    history = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    logged = trainer.state.log_history
+    history = [e["loss"] for e in logged if "loss" in e]
     return {
         "steps": trainer.state.global_step,
         "train_loss": result.training_loss,
@@ -85,7 +86,19 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "micro_batch": plan.per_device,
         "accumulation": plan.accumulation,
         "gradient_checkpointing": plan.checkpointing,
+        # [step, loss] pairs for the loss curve that ships (ship/loss.png), thinned to at most CURVE_POINTS
+        "loss_curve": _curve([(e["step"], e["loss"]) for e in logged if "loss" in e]),
+        "eval_curve": _curve([(e["step"], e["eval_loss"]) for e in logged if "eval_loss" in e]),
     }
+
+
+CURVE_POINTS = 1000
+
+
+def _curve(points: list[tuple[int, float]]) -> list[list[float]]:
+    stride = max(1, -(-len(points) // CURVE_POINTS))
+    kept = points[::stride] + ([points[-1]] if points and (len(points) - 1) % stride else [])
+    return [[step, round(loss, 6)] for step, loss in kept]
 
 
 def _evaluate(trainer: Any) -> float | None:

@@ -94,6 +94,7 @@ def model_card(
     fidelity: dict[str, Any] | None,
     command_text: str,
     prompting: str,
+    loss_png: bool = False,
 ) -> str:
     """The model card: base model, data, template, hyperparameters, losses, how to prompt, fidelity, usage."""
     base = shown_base(spec.model.base)
@@ -122,7 +123,8 @@ def model_card(
             }
         ),
         f"Steps: {train.get('steps')}; training loss {_num(train.get('first_loss'))} at the first logged "
-        f"step, {_num(train.get('final_loss'))} at the last.",
+        f"step, {_num(train.get('final_loss'))} at the last."
+        + ("\n\n![training and eval loss against the step](loss.png)" if loss_png else ""),
     ]
     if fidelity:
         parts.append("## Fidelity\n\n" + fidelity_sections(fidelity, level=3))
