@@ -22,11 +22,11 @@ from runner.dataset.templates import (
 from runner.models.resolve import resolve_base
 from runner.spec.model import TemplateSpec
 
-NO_SYSTEM_ROLE = (  # Gemma-like: a system message raises
+NO_SYSTEM_ROLE = (  # Gemma-like: a system message raises (turns render alike in training and prompting)
     "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}"
     "{{ raise_exception('System role not supported') }}{% endif %}"
     "<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
-    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+    "{% if add_generation_prompt %}<start_of_turn>assistant\n{% endif %}"
 )
 DROPS_SYSTEM = (
     "{% for m in messages if m['role'] != 'system' %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"

@@ -128,13 +128,14 @@ names it); if you only have the GGUF:
 ```python
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
 folder, name = "path/to/dir", "model.Q4_K_M.gguf"
 tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
 model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-model.hf_quantizer = None                      # plain tensors now: save_pretrained refuses otherwise
+model.hf_quantizer = None  # plain tensors now: save_pretrained refuses otherwise
 del model.config.quantization_config
 model.to(torch.bfloat16).save_pretrained("my-base")
-tokenizer.save_pretrained("my-base")           # compare its token ids with the GGUF's before training
+tokenizer.save_pretrained("my-base")  # compare its token ids with the GGUF's before training
 ```
 
 ## Chat templates
