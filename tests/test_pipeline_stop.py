@@ -138,7 +138,8 @@ def test_sigterm_during_real_training_saves_a_checkpoint_and_ends_stopped(home: 
     run_dir = prepare_run_dir(loaded, tmp_path / "run", "demo")
     backend = LocalBackend([sys.executable, "-m", "runner.pipeline"])
     handle = backend.start(Launch("demo", run_dir.root, loaded.spec))
-    wait_for(lambda: any(e["type"] == "progress" for e in read_events(run_dir.events)), timeout=1200)
+    # a training step (the data stage reports progress too)
+    wait_for(lambda: any(e.get("step") for e in read_events(run_dir.events) if e["type"] == "progress"), 1200)
     backend.stop(handle, grace_s=120)
     outcome = backend.poll(handle)
     assert outcome is not None and outcome.exit_code == 143, run_dir.log.read_text()[-3000:]
