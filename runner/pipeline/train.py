@@ -89,8 +89,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         # [step, loss] pairs for the loss curve that ships (ship/loss.png), thinned to at most CURVE_POINTS
         "loss_curve": _curve([(e["step"], e["loss"]) for e in logged if "loss" in e]),
         "eval_curve": _curve(
-            [(0, eval_before)]
-            * (eval_before is not None)  # before training: the trainer's history starts after
+            ([] if eval_before is None else [(0, eval_before)])  # before training, which history leaves out
             + [(e["step"], e["eval_loss"]) for e in logged if "eval_loss" in e]
         ),
     }
