@@ -232,7 +232,9 @@ def test_a_disk_that_fills_in_training_ends_the_job_with_its_cause_report_and_jo
         [(cause, DISK_HINT)],
         [(f"train: {DISK_FULL}", DISK_HINT)],
     )
-    assert events[-1] == JobEnd(stage="report", t=events[-1].t, job="7", ok=False, exit_code=1, reason=errors[0].cause)
+    assert events[-1] == JobEnd(
+        stage="report", t=events[-1].t, job="7", ok=False, exit_code=1, reason=errors[0].cause
+    )
     assert json.loads(run.report.read_text())["failure"]["cause"] == errors[0].cause
     assert all(damage(folder) is None for folder in run.checkpoints.glob("checkpoint-*"))  # none partial
     assert not (run.root / ".reserve").exists()

@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from runner.core import tested
 from runner.core.event_reference import EXAMPLES, render
 from runner.core.events import (
     EVENT_TYPES,
@@ -17,13 +18,11 @@ from runner.core.events import (
     Metric,
     Progress,
     StageEnd,
-    StageStart,
     format_event,
     parse,
     read_events,
     to_record,
 )
-from runner.core import tested
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD_EVENTS = Path(__file__).parent / "fixtures" / "events-v1.jsonl"  # written by tuneq before typed events
@@ -68,7 +67,9 @@ def test_a_wrongly_typed_field_is_refused_where_lines_are_parsed() -> None:
     progress = parse({**head, "type": "progress", "step": True, "max_steps": 60, "loss": "1.5", "eta_s": 3})
     assert progress == replace(empty, max_steps=60, eta_s=3.0)
     assert parse({**head, "type": "progress", "step": 1.5, "mem_gib": False}) == empty
-    assert parse({**head, "type": "stage_end", "ok": True, "seconds": True}) is None  # a required one: skipped
+    assert (
+        parse({**head, "type": "stage_end", "ok": True, "seconds": True}) is None
+    )  # a required one: skipped
     assert parse({**head, "type": "stage_end", "ok": 1, "seconds": 2.0}) is None
     assert parse({**head, "type": "job_end"}) is None  # `ok` missing
     assert parse({**head, "type": "log", "message": 7}) is None
@@ -109,8 +110,12 @@ def test_an_events_file_from_before_typed_events_still_reads() -> None:
         "the answer has no </think>",
         None,
     )
-    assert tested.tested_gguf(passed) == tested.TestedGguf("q4_k_m", "gguf/demo-Q4_K_M.gguf")  # before `tested_gguf`
-    assert format_event(events[5]).endswith("train     step 1/2  loss 2.5000  lr 2.00e-04  grad 1.100  310 tok/s  eta 12s  0.6 GiB")
+    assert tested.tested_gguf(passed) == tested.TestedGguf(
+        "q4_k_m", "gguf/demo-Q4_K_M.gguf"
+    )  # before `tested_gguf`
+    assert format_event(events[5]).endswith(
+        "train     step 1/2  loss 2.5000  lr 2.00e-04  grad 1.100  310 tok/s  eta 12s  0.6 GiB"
+    )
 
 
 def test_the_event_reference_is_current() -> None:

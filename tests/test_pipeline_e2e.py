@@ -151,7 +151,9 @@ def test_rerun_reuses_every_stage(demo_run: tuple[Path, Any], tmp_path: Path) ->
     result = tuneq("run", "jobs/demo-tiny.toml", "--run-dir", str(copy), home=tmp_path / "home")
     assert result.returncode == 0, result.stderr[-2000:]
     events = read_events(copy / "events.jsonl")
-    last_run = events[max(i for i, e in enumerate(events) if isinstance(e, StageStart) and e.stage == "data") :]
+    last_run = events[
+        max(i for i, e in enumerate(events) if isinstance(e, StageStart) and e.stage == "data") :
+    ]
     assert all(e.reused for e in last_run if isinstance(e, StageEnd))
 
 
@@ -209,6 +211,8 @@ def test_retry_with_a_fixed_smoke_section_does_not_train_again(
     )
     assert again.returncode == 0, again.stderr[-2000:]
     events = read_events(Path(job.run_dir) / "events.jsonl")
-    retried = events[max(i for i, e in enumerate(events) if isinstance(e, StageStart) and e.stage == "data") :]
+    retried = events[
+        max(i for i, e in enumerate(events) if isinstance(e, StageStart) and e.stage == "data") :
+    ]
     ran = [e.stage for e in retried if isinstance(e, StageEnd) and not e.reused]
     assert ran == ["smoke", "fidelity", "ship"]

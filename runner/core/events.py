@@ -43,7 +43,9 @@ class _Event:
     """The fields every event line has (besides ``v``, the format version, and ``type``)."""
 
     TYPE: ClassVar[str]
-    stage: str | None = field(default=None, metadata=_doc("the pipeline stage it comes from (`report` at the end)"))
+    stage: str | None = field(
+        default=None, metadata=_doc("the pipeline stage it comes from (`report` at the end)")
+    )
     t: str = field(default="", metadata=_doc("when it was written: UTC, ISO 8601 with milliseconds"))
     job: str = field(default="", metadata=_doc("the job's id"))
 
@@ -82,7 +84,9 @@ class Progress(_Event):
     mem_gib: float | None = field(default=None, metadata=_doc("training: peak GPU memory, GiB"))
     done: float | None = field(default=None, metadata=_doc("other stages: how much is done, in `unit`"))
     total: float | None = field(default=None, metadata=_doc("other stages: how much there is (an estimate)"))
-    unit: str | None = field(default=None, metadata=_doc("other stages: `bytes` written, `rows`, `answers`..."))
+    unit: str | None = field(
+        default=None, metadata=_doc("other stages: `bytes` written, `rows`, `answers`...")
+    )
     eta_s: float | None = field(default=None, metadata=_doc("seconds the stage still needs, estimated"))
 
     @property
@@ -151,11 +155,19 @@ class JobEnd(_Event):
     TYPE = "job_end"
     ok: bool = field(metadata=_doc("every stage finished"))
     exit_code: int | None = field(default=None, metadata=_doc("the pipeline's exit status"))
-    stopped: bool = field(default=False, metadata=_doc("a stop signal ended it: the worker says what that meant"))
-    reason: str | None = field(default=None, metadata=_doc("why it failed or stopped: the failing stage's cause"))
-    tested_gguf: str | None = field(default=None, metadata=_doc("the GGUF the smoke test ran (run-directory path)"))
+    stopped: bool = field(
+        default=False, metadata=_doc("a stop signal ended it: the worker says what that meant")
+    )
+    reason: str | None = field(
+        default=None, metadata=_doc("why it failed or stopped: the failing stage's cause")
+    )
+    tested_gguf: str | None = field(
+        default=None, metadata=_doc("the GGUF the smoke test ran (run-directory path)")
+    )
     tested_quant: str | None = field(default=None, metadata=_doc("its quant, the job file's `smoke.gguf`"))
-    q4_k_m: str | None = field(default=None, metadata=_doc("before tuneq 0.1: the tested file, always Q4_K_M"))
+    q4_k_m: str | None = field(
+        default=None, metadata=_doc("before tuneq 0.1: the tested file, always Q4_K_M")
+    )
 
 
 Event = StageStart | StageEnd | Progress | Metric | Artifact | Log | Error | JobEnd
@@ -192,7 +204,7 @@ def parse(line: bytes | str | Mapping[str, Any]) -> Event | None:
             record = json.loads(line) if line.strip() else None
         except (json.JSONDecodeError, UnicodeDecodeError):
             return None
-    if not isinstance(record, Mapping) or (cls := _BY_TYPE.get(record.get("type"))) is None:
+    if not isinstance(record, Mapping) or (cls := _BY_TYPE.get(str(record.get("type")))) is None:
         return None
     hints, known = _HINTS[cls], {f.name: f for f in fields(cls)}
     flat = "values" if cls is Metric else None  # a metric's other fields, gathered into ``values``
@@ -225,15 +237,13 @@ def _typed(value: object, hint: Any) -> Any:
     """``value`` as a field of type ``hint`` holds it (an integer is also a float, a boolean is no number), or
     :class:`TypeError`: the one type check of event fields."""
     for option in get_args(hint) if isinstance(hint, UnionType) else (hint,):
-        if option is NoneType and value is None:
-            return None
-        if option is bool and isinstance(value, bool):
+        if (option is NoneType and value is None) or (option in (bool, str) and isinstance(value, option)):
             return value
-        if option is str and isinstance(value, str):
-            return value
-        if option in (int, float) and isinstance(value, int | float) and not isinstance(value, bool):
-            if option is float or isinstance(value, int):
-                return option(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if option is float:
+                return float(value)
+            if option is int and isinstance(value, int):
+                return value
     raise TypeError(f"{value!r} is no {hint}")
 
 
@@ -299,7 +309,9 @@ def _describe(event: Event) -> str:
     head = f"{event.t[11:19]} {event.stage or '-':<9}"
     match event:
         case Progress(training=False):
-            return f"{head} {_written(event)}" + (f"  eta {event.eta_s:.0f}s" if event.eta_s is not None else "")
+            return f"{head} {_written(event)}" + (
+                f"  eta {event.eta_s:.0f}s" if event.eta_s is not None else ""
+            )
         case Progress():
             return f"{head} " + "  ".join(_training_numbers(event))
         case StageStart():
@@ -312,7 +324,9 @@ def _describe(event: Event) -> str:
         case Metric():
             shown = {"step": event.step, "eval_loss": event.eval_loss} | event.values
             return f"{head} " + "  ".join(
-                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items() if v is not None
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in shown.items()
+                if v is not None
             )
         case Error():
             return f"{head} ERROR {event.cause}" + (f"\n          hint: {event.hint}" if event.hint else "")

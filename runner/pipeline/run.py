@@ -137,7 +137,9 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
     reserve.release()
     ctx.stage = "report"
     report_path = write_report(ctx, results, timings, failure)
-    ctx.emit(Artifact(path=str(report_path.relative_to(run.root)), kind="report", bytes=report_path.stat().st_size))
+    ctx.emit(
+        Artifact(path=str(report_path.relative_to(run.root)), kind="report", bytes=report_path.stat().st_size)
+    )
     # the file the smoke stage ran, once it passed (runner.core.tested reads it back)
     tested = str(quant_path(ctx, spec.smoke.gguf).relative_to(run.root)) if "smoke" in results else None
     ctx.emit(

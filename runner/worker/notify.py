@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from runner.core.events import EventTail, JobEnd as EndEvent
+from runner.core.events import EventTail
+from runner.core.events import JobEnd as EndEvent
 from runner.core.jobstate import JobState
 from runner.core.paths import state_dir
 from runner.core.rundir import RunDir
@@ -62,7 +63,9 @@ class JobEnd:
         """The end of ``job`` as recorded, with the tested GGUF its attempt's ``job_end`` names."""
         run_dir = RunDir(Path(job.run_dir))
         ends = [
-            e for e in EventTail(run_dir.events, max(job.events_offset, 0)).read_new() if isinstance(e, EndEvent)
+            e
+            for e in EventTail(run_dir.events, max(job.events_offset, 0)).read_new()
+            if isinstance(e, EndEvent)
         ]
         tested = tested_gguf(ends[-1]) if ends else None
         duration = job.finished_at - job.started_at if job.finished_at and job.started_at else None
