@@ -43,7 +43,7 @@ EXAMPLES: tuple[Event, ...] = (
         mem_gib=7.0,
         eta_s=95.0,
     ),
-    Progress(stage="gguf", t=_T, job="7", done=1.2e9, total=3.1e9, unit="bytes", eta_s=41.5),
+    Progress(stage="gguf", t=_T, job="7", done=1_200_000_000, total=3_100_000_000, unit="bytes", eta_s=41.5),
     Metric(stage="train", t=_T, job="7", step=20, eval_loss=1.71),
     Metric(stage="data", t=_T, job="7", values={"train_rows": 430, "eval_rows": 48, "train_tokens": 61204}),
     Artifact(
@@ -88,9 +88,10 @@ A job's events end with `job_end`; one that stopped on SIGTERM or SIGINT has `st
 
 def _type_name(annotation: Any) -> str:
     if isinstance(annotation, UnionType):
-        return " or ".join(_type_name(a) for a in get_args(annotation) if a is not type(None))
+        names = [_type_name(a) for a in get_args(annotation) if a is not type(None)]
+        return " or ".join(filter(None, (", ".join(names[:-1]), names[-1])))
     if get_origin(annotation) is dict:
-        return "fields of their own: " + _type_name(get_args(annotation)[1])
+        return "each " + _type_name(get_args(annotation)[1])
     return {int: "integer", float: "number", str: "string", bool: "boolean"}[annotation]
 
 

@@ -81,7 +81,9 @@ class Progress(_Event):
     lr: float | None = field(default=None, metadata=_doc("training: the learning rate"))
     grad_norm: float | None = field(default=None, metadata=_doc("training: the gradient norm"))
     tokens_per_s: float | None = field(default=None, metadata=_doc("training: tokens per second"))
-    mem_gib: float | None = field(default=None, metadata=_doc("training: peak GPU memory, GiB"))
+    mem_gib: float | None = field(
+        default=None, metadata=_doc("training: peak memory in GiB (the GPU's, else the process's)")
+    )
     done: float | None = field(default=None, metadata=_doc("other stages: how much is done, in `unit`"))
     total: float | None = field(default=None, metadata=_doc("other stages: how much there is (an estimate)"))
     unit: str | None = field(
@@ -113,7 +115,7 @@ class Metric(_Event):
     values: dict[str, MetricValue] = field(
         default_factory=dict,
         metadata=_doc(
-            "any other field, a number, string or boolean: `train_rows`, `eval_rows`, `train_tokens`, "
+            "the other measurements, each a field of its own: `train_rows`, `eval_rows`, `train_tokens`, "
             "`truncated`, `dropped` (data); `prompt`, `ok`, `completion_tokens`, `tokens_per_s` (smoke); "
             "`quant`, `ppl`, `ppl_increase`, `ppl_<language>` (fidelity)"
         ),
