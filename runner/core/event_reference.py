@@ -22,6 +22,7 @@ from runner.core.events import (
     Progress,
     StageEnd,
     StageStart,
+    is_required,
     to_record,
 )
 
@@ -96,7 +97,7 @@ def _type_name(annotation: Any) -> str:
 
 
 def _default(f: Field[Any]) -> str:
-    if f.default is MISSING and f.default_factory is MISSING:
+    if is_required(f):
         return "**required**"
     return "none" if f.default in (None, MISSING) else f"`{json.dumps(f.default)}`"
 

@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import NoneType, UnionType
@@ -216,7 +216,7 @@ def parse(line: bytes | str | Mapping[str, Any]) -> Event | None:
             try:
                 values[name] = _typed(record[name], hints[name])
             except TypeError:
-                if f.default is MISSING and f.default_factory is MISSING:
+                if is_required(f):
                     return None
     if flat:
         extra = {k: record[k] for k in record if k not in known and k not in _HEAD}
@@ -225,6 +225,11 @@ def parse(line: bytes | str | Mapping[str, Any]) -> Event | None:
         return cls(**values)
     except TypeError:  # a required field missing
         return None
+
+
+def is_required(f: Field[Any]) -> bool:
+    """Whether an event's field has no default: a line without it (or with it wrongly typed) is skipped."""
+    return f.default is MISSING and f.default_factory is MISSING
 
 
 def _fits(value: object, hint: Any) -> bool:
