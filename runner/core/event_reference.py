@@ -78,9 +78,10 @@ A running job appends one JSON object a line to `events.jsonl` in its run direct
 ([run-directory.md](run-directory.md)); `tuneq log`, the worker and the TUI read it. Every line has
 `v` (the format version, now {EVENT_VERSION}), `type` (one of the sections below) and the fields of
 [every line](#every-line); then its type's fields. A field at its default is left out of the line.
-Readers ignore fields they do not know and skip a line that is torn, of an unknown type or has a field of
-the wrong type (a number is never `true`/`false`); every write starts on a fresh line, so a line a full
-disk cut short is skipped alone.
+Readers ignore fields they do not know, read an optional field of the wrong type as absent (a number is
+never `true`/`false`), and skip a line that is torn, of an unknown type, or lacks a required field (or
+has it wrongly typed); every write starts on a fresh line, so a line a full disk cut short is skipped
+alone.
 
 A job's events end with `job_end`; one that stopped on SIGTERM or SIGINT has `stopped` set in its last
 `stage_end` and in `job_end`, and the worker records it interrupted or cancelled, never failed.

@@ -2,10 +2,11 @@
 
 Each event type is a frozen dataclass below; :meth:`EventWriter.emit` writes one as a flat JSON line and
 :func:`parse` reads one back, checking every field's type (the one place that does). Each line has ``v``
-(format version), ``t`` (UTC time), ``job``, ``stage`` and ``type``; readers ignore fields they do not know
-and skip a line that is torn, of an unknown type or wrongly typed (a last one waits for its end; one that a
-full disk or a crash cut short stays alone, as every write starts on a fresh line). docs/events.md is
-rendered from these classes (:mod:`runner.core.event_reference`).
+(format version), ``t`` (UTC time), ``job``, ``stage`` and ``type``; readers ignore fields they do not know,
+read an optional field of the wrong type as absent, and skip a line that is torn, of an unknown type, or
+lacks a required field (a torn last line waits for its end; one that a full disk or a crash cut short stays
+alone, as every write starts on a fresh line). docs/events.md is rendered from these classes
+(:mod:`runner.core.event_reference`).
 """
 
 from __future__ import annotations
