@@ -57,9 +57,9 @@ def duration(seconds: float | None) -> str:
     return f"{total // 3600}h{total % 3600 // 60:02d}m"
 
 
-def number(value: object, spec: str) -> str:
-    """``format(value, spec)`` for a number, ``-`` for anything else."""
-    return format(value, spec) if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+def number(value: float | None, spec: str) -> str:
+    """``format(value, spec)`` for a number, ``-`` for none."""
+    return "-" if value is None else format(value, spec)
 
 
 def size(n_bytes: object) -> str:

@@ -35,7 +35,7 @@ from runner.backends.container import (
 )
 from runner.backends.errors import BackendError
 from runner.backends.logcopy import MARKER, LogCopy
-from runner.core.events import read_events
+from runner.core.events import JobEnd, read_events
 
 _LIVE = ("running", "paused", "restarting")  # "created": the worker stopped between create and start
 _NO_IMAGE = "image {!r} is not on the engine: build it with `just image`"
@@ -183,10 +183,10 @@ def _log_path(container: Container) -> Path:
 def _pipeline_reason(events: Path, started_at: str) -> str | None:
     """The reason of this attempt's failed ``job_end`` event, if the pipeline wrote one."""
     for event in reversed(read_events(events)):
-        if event.get("t", "") < started_at[:23]:
+        if event.t < started_at[:23]:
             return None
-        if event.get("type") == "job_end" and not event.get("ok") and event.get("reason"):
-            return str(event["reason"])
+        if isinstance(event, JobEnd) and not event.ok and event.reason:
+            return event.reason
     return None
 
 

@@ -1,7 +1,7 @@
 """Secrets come from the environment only, and are scrubbed from anything tuneq writes.
 
 :func:`redact` is the one scrubbing function. Everything tuneq writes or prints passes through it: events
-(nested fields too) through :class:`runner.core.events.EventWriter`; every other file a run writes
+(every field) through :class:`runner.core.events.EventWriter`; every other file a run writes
 (``smoke.json``, ``fidelity.json``, ``eval.md``, ``report.json``, ``ship/``'s model card, Modelfile and
 commands, ``data/sample.txt``, stage markers) through :func:`write_redacted`; the log copies of both
 backends line by line; the rows of a job's data set as they are read; and whatever the ``tuneq`` command and

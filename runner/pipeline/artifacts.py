@@ -9,20 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.checksum import sha256_file
+from runner.core.events import Artifact
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.disk import DISK_FULL, DISK_HINT
 
 
 def record_artifact(ctx: StageContext, path: Path, kind: str) -> dict[str, Any]:
     """Emit an ``artifact`` event for a finished file and return its description."""
-    entry = {
-        "path": str(path.relative_to(ctx.run.root)),
-        "kind": kind,
-        "bytes": path.stat().st_size,
-        "sha256": sha256_file(path),
-    }
-    ctx.emit("artifact", **entry)
-    return entry
+    rel, size, digest = str(path.relative_to(ctx.run.root)), path.stat().st_size, sha256_file(path)
+    ctx.emit(Artifact(path=rel, kind=kind, bytes=size, sha256=digest))
+    return {"path": rel, "kind": kind, "bytes": size, "sha256": digest}
 
 
 def run_converter(ctx: StageContext, script: Path, args: list[str], out: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+from runner.core.events import Metric
 from runner.core.secrets import write_redacted, write_redacted_json
 from runner.dataset.build import load_examples
 from runner.dataset.formats import Example
@@ -55,12 +56,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
     shutil.rmtree(ctx.run.data_dir, ignore_errors=True)
     os.replace(tmp, ctx.run.data_dir)
     ctx.emit(
-        "metric",
-        train_rows=len(train),
-        eval_rows=len(evals),
-        train_tokens=train_stats["tokens"],
-        truncated=train_stats["truncated"],
-        dropped=train_stats["dropped_no_target"],
+        Metric(
+            values={
+                "train_rows": len(train),
+                "eval_rows": len(evals),
+                "train_tokens": train_stats["tokens"],
+                "truncated": train_stats["truncated"],
+                "dropped": train_stats["dropped_no_target"],
+            }
+        )
     )
     return stats
 

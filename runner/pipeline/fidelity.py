@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runner.core.events import Metric
 from runner.core.secrets import write_redacted, write_redacted_json
 from runner.dataset.templates import chat_template_for
 from runner.models.resolve import load_tokenizer, local_model_dir
@@ -182,11 +183,14 @@ def _perplexities(ctx: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
     for f, g in zip(files, general["files"], strict=True):
         general_metrics = {f"ppl_{lang}": round(g[lang], 4) for lang in languages}
         ctx.emit(
-            "metric",
-            quant=f["quant"],
-            ppl=round(f["ppl"], 4),
-            ppl_increase=round(f["increase"], 4),
-            **general_metrics,
+            Metric(
+                values={
+                    "quant": f["quant"],
+                    "ppl": round(f["ppl"], 4),
+                    "ppl_increase": round(f["increase"], 4),
+                    **general_metrics,
+                }
+            )
         )
     table = {
         "rows": len(sets["eval"]),

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from runner.core.events import Metric
 from runner.core.secrets import write_redacted_json
 from runner.dataset.templates import without_default_system
 from runner.pipeline.context import StageContext, StageFailed
@@ -138,11 +139,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
     write_redacted_json(ctx.run.smoke, report)
     for r in results:
         ctx.emit(
-            "metric",
-            prompt=r["prompt"][:80],
-            ok=r["ok"],
-            completion_tokens=r["completion_tokens"],
-            tokens_per_s=r["tokens_per_s"],
+            Metric(
+                values={
+                    "prompt": r["prompt"][:80],
+                    "ok": r["ok"],
+                    "completion_tokens": r["completion_tokens"],
+                    "tokens_per_s": r["tokens_per_s"],
+                }
+            )
         )
     if not template:
         raise StageFailed(

@@ -14,6 +14,7 @@ import shutil
 import time
 from typing import Any
 
+from runner.core.events import Metric, Progress
 from runner.dataset.templates import chat_template_for
 from runner.models.vram import GIB
 from runner.pipeline.checkpoints import newest_intact, no_partial_checkpoint, step_of
@@ -126,7 +127,7 @@ def _progress_callback(ctx: StageContext) -> Any:
         ) -> None:
             logs = logs or {}
             if "eval_loss" in logs:
-                ctx.emit("metric", step=state.global_step, eval_loss=logs["eval_loss"])
+                ctx.emit(Metric(step=state.global_step, eval_loss=logs["eval_loss"]))
                 return
             if "loss" not in logs:
                 return
@@ -138,16 +139,17 @@ def _progress_callback(ctx: StageContext) -> Any:
             rate = done / elapsed if elapsed > 0 and done > 0 else None
             tokens = state.num_input_tokens_seen - self.first_tokens
             ctx.emit(
-                "progress",
-                step=state.global_step,
-                max_steps=state.max_steps,
-                epoch=round(state.epoch or 0, 4),
-                loss=logs["loss"],
-                lr=logs.get("learning_rate"),
-                grad_norm=logs.get("grad_norm"),
-                tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 and tokens else None,
-                eta_s=round((state.max_steps - state.global_step) / rate, 1) if rate else None,
-                mem_gib=_memory_gib(),
+                Progress(
+                    step=state.global_step,
+                    max_steps=state.max_steps,
+                    epoch=round(state.epoch or 0, 4),
+                    loss=logs["loss"],
+                    lr=logs.get("learning_rate"),
+                    grad_norm=logs.get("grad_norm"),
+                    tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 and tokens else None,
+                    eta_s=round((state.max_steps - state.global_step) / rate, 1) if rate else None,
+                    mem_gib=_memory_gib(),
+                )
             )
 
     return ProgressEvents()

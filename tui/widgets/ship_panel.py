@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from runner.core.events import Event
+from runner.core.events import Artifact
 from runner.core.tested import TestedGguf
 from runner.ship.reach import SshHost
 from tui.format import size
@@ -35,7 +35,7 @@ class ShipPanel(VerticalScroll):
     def show(
         self,
         root: Path,
-        items: list[Event],
+        items: list[Artifact],
         tested: TestedGguf | None,
         model: str,
         host: SshHost,
@@ -52,9 +52,9 @@ class ShipPanel(VerticalScroll):
         self.query_one("#ship-tested", Static).update(head)
         files = Text()
         for item in items:
-            files.append(f"{item['path']}", style="bold").append(f"  {size(item.get('bytes'))}\n")
-            if item.get("sha256"):
-                files.append(f"  sha256 {item['sha256']}\n", style="dim")
+            files.append(item.path, style="bold").append(f"  {size(item.bytes)}\n")
+            if item.sha256:
+                files.append(f"  sha256 {item.sha256}\n", style="dim")
         self.query_one("#artifact-list", Static).update(files or Text("no artifacts yet", style="dim"))
         commands = ship_commands(root / tested.path, model, host, modelfile, system) if tested else []
         if commands == self.commands:
