@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -19,6 +18,8 @@ from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from runner.core.atomic import building
 
 _KEEP_PREFIXES = (
     "convert_hf_to_gguf.py",
@@ -124,10 +125,7 @@ def install(dest: Path | None = None) -> Path:
             check=True,
         )
         sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
-        staging = Path(
-            tempfile.mkdtemp(prefix=".llama.cpp-", dir=dest.parent if dest.parent.exists() else None)
-        )
-        with tarfile.open(sdist) as archive:
+        with building(dest) as staging, tarfile.open(sdist) as archive:
             for member in archive.getmembers():
                 parts = member.name.split("/vendor/llama.cpp/", 1)
                 keep = (
@@ -139,10 +137,5 @@ def install(dest: Path | None = None) -> Path:
                 if keep and (member.isfile() or member.isdir()):
                     member.name = parts[1]
                     archive.extract(member, staging, **_SAFE_EXTRACT)
-    (staging / ".version").write_text(wanted)
-    staging.chmod(0o755)  # mkdtemp made it private: other users (a container's non-root user) read it
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(staging, dest)
+            (staging / ".version").write_text(wanted)
     return dest

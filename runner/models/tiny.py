@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from runner.core.atomic import building
+from runner.core.rundir import SUMS
 from runner.dataset.templates import r1_inference_template
-from runner.models.publish import building
 
 TINY_LLAMA = "tuneq:tiny-llama"
 _VERSION = "v6"
@@ -63,9 +63,8 @@ def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
     from transformers.convert_slow_tokenizer import SentencePieceExtractor
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".tiny-", dir=dest.parent))
-    try:
+    with tempfile.TemporaryDirectory() as scratch, building(dest) as model_dir:
+        work = Path(scratch)
         prefix = work / "tokenizer"
         corpus = work / "corpus.txt"
         chats = (f"{c[0]['content']}\n{c[1]['content']}" for c in _chats())
@@ -125,17 +124,12 @@ def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
         )
         model = LlamaForCausalLM(config)
         _pretrain(model, tokenizer)
-        model.save_pretrained(work / "model")
-        tokenizer.save_pretrained(work / "model")
-        shutil.copy(str(prefix) + ".model", work / "model" / "tokenizer.model")
+        model.save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+        shutil.copy(str(prefix) + ".model", model_dir / "tokenizer.model")
         added = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL}  # read by llama.cpp's converter
-        (work / "model" / "added_tokens.json").write_text(json.dumps(added, ensure_ascii=False))
-        (work / "model" / "tuneq-tiny.json").write_text(json.dumps({"name": TINY_LLAMA, "version": _VERSION}))
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(work / "model", dest)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        (model_dir / "added_tokens.json").write_text(json.dumps(added, ensure_ascii=False))
+        (model_dir / "tuneq-tiny.json").write_text(json.dumps({"name": TINY_LLAMA, "version": _VERSION}))
     return dest
 
 
@@ -221,11 +215,11 @@ def tiny_llama_dir(cache: Path) -> Path:
 def _shipped_manifest() -> dict[str, str]:
     """File name → SHA-256 from the shipped SHA256SUMS, itself checked against :data:`MANIFEST_SHA256`."""
     try:
-        text = (PACKAGED / "SHA256SUMS").read_bytes()
+        text = (PACKAGED / SUMS).read_bytes()
     except OSError as exc:
-        raise TinyModelDamaged(f"{PACKAGED}/SHA256SUMS is missing ({exc}): reinstall tuneq") from None
+        raise TinyModelDamaged(f"{PACKAGED}/{SUMS} is missing ({exc}): reinstall tuneq") from None
     if hashlib.sha256(text).hexdigest() != MANIFEST_SHA256:
-        raise TinyModelDamaged(f"{PACKAGED}/SHA256SUMS does not match the pinned checksum: reinstall tuneq")
+        raise TinyModelDamaged(f"{PACKAGED}/{SUMS} does not match the pinned checksum: reinstall tuneq")
     return {name: digest for digest, name in (line.split(maxsplit=1) for line in text.decode().splitlines())}
 
 
@@ -246,7 +240,7 @@ def _write_shipped(built: Path) -> str:
     for name in names:
         shutil.copyfile(built / name, PACKAGED / name)
     manifest = "".join(f"{hashlib.sha256((PACKAGED / n).read_bytes()).hexdigest()}  {n}\n" for n in names)
-    (PACKAGED / "SHA256SUMS").write_text(manifest)
+    (PACKAGED / SUMS).write_text(manifest)
     return hashlib.sha256(manifest.encode()).hexdigest()
 
 
