@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -56,3 +57,85 @@ def test_a_forbidden_import_breaks_its_contract(
     broken = lint_imports(tree)
     assert broken.returncode != 0
     assert f"{contract}" in broken.stdout and "BROKEN" in broken.stdout
+
+
+# --- the run directory's names live in runner/core/rundir.py only ----------------------------------------
+
+RUNDIR_MODULE = Path("runner/core/rundir.py")
+
+
+def run_directory_names() -> tuple[set[str], set[str]]:
+    """Read from :class:`RunDir` itself, so the list cannot go stale: the names no other code may spell
+    anywhere (files such as ``report.json``, and the fixed parts of GGUF names), and every name, which no
+    other code may join onto a path with ``/`` (``run / "merged"``: plain words such as ``data`` are also
+    stage names and row keys)."""
+    from runner.core.rundir import RunDir
+
+    run = RunDir(Path("/run"))
+    paths = [getattr(run, n) for n, attr in vars(RunDir).items() if isinstance(attr, property)]
+    every = {part for p in paths if isinstance(p, Path) for part in p.relative_to(run.root).parts}
+    fragments = {
+        str(p.relative_to(run.gguf)).removeprefix("NAME")
+        for p in (run.quant_gguf("NAME", "f16"), run.lora_gguf("NAME"))
+    }
+    distinctive = {n for n in every if not (n.isidentifier() and n.islower())} | fragments
+    return distinctive, every
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def spelled_names(tree_root: Path) -> list[str]:
+    """``file:line: name`` for each run-directory name spelled outside runner/core/rundir.py."""
+    distinctive, every = run_directory_names()
+    found = []
+    for path in sorted(p for part in ("runner", "tui") for p in (tree_root / part).rglob("*.py")):
+        rel = path.relative_to(tree_root)
+        if rel == RUNDIR_MODULE:
+            continue
+        tree = ast.parse(path.read_text(), str(rel))
+        docstrings = _docstrings(tree)
+        joined = {
+            id(node.right)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+        }
+        for node in ast.walk(tree):
+            if (
+                not isinstance(node, ast.Constant)
+                or not isinstance(node.value, str)
+                or id(node) in docstrings
+            ):
+                continue
+            if node.value in distinctive or (node.value in every and id(node) in joined):
+                found.append(f"{rel}:{node.lineno}: {node.value!r}")
+    return found
+
+
+def test_only_the_run_directory_module_spells_its_names() -> None:
+    assert spelled_names(ROOT) == []
+
+
+@pytest.mark.parametrize(
+    ("module", "planted", "name"),
+    [
+        ("runner/pipeline/report.py", 'PLANTED = "events.jsonl"', "'events.jsonl'"),
+        ("tui/runfiles.py", 'PLANTED = Path("/r") / "merged"', "'merged'"),
+        ("runner/ship/card.py", 'PLANTED = f"{__name__}-lora-f16.gguf"', "'-lora-f16.gguf'"),
+        ("runner/cluster/backend.py", 'PLANTED = ("SHA256SUMS",)', "'SHA256SUMS'"),
+    ],
+)
+def test_a_spelled_run_directory_name_is_found(tmp_path: Path, module: str, planted: str, name: str) -> None:
+    tree = copy_of_the_code(tmp_path)
+    path = tree / module
+    path.write_text(path.read_text() + f"\n{planted}\n")
+    lines = len(path.read_text().splitlines())
+    assert spelled_names(tree) == [f"{module}:{lines}: {name}"]
+
