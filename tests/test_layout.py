@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -139,3 +140,64 @@ def test_a_spelled_run_directory_name_is_found(tmp_path: Path, module: str, plan
     lines = len(path.read_text().splitlines())
     assert spelled_names(tree) == [f"{module}:{lines}: {name}"]
 
+
+# --- no import circle in runner/ ---------------------------------------------------------------------------
+
+# Prints each set of runner modules that import one another in a circle (grimp's graph: every import,
+# those inside functions too), as JSON.
+_CYCLES = """
+import json, sys
+import grimp
+
+graph = grimp.build_graph("runner", cache_dir=None)
+edges = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in sorted(graph.modules)}
+index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+def visit(module):
+    index[module] = low[module] = len(index)
+    stack.append(module)
+    on_stack.add(module)
+    for other in edges.get(module, ()):
+        if other not in index:
+            visit(other)
+            low[module] = min(low[module], low[other])
+        elif other in on_stack:
+            low[module] = min(low[module], index[other])
+    if low[module] == index[module]:
+        group = []
+        while not group or group[-1] != module:
+            group.append(stack.pop())
+            on_stack.discard(group[-1])
+        if len(group) > 1:
+            found.append(sorted(group))
+
+sys.setrecursionlimit(10_000)
+for module in edges:
+    if module not in index:
+        visit(module)
+print(json.dumps(sorted(found)))
+"""
+
+
+def import_cycles(tree: Path) -> list[list[str]]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [sys.executable, "-c", _CYCLES], cwd=tree, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    cycles: list[list[str]] = json.loads(done.stdout)
+    return cycles
+
+
+def test_no_import_circle_in_runner(tmp_path: Path) -> None:
+    assert import_cycles(copy_of_the_code(tmp_path)) == []
+
+
+def test_a_planted_import_circle_is_found(tmp_path: Path) -> None:
+    tree = copy_of_the_code(tmp_path)  # as it is, it has no circle (the test above)
+    path = tree / "runner/pipeline/context.py"  # runner.pipeline.smoke imports it
+    path.write_text(
+        path.read_text() + "\n\ndef planted() -> None:\n    import runner.pipeline.smoke  # noqa\n"
+    )
+    cycles = import_cycles(tree)
+    assert len(cycles) == 1 and {"runner.pipeline.context", "runner.pipeline.smoke"} <= set(cycles[0])
