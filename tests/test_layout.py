@@ -43,8 +43,8 @@ def test_the_code_keeps_every_contract(tmp_path: Path) -> None:
         ("tui/format.py", "runner.cli.queue_view", "the TUI does not import the CLI"),
         ("runner/core/events.py", "runner.store", "the core imports nothing of tuneq's other parts"),
         ("runner/spec/quants.py", "llama_cpp", "the spec loads no native library"),
-        ("runner/ship/card.py", "runner.pipeline.quantize", "ship/ is self-contained"),
-        ("runner/pipeline/smoke.py", "runner.store", "the pipeline knows nothing of the queue"),
+        ("runner/ship/card.py", "runner.pipeline.stages.quantize", "ship/ is self-contained"),
+        ("runner/pipeline/stages/smoke.py", "runner.store", "the pipeline knows nothing of the queue"),
         ("runner/pipeline/report.py", "runner.worker.steps", "the pipeline knows nothing of the queue"),
         ("tui/screens/queue.py", "runner.backends.local", "the TUI writes intents through runner.commands"),
     ],
@@ -195,9 +195,9 @@ def test_no_import_circle_in_runner(tmp_path: Path) -> None:
 
 def test_a_planted_import_circle_is_found(tmp_path: Path) -> None:
     tree = copy_of_the_code(tmp_path)  # as it is, it has no circle (the test above)
-    path = tree / "runner/pipeline/context.py"  # runner.pipeline.smoke imports it
+    path = tree / "runner/pipeline/context.py"  # runner.pipeline.stages.smoke imports it
     path.write_text(
-        path.read_text() + "\n\ndef planted() -> None:\n    import runner.pipeline.smoke  # noqa\n"
+        path.read_text() + "\n\ndef planted() -> None:\n    import runner.pipeline.stages.smoke  # noqa\n"
     )
     cycles = import_cycles(tree)
-    assert len(cycles) == 1 and {"runner.pipeline.context", "runner.pipeline.smoke"} <= set(cycles[0])
+    assert len(cycles) == 1 and {"runner.pipeline.context", "runner.pipeline.stages.smoke"} <= set(cycles[0])

@@ -171,8 +171,8 @@ def test_the_data_stage_runs_in_the_run_directory_with_a_relative_base(tmp_path:
 
     from runner.core.events import EventWriter
     from runner.models.tiny import PACKAGED
-    from runner.pipeline import data
     from runner.pipeline.context import StageContext
+    from runner.pipeline.stages import data
     from runner.spec.load import run_spec
 
     shutil.copytree(PACKAGED, tmp_path / "project" / "models" / "tiny")

@@ -22,10 +22,10 @@ from runner.core.secrets import write_redacted_json
 from runner.dataset.read import DataError
 from runner.llamacpp import ConverterMissing
 from runner.models.resolve import ModelNotFound
-from runner.pipeline import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.disk import DISK_FULL, DISK_HINT, SpaceReserve
 from runner.pipeline.report import write_report
+from runner.pipeline.stages import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.stopping import EXIT_STOPPED, Stopped, StopSignal
 from runner.spec.load import run_spec
 from runner.spec.stages import stage_key

@@ -18,7 +18,7 @@ from runner.dataset.templates import chat_template_for
 from runner.models.vram import GIB
 from runner.pipeline.checkpoints import newest_intact, no_partial_checkpoint, step_of
 from runner.pipeline.context import StageContext
-from runner.pipeline.trainer import add_adapter, build_trainer, load_base
+from runner.pipeline.sft import add_adapter, build_trainer, load_base
 
 
 def setup_unsloth_env(ctx: StageContext) -> None:
