@@ -11,7 +11,7 @@ from runner.models.resolve import local_model_dir
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.disk import ensure_room, expected_bytes
 from runner.pipeline.progress import written_bytes_progress
-from runner.pipeline.stages.train import setup_unsloth_env
+from runner.pipeline.sft import setup_unsloth_env
 
 
 def run(ctx: StageContext) -> dict[str, Any]:

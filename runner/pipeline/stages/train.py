@@ -9,7 +9,6 @@ saves a checkpoint, then stops.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -18,14 +17,7 @@ from runner.dataset.templates import chat_template_for
 from runner.models.vram import GIB
 from runner.pipeline.checkpoints import newest_intact, no_partial_checkpoint, step_of
 from runner.pipeline.context import StageContext
-from runner.pipeline.sft import add_adapter, build_trainer, load_base
-
-
-def setup_unsloth_env(ctx: StageContext) -> None:
-    """Environment Unsloth reads at import: no stats ping, compile cache inside the run directory."""
-    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
-    os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(ctx.run.unsloth_cache))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from runner.pipeline.sft import add_adapter, build_trainer, load_base, setup_unsloth_env
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
