@@ -131,7 +131,7 @@ def test_a_quantize_that_fills_the_disk_fails_with_that_cause_and_leaves_nothing
     small_disk: Path, tmp_path: Path
 ) -> None:
     """The real converter and llama.cpp's quantizer on the built-in tiny model (a 4.5 MB f16 GGUF)."""
-    from runner.llamacpp import converter_script
+    from runner.llamacpp.converter import converter_script
     from runner.models.resolve import resolve_base
     from runner.spec.quants import known_ftypes
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner.dataset.templates import IGNORE
-from runner.llamacpp import converter_script
+from runner.llamacpp.converter import converter_script
 from runner.models.resolve import resolve_base
 from runner.pipeline.perplexity import Row, general_text_rows, perplexities, perplexity
 from runner.pipeline.stages.fidelity import eval_loss_summary, limit_problems, ppl_limit

@@ -23,7 +23,7 @@ def byte_babbler(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from runner.llamacpp import converter_script
+    from runner.llamacpp.converter import converter_script
     from runner.models.random import build_r1_tokenizer, padded_vocab
 
     out = tmp_path_factory.mktemp("babbler")

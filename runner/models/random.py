@@ -57,7 +57,7 @@ def build_r1_tokenizer(dest: Path) -> Path:
     from tokenizers import AddedToken
     from transformers import AutoTokenizer
 
-    from runner.llamacpp import vocab_gguf
+    from runner.llamacpp.converter import vocab_gguf
 
     vocab = vocab_gguf("qwen2")
     tokenizer = AutoTokenizer.from_pretrained(vocab.parent, gguf_file=vocab.name)

@@ -20,7 +20,7 @@ from runner.core.events import EventWriter
 from runner.core.rundir import EXIT_BUSY, LAYOUT, RunDir, RunDirBusy
 from runner.core.secrets import write_redacted_json
 from runner.dataset.read import DataError
-from runner.llamacpp import ConverterMissing
+from runner.llamacpp.converter import ConverterMissing
 from runner.models.resolve import ModelNotFound
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.disk import DISK_FULL, DISK_HINT, SpaceReserve

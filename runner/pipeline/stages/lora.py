@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.core.atomic import aside
-from runner.llamacpp import converter_script
+from runner.llamacpp.converter import converter_script
 from runner.models.resolve import local_model_dir
 from runner.pipeline.artifacts import record_artifact, run_converter
 from runner.pipeline.context import StageContext, StageFailed
