@@ -201,3 +201,41 @@ def test_a_planted_import_circle_is_found(tmp_path: Path) -> None:
     )
     cycles = import_cycles(tree)
     assert len(cycles) == 1 and {"runner.pipeline.context", "runner.pipeline.stages.smoke"} <= set(cycles[0])
+
+
+# --- docs/architecture.md's code layout is the tree's ------------------------------------------------------
+
+
+def documented_packages(text: str) -> set[str]:
+    """The folders the code layout block names: ``runner/core/`` at a line's start, and the sub-folders
+    (``  stages/``) indented two spaces under it."""
+    named, parent = set(), ""
+    for line in text.split("```")[1].splitlines():
+        if line and not line.startswith(" "):
+            parent = line.split()[0]
+            named.add(parent.rstrip("/"))
+        elif line.startswith("  ") and not line.startswith("   "):
+            named.update(parent + word.rstrip("/") for word in line.split() if word.endswith("/"))
+    return named
+
+
+def tree_packages() -> set[str]:
+    found = {
+        str(p.parent.relative_to(ROOT))
+        for part in ("runner", "tui")
+        for p in (ROOT / part).rglob("__init__.py")
+    }
+    return found - {"runner"}
+
+
+def test_the_documented_code_layout_names_every_package_and_no_other() -> None:
+    assert documented_packages((ROOT / "docs/architecture.md").read_text()) == tree_packages()
+
+
+@pytest.mark.parametrize(
+    ("listed", "instead"), [("\n  stages/", "\n  phases/"), ("\nrunner/pins/", "\nrunner/pinz/")]
+)
+def test_a_layout_that_differs_from_the_tree_is_found(listed: str, instead: str) -> None:
+    text = (ROOT / "docs/architecture.md").read_text()
+    assert listed in text
+    assert documented_packages(text.replace(listed, instead)) != tree_packages()
