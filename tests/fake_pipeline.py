@@ -22,7 +22,7 @@ import tomllib
 from pathlib import Path
 
 from runner.core.events import EventWriter
-from runner.core.rundir import EXIT_BUSY, LAYOUT, RunDir, RunDirBusy
+from runner.core.rundir import EXIT_BUSY, RunDir, RunDirBusy
 
 run_dir = Path(sys.argv[1])
 holding = contextlib.ExitStack()  # the run directory's lock, held for life as the real pipeline does
@@ -31,10 +31,10 @@ try:
 except RunDirBusy as busy:
     print(f"tuneq pipeline: {busy}", file=sys.stderr)
     sys.exit(EXIT_BUSY)
-spec = tomllib.loads(RunDir(run_dir).job_toml.read_text())
+spec = tomllib.loads((run_dir / "job.toml").read_text())
 words = (spec.get("description") or "").split()
 opts = dict(w.partition("=")[::2] for w in words)
-job = RunDir(run_dir).read_job_info()["job"]
+job = json.loads((run_dir / "job.json").read_text())["job"]
 if runs_log := os.environ.get("FAKE_RUNS_LOG"):
     with open(runs_log, "a") as handle:
         handle.write(f"{job} {os.getpid()}\n")
@@ -82,7 +82,7 @@ if blob := opts.get("blob"):
         for _ in range(int(blob)):
             out.write(block)
 if tested := opts.get("tested"):
-    path = str(LAYOUT.quant_gguf(spec["name"], tested))
+    path = str(RunDir(run_dir).quant_gguf(spec["name"], tested).relative_to(run_dir))
     events.emit("job_end", ok=True, tested_gguf=path, tested_quant=tested)
 elif "ckpt" in opts:
     events.emit("job_end", ok=True, resumed_from_step=resumed)
