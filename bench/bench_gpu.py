@@ -5,7 +5,7 @@
 A variant is a base and options joined by "+", e.g. ``b+pf+bs8``:
   a   the seed-002 way: Hugging Face Trainer + PEFT, every row padded to 2048
   b   the seed-004 way: bare Unsloth + TRL SFTTrainer, adamw_8bit (pads to the longest row of a batch)
-  c   tuneq's train stage with the job defaults (runner.pipeline.trainer)
+  c   tuneq's train stage with the job defaults (runner.pipeline.sft)
   u   a plain loop over Unsloth's model (no trainer): forward with labels, backward, 8-bit AdamW
 options:
   pf / padded   padding-free or padded batches    bsN      N rows per micro-batch, 8 / N accumulation steps
@@ -387,7 +387,7 @@ def tuneq_trainer(variant: Variant, model_dir: str, data: list[dict[str, Any]], 
     """(c): tuneq's own trainer, built as the train stage builds it, with a job's defaults."""
     from datasets import Dataset
 
-    from runner.pipeline.trainer import add_adapter, build_trainer, load_base
+    from runner.pipeline.sft import add_adapter, build_trainer, load_base
 
     spec = tuneq_spec(variant, model_dir)
     model, tokenizer = load_base(spec)

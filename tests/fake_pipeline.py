@@ -82,7 +82,7 @@ if blob := opts.get("blob"):
         for _ in range(int(blob)):
             out.write(block)
 if tested := opts.get("tested"):
-    path = f"gguf/{spec['name']}-{tested.upper()}.gguf"
+    path = str(RunDir(run_dir).quant_gguf(spec["name"], tested).relative_to(run_dir))
     events.emit(JobEnd(ok=True, tested_gguf=path, tested_quant=tested))
 else:
     if "ckpt" in opts:

@@ -20,12 +20,12 @@ from runner.backends.local import LocalBackend
 from runner.commands.staging import prepare_run_dir
 from runner.core.events import Error, EventTail, EventWriter, JobEnd, Log, Progress, StageStart, read_events
 from runner.core.rundir import RunDir
-from runner.pipeline import gguf, merged, quantize
 from runner.pipeline.artifacts import run_converter
 from runner.pipeline.checkpoints import damage
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.disk import DISK_FULL, DISK_HINT
 from runner.pipeline.run import _describe_failure
+from runner.pipeline.stages import gguf, merged, quantize
 from runner.pipeline.stopping import StopSignal
 from runner.spec import load_spec, parse_spec
 
@@ -97,12 +97,12 @@ def test_each_export_stage_fails_before_writing_without_room(small_disk: Path, t
 
     # quantize: a 3 MB f16 GGUF → Q4_K_M + Q8_0 need 2.7 MB, 2 MB left beside a 3 MB file
     ctx = _ctx(small_disk / "q", quants='"f16", "q4_k_m", "q8_0"')
-    _fill(gguf.f16_path(ctx), 3 * MB)
+    _fill(ctx.gguf_file("f16"), 3 * MB)
     _fill(small_disk / "ballast", 3 * MB)
     with pytest.raises(StageFailed, match=r"^quantize: needs 3 MB, 2 MB free") as info:
         quantize.run(ctx)
     assert info.value.hint == DISK_HINT
-    assert sorted(p.name for p in ctx.run.gguf.iterdir()) == [gguf.f16_path(ctx).name]
+    assert sorted(p.name for p in ctx.run.gguf.iterdir()) == [ctx.gguf_file("f16").name]
 
 
 def test_a_converter_that_fills_the_disk_fails_with_that_cause_and_leaves_nothing(
@@ -131,7 +131,7 @@ def test_a_quantize_that_fills_the_disk_fails_with_that_cause_and_leaves_nothing
     small_disk: Path, tmp_path: Path
 ) -> None:
     """The real converter and llama.cpp's quantizer on the built-in tiny model (a 4.5 MB f16 GGUF)."""
-    from runner.llamacpp import converter_script
+    from runner.llamacpp.converter import converter_script
     from runner.models.resolve import resolve_base
     from runner.spec.quants import known_ftypes
 

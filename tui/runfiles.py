@@ -54,7 +54,7 @@ def read_run_files(root: Path) -> RunFiles:
     return RunFiles(
         _read_json(run.report),
         _read_json(run.smoke),
-        _read_text(root / "ship" / "Modelfile"),
+        _read_text(run.ship_modelfile),
         _read_text(run.job_toml),
     )
 

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from runner.core.atomic import write_atomic
+
 SECRET_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
 MIN_SECRET_LEN = 8  # shorter values are not scrubbed (they would blank out ordinary words)
 _TOKEN_SHAPES = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|wandb_[A-Za-z0-9]{20,})\b")
@@ -59,14 +61,9 @@ def redact_data(value: Any) -> Any:
 
 
 def write_redacted(path: Path, text: str) -> None:
-    """Write ``text`` with :func:`redact` applied, under a temporary name then renamed: a reader (or a full
-    disk) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(redact(text), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``text`` with :func:`redact` applied, whole or not at all (:func:`write_atomic`): a reader (or a
+    full disk) never sees half a file."""
+    write_atomic(path, redact(text))
 
 
 def write_redacted_json(path: Path, data: Any) -> None:

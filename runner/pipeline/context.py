@@ -52,6 +52,10 @@ class StageContext:
         """Emit a ``log`` event."""
         self.emit(Log(message=message))
 
+    def gguf_file(self, quant: str) -> Path:
+        """The job's GGUF in ``quant`` (``f16``, ``q4_k_m``, ...) in the run directory."""
+        return self.run.quant_gguf(self.spec.artifact_name, quant)
+
     @property
     def data_path(self) -> Path | None:
         """The copy of the job's local data file inside the run directory, if the source is local."""

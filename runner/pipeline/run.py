@@ -17,16 +17,15 @@ from typing import Any, TextIO
 
 from runner.core.disksize import is_disk_full
 from runner.core.events import Artifact, Error, EventWriter, JobEnd, StageEnd, StageStart
-from runner.core.rundir import EXIT_BUSY, RunDir, RunDirBusy
+from runner.core.rundir import EXIT_BUSY, LAYOUT, RunDir, RunDirBusy
 from runner.core.secrets import write_redacted_json
 from runner.dataset.read import DataError
-from runner.llamacpp import ConverterMissing
+from runner.llamacpp.converter import ConverterMissing
 from runner.models.resolve import ModelNotFound
-from runner.pipeline import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.disk import DISK_FULL, DISK_HINT, SpaceReserve
-from runner.pipeline.quantize import quant_path
 from runner.pipeline.report import write_report
+from runner.pipeline.stages import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.stopping import EXIT_STOPPED, Stopped, StopSignal
 from runner.spec.load import run_spec
 from runner.spec.stages import stage_key
@@ -43,13 +42,13 @@ class Stage:
 
 
 STAGES = (
-    Stage("data", data.run, leaves=("data",)),
-    Stage("train", train.run, leaves=("lora",)),
+    Stage("data", data.run, leaves=(str(LAYOUT.data_dir),)),
+    Stage("train", train.run, leaves=(str(LAYOUT.lora),)),
     Stage("lora", lora.run),
-    Stage("merged", merged.run, leaves=("merged",)),
+    Stage("merged", merged.run, leaves=(str(LAYOUT.merged),)),
     Stage("gguf", gguf.run),
     Stage("quantize", quantize.run),
-    Stage("smoke", smoke.run, leaves=("smoke.json",)),
+    Stage("smoke", smoke.run, leaves=(str(LAYOUT.smoke),)),
     Stage("fidelity", fidelity.run),
     Stage("ship", ship.run),
 )
@@ -103,7 +102,7 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
     code = 0
     rerun = False
     run.stages.mkdir(parents=True, exist_ok=True)
-    reserve = SpaceReserve(run.root / ".reserve")
+    reserve = SpaceReserve(run.reserve)
     for stage in STAGES:
         key = stage_key(spec, stage.name)
         ctx.stage, ctx.stage_key = stage.name, key
@@ -141,7 +140,7 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
         Artifact(path=str(report_path.relative_to(run.root)), kind="report", bytes=report_path.stat().st_size)
     )
     # the file the smoke stage ran, once it passed (runner.core.tested reads it back)
-    tested = str(quant_path(ctx, spec.smoke.gguf).relative_to(run.root)) if "smoke" in results else None
+    tested = str(ctx.gguf_file(spec.smoke.gguf).relative_to(run.root)) if "smoke" in results else None
     ctx.emit(
         JobEnd(
             ok=failure is None,

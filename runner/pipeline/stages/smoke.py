@@ -37,7 +37,6 @@ from runner.dataset.templates import without_default_system
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.isolate import call_in_child
 from runner.pipeline.progress import counted_progress
-from runner.pipeline.quantize import quant_path
 from runner.ship.modelfile import GgufChat, writes_system
 from runner.spec.model import SmokePrompt
 
@@ -117,7 +116,7 @@ def answer_with_gguf(
 
 def run(ctx: StageContext) -> dict[str, Any]:
     """Answer each ``[[smoke.prompts]]`` and write ``smoke.json``; raise when a check fails."""
-    path = quant_path(ctx, ctx.spec.smoke.gguf)
+    path = ctx.gguf_file(ctx.spec.smoke.gguf)
     n_ctx = ctx.spec.smoke_context
     system = ctx.spec.template.system
     prompts = list(ctx.spec.smoke.prompts)
