@@ -21,10 +21,19 @@ import pytest
 from conftest import ROOT, JobFactory, gone
 
 from runner import commands
+from runner.backends.base import ANY_GPU
+from runner.backends.errors import BackendError
+from runner.cli.queue_view import jobs_table
 from runner.cluster.address import ray_listeners, read_cluster_info
+from runner.cluster.node import node_gpus
 from runner.core.events import read_events
 from runner.core.jobstate import JobState
+from runner.core.present import WAITING_FOR_GPU
 from runner.store import Job, Store
+from runner.worker import steps
+from runner.worker.clock import SystemClock
+from runner.worker.loop import Flags, tick
+from runner.worker.steps import WorkerConfig, WorkerRuntime
 
 if TYPE_CHECKING:
     from ray.cluster_utils import Cluster
@@ -307,3 +316,95 @@ def test_secrets_reach_the_remote_pipeline_and_never_its_copied_log_or_events(
     log = (run / "log.txt").read_text()
     assert "Authorization: Bearer" in log and token not in log
     assert token not in (run / "events.jsonl").read_text()
+
+
+# --- starts that do not wait, jobs that wait for GPUs, and which GPUs a node gives ---------------------
+
+
+@pytest.fixture
+def driver(cluster: Cluster) -> Iterator[None]:
+    """This process joined to the cluster as a Ray driver, to run a head worker's steps in it."""
+    import ray
+
+    ray.init(address=cluster.address, _node_ip_address="127.0.0.1", namespace="tuneq", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def head_runtime(place_timeout_s: float = 30.0) -> WorkerRuntime:
+    """A head worker's runtime in this process: the cluster backend, one ANY_GPU per GPU of the cluster."""
+    from runner.cluster.backend import RayBackend
+
+    config = WorkerConfig(heartbeat_s=0.2, sweep_s=0.2, busy_poll_s=0.05, idle_poll_s=0.05, mirror_s=0.05)
+    backend = RayBackend(place_timeout_s=place_timeout_s)
+    return WorkerRuntime.create({"local": backend}, config, time.time(), (ANY_GPU, ANY_GPU))
+
+
+def drive(store: Store, w: WorkerRuntime, until: Callable[[], bool], timeout: float, what: str) -> None:
+    """Run the worker's turns in this process until ``until()`` holds."""
+    clock, flags = SystemClock(), Flags()
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        tick(store, clock, w, flags)
+        time.sleep(0.05)
+
+
+def test_node_gpus_puts_the_devices_ray_gave_in_place_of_any_gpu() -> None:
+    assert node_gpus((ANY_GPU,), [3]) == (3,)
+    assert node_gpus((ANY_GPU, ANY_GPU), ["7", "2"]) == (2, 7)  # ids as CUDA_VISIBLE_DEVICES entries
+    assert node_gpus((), [0]) == ()  # a CPU job gets no device, whatever Ray has
+    assert node_gpus((5,), []) == (5,)  # a device already named stays
+    with pytest.raises(BackendError, match="asking for 2"):
+        node_gpus((ANY_GPU, ANY_GPU), [0])
+    with pytest.raises(BackendError, match="numeric CUDA_VISIBLE_DEVICES"):
+        node_gpus((ANY_GPU,), ["GPU-8f3c"])
+
+
+def test_one_turn_starts_several_jobs_without_waiting_for_them_to_run(
+    store: Store, make_job: JobFactory, runs, driver: None
+) -> None:
+    jobs = commands.submit(
+        store, [make_job("a", "steps=2 sleep=1 gpus"), make_job("b", "steps=2 sleep=1 gpus")]
+    )
+    w = head_runtime()
+    started = steps.claim_ready(store, SystemClock(), w)
+    assert [j.id for j in started] == [j.id for j in jobs]  # both in one turn
+    assert runs() == []  # the turn ended before Ray had a pipeline running
+    assert all(store.get(j.id).node is None for j in jobs)  # no node known yet: recorded once it runs
+    drive(store, w, lambda: all(store.get(j.id).state.is_finished for j in jobs), 120, "both jobs")
+    a, b = (store.get(j.id) for j in jobs)
+    assert (a.state, b.state) == (JobState.SUCCEEDED, JobState.SUCCEEDED), (a.reason, b.reason)
+    assert node_of(a) != node_of(b)
+    for job in (a, b):  # the Launch's ANY_GPU became the node's device Ray gave (each node has one: 0)
+        assert (Path(job.run_dir) / "gpus").read_text() == "0"
+
+
+def test_a_job_no_node_has_a_gpu_for_waits_queued_and_spends_no_retry(
+    store: Store, make_job: JobFactory, runs, driver: None
+) -> None:
+    import ray
+
+    class Holder:  # something else on the cluster holds its GPUs (defined here: Ray copies it by value)
+        def ready(self) -> bool:
+            return True
+
+    holders = [ray.remote(Holder).options(num_gpus=1, num_cpus=0).remote() for _ in range(2)]
+    ray.get([h.ready.remote() for h in holders], timeout=60)
+    (job,) = commands.submit(store, [make_job("waits", "steps=1", retries=1)])
+    w = head_runtime(place_timeout_s=2)
+    try:
+        drive(store, w, lambda: store.get(job.id).attempts >= 2, 60, "two starts that found no GPU")
+        waiting = store.get(job.id)
+        assert waiting.state.is_active and waiting.retries_left == 1  # no retry spent
+        assert runs() == []
+        assert all(a.reason and a.reason.startswith(WAITING_FOR_GPU) for a in store.attempts(job.id)[:-1])
+        drive(store, w, lambda: store.get(job.id).state is JobState.QUEUED, 30, "queued again")
+        assert "waiting" in jobs_table(store.list_jobs(), time.time())  # `tuneq status` says so
+    finally:
+        for holder in holders:
+            ray.kill(holder)
+    drive(store, w, lambda: store.get(job.id).state.is_finished, 60, "the job, once GPUs are free")
+    done = store.get(job.id)
+    assert done.state is JobState.SUCCEEDED, done.reason
+    assert done.retries_left == 1 and runs() == [str(job.id)]
