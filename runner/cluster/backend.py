@@ -66,6 +66,8 @@ class Attempt:
     actor: Any
     run: RunDir
     node: str = "?"
+    gpus: int = 0  # how many it asked Ray for
+    placed: bool = False  # a node has made its actor (it holds its GPUs there)
     running: threading.Event = field(default_factory=threading.Event)  # its pipeline runs on the node
     events_offset: int = 0  # bytes of the node's events.jsonl copied (appended to the head's)
     log_offset: int = 0
@@ -126,8 +128,15 @@ class RayBackend:
         ).remote(launch.job_id, name, str(run.root))
         secret_env = {k: v for k in SECRET_ENV_VARS if (v := os.environ.get(k))}
         remote = replace(launch, env={**secret_env, **launch.env})
-        self._follow(Attempt(name, actor, run), remote)
+        self._follow(Attempt(name, actor, run, gpus=len(launch.gpus)), remote)
         return name
+
+    def free_gpus(self) -> int:
+        """GPUs free on the cluster for another job: Ray's free GPUs, less those of this head's starts still
+        waiting for a node (Ray's count lags a placement by a moment: a start may then wait, costing no
+        retry)."""
+        waiting = sum(a.gpus for a in list(self._attempts.values()) if not a.placed)
+        return int(ray.available_resources().get("GPU", 0)) - waiting
 
     def locate(self, handle: str) -> str:
         """``<actor name>@<node>`` once Ray has placed the actor and it started the pipeline."""
@@ -186,7 +195,7 @@ class RayBackend:
             done = json.loads((run.root / SYNC_FILE).read_text())
         except (OSError, ValueError):
             done = {}
-        attempt = Attempt(name, actor, run, node=handle.partition("@")[2] or "?")
+        attempt = Attempt(name, actor, run, node=handle.partition("@")[2] or "?", placed=True)
         attempt.running.set()
         if done.get("actor") == name:
             attempt.events_offset = file_end(run.events) - int(done["events_base"])
@@ -228,6 +237,7 @@ class RayBackend:
         override = os.environ.get(PIPELINE_CMD_ENV)  # the tests' stand-in pipeline
         try:
             ray.get(placed, timeout=self.place_timeout_s)
+            attempt.placed = True
             attempt.synced = send_inputs(attempt.actor, attempt.run, self.place_timeout_s)
             where: dict[str, str] = ray.get(
                 attempt.actor.start.remote(launch, shlex.split(override) if override else None),

@@ -54,14 +54,17 @@ def node_gpus(wanted: tuple[int, ...], ray_ids: Sequence[int | str]) -> tuple[in
     actor. The one place Ray's ids are read: they are the node's device indices, or entries of the
     ``CUDA_VISIBLE_DEVICES`` its raylet was started with (both what the pipeline's own
     ``CUDA_VISIBLE_DEVICES`` and a container's device request name)."""
+    why = f"Ray gave this node's actor GPUs {list(ray_ids)} for a job asking for {len(wanted)}"
     try:
-        given = iter(sorted(int(g) for g in ray_ids))
-        return tuple(next(given) if g == ANY_GPU else g for g in wanted)
-    except (ValueError, StopIteration):
+        given = sorted(int(g) for g in ray_ids)
+    except ValueError:
         raise BackendError(
-            f"Ray gave this node's actor GPUs {list(ray_ids)} for a job asking for {len(wanted)}: "
-            "start the node's raylet with numeric CUDA_VISIBLE_DEVICES (device indices, not UUIDs)"
+            f"{why}: start the node's raylet with numeric CUDA_VISIBLE_DEVICES (device indices, not UUIDs)"
         ) from None
+    if wanted.count(ANY_GPU) > len(given):
+        raise BackendError(why)
+    free = iter(given)
+    return tuple(next(free) if g == ANY_GPU else g for g in wanted)
 
 
 def node_runs_dir() -> Path:

@@ -90,6 +90,7 @@ class WorkerRuntime:
     config: WorkerConfig = field(default_factory=WorkerConfig)
     gpus: tuple[int, ...] = ()  # this host's GPUs, or ANY_GPU per GPU of a cluster; empty: no GPU accounting
     count_gpus: Callable[[], tuple[int, ...]] | None = None  # recounts ``gpus`` each heartbeat (a cluster's)
+    free_gpus: Callable[[], int] | None = None  # a cluster's GPUs free for another start, asked each turn
     jobs: dict[int, Running] = field(default_factory=dict)
     last_heartbeat: float = float("-inf")
     last_sweep: float = float("-inf")
@@ -340,13 +341,17 @@ def claim_ready(store: Store, clock: Clock, w: WorkerRuntime) -> list[Job]:
     its reason saying so.
     """
     started: list[Job] = []
+    free: int | None = None  # a cluster's GPUs free now, asked once a turn
     while len(started) < w.config.claims_per_turn:
         head = store.next_queued()
         if head is None:
             break
         spec = _spec_of(store, head)
-        if spec is not None and w.gpus_for(spec) is None:
-            why = f"{WAITING_FOR_GPU}: all {len(w.gpus)} are in use"
+        gpus = w.gpus_for(spec) if spec is not None else ()  # an unreadable spec: launch fails the job
+        if free is None and gpus and w.free_gpus is not None:
+            free = w.free_gpus()
+        if gpus is None or (free is not None and len(gpus) > free):
+            why = f"{WAITING_FOR_GPU}: none of {len(w.gpus)} is free"
             if head.reason != why:
                 store.note_waiting(head.id, why)
             break
@@ -362,6 +367,7 @@ def claim_ready(store: Store, clock: Clock, w: WorkerRuntime) -> list[Job]:
             break
         launch(store, clock, w, job)
         started.append(job)
+        free = None if free is None else free - len(gpus)
     return started
 
 
