@@ -140,6 +140,7 @@ def job_file(folder: Path, name: str, description: str) -> Path:
         f'name = "{name}"\ndescription = "{description}"\n[model]\nbase = "tuneq:tiny-llama"\n'
         '[data]\nsource = "data/medical-cot-tiny.jsonl"\nformat = "columns"\n'
         '[data.columns]\nprompt = "Question"\nreasoning = "Complex_CoT"\nresponse = "Response"\n'
+        '[template]\nstyle = "r1"\n'  # no chat-template check (a child process of ~2 s) at each submit
     )
     return path
 
@@ -199,7 +200,7 @@ def latency(address: str, work: Path) -> None:
 
 
 def scale(address: str, work: Path, jobs: int, job_s: float, gpus_total: int) -> None:
-    path = job_file(work / "scale", "s", f"steps=2 sleep={job_s}")
+    path = job_file(work / "scale-jobs", "s", f"steps=2 sleep={job_s}")
 
     def submit_all(store: Store) -> None:  # before the worker starts: the head, not submit, sets the pace
         t0 = time.time()
