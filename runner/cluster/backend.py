@@ -10,9 +10,11 @@ copies the node's new events and log bytes into the head's run directory as they
 directory's files (all but ``merged/``), sha256-checked, in chunks. The handle is ``<actor name>``, and
 ``<actor name>@<node address>/<node id>`` once placed (:meth:`RayBackend.locate`).
 
-An actor no node could place within ``place_timeout_s`` (no GPU free: the cluster is shared, or the head's
-count is behind a lost node) ends its attempt ``not_started``: the job waits in the queue again without
-spending a retry. A node that fails to start a placed job's pipeline spends one (``interrupted``).
+An actor no node has made within ``place_timeout_s`` while something else holds the GPUs it needs (the
+cluster is shared, or the head's count is behind a lost node) ends its attempt ``not_started``: the job
+waits in the queue again without spending a retry. (One that waits behind this head's own starts waits on:
+a busy node can take long to start Ray's worker processes.) A node that fails to start a placed job's
+pipeline spends one (``interrupted``).
 
 A node that dies (``ActorDiedError``, or an actor unreachable for ``lost_after_s``) ends the attempt with
 an ``interrupted`` outcome: the worker requeues the job, which resumes from the synced checkpoint. A head
@@ -225,7 +227,9 @@ class RayBackend:
         placed = attempt.actor.head_dir.remote()  # answers once a node has made the actor
         deadline = time.monotonic() + self.place_timeout_s
         while not ray.wait([placed], timeout=0.1)[0] and not attempt.stopping:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline and not self._taken_by_others(attempt):
+                deadline = time.monotonic() + self.place_timeout_s  # a node is still making it: wait on
+            elif time.monotonic() > deadline:
                 why = f"no cluster node had {len(launch.gpus)} GPU(s) free for {self.place_timeout_s:g} s"
                 attempt.outcome = Outcome(UNKNOWN_EXIT, f"{WAITING_FOR_GPU}: {why}", not_started=True)
                 _kill(attempt)
@@ -253,6 +257,15 @@ class RayBackend:
         attempt.running.set()
         log.info("job %s runs on node %s", launch.job_id, attempt.node)
         return True
+
+    def _taken_by_others(self, attempt: Attempt) -> bool:
+        """Whether the GPUs the attempt waits for are held by something else than this head's attempts
+        (another user of the cluster; a node lost before the count caught up), rather than free or held by
+        this head's own starts that a busy node is still making (a new worker process can take long)."""
+        free = ray.available_resources().get("GPU", 0)
+        held = ray.cluster_resources().get("GPU", 0) - free
+        ours = sum(a.gpus for a in list(self._attempts.values()) if a is not attempt)
+        return free < attempt.gpus and held > ours
 
     def _follow_to_end(self, attempt: Attempt) -> None:
         """Copy what the node has new until the pipeline ends, then its files; record the outcome."""
