@@ -69,7 +69,6 @@ class Attempt:
     run: RunDir
     node: str = "?"
     gpus: int = 0  # how many it asked Ray for
-    placed: bool = False  # a node has made its actor (it holds its GPUs there)
     running: threading.Event = field(default_factory=threading.Event)  # its pipeline runs on the node
     events_offset: int = 0  # bytes of the node's events.jsonl copied (appended to the head's)
     log_offset: int = 0
@@ -134,11 +133,11 @@ class RayBackend:
         return name
 
     def free_gpus(self) -> int:
-        """GPUs free on the cluster for another job: Ray's free GPUs, less those of this head's starts still
-        waiting for a node (Ray's count lags a placement by a moment: a start may then wait, costing no
-        retry)."""
-        waiting = sum(a.gpus for a in list(self._attempts.values()) if not a.placed)
-        return int(ray.available_resources().get("GPU", 0)) - waiting
+        """GPUs free on the cluster for another job: its GPUs less this head's attempts' (started or still
+        waiting for a node) and those something else holds."""
+        total, free = _cluster_gpus()
+        ours = sum(a.gpus for a in list(self._attempts.values()))
+        return int(total - ours - max(0.0, total - free - ours))
 
     def locate(self, handle: str) -> str:
         """``<actor name>@<node>`` once Ray has placed the actor and it started the pipeline."""
@@ -197,7 +196,7 @@ class RayBackend:
             done = json.loads((run.root / SYNC_FILE).read_text())
         except (OSError, ValueError):
             done = {}
-        attempt = Attempt(name, actor, run, node=handle.partition("@")[2] or "?", placed=True)
+        attempt = Attempt(name, actor, run, node=handle.partition("@")[2] or "?")
         attempt.running.set()
         if done.get("actor") == name:
             attempt.events_offset = file_end(run.events) - int(done["events_base"])
@@ -226,7 +225,7 @@ class RayBackend:
         (with the outcome) if no node took it in time, it failed to start, or it was stopped meanwhile."""
         placed = attempt.actor.head_dir.remote()  # answers once a node has made the actor
         deadline = time.monotonic() + self.place_timeout_s
-        while not ray.wait([placed], timeout=0.1)[0] and not attempt.stopping:
+        while not ray.wait([placed], timeout=1.0)[0] and not attempt.stopping:
             if time.monotonic() > deadline and not self._taken_by_others(attempt):
                 deadline = time.monotonic() + self.place_timeout_s  # a node is still making it: wait on
             elif time.monotonic() > deadline:
@@ -241,7 +240,6 @@ class RayBackend:
         override = os.environ.get(PIPELINE_CMD_ENV)  # the tests' stand-in pipeline
         try:
             ray.get(placed, timeout=self.place_timeout_s)
-            attempt.placed = True
             attempt.synced = send_inputs(attempt.actor, attempt.run, self.place_timeout_s)
             where: dict[str, str] = ray.get(
                 attempt.actor.start.remote(launch, shlex.split(override) if override else None),
@@ -262,10 +260,9 @@ class RayBackend:
         """Whether the GPUs the attempt waits for are held by something else than this head's attempts
         (another user of the cluster; a node lost before the count caught up), rather than free or held by
         this head's own starts that a busy node is still making (a new worker process can take long)."""
-        free = ray.available_resources().get("GPU", 0)
-        held = ray.cluster_resources().get("GPU", 0) - free
+        total, free = _cluster_gpus()
         ours = sum(a.gpus for a in list(self._attempts.values()) if a is not attempt)
-        return free < attempt.gpus and held > ours
+        return free < attempt.gpus and total - free > ours
 
     def _follow_to_end(self, attempt: Attempt) -> None:
         """Copy what the node has new until the pipeline ends, then its files; record the outcome."""
@@ -415,6 +412,11 @@ def _release(attempt: Attempt) -> None:
     with contextlib.suppress(ray.exceptions.RayError):
         ray.get(attempt.actor.remove.remote(), timeout=30)
     _kill(attempt)
+
+
+def _cluster_gpus() -> tuple[float, float]:
+    """The GPUs of the cluster's live nodes, and how many of them Ray has not given to an actor."""
+    return ray.cluster_resources().get("GPU", 0), ray.available_resources().get("GPU", 0)
 
 
 def _kill(attempt: Attempt) -> None:
