@@ -7,7 +7,9 @@ fake pipeline (tests/fake_pipeline.py) on the nodes:
   the head's ``events.jsonl`` (polled every 5 ms);
 - artifact return: a job that leaves a 1 GiB file; its ``job_end`` on the node to the job recorded on the
   head (copy in 8 MiB chunks, sha256 on both sides);
-- scale: a head and N nodes declaring G GPUs each, M short jobs of one GPU: jobs/minute and GPU occupancy.
+- scale: a head and N nodes declaring G GPUs each, M short jobs of one GPU queued before the head worker
+  starts: jobs/minute, GPU occupancy, and how fast the first wave (one job per GPU) is claimed by the head
+  and running on the nodes.
 
     .venv/bin/python bench/bench_cluster.py [--skip-latency] [--scale-nodes 16 --gpus-per-node 8 \
         --scale-jobs 1000 --job-s 2]
@@ -91,12 +93,17 @@ def ray_cluster(nodes: int, gpus: int, work: Path, object_store_mb: int = 300) -
 
 
 @contextmanager
-def head(address: str, work: Path, name: str) -> Iterator[Store]:
-    """A fresh state directory with a cluster worker running on it."""
+def head(
+    address: str, work: Path, name: str, before: Callable[[Store], None] | None = None
+) -> Iterator[Store]:
+    """A fresh state directory with a cluster worker running on it (``before`` fills its queue first)."""
     home = work / name
     env = {**os.environ, "TUNEQ_HOME": str(home), "TUNEQ_PIPELINE_CMD": shlex.join(FAKE)}
     home.mkdir()
     os.environ["TUNEQ_HOME"] = str(home)
+    if before is not None:
+        with Store() as store:
+            before(store)
     log = (work / f"{name}-worker.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner.worker", "--cluster", address],
@@ -133,6 +140,7 @@ def job_file(folder: Path, name: str, description: str) -> Path:
         f'name = "{name}"\ndescription = "{description}"\n[model]\nbase = "tuneq:tiny-llama"\n'
         '[data]\nsource = "data/medical-cot-tiny.jsonl"\nformat = "columns"\n'
         '[data.columns]\nprompt = "Question"\nreasoning = "Complex_CoT"\nresponse = "Response"\n'
+        '[template]\nstyle = "r1"\n'  # no chat-template check (a child process of ~2 s) at each submit
     )
     return path
 
@@ -192,12 +200,15 @@ def latency(address: str, work: Path) -> None:
 
 
 def scale(address: str, work: Path, jobs: int, job_s: float, gpus_total: int) -> None:
-    with head(address, work, "scale") as store:
-        path = job_file(work / "scale", "s", f"steps=2 sleep={job_s}")
+    path = job_file(work / "scale-jobs", "s", f"steps=2 sleep={job_s}")
+
+    def submit_all(store: Store) -> None:  # before the worker starts: the head, not submit, sets the pace
         t0 = time.time()
         for _ in range(jobs):
             commands.submit(store, [path])
         print(f"submitted {jobs} jobs in {time.time() - t0:.1f} s", flush=True)
+
+    with head(address, work, "scale", submit_all) as store:
         t0 = time.time()
         last = 0
         while True:
@@ -214,17 +225,34 @@ def scale(address: str, work: Path, jobs: int, job_s: float, gpus_total: int) ->
         ok = sum(j.state is JobState.SUCCEEDED for j in all_jobs)
         held = sum((j.finished_at or 0) - (j.started_at or 0) for j in all_jobs)
         busy = 0.0
+        first_events = []
         for j in all_jobs:
             events = [json.loads(x) for x in (Path(j.run_dir) / "events.jsonl").read_text().splitlines()]
             if events:
                 busy += stamp(events[-1]["t"]) - stamp(events[0]["t"])
+                first_events.append(stamp(events[0]["t"]))
         wall = end - start
         peak = _peak_running(all_jobs)
+        attempts = sum(j.attempts for j in all_jobs)
         print(
-            f"scale: {jobs} jobs ({ok} succeeded) of ~{job_s:g} s on {gpus_total} GPUs in {wall:.0f} s = "
-            f"{jobs / wall * 60:.0f} jobs/min; at most {peak} at once; GPU occupancy {held / (gpus_total * wall):.1%} "
-            f"held by jobs, {busy / (gpus_total * wall):.1%} running a pipeline"
+            f"scale: {jobs} jobs ({ok} succeeded, {attempts} attempts) of ~{job_s:g} s on {gpus_total} GPUs in "
+            f"{wall:.0f} s = {jobs / wall * 60:.0f} jobs/min; at most {peak} at once; GPU occupancy "
+            f"{held / (gpus_total * wall):.1%} held by jobs, {busy / (gpus_total * wall):.1%} running a pipeline"
         )
+        claims = sorted(j.started_at for j in all_jobs if j.started_at)
+        wave = min(gpus_total, len(claims), len(first_events))
+        ran = sorted(first_events)
+        print(
+            f"starts: the first {wave} claimed by the head in {claims[wave - 1] - claims[0]:.1f} s "
+            f"({_per_min(wave, claims[wave - 1] - claims[0])}/min), their pipelines running on the nodes "
+            f"after {ran[wave - 1] - claims[0]:.1f} s ({_per_min(wave, ran[wave - 1] - claims[0])}/min); "
+            f"all {len(claims)} claimed over {claims[-1] - claims[0]:.0f} s "
+            f"({_per_min(len(claims), claims[-1] - claims[0])}/min)"
+        )
+
+
+def _per_min(count: int, seconds: float) -> str:
+    return f"{count / seconds * 60:.0f}" if seconds > 0 else "inf"
 
 
 def _peak_running(jobs: list[Any]) -> int:

@@ -7,7 +7,8 @@ failing job_end, exit 1), ``crash`` (exits 3 without job_end), ``ignore-term`` (
 ``tested=QUANT`` (job_end names ``gguf/<name>-<QUANT>.gguf`` as the tested file), ``ckpt`` (writes
 ``checkpoints/checkpoint-<step>/trainer_state.json`` after each step and resumes after the newest one, naming
 it in a ``metric`` event's ``resumed_from_step`` before job_end), ``blob=MB`` (writes ``gguf/blob.bin`` of MB MiB), ``leak`` (prints
-$HF_TOKEN to stdout and stderr and puts it in event fields, as a careless library might). Like the real
+$HF_TOKEN to stdout and stderr and puts it in event fields, as a careless library might), ``gpus``
+(writes its $CUDA_VISIBLE_DEVICES, or ``unset``, to ``gpus``). Like the real
 pipeline it holds the run directory's lock, exiting 75 if another holds it; every start that gets it appends
 ``<job> <pid>`` to $FAKE_RUNS_LOG.
 """
@@ -43,6 +44,8 @@ if "ignore-term" in opts:  # survive SIGTERM; note each one in <run dir>/sigterm
 attempt_file = run_dir / "attempts"
 attempt = int(attempt_file.read_text()) + 1 if attempt_file.exists() else 1
 attempt_file.write_text(str(attempt))
+if "gpus" in opts:
+    (run_dir / "gpus").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
 
 events = EventWriter(run_dir / "events.jsonl", job)
 events.emit(StageStart(stage="train"))

@@ -16,10 +16,10 @@ import pytest
 from conftest import FAKE_PIPELINE, JobFactory, gone, runs_log
 
 from runner import commands
-from runner.backends.base import Launch
-from runner.backends.errors import BackendBusy
-from runner.backends.local import LocalBackend
+from runner.backends.base import Launch, Outcome
+from runner.backends.local import UNKNOWN_EXIT, LocalBackend
 from runner.core.jobstate import JobState
+from runner.core.present import WAITING_FOR_GPU, state_label
 from runner.core.rundir import RunDir
 from runner.spec import parse_spec
 from runner.store import Job, Owner, Store, StoreLocked, WorkerInfo
@@ -242,7 +242,7 @@ def test_an_expired_lease_on_another_host_is_swept_and_the_old_worker_lets_go(
     remote = worker(clock)
     remote.info = replace(remote.info, host="elsewhere")
     steps.heartbeat(store, clock, remote, force=True)
-    steps.claim_next(store, clock, remote)
+    steps.claim_ready(store, clock, remote)
     handle = next(iter(remote.jobs.values())).handle
     here = worker(clock)
     steps.sweep(store, clock, here, force=True)
@@ -395,8 +395,12 @@ def test_a_machine_without_gpus_runs_cpu_jobs_at_once(
     assert most == cpu_jobs
 
 
-class BusyOnce(LocalBackend):
-    """The local backend, but the first start finds no capacity (as a cluster no node of which took it)."""
+NO_ROOM = "no-room"
+
+
+class NoRoomOnce(LocalBackend):
+    """The local backend, but its first start finds no room (as on a cluster none of whose nodes had a
+    free GPU in time): that attempt ends ``not_started``."""
 
     def __init__(self) -> None:
         super().__init__(FAKE_PIPELINE)
@@ -405,17 +409,45 @@ class BusyOnce(LocalBackend):
     def start(self, launch: Launch) -> str:
         if not self.refused:
             self.refused += 1
-            raise BackendBusy("no cluster node started the job: timed out")
+            return NO_ROOM
         return super().start(launch)
 
+    def poll(self, handle: str) -> Outcome | None:
+        if handle == NO_ROOM:
+            return Outcome(UNKNOWN_EXIT, f"{WAITING_FOR_GPU}: no node had one free", not_started=True)
+        return super().poll(handle)
 
-def test_a_busy_backend_requeues_the_job_instead_of_failing_it(store: Store, make_job: JobFactory) -> None:
-    job = submit(store, make_job("waits"))
-    backend = BusyOnce()
+
+def test_a_start_that_found_no_room_queues_the_job_again_without_spending_a_retry(
+    store: Store, make_job: JobFactory
+) -> None:
+    job = submit(store, make_job("waits", retries=1))
+    backend = NoRoomOnce()
     w = WorkerRuntime.create({"local": backend}, FAST, time.time())
-    drive(store, w, lambda: store.get(job.id).attempts >= 2 or store.get(job.id).state.is_finished)
-    first = store.get(job.id)
-    assert backend.refused == 1 and first.state is not JobState.FAILED, first.reason
     drive(store, w, ended(store, job.id))
     done = store.get(job.id)
-    assert (done.state, done.attempts) == (JobState.SUCCEEDED, 2)
+    assert (done.state, done.attempts, done.retries_left) == (JobState.SUCCEEDED, 2, 1), done.reason
+    first = store.attempts(job.id)[0]
+    assert first.reason is not None and first.reason.startswith(WAITING_FOR_GPU)
+
+
+def with_gpus(path: Path, gpus: int) -> Path:
+    path.write_text(path.read_text().replace("[run]\n", f"[run]\ngpus = {gpus}\n"))
+    return path
+
+
+def test_one_turn_claims_as_many_jobs_as_gpus_are_free_and_the_next_waits_visibly(
+    store: Store, make_job: JobFactory
+) -> None:
+    jobs = [submit(store, with_gpus(make_job(f"j{i}", "steps=2 sleep=0.5"), 1)) for i in range(3)]
+    w = WorkerRuntime.create({"local": LocalBackend(FAKE_PIPELINE)}, FAST, time.time(), gpus=(0, 3))
+    started = steps.claim_ready(store, SystemClock(), w)
+    assert [j.id for j in started] == [jobs[0].id, jobs[1].id]  # two GPUs, two starts in one turn
+    assert sorted(run.gpus for run in w.jobs.values()) == [(0,), (3,)]
+    third = store.get(jobs[2].id)
+    assert third.state is JobState.QUEUED and third.reason and third.reason.startswith(WAITING_FOR_GPU)
+    assert state_label(third.state, third.cancel_requested, third.reason) == "waiting"
+    drive(store, w, ended(store, *(j.id for j in jobs)), timeout=30)
+    assert [store.get(j.id).retries_left for j in jobs] == [1, 1, 1]
+    last = store.get(jobs[2].id)
+    assert last.state is JobState.SUCCEEDED and last.reason is None  # the claim cleared the note

@@ -9,6 +9,7 @@ from runner.store import Job
 
 STATE_STYLES = {
     "queued": "yellow",
+    "waiting": "yellow",
     "running": "bold cyan",
     "cancelling": "bold yellow",
     "succeeded": "bold green",
@@ -21,6 +22,7 @@ STATE_STYLES = {
 # a mark per state, so that states differ without colour too (NO_COLOR, a monochrome terminal)
 STATE_MARKS = {
     "queued": "○",
+    "waiting": "◔",
     "running": "●",
     "cancelling": "◌",
     "succeeded": "✓",
@@ -31,8 +33,8 @@ STATE_MARKS = {
 
 
 def state_text(job: Job) -> Text:
-    """The job's state (or ``cancelling``) after its mark, in its colour."""
-    label = state_label(job.state, job.cancel_requested)
+    """The job's state (or ``cancelling``, ``waiting``) after its mark, in its colour."""
+    label = state_label(job.state, job.cancel_requested, job.reason)
     return Text(f"{STATE_MARKS.get(label, ' ')} {label}", style=STATE_STYLES.get(label, ""))
 
 

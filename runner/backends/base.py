@@ -5,6 +5,12 @@ a local process and in a container). The pipeline writes events to ``<run_dir>/e
 with a ``job_end`` event; its stdout/stderr go to ``<run_dir>/log.txt``. Handles (a pid, a container id)
 are strings the worker may store as hints; live objects never leave the backend. A handle of the form
 ``ID@NODE`` names the machine the job runs on (the cluster backend, :mod:`runner.cluster.backend`).
+
+Which GPUs a job gets has one meaning end to end: :attr:`Launch.gpus`, the device indices of the machine
+that runs the pipeline (what ``CUDA_VISIBLE_DEVICES`` and a container's device request name). A worker on
+a host fills them from its own GPUs. A cluster head cannot name a node's devices: it gives :data:`ANY_GPU`
+once per GPU, the cluster backend asks Ray for that many, and the node puts the devices Ray gave it in
+their place (:func:`runner.cluster.node.node_gpus`, the one place Ray's ids are read).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Protocol
 
 from runner.spec.model import JobSpec
 
+ANY_GPU = -1  # a GPU the machine that runs the job picks (a cluster head leaves the choice to Ray)
+
 
 @dataclass(frozen=True)
 class Launch:
@@ -23,7 +31,7 @@ class Launch:
     job_id: str
     run_dir: Path
     spec: JobSpec
-    gpus: tuple[int, ...] = ()
+    gpus: tuple[int, ...] = ()  # device indices on the machine that runs it, or ANY_GPU (module docstring)
     env: dict[str, str] = field(default_factory=dict, repr=False)  # secrets pass through, never stored
 
 
@@ -34,6 +42,7 @@ class Outcome:
     exit_code: int
     reason: str | None = None
     interrupted: bool = False  # its machine went away or its files did not come back: requeued, not failed
+    not_started: bool = False  # no machine had room for it in time: queued again, no retry spent
 
 
 class Backend(Protocol):
@@ -45,6 +54,10 @@ class Backend(Protocol):
 
     def start(self, launch: Launch) -> str:
         """Start the job's pipeline; return a handle (pid or container id)."""
+        ...
+
+    def locate(self, handle: str) -> str:
+        """The handle to record: ``handle``, with the machine it runs on once that is known (``ID@NODE``)."""
         ...
 
     def poll(self, handle: str) -> Outcome | None:

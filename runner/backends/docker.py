@@ -109,6 +109,10 @@ class DockerBackend:
         self._logs[handle].follow()
         return handle
 
+    def locate(self, handle: str) -> str:
+        """``handle`` itself: the job runs on this machine."""
+        return handle
+
     def poll(self, handle: str) -> Outcome | None:
         """``None`` while the container lives; else its outcome (the container is then removed)."""
         if handle in self._ended:

@@ -80,6 +80,10 @@ class LocalBackend:
         self._relays[handle] = relay
         return handle
 
+    def locate(self, handle: str) -> str:
+        """``handle`` itself: the job runs on this machine."""
+        return handle
+
     def poll(self, handle: str) -> Outcome | None:
         """``None`` while the process runs; its exit code (or :data:`UNKNOWN_EXIT` for a non-child) after.
 

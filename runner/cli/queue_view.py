@@ -28,7 +28,7 @@ def jobs_table(jobs: list[Job], now: float) -> str:
         (
             str(j.id),
             one_line(j.name),
-            state_label(j.state, j.cancel_requested),
+            state_label(j.state, j.cancel_requested, j.reason),
             j.progress.stage or "-",
             progress_label(j),
             "-" if j.progress.loss is None else f"{j.progress.loss:.4f}",
@@ -48,7 +48,7 @@ def job_details(job: Job) -> str:
     fields = [
         ("id", job.id),
         ("name", one_line(job.name)),
-        ("state", state_label(job.state, job.cancel_requested)),
+        ("state", state_label(job.state, job.cancel_requested, job.reason)),
         ("priority", job.priority),
         ("attempts", job.attempts),
         ("retries left", job.retries_left),

@@ -1,12 +1,20 @@
 """The cluster backend: a job runs on a Ray node, its files stream back into the head's run directory.
 
-``RayBackend`` has the worker's :class:`~runner.backends.base.Backend` interface. ``start`` makes one
-detached, named actor (:class:`runner.cluster.node.JobRunner`, namespace ``tuneq``) asking Ray for the
-job's ``[run] gpus``, hands it the job's inputs and the checkpoints of an earlier attempt, and waits until
-it runs. A thread per attempt then copies the node's new events and log bytes into the head's run
-directory as they come (``tuneq log -f``, ``status`` and the TUI read them there), each complete
-checkpoint as it is saved, and at the end the run directory's files (all but ``merged/``), sha256-checked,
-in chunks. The handle is ``<actor name>@<node address>/<node id>``.
+``RayBackend`` has the worker's :class:`~runner.backends.base.Backend` interface. ``start`` asks Ray for
+one detached, named actor (:class:`runner.cluster.node.JobRunner`, namespace ``tuneq``) with as many GPUs
+as the :class:`~runner.backends.base.Launch` holds, and returns at once: the head starts many jobs a second,
+never waiting for Ray. A thread per attempt waits until Ray has placed the actor on a node, hands it the
+Launch, the job's inputs and the checkpoints of an earlier attempt, and has it start the pipeline; then it
+copies the node's new events and log bytes into the head's run directory as they come (``tuneq log -f``,
+``status`` and the TUI read them there), each complete checkpoint as it is saved, and at the end the run
+directory's files (all but ``merged/``), sha256-checked, in chunks. The handle is ``<actor name>``, and
+``<actor name>@<node address>/<node id>`` once placed (:meth:`RayBackend.locate`).
+
+An actor no node has made within ``place_timeout_s`` while something else holds the GPUs it needs (the
+cluster is shared, or the head's count is behind a lost node) ends its attempt ``not_started``: the job
+waits in the queue again without spending a retry. (One that waits behind this head's own starts waits on:
+a busy node can take long to start Ray's worker processes.) A node that fails to start a placed job's
+pipeline spends one (``interrupted``).
 
 A node that dies (``ActorDiedError``, or an actor unreachable for ``lost_after_s``) ends the attempt with
 an ``interrupted`` outcome: the worker requeues the job, which resumes from the synced checkpoint. A head
@@ -27,7 +35,7 @@ import shlex
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +44,11 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutErro
 
 from runner.backends.base import Launch, Outcome
 from runner.backends.container import queue_id
-from runner.backends.errors import BackendBusy, BackendError
+from runner.backends.errors import BackendError
 from runner.backends.local import PIPELINE_CMD_ENV, UNKNOWN_EXIT
 from runner.cluster.node import CHUNK_BYTES, FileInfo, JobRunner, Update, read_chunk
 from runner.core.atomic import is_aside, replaced, write_atomic
+from runner.core.present import WAITING_FOR_GPU
 from runner.core.rundir import LAYOUT, RunDir
 from runner.core.secrets import SECRET_ENV_VARS
 from runner.core.tail import file_end
@@ -71,6 +80,8 @@ class Attempt:
     actor: Any
     run: RunDir
     node: str = "?"
+    gpus: int = 0  # how many it asked Ray for
+    running: threading.Event = field(default_factory=threading.Event)  # its pipeline runs on the node
     events_offset: int = 0  # bytes of the node's events.jsonl copied (appended to the head's)
     log_offset: int = 0
     synced: set[str] = field(default_factory=set)
@@ -114,53 +125,59 @@ class RayBackend:
     # --- the Backend interface ---------------------------------------------------------------------
 
     def start(self, launch: Launch) -> str:
-        """Start the job on a node with ``[run] gpus`` free GPUs; wait until its pipeline runs there."""
+        """Ask Ray for an actor with ``launch.gpus``'s count of GPUs and return its name at once; the
+        attempt's thread starts the pipeline once a node has it (:meth:`poll` says how that went)."""
         name = f"tuneq-{self.queue}-{launch.job_id}-{secrets.token_hex(3)}"
         run = RunDir(launch.run_dir)
         actor: Any = self._runner.options(
             name=name,
             namespace=NAMESPACE,
             lifetime="detached",
-            num_gpus=launch.spec.run.gpus,
+            num_gpus=len(launch.gpus),
             num_cpus=0,
             max_restarts=0,
         ).remote(launch.job_id, name, str(run.root))
-        env = {**{k: v for k in SECRET_ENV_VARS if (v := os.environ.get(k))}, **launch.env}
-        override = os.environ.get(PIPELINE_CMD_ENV)  # the tests' stand-in pipeline
-        try:
-            shipped = send_inputs(actor, run, self.place_timeout_s)
-            where: dict[str, str] = ray.get(
-                actor.start.remote(env, shlex.split(override) if override else None),
-                timeout=self.place_timeout_s,
-            )
-        except ray.exceptions.RayError as exc:  # not placed in time, or the actor died
-            ray.kill(actor, no_restart=True)
-            raise BackendBusy(f"no cluster node started the job: {_first_line(exc)}") from None
-        node = f"{where['node_ip']}/{where['node_id'][:8]}"  # the address, and which node (tests share one)
-        attempt = Attempt(name, actor, run, node=node, synced=shipped)
-        attempt.save()
-        handle = f"{name}@{attempt.node}"
-        self._follow(handle, attempt)
-        log.info("job %s runs on node %s", launch.job_id, node)
-        return handle
+        secret_env = {k: v for k in SECRET_ENV_VARS if (v := os.environ.get(k))}
+        remote = replace(launch, env={**secret_env, **launch.env})
+        self._follow(Attempt(name, actor, run, gpus=len(launch.gpus)), remote)
+        return name
+
+    def free_gpus(self) -> int:
+        """GPUs free on the cluster for another job: its GPUs less this head's attempts' (started or still
+        waiting for a node) and those something else holds."""
+        total, free = _cluster_gpus()
+        ours = sum(a.gpus for a in list(self._attempts.values()))
+        return int(total - ours - max(0.0, total - free - ours))
+
+    def locate(self, handle: str) -> str:
+        """``<actor name>@<node>`` once Ray has placed the actor and it started the pipeline."""
+        attempt = self._attempts.get(handle.partition("@")[0])
+        return (
+            f"{attempt.name}@{attempt.node}" if attempt is not None and attempt.running.is_set() else handle
+        )
 
     def poll(self, handle: str) -> Outcome | None:
-        """``None`` while the job runs or its files are still coming back; how it ended after."""
-        attempt = self._attempts.get(handle) or self._adopt(handle)
+        """``None`` while the job waits for a node, runs, or its files are still coming back; how it ended
+        after."""
+        name = handle.partition("@")[0]
+        attempt = self._attempts.get(name) or self._adopt(handle)
         if attempt is None:
             return Outcome(UNKNOWN_EXIT, "its cluster actor is gone (node lost or cluster restarted)", True)
         if attempt.thread is not None and attempt.thread.is_alive():
             return None
-        self._attempts.pop(handle, None)
+        self._attempts.pop(name, None)
         return attempt.outcome
 
     def stop(self, handle: str, grace_s: float = 10.0) -> None:
         """Stop the remote pipeline's process group (SIGTERM, SIGKILL after ``grace_s``), then copy back
         its last events, log and checkpoint; idempotent."""
-        attempt = self._attempts.get(handle) or self._adopt(handle)
+        attempt = self._attempts.get(handle.partition("@")[0]) or self._adopt(handle)
         if attempt is None:
             return
         attempt.stopping = True
+        while not attempt.running.wait(0.05):  # still starting: its thread sees ``stopping`` before it runs
+            if attempt.thread is None or not attempt.thread.is_alive():
+                return
         with contextlib.suppress(ray.exceptions.RayError):
             ray.get(attempt.actor.stop.remote(grace_s), timeout=grace_s + 30)
         if attempt.thread is not None:
@@ -168,9 +185,12 @@ class RayBackend:
 
     # --- following an attempt ---------------------------------------------------------------------
 
-    def _follow(self, handle: str, attempt: Attempt) -> None:
-        self._attempts[handle] = attempt
-        attempt.thread = threading.Thread(target=self._sync, args=(attempt,), name=handle, daemon=True)
+    def _follow(self, attempt: Attempt, launch: Launch | None = None) -> None:
+        """Follow the attempt in a thread of its own, which first starts it when given its ``launch``."""
+        self._attempts[attempt.name] = attempt
+        attempt.thread = threading.Thread(
+            target=self._sync, args=(attempt, launch), name=attempt.name, daemon=True
+        )
         attempt.thread.start()
 
     def _adopt(self, handle: str) -> Attempt | None:
@@ -187,17 +207,21 @@ class RayBackend:
         except (OSError, ValueError):
             done = {}
         attempt = Attempt(name, actor, run, node=handle.partition("@")[2] or "?")
+        attempt.running.set()
         if done.get("actor") == name:
             attempt.events_offset = file_end(run.events) - int(done["events_base"])
             attempt.log_offset = file_end(run.log) - int(done["log_base"])
         attempt.synced = {p.name for p in run.checkpoints.glob("checkpoint-*")}
         log.info("re-attached to %s", handle)
-        self._follow(handle, attempt)
+        self._follow(attempt)
         return attempt
 
-    def _sync(self, attempt: Attempt) -> None:
-        """The attempt's thread: :meth:`_follow_to_end`, and an outcome whatever goes wrong."""
+    def _sync(self, attempt: Attempt, launch: Launch | None) -> None:
+        """The attempt's thread: :meth:`_start_remote` (given a ``launch``), :meth:`_follow_to_end`, and an
+        outcome whatever goes wrong."""
         try:
+            if launch is not None and not self._start_remote(attempt, launch):
+                return
             self._follow_to_end(attempt)
         except Exception as exc:  # unforeseen: the job must still end, never hang as running
             log.exception("%s: following it failed", attempt.name)
@@ -205,6 +229,50 @@ class RayBackend:
                 UNKNOWN_EXIT, f"following it on node {attempt.node} failed: {exc}", True
             )
             _release(attempt)
+
+    def _start_remote(self, attempt: Attempt, launch: Launch) -> bool:
+        """Wait until Ray has placed the actor, send it the inputs and start the pipeline there; False
+        (with the outcome) if no node took it in time, it failed to start, or it was stopped meanwhile."""
+        placed = attempt.actor.head_dir.remote()  # answers once a node has made the actor
+        deadline = time.monotonic() + self.place_timeout_s
+        while not ray.wait([placed], timeout=1.0)[0] and not attempt.stopping:
+            if time.monotonic() > deadline and not self._taken_by_others(attempt):
+                deadline = time.monotonic() + self.place_timeout_s  # a node is still making it: wait on
+            elif time.monotonic() > deadline:
+                why = f"no cluster node had {len(launch.gpus)} GPU(s) free for {self.place_timeout_s:g} s"
+                attempt.outcome = Outcome(UNKNOWN_EXIT, f"{WAITING_FOR_GPU}: {why}", not_started=True)
+                _kill(attempt)
+                return False
+        if attempt.stopping:
+            attempt.outcome = Outcome(UNKNOWN_EXIT, "stopped before it started", interrupted=True)
+            _kill(attempt)
+            return False
+        override = os.environ.get(PIPELINE_CMD_ENV)  # the tests' stand-in pipeline
+        try:
+            ray.get(placed, timeout=self.place_timeout_s)
+            attempt.synced = send_inputs(attempt.actor, attempt.run, self.place_timeout_s)
+            where: dict[str, str] = ray.get(
+                attempt.actor.start.remote(launch, shlex.split(override) if override else None),
+                timeout=self.place_timeout_s,
+            )
+        except (OSError, ray.exceptions.RayError) as exc:  # the actor died, the node's backend failed, …
+            log.warning("%s: not started: %s", attempt.name, _first_line(exc))
+            attempt.outcome = Outcome(UNKNOWN_EXIT, f"not started: {_first_line(exc)}", interrupted=True)
+            _release(attempt)
+            return False
+        attempt.node = f"{where['node_ip']}/{where['node_id'][:8]}"  # the address, and which node
+        attempt.save()
+        attempt.running.set()
+        log.info("job %s runs on node %s", launch.job_id, attempt.node)
+        return True
+
+    def _taken_by_others(self, attempt: Attempt) -> bool:
+        """Whether the GPUs the attempt waits for are held by something else than this head's attempts
+        (another user of the cluster; a node lost before the count caught up), rather than free or held by
+        this head's own starts that a busy node is still making (a new worker process can take long)."""
+        total, free = _cluster_gpus()
+        ours = sum(a.gpus for a in list(self._attempts.values()) if a is not attempt)
+        return free < attempt.gpus and total - free > ours
 
     def _follow_to_end(self, attempt: Attempt) -> None:
         """Copy what the node has new until the pipeline ends, then its files; record the outcome."""
@@ -348,6 +416,16 @@ def _release(attempt: Attempt) -> None:
     """Remove the node's copy and end the actor (freeing its GPUs)."""
     with contextlib.suppress(ray.exceptions.RayError):
         ray.get(attempt.actor.remove.remote(), timeout=30)
+    _kill(attempt)
+
+
+def _cluster_gpus() -> tuple[float, float]:
+    """The GPUs of the cluster's live nodes, and how many of them Ray has not given to an actor."""
+    return ray.cluster_resources().get("GPU", 0), ray.available_resources().get("GPU", 0)
+
+
+def _kill(attempt: Attempt) -> None:
+    """End the actor (freeing its GPUs, or its request for them if no node has placed it yet)."""
     with contextlib.suppress(ray.exceptions.RayError, ValueError):
         ray.kill(attempt.actor, no_restart=True)
 

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 
+from runner.backends.base import ANY_GPU
 from runner.cluster.address import (
     ClusterError,
     ClusterInfo,
@@ -72,8 +73,9 @@ def cluster_info(address: str) -> ClusterInfo:
     return ClusterInfo(address, gpus, now())
 
 
-def gpu_slots(address: str) -> tuple[int, ...]:
-    """One slot per GPU of the cluster's live nodes; records the nodes for ``submit``'s check."""
+def cluster_gpus(address: str) -> tuple[int, ...]:
+    """:data:`~runner.backends.base.ANY_GPU` once per GPU of the cluster's live nodes (the head cannot
+    name a node's devices: Ray picks them); records the nodes for ``submit``'s check."""
     info = cluster_info(address)
     write_cluster_info(info)
-    return tuple(range(sum(info.node_gpus)))
+    return (ANY_GPU,) * sum(info.node_gpus)

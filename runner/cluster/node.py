@@ -3,26 +3,27 @@
 The actor gets the job's inputs in chunks (``job.toml``, ``job.json``, ``input/``, and the checkpoints the
 head holds from an earlier attempt), writes them into a run directory on the node's own disk
 (``$TUNEQ_NODE_DIR``, else ``<state dir>/node-runs``), and runs the pipeline there with the node's local
-or docker backend. The head reads everything back through the actor's methods: new event and log bytes,
-complete checkpoints, and at the end the run directory's files, each in chunks with its sha256.
-:mod:`runner.cluster.backend` makes the class an actor; Ray is imported only inside it, on the node.
-"""
+or docker backend, as the head's :class:`~runner.backends.base.Launch` says (its spec, environment and
+GPUs: :func:`node_gpus`). The head reads everything back through the actor's methods: new event and log
+bytes, complete checkpoints, and at the end the run directory's files, each in chunks with its sha256.
+:mod:`runner.cluster.backend` makes the class an actor; Ray is imported only inside it, on the node."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runner.backends.base import Backend, Launch, Outcome
+from runner.backends.base import ANY_GPU, Backend, Launch, Outcome
+from runner.backends.errors import BackendError
 from runner.backends.factory import make_backend
 from runner.backends.local import LocalBackend
 from runner.core.checksum import sha256_file
 from runner.core.paths import state_dir
 from runner.core.rundir import LAYOUT, RunDir
-from runner.spec.load import run_spec
 
 NODE_DIR_ENV = "TUNEQ_NODE_DIR"
 CHUNK_BYTES = 8 << 20  # one transfer call: small enough for Ray's inline objects to stay cheap
@@ -48,6 +49,24 @@ class Update:
     log: bytes
     checkpoints: tuple[str, ...]  # complete ``checkpoint-N`` directories present now
     outcome: Outcome | None
+
+
+def node_gpus(wanted: tuple[int, ...], ray_ids: Sequence[int | str]) -> tuple[int, ...]:
+    """The Launch's GPUs as this node's device indices: each ANY_GPU becomes one of the GPUs Ray gave the
+    actor. The one place Ray's ids are read: they are the node's device indices, or entries of the
+    ``CUDA_VISIBLE_DEVICES`` its raylet was started with (both what the pipeline's own
+    ``CUDA_VISIBLE_DEVICES`` and a container's device request name)."""
+    why = f"Ray gave this node's actor GPUs {list(ray_ids)} for a job asking for {len(wanted)}"
+    try:
+        given = sorted(int(g) for g in ray_ids)
+    except ValueError:
+        raise BackendError(
+            f"{why}: start the node's raylet with numeric CUDA_VISIBLE_DEVICES (device indices, not UUIDs)"
+        ) from None
+    if wanted.count(ANY_GPU) > len(given):
+        raise BackendError(why)
+    free = iter(given)
+    return tuple(next(free) if g == ANY_GPU else g for g in wanted)
 
 
 def node_runs_dir() -> Path:
@@ -116,18 +135,17 @@ class JobRunner:
             out.seek(offset)
             out.write(data)
 
-    def start(self, secrets: dict[str, str], pipeline_cmd: list[str] | None) -> dict[str, str]:
-        """Start the pipeline on the inputs received; where it runs (node id and address) and its pid."""
+    def start(self, launch: Launch, pipeline_cmd: list[str] | None) -> dict[str, str]:
+        """Start the pipeline on the inputs received as the head's ``launch`` says (its spec, environment
+        and GPUs, Ray's devices in place of ANY_GPU); where it runs (node id and address) and its pid."""
         import ray  # on the node, inside the actor: Ray is there
 
-        root = self.run.root
-        spec = run_spec(self.run)
-        if spec.run.backend == "local":  # the head's TUNEQ_PIPELINE_CMD decides, never the node's
+        if launch.spec.run.backend == "local":  # the head's TUNEQ_PIPELINE_CMD decides, never the node's
             self.backend = LocalBackend(pipeline_cmd or [sys.executable, "-m", "runner.pipeline"])
         else:
-            self.backend = make_backend(spec.run.backend, f"cluster-{self.job_id}")
-        gpus = tuple(int(g) for g in ray.get_gpu_ids())
-        self.handle = self.backend.start(Launch(self.job_id, root, spec, gpus, env=secrets))
+            self.backend = make_backend(launch.spec.run.backend, f"cluster-{self.job_id}")
+        here = replace(launch, run_dir=self.run.root, gpus=node_gpus(launch.gpus, ray.get_gpu_ids()))
+        self.handle = self.backend.start(here)
         node_id = ray.get_runtime_context().get_node_id()
         return {"node_id": node_id, "node_ip": ray.util.get_node_ip_address(), "pid": self.handle}
 

@@ -6,8 +6,9 @@ queued ──claim──▶ running ──▶ succeeded | failed | cancelled | i
   └──cancel──▶ cancelled          retry ◀──┴─────────┴────────────┘ (back to queued)
 ```
 ``interrupted`` means the job's worker went away (killed, rebooted, stopped) while it ran; an interrupted
-job is requeued automatically while its retry budget (``[run] retries``) lasts. ``failed`` means the
-pipeline itself failed: it is final until ``tuneq retry``. The store's ``transition`` is the only writer
+job is requeued automatically while its retry budget (``[run] retries``) lasts (an attempt that never
+started for want of a free GPU is requeued without spending it). ``failed`` means the pipeline itself
+failed: it is final until ``tuneq retry``. The store's ``transition`` is the only writer
 of a job's state and checks every change against :data:`TRANSITIONS`.
 """
 

@@ -8,10 +8,17 @@ import errno
 from runner.core.events import terminal_safe
 from runner.core.jobstate import JobState
 
+WAITING_FOR_GPU = "waiting for a GPU"  # how a queued job's reason begins while no GPU is free for it
 
-def state_label(state: JobState, cancel_requested: bool) -> str:
-    """The state, or ``cancelling`` while a cancel request waits for the worker."""
-    return "cancelling" if cancel_requested and state.is_active else str(state)
+
+def state_label(state: JobState, cancel_requested: bool, reason: str | None = None) -> str:
+    """The state; ``cancelling`` while a cancel request waits for the worker, ``waiting`` for a queued job
+    that is next but finds no free GPU (its reason says so; it spends no retry meanwhile)."""
+    if cancel_requested and state.is_active:
+        return "cancelling"
+    if state is JobState.QUEUED and reason and reason.startswith(WAITING_FOR_GPU):
+        return "waiting"
+    return str(state)
 
 
 def stopped_ending(state: JobState, reason: str | None) -> str | None:

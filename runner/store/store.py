@@ -431,9 +431,14 @@ class Store:
     ) -> Job:
         """Record the end of ``owner``'s attempt as ``state`` (:class:`Fenced` if the job moved on); an
         interrupted job with retries left is requeued in the same transaction (a crash cannot leave it
-        interrupted and forgotten)."""
+        interrupted and forgotten). ``state`` ``queued`` means the attempt never started (no machine had
+        room for it): the attempt is recorded interrupted with ``reason`` and the job queued again, waiting
+        for capacity, without spending a retry."""
 
         def end(conn: sqlite3.Connection) -> Job:
+            if state is JobState.QUEUED:
+                self._set_state(conn, job_id, JobState.RUNNING, JobState.INTERRUPTED, now=now, reason=reason)
+                return self._set_state(conn, job_id, JobState.INTERRUPTED, JobState.QUEUED, now=now)
             ended = self._set_state(conn, job_id, JobState.RUNNING, state, now=now, reason=reason)
             if state is JobState.INTERRUPTED and ended.retries_left > 0:
                 ended = self._set_state(
@@ -442,6 +447,11 @@ class Store:
             return ended
 
         return self._as_owner(job_id, owner, now, end)
+
+    def note_waiting(self, job_id: int, reason: str) -> None:
+        """Say why a queued job does not start yet (``status`` and the TUI show it; the claim clears it)."""
+        with self._tx() as conn:
+            conn.execute("UPDATE jobs SET reason = ? WHERE id = ? AND state = 'queued'", (reason, job_id))
 
     def set_handle(self, job_id: int, owner: Owner, handle: str, *, now: float) -> None:
         """Record the backend handle of the attempt's pipeline (a hint for recovery)."""

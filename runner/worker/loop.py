@@ -68,7 +68,7 @@ def tick(store: Store, clock: Clock, w: WorkerRuntime, flags: Flags) -> bool:
     ok = _attempt("reap", lambda: steps.reap(store, clock, w)) and ok
     ok = _attempt("sweep", lambda: steps.sweep(store, clock, w)) and ok
     if not flags.stops:
-        ok = _attempt("claim", lambda: steps.claim_next(store, clock, w)) and ok
+        ok = _attempt("claim", lambda: steps.claim_ready(store, clock, w)) and ok
     return ok
 
 
@@ -138,8 +138,9 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: s
             info = new_worker_info(clock.now())
             cluster = cluster or configured_address()
             count_gpus: Callable[[], tuple[int, ...]] | None = None
+            free_gpus: Callable[[], int] | None = None
             if cluster:
-                backends, count_gpus = _cluster_backends(cluster)
+                backends, count_gpus, free_gpus = _cluster_backends(cluster)
                 gpus = count_gpus()
                 for sig in STOP_SIGNALS:  # joining Ray installed its own handlers
                     signal.signal(sig, flags.on_signal)
@@ -149,12 +150,12 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: s
                 gpus = tuple(g.index for g in discover())
                 backends = {name: make_backend(name, info.id) for name in ("local", "docker")}
             w = WorkerRuntime.create(backends, config or WorkerConfig(), clock.now(), gpus, info)
-            w.count_gpus = count_gpus
+            w.count_gpus, w.free_gpus = count_gpus, free_gpus
             log.info(
                 "worker %s started (state directory %s, GPUs %s)",
                 w.info.id,
                 state_dir(),
-                list(gpus) or "none",
+                f"{len(gpus)} on the cluster" if cluster else list(gpus) or "none",
             )
             run(store, clock, w, flags)
             notify.drain(NOTIFY_DRAIN_S)
@@ -171,15 +172,18 @@ def serve(*, extra: bool = False, config: WorkerConfig | None = None, cluster: s
     return 0
 
 
-def _cluster_backends(address: str) -> tuple[dict[str, Backend], Callable[[], tuple[int, ...]]]:
-    """Join the cluster; one backend runs every job there. The worker counts the cluster's GPUs as slots
-    (Ray picks the node and the devices; the count keeps the worker from claiming more than fit),
-    recounted at each heartbeat as nodes come and go."""
-    from runner.cluster.connect import connect, gpu_slots  # Ray is imported only by a worker given a cluster
+def _cluster_backends(
+    address: str,
+) -> tuple[dict[str, Backend], Callable[[], tuple[int, ...]], Callable[[], int]]:
+    """Join the cluster; one backend runs every job there. The worker holds one ANY_GPU per GPU of the
+    cluster (Ray picks the node and the devices; the count keeps the worker from claiming more than fit),
+    recounted at each heartbeat as nodes come and go, and asks the backend how many are free before it
+    claims (something else on the cluster may hold some)."""
+    from runner.cluster.connect import cluster_gpus, connect  # only a worker given a cluster imports Ray
 
     seen = connect(address)  # before anything imports Ray: it sets how Ray finds its node address
     from runner.cluster.backend import RayBackend
 
     log.info("joined the Ray cluster at %s: GPUs per node %s", address, list(seen.node_gpus))
     backend = RayBackend()
-    return {"local": backend, "docker": backend}, lambda: gpu_slots(address)
+    return {"local": backend, "docker": backend}, lambda: cluster_gpus(address), backend.free_gpus

@@ -2,7 +2,8 @@
 
 Every ending — the pipeline exited, it was cancelled, its worker stopped or died — goes through
 :func:`settle`. An ``interrupted`` job is requeued there while its retry budget lasts; a ``failed`` one
-waits for ``tuneq retry`` (a failing pipeline usually fails again the same way).
+waits for ``tuneq retry`` (a failing pipeline usually fails again the same way). A verdict of ``queued``
+is an attempt that never started for want of a free GPU: the job waits in the queue, spending no retry.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def reported(follower: Follower) -> Verdict | None:
 def exit_verdict(outcome: Outcome, follower: Follower) -> Verdict:
     """The end of a pipeline that exited by itself: its ``job_end`` event, else its exit status; an
     ``interrupted`` outcome (its node was lost, or its files did not come back) whatever it reported, and
-    so is a pipeline that found its run directory taken."""
+    so is a pipeline that found its run directory taken; ``queued`` again if it never started because no
+    machine had room for it (no retry spent)."""
+    if outcome.not_started:
+        return JobState.QUEUED, outcome.reason
     if outcome.interrupted:
         return JobState.INTERRUPTED, outcome.reason
     if outcome.exit_code == EXIT_BUSY:  # it wrote no event: another pipeline works in its run directory

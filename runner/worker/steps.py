@@ -1,6 +1,6 @@
 """The worker's steps, each a function of the store, a clock and the worker's runtime state.
 
-One tick runs them in this order: :func:`heartbeat` → :func:`reap` → :func:`sweep` → :func:`claim_next`.
+One tick runs them in this order: :func:`heartbeat` → :func:`reap` → :func:`sweep` → :func:`claim_ready`.
 :func:`shutdown` ends the worker. A test can drive any step by itself with a hand-moved clock.
 """
 
@@ -11,13 +11,14 @@ import logging
 import os
 import secrets
 import socket
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.backends.base import Backend, Launch
-from runner.backends.errors import BackendBusy
 from runner.core.jobstate import JobState
+from runner.core.present import WAITING_FOR_GPU
 from runner.core.rundir import RunDir
 from runner.core.tail import file_end
 from runner.core.workers import LEASE_S, pid_alive, worker_alive
@@ -54,6 +55,7 @@ class WorkerConfig:
     mirror_s: float = 0.5  # at most one progress write per job this often
     grace_s: float = 20.0  # SIGTERM → SIGKILL, time for a pipeline to checkpoint
     cpu_jobs: int = 1  # jobs at once on a machine without GPUs (with GPUs: as many as their GPUs allow)
+    claims_per_turn: int = 32  # jobs claimed and started in one turn at most (starts do not wait)
 
 
 @dataclass
@@ -65,10 +67,10 @@ class Running:
     backend: Backend
     handle: str
     follower: Follower
-    gpus: tuple[int, ...] = ()
+    gpus: tuple[int, ...] = ()  # as in its Launch: device indices, or ANY_GPU on a cluster
     mirrored: Progress = field(default_factory=Progress)
     mirrored_at: float = 0.0
-    handle_stored: bool = False  # set_handle succeeded; retried each turn until it does
+    stored_handle: str | None = None  # what the store holds; written again when the backend knows more
     verdict: Verdict | None = None  # how it ended, kept until the store has recorded it
 
 
@@ -86,8 +88,9 @@ class WorkerRuntime:
     info: WorkerInfo
     backends: dict[str, Backend]
     config: WorkerConfig = field(default_factory=WorkerConfig)
-    gpus: tuple[int, ...] = ()  # this host's GPUs; empty on a CPU machine (no GPU accounting)
+    gpus: tuple[int, ...] = ()  # this host's GPUs, or ANY_GPU per GPU of a cluster; empty: no GPU accounting
     count_gpus: Callable[[], tuple[int, ...]] | None = None  # recounts ``gpus`` each heartbeat (a cluster's)
+    free_gpus: Callable[[], int] | None = None  # a cluster's GPUs free for another start, asked each turn
     jobs: dict[int, Running] = field(default_factory=dict)
     last_heartbeat: float = float("-inf")
     last_sweep: float = float("-inf")
@@ -109,11 +112,12 @@ class WorkerRuntime:
         return len(self.gpus) if self.gpus else self.config.cpu_jobs
 
     def gpus_for(self, spec: JobSpec) -> tuple[int, ...] | None:
-        """GPUs to give a job now: ``()`` without GPU accounting, ``None`` while too few are free."""
+        """GPUs to give a job now (its :attr:`Launch.gpus`): ``()`` without GPU accounting, ``None`` while
+        too few are free."""
         if not self.gpus or spec.run.gpus == 0:
             return ()
-        used = {g for run in self.jobs.values() for g in run.gpus}
-        return pick([g for g in self.gpus if g not in used], spec.run.gpus)
+        free = Counter(self.gpus) - Counter(g for run in self.jobs.values() for g in run.gpus)
+        return pick(free.elements(), spec.run.gpus)
 
 
 # --- heartbeat ----------------------------------------------------------------------------------------
@@ -161,10 +165,9 @@ def let_go(w: WorkerRuntime, run: Running, why: str) -> None:
 
 
 def _check(store: Store, clock: Clock, w: WorkerRuntime, run: Running) -> None:
-    """Store the handle if still due, mirror progress, act on a cancel request, poll the pipeline."""
-    if not run.handle_stored:
-        store.set_handle(run.job_id, run.owner, run.handle, now=clock.now())
-        run.handle_stored = True
+    """Store the handle if new (the node, once a cluster job has one), mirror progress, act on a cancel
+    request, poll the pipeline."""
+    _store_handle(store, clock, run)
     mirror(store, clock, w, run)
     try:
         job = store.get(run.job_id)
@@ -304,7 +307,7 @@ def _reattach(
     if not store.take_over(job.id, w.info.id, previous=previous, now=clock.now(), lease_s=w.config.lease_s):
         return False
     owner = Owner(w.info.id, previous.attempt)
-    w.jobs[job.id] = Running(job.id, owner, backend, job.handle, follower, gpus, handle_stored=True)
+    w.jobs[job.id] = Running(job.id, owner, backend, job.handle, follower, gpus, stored_handle=job.handle)
     log.info("job %d re-attached (%s %s)", job.id, backend.name, job.handle)
     return True
 
@@ -330,34 +333,48 @@ def _backend_of(store: Store, w: WorkerRuntime, job: Job) -> Backend | None:
 # --- claim --------------------------------------------------------------------------------------------
 
 
-def claim_next(store: Store, clock: Clock, w: WorkerRuntime) -> Job | None:
-    """Claim the next queued job (highest priority, then oldest) and start its pipeline.
+def claim_ready(store: Store, clock: Clock, w: WorkerRuntime) -> list[Job]:
+    """Claim queued jobs in order (highest priority, then oldest) and start each, while slots and GPUs are
+    free: up to ``claims_per_turn`` in one turn, as no start waits for its pipeline to run.
 
-    One job per GPU: the next job waits (and nothing behind it overtakes it) until enough GPUs are free.
+    One job per GPU: the next job waits (and nothing behind it overtakes it) until enough GPUs are free,
+    its reason saying so.
     """
-    if len(w.jobs) >= w.job_slots():
-        return None
-    head = store.next_queued()
-    if head is None:
-        return None
-    spec = _spec_of(store, head)
-    if spec is not None and w.gpus_for(spec) is None:
-        return None
-    job = store.claim(
-        w.info.id,
-        now=clock.now(),
-        lease_s=w.config.lease_s,
-        events_offset=lambda claimed: file_end(RunDir(Path(claimed.run_dir)).events),
-    )
-    if job is None:
-        return None
-    launch(store, clock, w, job)
-    return job
+    started: list[Job] = []
+    free: int | None = None  # a cluster's GPUs free now, asked once a turn
+    while len(started) < w.config.claims_per_turn:
+        head = store.next_queued()
+        if head is None:
+            break
+        spec = _spec_of(store, head)
+        gpus = w.gpus_for(spec) if spec is not None else ()  # an unreadable spec: launch fails the job
+        if free is None and gpus and w.free_gpus is not None:
+            free = w.free_gpus()
+        if gpus is None or (free is not None and len(gpus) > free):
+            why = f"{WAITING_FOR_GPU}: none of {len(w.gpus)} is free"
+            if head.reason != why:
+                store.note_waiting(head.id, why)
+            break
+        if len(w.jobs) >= w.job_slots():
+            break
+        job = store.claim(
+            w.info.id,
+            now=clock.now(),
+            lease_s=w.config.lease_s,
+            events_offset=lambda claimed: file_end(RunDir(Path(claimed.run_dir)).events),
+        )
+        if job is None:
+            break
+        launch(store, clock, w, job)
+        started.append(job)
+        free = None if free is None else free - len(gpus)
+    return started
 
 
 def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
-    """Start a claimed job's pipeline; a job that cannot start ends ``failed`` with the cause (``interrupted``,
-    so requeued, when the backend is only busy)."""
+    """Start a claimed job's pipeline (the backend returns at once; :func:`reap` follows it); a job that
+    cannot start ends ``failed`` with the cause, and goes back to the queue (no retry spent) when no GPU is
+    free for it after all."""
     run_dir = RunDir(Path(job.run_dir))
     owner = Owner(w.info.id, job.attempts)
     try:
@@ -370,8 +387,8 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
     gpus = w.gpus_for(spec)
     if backend is None:
         reason = f"the '{spec.run.backend}' backend is not available to this worker"
-    elif gpus is None:  # another worker claimed past our check: give it back
-        verdict = (JobState.INTERRUPTED, "no free GPU on this worker when claimed")
+    elif gpus is None:  # another worker claimed past our check: back to the queue
+        verdict = (JobState.QUEUED, f"{WAITING_FOR_GPU}: none free on this worker when claimed")
         _settle_if_ours(store, job.id, owner, verdict, clock.now())
         return
     elif not run_dir.job_json.exists():
@@ -380,9 +397,6 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
         try:
             spec = with_model_base(spec, run_dir.read_job_info().get("model_base"))
             handle = backend.start(Launch(str(job.id), run_dir.root, spec, gpus))
-        except BackendBusy as exc:
-            _settle_if_ours(store, job.id, owner, (JobState.INTERRUPTED, f"not started: {exc}"), clock.now())
-            return
         except OSError as exc:
             reason = f"the pipeline could not start: {exc}"
         else:
@@ -391,13 +405,19 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
             w.jobs[job.id] = run  # tracked before any further write, so a store failure cannot lose it
             log.info("job %d started (attempt %d, %s %s)", job.id, job.attempts, backend.name, handle)
             try:
-                store.set_handle(job.id, owner, handle, now=clock.now())
+                _store_handle(store, clock, run)
             except Fenced as exc:  # swept while this worker stalled between the claim and the start
                 let_go(w, run, str(exc))
-                return
-            run.handle_stored = True
             return
     _settle_if_ours(store, job.id, owner, (JobState.FAILED, reason), clock.now())
+
+
+def _store_handle(store: Store, clock: Clock, run: Running) -> None:
+    """Record the job's handle as its backend now gives it (:class:`Fenced` if the attempt is not ours)."""
+    handle = run.backend.locate(run.handle)
+    if handle != run.stored_handle:
+        store.set_handle(run.job_id, run.owner, handle, now=clock.now())
+        run.stored_handle = handle
 
 
 # --- shutdown -----------------------------------------------------------------------------------------

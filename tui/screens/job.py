@@ -151,7 +151,7 @@ class JobScreen(Screen[None]):
     def _show_title(self) -> None:
         job = self.job
         assert job is not None
-        state = state_label(job.state, job.cancel_requested)
+        state = state_label(job.state, job.cancel_requested, job.reason)
         # Gaps end the bold runs: a bold run drawn wider than its cells (SVG viewers) then covers no text.
         title = Text.assemble(
             (f"job {job.id} {one_line(job.name)}  ", "bold"),
