@@ -23,7 +23,9 @@ from pathlib import Path
 
 from runner.core.events import EventWriter
 from runner.core.rundir import EXIT_BUSY, RunDir, RunDirBusy
+from runner.core.secrets import load_secret_files
 
+load_secret_files()  # as python -m runner.pipeline does (a container gets secrets as files)
 run_dir = Path(sys.argv[1])
 holding = contextlib.ExitStack()  # the run directory's lock, held for life as the real pipeline does
 try:

@@ -445,12 +445,22 @@ def test_a_restarted_worker_polls_running_and_reaps_dead_containers(
 
 
 @pytest.mark.container
+@pytest.mark.parametrize("given", ["worker environment", "launch"])  # launch: as a cluster node gets it
 def test_hf_token_reaches_the_container_as_a_file_not_in_its_environment(
-    backend: DockerBackend, client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    given: str,
+    backend: DockerBackend,
+    client: docker.DockerClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    if given == "worker environment":
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
     run_dir = tmp_path / "run"
-    handle = backend.start(_launch(run_dir, "tok", print=["token is {HF_TOKEN}"], sleep=0.5))
+    launch = _launch(run_dir, "tok", print=["token is {HF_TOKEN}"], sleep=0.5)
+    if given == "launch":
+        launch = Launch(launch.job_id, launch.run_dir, launch.spec, env={"HF_TOKEN": TOKEN})
+    handle = backend.start(launch)
     attrs = client.containers.get(handle).attrs
     assert TOKEN not in json.dumps(attrs)  # what `docker inspect` shows: no token anywhere
     assert f"HF_TOKEN_FILE={SECRETS_TARGET}/HF_TOKEN" in attrs["Config"]["Env"]
