@@ -4,7 +4,8 @@ A :class:`Network` is a private switch â€” a bridge in a namespace of its own â€
 joined to it by a veth pair (``eth0`` inside the member) with its own address. Nothing is added to the
 host's namespace and no member has a route beyond the switch, so packets go nowhere else. A member without
 an address has loopback only. :meth:`Network.remove` kills every process left in the namespaces (by the
-ids ``ip netns pids`` lists) and deletes them. Needs root and ``ip``; :func:`unavailable` says why not.
+ids ``ip netns pids`` lists) and deletes them. Needs root, ``ip``, ``nsenter`` and ``unshare``;
+:func:`unavailable` says why not.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def unavailable() -> str | None:
         return "TUNEQ_TEST_NETNS=0"
     if os.geteuid() != 0:
         return "needs root"
-    missing = [tool for tool in ("ip", "unshare") if shutil.which(tool) is None]
+    missing = [tool for tool in ("ip", "nsenter", "unshare") if shutil.which(tool) is None]
     if missing:
         return f"needs {' and '.join(missing)}"
     probe = f"tq-probe-{secrets.token_hex(3)}"
@@ -90,8 +91,9 @@ class Network:
         return found
 
     def exec(self, name: str) -> list[str]:
-        """The command prefix that runs a program in member ``name``'s namespace."""
-        return ["ip", "netns", "exec", self.netns(name)]
+        """The command prefix that runs a program in member ``name``'s namespace (``nsenter``, not ``ip
+        netns exec``, which mounts a sysfs over /sys that hides the cgroup mount container runtimes need)."""
+        return ["nsenter", f"--net=/run/netns/{self.netns(name)}"]
 
     def link(self, name: str, up: bool) -> None:
         """Plug member ``name``'s cable into the switch, or pull it (its switch port up or down)."""

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,19 @@ class LoopbackOnly(UserWarning):
 class RayCluster:
     """A running test cluster; ``address`` is the Ray head's ``HOST:PORT``."""
 
-    def __init__(self, env: dict[str, str], hidden: Path, nodes: int = 2) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        hidden: Path,
+        nodes: int = 2,
+        node_env: Callable[[str], dict[str, str]] = lambda name: {},
+        node_service: Callable[[str], list[str]] | None = None,
+    ) -> None:
+        """``node_env``: a node's own variables besides ``env``; ``node_service``: a command that starts a
+        service on a node before Ray there (its container engine). Both in namespaces only."""
         self.env = {**os.environ, **env}  # every Ray process's environment, whatever a test changes later
+        self.node_env = node_env
+        self.node_service = node_service
         self.hidden = hidden
         self.temp = Path(tempfile.mkdtemp(prefix="tq-ray-", dir="/tmp"))  # short: Ray's socket paths
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -71,7 +83,7 @@ class RayCluster:
             )
             for i, name in enumerate(self.names, start=1):
                 self.net.add(name, f"10.77.0.1{i}/24")
-                self._ray(name, f"--address={self.address}", "--num-gpus=1", "--num-cpus=2")
+                self._node(name)
             self.wait_for_nodes()
         except BaseException:
             self.shutdown()
@@ -125,7 +137,7 @@ class RayCluster:
         self.net.kill(machine)
         self.procs.pop(machine).wait()
         self.net.link(machine, up=True)
-        self._ray(machine, f"--address={self.address}", "--num-gpus=1", "--num-cpus=2")
+        self._node(machine)
         self.wait_for_nodes()
 
     def add_head2(self) -> str:
@@ -178,8 +190,15 @@ class RayCluster:
 
     # --- starting Ray ------------------------------------------------------------------------------
 
-    def _ray(self, machine: str, *args: str) -> None:
-        """``ray start --block`` on ``machine``; a node under a tmpfs that hides ``hidden``."""
+    def _node(self, name: str) -> None:
+        """Start node ``name``: its service, then Ray with one GPU."""
+        service = shlex.join(self.node_service(name)) + " && " if self.node_service else ""
+        env = {**self.env, **self.node_env(name)}
+        self._ray(name, f"--address={self.address}", "--num-gpus=1", "--num-cpus=2", before=service, env=env)
+
+    def _ray(self, machine: str, *args: str, before: str = "", env: dict[str, str] | None = None) -> None:
+        """``ray start --block`` on ``machine`` after the shell line ``before``; Ray's other machines' files
+        hidden under a tmpfs, and on a node ``hidden`` too."""
         assert self.net is not None
         ray = Path(sys.executable).with_name("ray")
         line = shlex.join(
@@ -198,10 +217,10 @@ class RayCluster:
         mounts = "".join(f"mount -t tmpfs tmpfs {shlex.quote(str(path))} && " for path in hide)
         log = (self.temp / f"{machine}.log").open("ab")
         self.procs[machine] = subprocess.Popen(
-            [*self.net.exec(machine), "unshare", "--mount", "sh", "-c", f"{mounts}exec {line}"],
+            [*self.net.exec(machine), "unshare", "--mount", "sh", "-c", f"{mounts}{before}exec {line}"],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=self.env,
+            env=env or self.env,
         )
 
     def _node_args(self) -> dict[str, Any]:

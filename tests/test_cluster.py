@@ -6,6 +6,7 @@ head; jobs run the fake pipeline (``tests/fake_pipeline.py``) or the real demo j
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -20,11 +21,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
-from conftest import ROOT, JobFactory, gone
+from conftest import ROOT, SCRIPTS, TEST_IMAGE, VENV, JobFactory, gone, no_engine
+from docker.models.containers import Container
 from raycluster import RayCluster
 
 from runner import commands
+from runner.backends.container import SECRETS_TARGET, queue_id
 from runner.cluster.address import ray_listeners, read_cluster_info
 from runner.core.events import read_events
 from runner.core.jobstate import JobState
@@ -52,14 +56,24 @@ def cluster(node_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(16),
-        "TUNEQ_NODE_DIR": str(node_dir),
-        "TUNEQ_HOME": str(node_dir / "home"),  # the nodes' own state (built-in models)
+        "TUNEQ_NODE_DIR": str(node_dir),  # on loopback the nodes share it; in namespaces too (own_state)
+        "TUNEQ_HOME": str(node_dir / "home"),
         "FAKE_RUNS_LOG": str(node_dir / "runs.log"),  # the nodes' pipelines inherit this environment
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the head worker joins with the token
-    cluster = RayCluster(env, hidden=tmp_path_factory.getbasetemp())
+    (node_dir / CONTAINERS_CONF).write_text(node_containers_conf())
+    cluster = RayCluster(
+        env,
+        hidden=tmp_path_factory.getbasetemp(),
+        node_env=lambda name: own_state(node_dir, name),
+        node_service=(  # each node's own container engine, in its namespaces
+            (lambda name: [str(SCRIPTS / "podman-service.sh"), "start", str(node_dir / name / "podman.sock")])
+            if shutil.which("podman")
+            else None
+        ),
+    )
     yield cluster
     cluster.shutdown()
     for key, value in saved.items():
@@ -67,6 +81,31 @@ def cluster(node_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+CONTAINERS_CONF = "containers.conf"
+
+
+def own_state(node_dir: Path, name: str) -> dict[str, str]:
+    """A node's own state directory, model cache and container engine (as on a machine of its own)."""
+    folder = node_dir / name
+    (folder / "hf").mkdir(parents=True, exist_ok=True)
+    return {
+        "TUNEQ_HOME": str(folder / "home"),
+        "HF_HOME": str(folder / "hf"),
+        "DOCKER_HOST": f"unix://{folder / 'podman.sock'}",
+        "CONTAINERS_CONF": str(node_dir / CONTAINERS_CONF),
+    }
+
+
+def node_containers_conf() -> str:
+    """The nodes' podman settings: the tests' own, no network for containers, and this checkout, its venv
+    and interpreter mounted read-only into each (the node image runs the fake pipeline from them)."""
+    trees = {ROOT, VENV, Path(sys.base_prefix)}
+    outer = sorted(p for p in trees if not any(p != q and p.is_relative_to(q) for q in trees))
+    volumes = json.dumps([f"{p}:{p}:ro" for p in outer])
+    conf = (SCRIPTS / CONTAINERS_CONF).read_text()
+    return conf.replace("[containers]\n", f'[containers]\nnetns = "none"\nvolumes = {volumes}\n')
 
 
 @pytest.fixture
@@ -310,3 +349,115 @@ def test_secrets_reach_the_remote_pipeline_and_never_its_copied_log_or_events(
     log = (run / "log.txt").read_text()
     assert "Authorization: Bearer" in log and token not in log
     assert token not in (run / "events.jsonl").read_text()
+
+
+# --- a container job on a node (podman on each node) ------------------------------------------------------
+
+NODE_IMAGE = "localhost/tuneq-node-test:latest"
+NODE_CONTAINERFILE = f"""FROM {TEST_IMAGE}
+ENV PYTHONPATH={ROOT}
+ENTRYPOINT ["/bin/sh", "-c", "for last; do :; done; exec {VENV}/bin/python {ROOT}/tests/fake_pipeline.py \\"$last\\"", "sh"]
+"""
+
+
+@pytest.fixture(scope="module")
+def node_image(cluster: RayCluster, client: docker.DockerClient, node_dir: Path) -> str:
+    """The image a container job names: the tests' image whose entry point runs the fake pipeline on the run
+    directory its command ends with (``python -m runner.pipeline RUN_DIR``, as tuneq starts it)."""
+    if not cluster.in_namespaces or cluster.node_service is None:
+        no_engine("a container job on a node needs the nodes' own podman, in network namespaces")
+    built = subprocess.run(
+        ["podman", "build", "-q", "-t", NODE_IMAGE, "-f", "-", str(node_dir)],
+        input=NODE_CONTAINERFILE,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CONTAINERS_CONF": str(SCRIPTS / CONTAINERS_CONF)},
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    return NODE_IMAGE
+
+
+def container_job(make_job: JobFactory, image: str, name: str, description: str) -> Path:
+    path = make_job(name, description)
+    path.write_text(path.read_text() + f'backend = "docker"\nimage = "{image}"\n')
+    return path
+
+
+def containers_of(node_dir: Path, machine: str, job: Job) -> list[Container]:
+    """The job's containers on ``machine``, asked of that node's own engine."""
+
+    engine = docker.DockerClient(base_url=own_state(node_dir, machine)["DOCKER_HOST"])
+    queue = queue_id(Path(own_state(node_dir, machine)["TUNEQ_HOME"]))
+    labels = [f"tuneq.job={job.id}", f"tuneq.queue={queue}"]
+    return list(engine.containers.list(all=True, filters={"label": labels}))
+
+
+@pytest.mark.container
+def test_a_container_job_runs_in_the_image_on_its_node_with_secrets_as_files_and_is_cancelled(
+    cluster: RayCluster,
+    store: Store,
+    make_job: JobFactory,
+    head_worker,
+    node_image: str,
+    node_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = "hf_" + secrets.token_hex(16)
+    monkeypatch.setenv("HF_TOKEN", token)  # the head worker's environment, not the nodes'
+    (job,) = commands.submit(store, [container_job(make_job, node_image, "boxed", "steps=40 sleep=40 leak")])
+    head_worker()
+    wait_for(lambda: (store.get(job.id).progress.step or 0) >= 2, 120, "step 2 in the container")
+    machine = cluster.machine_of(node_of(store.get(job.id)))
+    (box,) = containers_of(node_dir, machine, job)
+    attrs = box.attrs
+    assert attrs["Config"]["Image"] == node_image and box.status == "running"
+    mounts = {m["Destination"]: m for m in attrs["Mounts"]}
+    run_dir = next(m for m in mounts.values() if m["Destination"].startswith(str(node_dir)))
+    assert run_dir["RW"] and run_dir["Source"] == run_dir["Destination"]  # the node's copy, at its path
+    assert not Path(run_dir["Destination"]).is_relative_to(Path(job.run_dir).parent)  # not the head's
+    assert not mounts[SECRETS_TARGET]["RW"]
+    assert f"HF_TOKEN_FILE={SECRETS_TARGET}/HF_TOKEN" in attrs["Config"]["Env"]
+    assert token not in json.dumps(attrs)  # `docker inspect` on the node shows no token
+
+    commands.cancel(store, job.id)
+    wait_for(done(store, job.id), 60, "the cancel")
+    assert store.get(job.id).state is JobState.CANCELLED
+    wait_for(lambda: not containers_of(node_dir, machine, job), 30, "the container to be removed")
+    assert (store.get(job.id).progress.step or 0) < 40
+    log = (Path(job.run_dir) / "log.txt").read_text()
+    assert "Authorization: Bearer" in log and token not in log  # read from the file, redacted on the node
+
+
+@pytest.mark.container
+def test_a_container_job_whose_node_is_lost_is_requeued_and_resumes_in_a_container_on_the_other(
+    cluster: RayCluster,
+    store: Store,
+    make_job: JobFactory,
+    head_worker,
+    node_image: str,
+    node_dir: Path,
+) -> None:
+    (job,) = commands.submit(store, [container_job(make_job, node_image, "long", "steps=24 sleep=24 ckpt")])
+    head_worker()
+    checkpoints = Path(job.run_dir) / "checkpoints"
+    wait_for(
+        lambda: (checkpoints / "checkpoint-3" / "trainer_state.json").exists(), 120, "a synced checkpoint"
+    )
+    victim = cluster.machine_of(node_of(store.get(job.id)))
+    (lost,) = containers_of(node_dir, victim, job)
+    cluster.lose(victim)
+    try:
+        other = next(name for name in cluster.names if name != victim)
+        wait_for(lambda: bool(containers_of(node_dir, other, job)), 120, "a container on the other node")
+        wait_for(done(store, job.id), 120, "the job")
+        ended = store.get(job.id)
+        assert ended.state is JobState.SUCCEEDED, ended.reason
+        assert ended.attempts == 2 and cluster.machine_of(node_of(ended)) == other
+        (end,) = job_ends(ended)  # the lost attempt's end never reached the head; the second did
+        assert end["resumed_from_step"] >= 3
+        wait_for(lambda: not containers_of(node_dir, other, job), 30, "the finished container removed")
+    finally:  # the cut-off node's container is out of the head's reach: its engine still answers here
+        with contextlib.suppress(docker.errors.NotFound):
+            lost.remove(force=True)
+        cluster.replace(victim)

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import docker
 import pytest
+from conftest import ROOT, SCRIPTS, TEST_IMAGE, VENV
 from docker.types import DeviceRequest
 
 from runner.backends.base import Launch, Outcome
@@ -50,11 +50,7 @@ from runner.core.events import read_events
 from runner.spec.model import JobSpec, RunSpec
 from runner.worker.gpus import Gpu, discover, parse_nvidia_smi, pick
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "tests" / "container"
-VENV = Path(sys.prefix)  # the venv running the tests (a worktree may use another checkout's)
 PYTHON = ("env", f"PYTHONPATH={ROOT}", str(VENV / "bin" / "python"))  # this checkout's code first
-TEST_IMAGE = "localhost/tuneq-test:latest"
 TOKEN = "hf_" + "x7" * 16
 
 
@@ -254,50 +250,6 @@ def test_gpu_job_without_assigned_gpu_is_refused(tmp_path: Path) -> None:
 
 
 # --- against a real engine ------------------------------------------------------------------------------
-
-
-def _no_engine(why: str) -> NoReturn:
-    """Skip the engine's tests; in CI (``CI=true``) fail instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {why}", pytrace=False)
-    pytest.skip(why)
-
-
-@pytest.fixture(scope="session")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Docker Engine API URL: ``$DOCKER_HOST``, else a podman service started for this session."""
-    if url := os.environ.get("DOCKER_HOST"):
-        yield url
-        return
-    sock = tmp_path_factory.mktemp("engine") / "podman.sock"
-    started = subprocess.run([SCRIPTS / "podman-service.sh", "start", sock], capture_output=True, text=True)
-    if started.returncode != 0:
-        _no_engine(f"no container engine: {started.stderr.strip().splitlines()[-1:]}")
-    try:
-        yield f"unix://{sock}"
-    finally:
-        subprocess.run([SCRIPTS / "podman-service.sh", "stop", sock], check=False)
-
-
-@pytest.fixture(scope="session")
-def client(engine: str) -> docker.DockerClient:
-    """A client of the engine, with the test image present (imported on first use)."""
-    try:
-        client = connect(engine)
-    except BackendError as exc:
-        _no_engine(str(exc))
-    try:
-        client.images.get(TEST_IMAGE)
-    except docker.errors.ImageNotFound:
-        built = subprocess.run(
-            [SCRIPTS / "build-test-image.sh", TEST_IMAGE],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "TUNEQ_TEST_VENV": str(VENV)},
-        )
-        if built.returncode != 0:
-            _no_engine(f"cannot build the test image: {built.stderr.strip()[-300:]}")
-    return client
 
 
 def _settings(engine: str, tmp_path: Path, **changes: Any) -> DockerSettings:
