@@ -163,7 +163,7 @@ class RayCluster:
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
 
-    def wait_for_nodes(self, timeout: float = 120) -> None:
+    def wait_for_nodes(self, timeout: float = 300) -> None:
         """Until every started Ray node is alive in the cluster."""
         want = len(self.procs)
         head = self.net.address("head") if self.net else "127.0.0.1"

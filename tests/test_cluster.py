@@ -218,8 +218,9 @@ def job_ends(job: Job) -> list[dict[str, Any]]:
 def test_a_lost_node_requeues_the_job_which_resumes_on_the_other_node(
     cluster: RayCluster, store: Store, make_job: JobFactory, head_worker, runs, node_dir: Path, home: Path
 ) -> None:
-    """In namespaces the node's cable is pulled: it keeps running, cut off (loopback: it is removed)."""
-    (job,) = commands.submit(store, [make_job("long", "steps=10 sleep=10 ckpt")])
+    """In namespaces the node's cable is pulled: it runs on, cut off, and stops the job's pipeline itself
+    (loopback: the node is removed, and Ray ends its processes)."""
+    (job,) = commands.submit(store, [make_job("long", "steps=40 sleep=40 ckpt")])
     head_worker()
     checkpoints = Path(job.run_dir) / "checkpoints"
     wait_for(
@@ -227,8 +228,10 @@ def test_a_lost_node_requeues_the_job_which_resumes_on_the_other_node(
     )
     first = node_of(store.get(job.id))
     victim = cluster.machine_of(first)
+    pid = int((node_dir / "runs.log").read_text().split()[1])
     cluster.lose(victim)
     try:
+        wait_for(lambda: gone(pid), 60, "the lost copy to be stopped")  # long before its own end
         wait_for(done(store, job.id), 120, "the job")
         ended = store.get(job.id)
         assert ended.state is JobState.SUCCEEDED, ended.reason
@@ -239,8 +242,6 @@ def test_a_lost_node_requeues_the_job_which_resumes_on_the_other_node(
         assert runs() == [str(job.id)] * 2
         # the worker recounts the cluster's GPUs: submit's check and its job slots follow the nodes
         wait_for(lambda: sum(getattr(read_cluster_info(home), "node_gpus", ())) == 1, 30, "the recount")
-        if not cluster.in_namespaces:  # Ray ended the removed node's actor and its pipeline with it
-            wait_for(lambda: gone(int((node_dir / "runs.log").read_text().split()[1])), 60, "the lost copy")
     finally:  # the next tests need two nodes
         cluster.replace(victim)
 
@@ -438,7 +439,7 @@ def test_a_container_job_whose_node_is_lost_is_requeued_and_resumes_in_a_contain
     node_image: str,
     node_dir: Path,
 ) -> None:
-    (job,) = commands.submit(store, [container_job(make_job, node_image, "long", "steps=24 sleep=24 ckpt")])
+    (job,) = commands.submit(store, [container_job(make_job, node_image, "long", "steps=40 sleep=40 ckpt")])
     head_worker()
     checkpoints = Path(job.run_dir) / "checkpoints"
     wait_for(
@@ -450,6 +451,8 @@ def test_a_container_job_whose_node_is_lost_is_requeued_and_resumes_in_a_contain
     try:
         other = next(name for name in cluster.names if name != victim)
         wait_for(lambda: bool(containers_of(node_dir, other, job)), 120, "a container on the other node")
+        # the cut-off node stops and removes its container (ended by itself, it would stay, exited)
+        wait_for(lambda: not containers_of(node_dir, victim, job), 60, "the lost container to be stopped")
         wait_for(done(store, job.id), 120, "the job")
         ended = store.get(job.id)
         assert ended.state is JobState.SUCCEEDED, ended.reason
