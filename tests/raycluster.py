@@ -1,13 +1,14 @@
 """The cluster tests' Ray cluster: a head without GPUs and nodes with one declared GPU each, Ray's token
 authentication on.
 
-Where this process may make network namespaces (root, ``ip``), each machine is a namespace of its own on a
-private switch the test makes (tests/netns.py): the head ``head`` at 10.77.0.1, node ``nodeN`` at
-10.77.0.1N, and, once asked for, ``head2`` at 10.77.0.2 (a second head machine: a Ray node without GPUs
-where a restarted head worker can run). Each runs ``ray start --block``. A node also gets a mount namespace
-with an empty tmpfs over ``hidden`` (the test session's temporary directory, where the head keeps its
-state and run directories): the head's paths do not exist there, as on another machine. A node is lost by
-pulling its cable (its switch port down) and comes back as a fresh Ray node in the same namespace.
+Where this process may make network namespaces (tests/netns.py), each machine is a namespace of its own on
+a private switch the test makes: the head ``head`` at 10.77.0.1, node ``nodeN`` at 10.77.0.1N, and, once
+asked for, ``head2`` at 10.77.0.2 (a second head machine: a Ray node without GPUs where a restarted head
+worker can run). Each runs ``ray start --block`` in a mount namespace of its own where the other machines'
+Ray files (sockets, session directories) are hidden under a tmpfs, and on a node also ``hidden`` (the test
+session's temporary directory, where the head keeps its state and run directories): the head's paths do
+not exist there, as on another machine. A node may start a service first (its container engine). A node is
+lost by pulling its cable (its switch port down) and comes back as a fresh Ray node in the same namespace.
 
 Elsewhere everything runs on 127.0.0.1 in this machine's namespace (``ray.cluster_utils.Cluster``), a node
 is lost by removing it, and :data:`FALLBACK` says so as a warning in the test report.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,7 +65,7 @@ class RayCluster:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.net: Network | None = None
         self._local: Any = None  # ray.cluster_utils.Cluster in the loopback fallback
-        self.names = [f"node{i}" for i in range(1, nodes + 1)]  # in namespaces
+        self._names = [f"node{i}" for i in range(1, nodes + 1)]  # in namespaces
         if why := unavailable():
             warnings.warn(LoopbackOnly(FALLBACK.format(why=why)), stacklevel=2)
             print(f"\n{FALLBACK.format(why=why)}", file=sys.stderr)
@@ -81,7 +83,7 @@ class RayCluster:
                 "--include-dashboard=false",
                 f"--system-config={json.dumps(SYSTEM_CONFIG)}",
             )
-            for i, name in enumerate(self.names, start=1):
+            for i, name in enumerate(self._names, start=1):
                 self.net.add(name, f"10.77.0.1{i}/24")
                 self._node(name)
             self.wait_for_nodes()
@@ -94,6 +96,13 @@ class RayCluster:
     @property
     def in_namespaces(self) -> bool:
         return self.net is not None
+
+    @property
+    def names(self) -> list[str]:
+        """The nodes' names (loopback: their Ray node ids' first 8 characters)."""
+        if self.net is None:
+            return [n.node_id[:8] for n in self._local.worker_nodes]
+        return self._names
 
     @property
     def address(self) -> str:
@@ -186,7 +195,7 @@ class RayCluster:
             self.net.remove()
         for proc in self.procs.values():
             proc.wait(timeout=30)
-        subprocess.run(["rm", "-rf", str(self.temp)], check=False)
+        shutil.rmtree(self.temp, ignore_errors=True)
 
     # --- starting Ray ------------------------------------------------------------------------------
 
@@ -215,13 +224,13 @@ class RayCluster:
         )
         hide = [self.temp, self.hidden] if machine.startswith("node") else [self.temp]  # others' files
         mounts = "".join(f"mount -t tmpfs tmpfs {shlex.quote(str(path))} && " for path in hide)
-        log = (self.temp / f"{machine}.log").open("ab")
-        self.procs[machine] = subprocess.Popen(
-            [*self.net.exec(machine), "unshare", "--mount", "sh", "-c", f"{mounts}{before}exec {line}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env or self.env,
-        )
+        with (self.temp / f"{machine}.log").open("ab") as log:
+            self.procs[machine] = subprocess.Popen(
+                [*self.net.exec(machine), "unshare", "--mount", "sh", "-c", f"{mounts}{before}exec {line}"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env or self.env,
+            )
 
     def _node_args(self) -> dict[str, Any]:
         return {

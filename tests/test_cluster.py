@@ -38,6 +38,7 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray (the cluster extra)"),
 ]
+CONTAINERS_CONF = "containers.conf"
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,8 @@ def cluster(node_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(16),
-        "TUNEQ_NODE_DIR": str(node_dir),  # on loopback the nodes share it; in namespaces too (own_state)
-        "TUNEQ_HOME": str(node_dir / "home"),
+        "TUNEQ_NODE_DIR": str(node_dir),  # the nodes' run directories (one per attempt)
+        "TUNEQ_HOME": str(node_dir / "home"),  # the nodes' state on loopback; in namespaces: own_state
         "FAKE_RUNS_LOG": str(node_dir / "runs.log"),  # the nodes' pipelines inherit this environment
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
@@ -81,9 +82,6 @@ def cluster(node_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-
-
-CONTAINERS_CONF = "containers.conf"
 
 
 def own_state(node_dir: Path, name: str) -> dict[str, str]:
@@ -362,11 +360,12 @@ ENTRYPOINT ["/bin/sh", "-c", "for last; do :; done; exec {VENV}/bin/python {ROOT
 
 
 @pytest.fixture(scope="module")
-def node_image(cluster: RayCluster, client: docker.DockerClient, node_dir: Path) -> str:
+def node_image(cluster: RayCluster, node_dir: Path, request: pytest.FixtureRequest) -> str:
     """The image a container job names: the tests' image whose entry point runs the fake pipeline on the run
     directory its command ends with (``python -m runner.pipeline RUN_DIR``, as tuneq starts it)."""
     if not cluster.in_namespaces or cluster.node_service is None:
         no_engine("a container job on a node needs the nodes' own podman, in network namespaces")
+    request.getfixturevalue("client")  # the tests' image, imported on first use
     built = subprocess.run(
         ["podman", "build", "-q", "-t", NODE_IMAGE, "-f", "-", str(node_dir)],
         input=NODE_CONTAINERFILE,
