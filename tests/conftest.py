@@ -10,13 +10,20 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
 import runner.pipeline  # noqa: F401  (tests load llama.cpp and torch: libstdc++ first, runner/llamacpp/stdcxx.py)
 from runner.store import Store
 
+if TYPE_CHECKING:
+    import docker
+
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "tests" / "container"  # the container tests' engine and image scripts
+VENV = Path(sys.prefix)  # the venv running the tests (a worktree may use another checkout's)
+TEST_IMAGE = "localhost/tuneq-test:latest"
 FAKE_PIPELINE = [sys.executable, str(Path(__file__).with_name("fake_pipeline.py"))]
 DATA = ROOT / "jobs" / "data" / "medical-cot-tiny.jsonl"
 
@@ -82,3 +89,55 @@ def heavy_modules_after(code: str, modules: tuple[str, ...]) -> list[str]:
     probe = f"{code}\nimport sys\nprint(sorted(m for m in {modules!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     return list(ast.literal_eval(out.strip()))
+
+
+# --- a container engine (tests/test_docker_backend.py, the container job on a cluster node) ---------------
+
+
+def no_engine(why: str) -> NoReturn:
+    """Skip the engine's tests; in CI (``CI=true``) fail instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {why}", pytrace=False)
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Docker Engine API URL: ``$DOCKER_HOST``, else a podman service started for this session."""
+    if url := os.environ.get("DOCKER_HOST"):
+        yield url
+        return
+    sock = tmp_path_factory.mktemp("engine") / "podman.sock"
+    started = subprocess.run([SCRIPTS / "podman-service.sh", "start", sock], capture_output=True, text=True)
+    if started.returncode != 0:
+        no_engine(f"no container engine: {started.stderr.strip().splitlines()[-1:]}")
+    try:
+        yield f"unix://{sock}"
+    finally:
+        subprocess.run([SCRIPTS / "podman-service.sh", "stop", sock], check=False)
+
+
+@pytest.fixture(scope="session")
+def client(engine: str) -> docker.DockerClient:
+    """A client of the engine, with the test image present (imported on first use)."""
+    import docker
+
+    from runner.backends.docker import connect
+    from runner.backends.errors import BackendError
+
+    try:
+        client = connect(engine)
+    except BackendError as exc:
+        no_engine(str(exc))
+    try:
+        client.images.get(TEST_IMAGE)
+    except docker.errors.ImageNotFound:
+        built = subprocess.run(
+            [SCRIPTS / "build-test-image.sh", TEST_IMAGE],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TUNEQ_TEST_VENV": str(VENV)},
+        )
+        if built.returncode != 0:
+            no_engine(f"cannot build the test image: {built.stderr.strip()[-300:]}")
+    return client

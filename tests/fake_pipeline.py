@@ -24,7 +24,9 @@ from pathlib import Path
 
 from runner.core.events import Error, EventWriter, JobEnd, Metric, Progress, StageEnd, StageStart
 from runner.core.rundir import EXIT_BUSY, RunDir, RunDirBusy
+from runner.core.secrets import load_secret_files
 
+load_secret_files()  # as python -m runner.pipeline does (a container gets secrets as files)
 run_dir = Path(sys.argv[1])
 holding = contextlib.ExitStack()  # the run directory's lock, held for life as the real pipeline does
 try:

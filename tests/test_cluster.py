@@ -1,92 +1,85 @@
-"""The cluster backend against a real Ray cluster on this machine: a head and two worker nodes on
-127.0.0.1 (``ray.cluster_utils.Cluster``), each declaring one GPU, with Ray's token authentication on.
-The head's worker is a real ``python -m runner.worker --cluster`` process; jobs run the fake pipeline
-(``tests/fake_pipeline.py``) or the real demo job on the nodes."""
+"""The cluster backend against a real Ray cluster: a head and two worker nodes, each declaring one GPU,
+with Ray's token authentication on, each in a network namespace of its own on a private switch the test
+makes (tests/raycluster.py; on 127.0.0.1 where namespaces cannot be made, said by a warning). The nodes do
+not see the head's files. The head's worker is a real ``python -m runner.worker --cluster`` process on the
+head; jobs run the fake pipeline (``tests/fake_pipeline.py``) or the real demo job on the nodes."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+import docker
 import pytest
-from conftest import ROOT, JobFactory, gone
+from conftest import ROOT, SCRIPTS, TEST_IMAGE, VENV, JobFactory, gone, no_engine
+from docker.models.containers import Container
+from raycluster import RayCluster
 
 from runner import commands
-from runner.backends.base import ANY_GPU
-from runner.backends.errors import BackendError
-from runner.cli.queue_view import jobs_table
+from runner.backends.container import SECRETS_TARGET, queue_id
 from runner.cluster.address import ray_listeners, read_cluster_info
-from runner.cluster.node import node_gpus
 from runner.core.events import JobEnd, Metric, Progress, read_events
 from runner.core.jobstate import JobState
-from runner.core.present import WAITING_FOR_GPU
 from runner.store import Job, Store
-from runner.worker import steps
-from runner.worker.clock import SystemClock
-from runner.worker.loop import Flags, tick
-from runner.worker.steps import WorkerConfig, WorkerRuntime
-
-if TYPE_CHECKING:
-    from ray.cluster_utils import Cluster
 
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray (the cluster extra)"),
 ]
-NODE_ARGS: dict[str, Any] = {
-    "node_ip_address": "127.0.0.1",
-    "num_cpus": 2,
-    "num_gpus": 1,
-    "object_store_memory": 80 << 20,
-}
+CONTAINERS_CONF = "containers.conf"
 
 
 @pytest.fixture(scope="module")
-def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the nodes keep their run directories (``TUNEQ_NODE_DIR``) and log the fake pipeline's starts."""
-    return tmp_path_factory.mktemp("nodes")
+def node_dir() -> Iterator[Path]:
+    """Where the nodes keep their run directories (``TUNEQ_NODE_DIR``) and log the fake pipeline's starts:
+    outside the session's temporary directory, which the nodes do not see."""
+    folder = Path(tempfile.mkdtemp(prefix="tq-nodes-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def cluster(node_dir: Path) -> Iterator[Cluster]:
-    """A head (no GPU) and two nodes with one GPU each, all on loopback, token authentication on."""
+def cluster(
+    node_dir: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RayCluster]:
+    """A head (no GPU) and two nodes with one GPU each, token authentication on; on loopback where the
+    test module sets ``LOOPBACK_CLUSTER`` (its tests join the cluster from the test process)."""
     env = {
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(16),
-        "TUNEQ_NODE_DIR": str(node_dir),
-        "TUNEQ_HOME": str(node_dir / "home"),  # the nodes' own state (built-in models)
+        "TUNEQ_NODE_DIR": str(node_dir),  # the nodes' run directories (one per attempt)
+        "TUNEQ_HOME": str(node_dir / "home"),  # the nodes' state on loopback; in namespaces: own_state
         "FAKE_RUNS_LOG": str(node_dir / "runs.log"),  # the nodes' pipelines inherit this environment
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    from ray.cluster_utils import Cluster  # after the environment is set: Ray reads its auth mode at import
-
-    head = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "node_ip_address": "127.0.0.1",
-            "num_cpus": 1,
-            "include_dashboard": False,
-            "object_store_memory": 80 << 20,
-            "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4},
-        },
+    os.environ.update(env)  # the head worker joins with the token
+    (node_dir / CONTAINERS_CONF).write_text(node_containers_conf())
+    cluster = RayCluster(
+        env,
+        hidden=tmp_path_factory.getbasetemp(),
+        node_env=lambda name: own_state(node_dir, name),
+        node_service=(  # each node's own container engine, in its namespaces
+            (lambda name: [str(SCRIPTS / "podman-service.sh"), "start", str(node_dir / name / "podman.sock")])
+            if shutil.which("podman")
+            else None
+        ),
+        loopback=getattr(request.module, "LOOPBACK_CLUSTER", False),
     )
-    for _ in range(2):
-        head.add_node(**NODE_ARGS)
-    head.wait_for_nodes()
-    yield head
-    head.shutdown()
+    yield cluster
+    cluster.shutdown()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -94,8 +87,30 @@ def cluster(node_dir: Path) -> Iterator[Cluster]:
             os.environ[key] = value
 
 
+def own_state(node_dir: Path, name: str) -> dict[str, str]:
+    """A node's own state directory, model cache and container engine (as on a machine of its own)."""
+    folder = node_dir / name
+    (folder / "hf").mkdir(parents=True, exist_ok=True)
+    return {
+        "TUNEQ_HOME": str(folder / "home"),
+        "HF_HOME": str(folder / "hf"),
+        "DOCKER_HOST": f"unix://{folder / 'podman.sock'}",
+        "CONTAINERS_CONF": str(node_dir / CONTAINERS_CONF),
+    }
+
+
+def node_containers_conf() -> str:
+    """The nodes' podman settings: the tests' own, no network for containers, and this checkout, its venv
+    and interpreter mounted read-only into each (the node image runs the fake pipeline from them)."""
+    trees = {ROOT, VENV, Path(sys.base_prefix)}
+    outer = sorted(p for p in trees if not any(p != q and p.is_relative_to(q) for q in trees))
+    volumes = json.dumps([f"{p}:{p}:ro" for p in outer])
+    conf = (SCRIPTS / CONTAINERS_CONF).read_text()
+    return conf.replace("[containers]\n", f'[containers]\nnetns = "none"\nvolumes = {volumes}\n')
+
+
 @pytest.fixture
-def runs(cluster: Cluster, node_dir: Path) -> Callable[[], list[str]]:
+def runs(cluster: RayCluster, node_dir: Path) -> Callable[[], list[str]]:
     """Job ids in the order the nodes' fake pipelines started them (this test's only)."""
     path = node_dir / "runs.log"
     path.write_text("")
@@ -104,19 +119,20 @@ def runs(cluster: Cluster, node_dir: Path) -> Callable[[], list[str]]:
 
 @pytest.fixture
 def head_worker(
-    cluster: Cluster, home: Path, tmp_path: Path
-) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    cluster: RayCluster, home: Path, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start ``python -m runner.worker --cluster`` processes for this test's state directory."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(config_file: bool = False) -> subprocess.Popen[bytes]:
-        """A worker given the cluster by ``--cluster``, or by ``cluster.toml`` in the state directory."""
+    def start(config_file: bool = False, machine: str = "head") -> subprocess.Popen[bytes]:
+        """A worker on ``machine`` given the cluster by ``--cluster``, or by ``cluster.toml`` in the state
+        directory."""
         log = (tmp_path / f"worker{len(procs)}.log").open("wb")
         cmd = [sys.executable, "-m", "runner.worker", "--cluster", cluster.address]
         if config_file:
             (home / "cluster.toml").write_text(f'address = "{cluster.address}"\n')
             cmd = cmd[:3]
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([*cluster.prefix(machine), *cmd], stdout=log, stderr=subprocess.STDOUT)
         procs.append(proc)
         return proc
 
@@ -168,11 +184,32 @@ def test_two_jobs_run_at_once_on_the_two_nodes(
     assert sorted(runs()) == sorted(str(j.id) for j in jobs)
 
 
-def test_the_test_cluster_listens_on_loopback_only(cluster: Cluster) -> None:
-    """Test traffic stays on 127.0.0.1: no Ray server of this machine faces another address."""
-    servers = [(name, ip) for name, ip, _ in ray_listeners() if name in ("gcs_server", "raylet")]
-    assert len(servers) >= 6  # head and two nodes: the GCS, three raylets with two ports each
-    assert {ip.removeprefix("::ffff:") for _, ip in servers} == {"127.0.0.1"}
+PROBE = """
+import json, os
+from runner.cluster.address import local_ips, ray_listeners
+servers = sorted({ip.removeprefix("::ffff:") for name, ip, _ in ray_listeners() if name in ("gcs_server", "raylet")})
+print(json.dumps({"servers": servers, "ips": local_ips(), "sees_head_files": bool(os.listdir(%r))}))
+"""
+
+
+def test_test_traffic_stays_on_the_tests_own_network(
+    cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """In namespaces, each machine has only loopback and its own address on the test's switch, and Ray
+    listens on nothing else; a node does not see the head's files. On loopback, no Ray server of this
+    machine faces another address than 127.0.0.1."""
+    if not cluster.in_namespaces:
+        servers = [(name, ip) for name, ip, _ in ray_listeners() if name in ("gcs_server", "raylet")]
+        assert len(servers) >= 6  # head and two nodes: the GCS, three raylets with two ports each
+        assert {ip.removeprefix("::ffff:") for _, ip in servers} == {"127.0.0.1"}
+        return
+    assert cluster.net is not None
+    for machine in ("head", *cluster.names):
+        own = cluster.net.address(machine)
+        seen = json.loads(cluster.run_on(machine, PROBE % str(tmp_path_factory.getbasetemp())))
+        assert {ip for ip in seen["ips"] if not ip.startswith("fe80:")} == {own, "127.0.0.1", "::1"}
+        assert seen["servers"] and set(seen["servers"]) <= {own, "127.0.0.1", "0.0.0.0", "::"}, seen
+        assert seen["sees_head_files"] is (machine == "head")
 
 
 def job_ends(job: Job) -> list[JobEnd]:
@@ -186,39 +223,35 @@ def resumed_from(job: Job) -> list[object]:
 
 
 def test_a_lost_node_requeues_the_job_which_resumes_on_the_other_node(
-    cluster: Cluster, store: Store, make_job: JobFactory, head_worker, runs, node_dir: Path, home: Path
+    cluster: RayCluster, store: Store, make_job: JobFactory, head_worker, runs, node_dir: Path, home: Path
 ) -> None:
-    (job,) = commands.submit(store, [make_job("long", "steps=10 sleep=10 ckpt")])
+    """In namespaces the node's cable is pulled: it runs on, cut off, and stops the job's pipeline itself
+    (loopback: the node is removed, and Ray ends its processes)."""
+    (job,) = commands.submit(store, [make_job("long", "steps=40 sleep=40 ckpt")])
     head_worker()
     checkpoints = Path(job.run_dir) / "checkpoints"
     wait_for(
         lambda: (checkpoints / "checkpoint-3" / "trainer_state.json").exists(), 60, "a synced checkpoint"
     )
     first = node_of(store.get(job.id))
-    victim = next(n for n in cluster.worker_nodes if first.endswith(n.node_id[:8]))
+    victim = cluster.machine_of(first)
     pid = int((node_dir / "runs.log").read_text().split()[1])
-    cluster.remove_node(victim, allow_graceful=False)
+    cluster.lose(victim)
     try:
-        # Ray ends the actor's worker process and its children with the node: that copy does not run on
-        wait_for(lambda: gone(pid), 60, "the lost node's pipeline to be stopped")
+        wait_for(lambda: gone(pid), 60, "the lost copy to be stopped")  # long before its own end
         wait_for(done(store, job.id), 120, "the job")
         ended = store.get(job.id)
         assert ended.state is JobState.SUCCEEDED, ended.reason
         assert ended.attempts == 2
-        assert node_of(ended) != first
-        assert len(job_ends(ended)) == 1  # the lost attempt never ended; the second did, from a checkpoint
+        assert cluster.machine_of(node_of(ended)) != victim
+        assert len(job_ends(ended)) == 1  # the lost attempt's end never reached the head; the second did
         (resumed,) = resumed_from(ended)
         assert isinstance(resumed, int) and resumed >= 3
         assert runs() == [str(job.id)] * 2
         # the worker recounts the cluster's GPUs: submit's check and its job slots follow the nodes
         wait_for(lambda: sum(getattr(read_cluster_info(home), "node_gpus", ())) == 1, 30, "the recount")
-    finally:  # the next tests need two nodes; a node's processes inherit this process's environment
-        with pytest.MonkeyPatch.context() as env:  # the module's node environment, not this test's
-            env.setenv("FAKE_RUNS_LOG", str(node_dir / "runs.log"))
-            env.setenv("TUNEQ_HOME", str(node_dir / "home"))
-            env.delenv("TUNEQ_PIPELINE_CMD")
-            cluster.add_node(**NODE_ARGS)
-        cluster.wait_for_nodes()
+    finally:  # the next tests need two nodes
+        cluster.replace(victim)
 
 
 def test_cancel_stops_the_remote_pipeline(
@@ -236,16 +269,18 @@ def test_cancel_stops_the_remote_pipeline(
 
 
 def test_head_worker_killed_and_restarted_reattaches_and_never_runs_a_job_twice(
-    store: Store, make_job: JobFactory, head_worker, runs, node_dir
+    cluster: RayCluster, store: Store, make_job: JobFactory, head_worker, runs, node_dir
 ) -> None:
-    (job,) = commands.submit(store, [make_job("long", "steps=12 sleep=12 ckpt")])
+    # in namespaces, the new worker runs on a second head machine, with another address
+    again_on = cluster.add_head2() if cluster.in_namespaces else "head"
+    (job,) = commands.submit(store, [make_job("long", "steps=30 sleep=30 ckpt")])
     first = head_worker()
     wait_for(lambda: (store.get(job.id).progress.step or 0) >= 3, 60, "step 3")
     pid = int((node_dir / "runs.log").read_text().split()[1])
     old_worker = store.get(job.id).worker
     first.send_signal(signal.SIGKILL)
     first.wait()
-    head_worker()
+    head_worker(machine=again_on)
     wait_for(lambda: store.get(job.id).worker != old_worker, 60, "the new worker to take the job over")
     assert not gone(pid)  # the same pipeline runs on: re-attached, not restarted
     wait_for(done(store, job.id), 120, "the job")
@@ -255,7 +290,7 @@ def test_head_worker_killed_and_restarted_reattaches_and_never_runs_a_job_twice(
     assert len(job_ends(ended)) == 1
     assert resumed_from(ended) == [None]  # it never started over
     steps = [e.step for e in read_events(Path(job.run_dir) / "events.jsonl") if isinstance(e, Progress)]
-    assert steps == list(range(1, 13))  # every event copied to the head once, none lost across the restart
+    assert steps == list(range(1, 31))  # every event copied to the head once, none lost across the restart
 
 
 def test_submit_refuses_more_gpus_than_a_job_trains_on(
@@ -325,134 +360,117 @@ def test_secrets_reach_the_remote_pipeline_and_never_its_copied_log_or_events(
     assert token not in (run / "events.jsonl").read_text()
 
 
-# --- starts that do not wait, jobs that wait for GPUs, and which GPUs a node gives ---------------------
+# --- a container job on a node (podman on each node) ------------------------------------------------------
+
+NODE_IMAGE = "localhost/tuneq-node-test:latest"
+NODE_CONTAINERFILE = f"""FROM {TEST_IMAGE}
+ENV PYTHONPATH={ROOT}
+ENTRYPOINT ["/bin/sh", "-c", "for last; do :; done; exec {VENV}/bin/python {ROOT}/tests/fake_pipeline.py \\"$last\\"", "sh"]
+"""
 
 
-@pytest.fixture
-def driver(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This process joined to the cluster as a Ray driver, to run a head worker's steps in it."""
-    import ray
-    from ray._private import ray_constants
-
-    # what runner.cluster.connect's switch does before Ray is imported: the driver stays on 127.0.0.1
-    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
-    ray.init(address=cluster.address, _node_ip_address="127.0.0.1", namespace="tuneq", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-def head_runtime(place_timeout_s: float = 30.0, *, asks_ray: bool = True) -> WorkerRuntime:
-    """A head worker's runtime in this process, as its loop makes it: the cluster backend, one ANY_GPU per
-    GPU of the cluster, and (``asks_ray``) Ray asked how many are free before each claim."""
-    from runner.cluster.backend import RayBackend
-
-    config = WorkerConfig(heartbeat_s=0.2, sweep_s=0.2, busy_poll_s=0.05, idle_poll_s=0.05, mirror_s=0.05)
-    backend = RayBackend(place_timeout_s=place_timeout_s)
-    w = WorkerRuntime.create({"local": backend}, config, time.time(), (ANY_GPU, ANY_GPU))
-    w.free_gpus = backend.free_gpus if asks_ray else None
-    return w
-
-
-def turns(store: Store, w: WorkerRuntime, count: int) -> None:
-    """Run ``count`` turns of the worker's loop in this process."""
-    for _ in range(count):
-        tick(store, SystemClock(), w, Flags())
-        time.sleep(0.05)
-
-
-def drive(store: Store, w: WorkerRuntime, until: Callable[[], bool], timeout: float, what: str) -> None:
-    """Run the worker's turns in this process until ``until()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not until():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        turns(store, w, 1)
-
-
-def hold_every_gpu() -> list[Any]:
-    """Actors that hold the cluster's two GPUs, as something else than tuneq on the cluster would."""
-    import ray
-
-    class Holder:  # defined here: Ray sends it to the nodes by value
-        def ready(self) -> bool:
-            return True
-
-    holders = [ray.remote(Holder).options(num_gpus=1, num_cpus=0).remote() for _ in range(2)]
-    ray.get([h.ready.remote() for h in holders], timeout=60)
-    return holders
-
-
-def test_node_gpus_puts_the_devices_ray_gave_in_place_of_any_gpu() -> None:
-    assert node_gpus((ANY_GPU,), [3]) == (3,)
-    assert node_gpus((ANY_GPU, ANY_GPU), ["7", "2"]) == (2, 7)  # ids as CUDA_VISIBLE_DEVICES entries
-    assert node_gpus((), [0]) == ()  # a CPU job gets no device, whatever Ray has
-    assert node_gpus((5,), []) == (5,)  # a device already named stays
-    with pytest.raises(BackendError, match="asking for 2"):
-        node_gpus((ANY_GPU, ANY_GPU), [0])
-    with pytest.raises(BackendError, match="numeric CUDA_VISIBLE_DEVICES"):
-        node_gpus((ANY_GPU,), ["GPU-8f3c"])
-
-
-def test_one_turn_starts_several_jobs_without_waiting_for_them_to_run(
-    store: Store, make_job: JobFactory, runs, driver: None
-) -> None:
-    jobs = commands.submit(
-        store, [make_job("a", "steps=2 sleep=1 gpus"), make_job("b", "steps=2 sleep=1 gpus")]
+@pytest.fixture(scope="module")
+def node_image(cluster: RayCluster, node_dir: Path, request: pytest.FixtureRequest) -> str:
+    """The image a container job names: the tests' image whose entry point runs the fake pipeline on the run
+    directory its command ends with (``python -m runner.pipeline RUN_DIR``, as tuneq starts it)."""
+    if not cluster.in_namespaces or cluster.node_service is None:
+        no_engine("a container job on a node needs the nodes' own podman, in network namespaces")
+    request.getfixturevalue("client")  # the tests' image, imported on first use
+    built = subprocess.run(
+        ["podman", "build", "-q", "-t", NODE_IMAGE, "-f", "-", str(node_dir)],
+        input=NODE_CONTAINERFILE,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CONTAINERS_CONF": str(SCRIPTS / CONTAINERS_CONF)},
+        check=False,
     )
-    w = head_runtime()
-    started = steps.claim_ready(store, SystemClock(), w)
-    assert [j.id for j in started] == [j.id for j in jobs]  # both in one turn
-    assert runs() == []  # the turn ended before Ray had a pipeline running
-    assert all(store.get(j.id).node is None for j in jobs)  # no node known yet: recorded once it runs
-    drive(store, w, lambda: all(store.get(j.id).state.is_finished for j in jobs), 120, "both jobs")
-    a, b = (store.get(j.id) for j in jobs)
-    assert (a.state, b.state) == (JobState.SUCCEEDED, JobState.SUCCEEDED), (a.reason, b.reason)
-    assert node_of(a) != node_of(b)
-    for job in (a, b):  # the Launch's ANY_GPU became the node's device Ray gave (each node has one: 0)
-        assert (Path(job.run_dir) / "gpus").read_text() == "0"
+    assert built.returncode == 0, built.stderr
+    return NODE_IMAGE
 
 
-def test_a_job_no_node_has_a_gpu_for_waits_queued_and_spends_no_retry(
-    store: Store, make_job: JobFactory, runs, driver: None
+def container_job(make_job: JobFactory, image: str, name: str, description: str) -> Path:
+    path = make_job(name, description)
+    path.write_text(path.read_text() + f'backend = "docker"\nimage = "{image}"\n')
+    return path
+
+
+def containers_of(node_dir: Path, machine: str, job: Job) -> list[Container]:
+    """The job's containers on ``machine``, asked of that node's own engine."""
+
+    engine = docker.DockerClient(base_url=own_state(node_dir, machine)["DOCKER_HOST"])
+    queue = queue_id(Path(own_state(node_dir, machine)["TUNEQ_HOME"]))
+    labels = [f"tuneq.job={job.id}", f"tuneq.queue={queue}"]
+    return list(engine.containers.list(all=True, filters={"label": labels}))
+
+
+@pytest.mark.container
+def test_a_container_job_runs_in_the_image_on_its_node_with_secrets_as_files_and_is_cancelled(
+    cluster: RayCluster,
+    store: Store,
+    make_job: JobFactory,
+    head_worker,
+    node_image: str,
+    node_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import ray
+    token = "hf_" + secrets.token_hex(16)
+    monkeypatch.setenv("HF_TOKEN", token)  # the head worker's environment, not the nodes'
+    (job,) = commands.submit(store, [container_job(make_job, node_image, "boxed", "steps=40 sleep=40 leak")])
+    head_worker()
+    wait_for(lambda: (store.get(job.id).progress.step or 0) >= 2, 120, "step 2 in the container")
+    machine = cluster.machine_of(node_of(store.get(job.id)))
+    (box,) = containers_of(node_dir, machine, job)
+    attrs = box.attrs
+    assert attrs["Config"]["Image"] == node_image and box.status == "running"
+    mounts = {m["Destination"]: m for m in attrs["Mounts"]}
+    run_dir = next(m for m in mounts.values() if m["Destination"].startswith(str(node_dir)))
+    assert run_dir["RW"] and run_dir["Source"] == run_dir["Destination"]  # the node's copy, at its path
+    assert not Path(run_dir["Destination"]).is_relative_to(Path(job.run_dir).parent)  # not the head's
+    assert not mounts[SECRETS_TARGET]["RW"]
+    assert f"HF_TOKEN_FILE={SECRETS_TARGET}/HF_TOKEN" in attrs["Config"]["Env"]
+    assert token not in json.dumps(attrs)  # `docker inspect` on the node shows no token
 
-    holders = hold_every_gpu()
-    (job,) = commands.submit(store, [make_job("waits", "steps=1", retries=1)])
-    w = head_runtime()
-    try:
-        drive(store, w, lambda: (store.get(job.id).reason or "").startswith(WAITING_FOR_GPU), 30, "the note")
-        turns(store, w, 40)
-        waiting = store.get(job.id)
-        assert (waiting.state, waiting.attempts, waiting.retries_left) == (JobState.QUEUED, 0, 1)
-        assert "waiting" in jobs_table(store.list_jobs(), time.time())  # `tuneq status` says so
-        assert runs() == []
-    finally:
-        for holder in holders:
-            ray.kill(holder)
-    drive(store, w, lambda: store.get(job.id).state.is_finished, 60, "the job, once GPUs are free")
-    done = store.get(job.id)
-    assert (done.state, done.attempts, done.retries_left) == (JobState.SUCCEEDED, 1, 1), done.reason
-    assert runs() == [str(job.id)]
+    commands.cancel(store, job.id)
+    wait_for(done(store, job.id), 60, "the cancel")
+    assert store.get(job.id).state is JobState.CANCELLED
+    wait_for(lambda: not containers_of(node_dir, machine, job), 30, "the container to be removed")
+    assert (store.get(job.id).progress.step or 0) < 40
+    log = (Path(job.run_dir) / "log.txt").read_text()
+    assert "Authorization: Bearer" in log and token not in log  # read from the file, redacted on the node
 
 
-def test_a_start_no_node_places_in_time_goes_back_to_the_queue_spending_no_retry(
-    store: Store, make_job: JobFactory, runs, driver: None
+@pytest.mark.container
+def test_a_container_job_whose_node_is_lost_is_requeued_and_resumes_in_a_container_on_the_other(
+    cluster: RayCluster,
+    store: Store,
+    make_job: JobFactory,
+    head_worker,
+    node_image: str,
+    node_dir: Path,
 ) -> None:
-    """The head's count said a GPU was free, but none was (a node lost, something else took it)."""
-    import ray
-
-    holders = hold_every_gpu()
-    (job,) = commands.submit(store, [make_job("waits", "steps=1", retries=1)])
-    w = head_runtime(place_timeout_s=2, asks_ray=False)  # it trusts its count of the cluster's GPUs
+    (job,) = commands.submit(store, [container_job(make_job, node_image, "long", "steps=40 sleep=40 ckpt")])
+    head_worker()
+    checkpoints = Path(job.run_dir) / "checkpoints"
+    wait_for(
+        lambda: (checkpoints / "checkpoint-3" / "trainer_state.json").exists(), 120, "a synced checkpoint"
+    )
+    victim = cluster.machine_of(node_of(store.get(job.id)))
+    (lost,) = containers_of(node_dir, victim, job)
+    cluster.lose(victim)
     try:
-        drive(store, w, lambda: store.get(job.id).attempts >= 2, 60, "two starts no node placed")
-        assert store.get(job.id).retries_left == 1 and runs() == []
-        first = store.attempts(job.id)[0]
-        assert first.reason is not None and first.reason.startswith(WAITING_FOR_GPU), first.reason
-    finally:
-        for holder in holders:
-            ray.kill(holder)
-    drive(store, w, lambda: store.get(job.id).state.is_finished, 60, "the job, once GPUs are free")
-    done = store.get(job.id)
-    assert (done.state, done.retries_left) == (JobState.SUCCEEDED, 1), done.reason
-    assert runs() == [str(job.id)]
+        other = next(name for name in cluster.names if name != victim)
+        wait_for(lambda: bool(containers_of(node_dir, other, job)), 120, "a container on the other node")
+        # the cut-off node stops and removes its container (ended by itself, it would stay, exited)
+        wait_for(lambda: not containers_of(node_dir, victim, job), 60, "the lost container to be stopped")
+        wait_for(done(store, job.id), 120, "the job")
+        ended = store.get(job.id)
+        assert ended.state is JobState.SUCCEEDED, ended.reason
+        assert ended.attempts == 2 and cluster.machine_of(node_of(ended)) == other
+        assert len(job_ends(ended)) == 1  # the lost attempt's end never reached the head; the second did
+        (resumed,) = resumed_from(ended)
+        assert isinstance(resumed, int) and resumed >= 3
+        wait_for(lambda: not containers_of(node_dir, other, job), 30, "the finished container removed")
+    finally:  # the cut-off node's container is out of the head's reach: its engine still answers here
+        with contextlib.suppress(docker.errors.NotFound):
+            lost.remove(force=True)
+        cluster.replace(victim)

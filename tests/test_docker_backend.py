@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import docker
 import pytest
+from conftest import ROOT, SCRIPTS, TEST_IMAGE, VENV
 from docker.types import DeviceRequest
 
 from runner.backends.base import Launch, Outcome
@@ -50,11 +50,7 @@ from runner.core.events import JobEnd, StageStart, read_events
 from runner.spec.model import JobSpec, RunSpec
 from runner.worker.gpus import Gpu, discover, parse_nvidia_smi, pick
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "tests" / "container"
-VENV = Path(sys.prefix)  # the venv running the tests (a worktree may use another checkout's)
 PYTHON = ("env", f"PYTHONPATH={ROOT}", str(VENV / "bin" / "python"))  # this checkout's code first
-TEST_IMAGE = "localhost/tuneq-test:latest"
 TOKEN = "hf_" + "x7" * 16
 
 
@@ -256,50 +252,6 @@ def test_gpu_job_without_assigned_gpu_is_refused(tmp_path: Path) -> None:
 # --- against a real engine ------------------------------------------------------------------------------
 
 
-def _no_engine(why: str) -> NoReturn:
-    """Skip the engine's tests; in CI (``CI=true``) fail instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {why}", pytrace=False)
-    pytest.skip(why)
-
-
-@pytest.fixture(scope="session")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Docker Engine API URL: ``$DOCKER_HOST``, else a podman service started for this session."""
-    if url := os.environ.get("DOCKER_HOST"):
-        yield url
-        return
-    sock = tmp_path_factory.mktemp("engine") / "podman.sock"
-    started = subprocess.run([SCRIPTS / "podman-service.sh", "start", sock], capture_output=True, text=True)
-    if started.returncode != 0:
-        _no_engine(f"no container engine: {started.stderr.strip().splitlines()[-1:]}")
-    try:
-        yield f"unix://{sock}"
-    finally:
-        subprocess.run([SCRIPTS / "podman-service.sh", "stop", sock], check=False)
-
-
-@pytest.fixture(scope="session")
-def client(engine: str) -> docker.DockerClient:
-    """A client of the engine, with the test image present (imported on first use)."""
-    try:
-        client = connect(engine)
-    except BackendError as exc:
-        _no_engine(str(exc))
-    try:
-        client.images.get(TEST_IMAGE)
-    except docker.errors.ImageNotFound:
-        built = subprocess.run(
-            [SCRIPTS / "build-test-image.sh", TEST_IMAGE],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "TUNEQ_TEST_VENV": str(VENV)},
-        )
-        if built.returncode != 0:
-            _no_engine(f"cannot build the test image: {built.stderr.strip()[-300:]}")
-    return client
-
-
 def _settings(engine: str, tmp_path: Path, **changes: Any) -> DockerSettings:
     """The test image running the fake pipeline from this checkout (interpreter, venv, code read-only)."""
     trees = {ROOT, VENV, Path(sys.base_prefix)}
@@ -440,12 +392,22 @@ def test_a_restarted_worker_polls_running_and_reaps_dead_containers(
 
 
 @pytest.mark.container
+@pytest.mark.parametrize("given", ["worker environment", "launch"])  # launch: as a cluster node gets it
 def test_hf_token_reaches_the_container_as_a_file_not_in_its_environment(
-    backend: DockerBackend, client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    given: str,
+    backend: DockerBackend,
+    client: docker.DockerClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    if given == "worker environment":
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
     run_dir = tmp_path / "run"
-    handle = backend.start(_launch(run_dir, "tok", print=["token is {HF_TOKEN}"], sleep=0.5))
+    launch = _launch(run_dir, "tok", print=["token is {HF_TOKEN}"], sleep=0.5)
+    if given == "launch":
+        launch = Launch(launch.job_id, launch.run_dir, launch.spec, env={"HF_TOKEN": TOKEN})
+    handle = backend.start(launch)
     attrs = client.containers.get(handle).attrs
     assert TOKEN not in json.dumps(attrs)  # what `docker inspect` shows: no token anywhere
     assert f"HF_TOKEN_FILE={SECRETS_TARGET}/HF_TOKEN" in attrs["Config"]["Env"]

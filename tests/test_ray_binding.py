@@ -1,9 +1,10 @@
 """What `ray start --head --node-ip-address=127.0.0.1` really binds, and the worker's warning about it.
 
-Each case runs a real head in fresh network and PID namespaces (``unshare``): a machine with only loopback,
-and one with a routable, public-looking interface — a veth pair whose both ends stay inside the namespace,
-so no packet reaches any real network. When the namespace's first process exits, the kernel ends every Ray
-process it started. Needs root and unshare; skips without them, except in CI (``CI=true``).
+Each case runs a real head in a network namespace the test makes (tests/netns.py) and a fresh PID
+namespace: a machine with only loopback, and one with a routable, public-looking address on a private
+switch of the test's, so no packet reaches any real network. When the PID namespace's first process exits,
+the kernel ends every Ray process it started. Needs root, ip and unshare; skips without them, except in CI
+(``CI=true``).
 """
 
 from __future__ import annotations
@@ -17,31 +18,28 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from netns import Network, unavailable
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = "1.2.3.4"  # global, so Ray and the worker treat it as the machine's public address
-ROUTABLE = (
-    "ip link add pub0 type veth peer name pub1 && ip link set pub1 up && "
-    f"ip addr add {PUBLIC}/24 dev pub0 && ip link set pub0 up && ip route add default via 1.2.3.1 dev pub0"
-)
 PROBE = (
     "import json; from runner.cluster.address import exposure_warning, ray_listeners; "
     "print(json.dumps({'listening': ray_listeners(), 'warning': exposure_warning()}))"
 )
 
 
-def head_in_namespace(tmp_path: Path, network: str) -> dict[str, object]:
-    """Start a Ray head as the README's `ray start` line does, on 127.0.0.1, in its own namespaces; what
-    listens, and what the worker would warn."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+def head_in_namespace(tmp_path: Path, public: bool) -> dict[str, object]:
+    """Start a Ray head as the README's `ray start` line does, on 127.0.0.1, in its own namespaces (with
+    a public address besides loopback, or loopback only); what listens, and what the worker would warn."""
+    if why := unavailable():
         if os.environ.get("CI") == "true":
-            pytest.fail("CI=true and this test needs root, unshare and ip", pytrace=False)
-        pytest.skip("needs root, unshare and ip")
+            pytest.fail(f"CI=true and this test's network namespace {why}", pytrace=False)
+        pytest.skip(f"network namespaces: {why}")
     ray = Path(sys.executable).with_name("ray")
     temp = Path(tempfile.mkdtemp(prefix="tq-ray-", dir="/tmp"))  # short: Ray's socket paths have a limit
     script = (
-        f"set -e; ip link set lo up; {network}; "
+        "set -e; "
         f"{ray} start --head --node-ip-address=127.0.0.1 --port=6390 --num-cpus=1 --include-dashboard=false "
         f"--disable-usage-stats --temp-dir={temp} >{tmp_path / 'ray.log'} 2>&1; "
         f"{sys.executable} -c {json.dumps(PROBE)}"
@@ -51,9 +49,14 @@ def head_in_namespace(tmp_path: Path, network: str) -> dict[str, object]:
         "RAY_USAGE_STATS_ENABLED": "0",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
+    net = Network()
     try:
+        if public:
+            net.add("head", f"{PUBLIC}/24", gateway="1.2.3.1")
+        else:
+            net.add("head")
         done = subprocess.run(
-            ["unshare", "--net", "--pid", "--fork", "--mount-proc", "bash", "-c", script],
+            [*net.exec("head"), "unshare", "--pid", "--fork", "--mount-proc", "bash", "-c", script],
             capture_output=True,
             text=True,
             env=env,
@@ -61,6 +64,7 @@ def head_in_namespace(tmp_path: Path, network: str) -> dict[str, object]:
             check=False,
         )
     finally:
+        net.remove()
         shutil.rmtree(temp, ignore_errors=True)
     assert done.returncode == 0, done.stderr + (tmp_path / "ray.log").read_text(errors="replace")
     found: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -74,7 +78,7 @@ def servers(found: dict[str, object]) -> set[str]:
 
 
 def test_node_ip_127_0_0_1_binds_every_address_on_a_machine_with_a_public_one(tmp_path: Path) -> None:
-    found = head_in_namespace(tmp_path, ROUTABLE)
+    found = head_in_namespace(tmp_path, public=True)
     assert servers(found) <= {"0.0.0.0", "::"} and servers(found)  # the GCS and raylets: every address
     assert f"Local node IP: {PUBLIC}" in (tmp_path / "ray.log").read_text()  # 127.0.0.1 was replaced
     warning = found["warning"]
@@ -85,6 +89,6 @@ def test_node_ip_127_0_0_1_binds_every_address_on_a_machine_with_a_public_one(tm
 
 
 def test_on_a_machine_with_loopback_only_ray_stays_on_loopback(tmp_path: Path) -> None:
-    found = head_in_namespace(tmp_path, "true")
+    found = head_in_namespace(tmp_path, public=False)
     assert servers(found) == {"127.0.0.1"}
     assert found["warning"] is None

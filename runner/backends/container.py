@@ -166,12 +166,12 @@ def container_env(
     launch: Launch, secret_names: Iterable[str] = (), *, cache_read_only: bool = False
 ) -> dict[str, str]:
     """The container's environment: cache and home paths, where the secrets are mounted (never their
-    values), then the launch's env."""
+    values), then the launch's env but its secrets (they go as files)."""
     env = {"HF_HOME": CACHE_TARGET, "HOME": "/tmp", "TUNEQ_HOME": "/tmp/tuneq", "PYTHONUNBUFFERED": "1"}
     if cache_read_only:
         env |= {"HF_HOME": SCRATCH_HF_HOME, "HF_HUB_CACHE": f"{CACHE_TARGET}/hub", "HF_HUB_OFFLINE": "1"}
     env.update({f"{name}_FILE": f"{SECRETS_TARGET}/{name}" for name in secret_names})
-    env.update(launch.env)
+    env.update({name: value for name, value in launch.env.items() if name not in SECRET_ENV_VARS})
     return env
 
 

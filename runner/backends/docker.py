@@ -87,9 +87,10 @@ class DockerBackend:
             raise BackendError(
                 f"job {launch.job_id} needs {launch.spec.run.gpus} GPU(s), {len(launch.gpus)} assigned"
             )
-        secrets_dir = write_secret_files(container_secrets(os.environ))
+        worker_env = {**os.environ, **launch.env}  # a cluster node gets the head's secrets in launch.env
+        secrets_dir = write_secret_files(container_secrets(worker_env))
         try:
-            kwargs = create_kwargs(launch, self.settings, self.worker_id, os.environ, secrets_dir)
+            kwargs = create_kwargs(launch, self.settings, self.worker_id, worker_env, secrets_dir)
             self._remove_stale(kwargs["name"])
             with _engine_errors(f"creating the container of job {launch.job_id}"):
                 container = self.client.containers.create(**kwargs)

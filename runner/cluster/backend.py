@@ -431,4 +431,7 @@ def _kill(attempt: Attempt) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of what went wrong: of the node's own exception when Ray wraps one."""
+    if isinstance(cause := getattr(exc, "cause", None), BaseException):  # a RayTaskError's
+        exc = cause
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

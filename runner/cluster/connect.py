@@ -1,7 +1,9 @@
 """Joining the Ray cluster as its driver: the head worker connects once, at start.
 
-The worker runs on the head machine, so it takes the address's host as its own node address (Ray would
-otherwise guess an interface address). On a loopback address (a cluster on one machine, as in the tests)
+The worker runs on a machine of the cluster (the head, or one that joined it with ``ray start``: Ray's
+driver needs a Ray node beside it). Its node address is the one this machine reaches the head from, which
+the kernel's route to the head gives (Ray would otherwise guess an interface address, or the route to
+the internet, which a private cluster may not have). On a loopback address (a cluster on one machine, as in the tests)
 Ray's own switch ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` keeps the driver on 127.0.0.1 too: without it
 Ray rewrites ``127.0.0.1`` to the machine's interface address, where nothing listens.
 """
@@ -50,7 +52,7 @@ def connect(address: str) -> ClusterInfo:
     try:
         context = ray.init(
             address=address,
-            _node_ip_address=host,
+            _node_ip_address=own_address(host, port),
             namespace="tuneq",
             log_to_driver=False,
             logging_level=logging.WARNING,
@@ -63,6 +65,14 @@ def connect(address: str) -> ClusterInfo:
     if warning := exposure_warning():  # `ray start` binds every address, whatever --node-ip-address says
         log.warning("%s", warning)
     return cluster_info(address)
+
+
+def own_address(host: str, port: int) -> str:
+    """This machine's address on the way to ``host`` (the source address the kernel picks for it)."""
+    family, _, _, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect(where)  # UDP: nothing is sent
+        return str(probe.getsockname()[0])
 
 
 def cluster_info(address: str) -> ClusterInfo:

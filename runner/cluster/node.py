@@ -6,13 +6,20 @@ head holds from an earlier attempt), writes them into a run directory on the nod
 or docker backend, as the head's :class:`~runner.backends.base.Launch` says (its spec, environment and
 GPUs: :func:`node_gpus`). The head reads everything back through the actor's methods: new event and log
 bytes, complete checkpoints, and at the end the run directory's files, each in chunks with its sha256.
-:mod:`runner.cluster.backend` makes the class an actor; Ray is imported only inside it, on the node."""
+:mod:`runner.cluster.backend` makes the class an actor; Ray is imported only inside it, on the node.
+
+A node cut off from the cluster (it has not reached the GCS for :data:`CUT_OFF_S`) stops its pipeline or
+container: by then the head has counted the node lost and requeued the job elsewhere.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +28,7 @@ from runner.backends.base import ANY_GPU, Backend, Launch, Outcome
 from runner.backends.errors import BackendError
 from runner.backends.factory import make_backend
 from runner.backends.local import LocalBackend
+from runner.cluster.address import split_address
 from runner.core.checksum import sha256_file
 from runner.core.paths import state_dir
 from runner.core.rundir import LAYOUT, RunDir
@@ -30,6 +38,7 @@ CHUNK_BYTES = 8 << 20  # one transfer call: small enough for Ray's inline object
 STAYS_ON_NODE = (
     str(LAYOUT.merged),
 )  # the 16-bit merged model: large, and nothing downstream of ship/ needs it
+CUT_OFF_S = 20.0  # the head counts a node lost after 15 s out of reach (or when Ray declares it dead)
 
 
 @dataclass(frozen=True)
@@ -146,8 +155,25 @@ class JobRunner:
             self.backend = make_backend(launch.spec.run.backend, f"cluster-{self.job_id}")
         here = replace(launch, run_dir=self.run.root, gpus=node_gpus(launch.gpus, ray.get_gpu_ids()))
         self.handle = self.backend.start(here)
+        gcs = ray.get_runtime_context().gcs_address
+        threading.Thread(target=self._stop_when_cut_off, args=(gcs,), name="cut-off", daemon=True).start()
         node_id = ray.get_runtime_context().get_node_id()
         return {"node_id": node_id, "node_ip": ray.util.get_node_ip_address(), "pid": self.handle}
+
+    def _stop_when_cut_off(self, gcs: str) -> None:
+        """Stop the pipeline once the GCS at ``gcs`` (``HOST:PORT``) has been out of reach for
+        :data:`CUT_OFF_S`: the job then runs elsewhere, and this copy must not run on beside it."""
+        where = split_address(gcs)
+        reached = time.monotonic()
+        while self.outcome is None:
+            try:
+                socket.create_connection(where, timeout=2).close()
+                reached = time.monotonic()
+            except OSError:
+                if time.monotonic() - reached > CUT_OFF_S:
+                    self.stop(grace_s=10)
+                    return
+            time.sleep(1)
 
     def head_dir(self) -> str:
         """The head's run directory of this job."""

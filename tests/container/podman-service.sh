@@ -3,12 +3,13 @@
 #   podman-service.sh start SOCKET   install podman + runc if missing (root with apt-get), start the
 #                                    service on unix://SOCKET, wait until the socket exists
 #   podman-service.sh stop SOCKET    stop the service this script started
-# Uses tests/container/containers.conf (runc, cgroupfs, file events: FACTS.md), never the system's.
+# Uses tests/container/containers.conf (runc, cgroupfs, file events: FACTS.md), never the system's, unless
+# CONTAINERS_CONF names another test-made one (the cluster tests' nodes add mounts to it).
 set -euo pipefail
 action=${1:?start|stop}
 sock=${2:?socket path}
 here=$(cd "$(dirname "$0")" && pwd)
-export CONTAINERS_CONF="$here/containers.conf"
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/containers.conf}"
 
 case "$action" in
 start)
