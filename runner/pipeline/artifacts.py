@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.checksum import sha256_file
+from runner.core.failures import DISK_FULL, DISK_HINT
 from runner.pipeline.context import StageContext, StageFailed
-from runner.pipeline.disk import DISK_FULL, DISK_HINT
 
 
 def record_artifact(ctx: StageContext, path: Path, kind: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.core.disksize import is_disk_full
+from runner.core.failures import is_disk_full
 from runner.ship.files import SUMS, link_or_copy, verify_sums
 
 _REMOTE = re.compile(r"(?:(?P<user>[^@/:\[\]]*)@)?(?P<host>\[[^\]]*\]|[^@/:\[\]]*):(?P<path>.*)", re.DOTALL)
