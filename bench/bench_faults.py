@@ -45,7 +45,7 @@ from runner.store import Store  # noqa: E402
 PIPELINE = """
 import fcntl, json, os, sys, time, tomllib
 from pathlib import Path
-from runner.core.events import EventWriter
+from runner.core.events import EventWriter, JobEnd, Progress, StageEnd, StageStart
 
 run = Path(sys.argv[1])
 job = json.loads((run / "job.json").read_text())["job"]
@@ -69,11 +69,11 @@ except BlockingIOError:
     note("double")
 note("start")
 events = EventWriter(run / "events.jsonl", job)
-events.emit("stage_start", "train")
+events.emit(StageStart(stage="train"))
 time.sleep(sleep)
-events.emit("progress", "train", step=1, max_steps=1, loss=1.0)
-events.emit("stage_end", "train", ok=True, seconds=sleep)
-events.emit("job_end", ok=True)
+events.emit(Progress(stage="train", step=1, max_steps=1, loss=1.0))
+events.emit(StageEnd(stage="train", ok=True, seconds=sleep))
+events.emit(JobEnd(ok=True))
 note("done")
 """
 

@@ -5,7 +5,7 @@
 A variant is a base and options joined by "+", e.g. ``b+pf+bs8``:
   a   the seed-002 way: Hugging Face Trainer + PEFT, every row padded to 2048
   b   the seed-004 way: bare Unsloth + TRL SFTTrainer, adamw_8bit (pads to the longest row of a batch)
-  c   tuneq's train stage with the job defaults (runner.pipeline.trainer)
+  c   tuneq's train stage with the job defaults (runner.pipeline.sft)
   u   a plain loop over Unsloth's model (no trainer): forward with labels, backward, 8-bit AdamW
 options:
   pf / padded   padding-free or padded batches    bsN      N rows per micro-batch, 8 / N accumulation steps
@@ -13,11 +13,17 @@ options:
   own           loss through the model's forward, not TRL's fused LM head (b)
   nocudnn       attention kept off cuDNN (c does this itself)
   4bit          QLoRA: the base loaded in 4 bits (a: bitsandbytes + PEFT's k-bit preparation)
+  bucketN       padding-free micro-batches padded to a multiple of N tokens, the tail labelled -100 (c)
+  exp           PyTorch's expandable-segments allocator (PYTORCH_CUDA_ALLOC_CONF)
+  fused         torch's fused AdamW (fp32 states, one kernel for all LoRA weights) instead of 8-bit AdamW (c)
 (c without bsN / gc / nogc / pf / padded sizes them as a job would: from free memory, padding-free.)
 All: LoRA r16 on the 7 projections, sequence length 2048, effective batch 8 rows, bf16.
 Data: CoT-like rows of mixed length (200-2048 tokens, random ids). Each variant: warm-up steps, then
 ``--repeats`` timed blocks of ``--steps`` optimizer steps; the table shows the median block.
 ``--profile`` traces the last warm-up step of each variant and writes where its time went.
+A variant named twice runs twice, each time in a fresh process: ``c,c+bucket1024,c,c+bucket1024`` alternates
+baseline and variant on the same card. Every result keeps its blocks, step times, per-step loss (c) and
+model FLOPs utilization from the real row lengths (``flops_per_token``'s convention).
 """
 
 from __future__ import annotations
@@ -45,7 +51,10 @@ ROWS_PER_STEP = 8
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-OPTIONS = ("pf", "padded", "own", "full", "gc", "nogc", "nocudnn", "4bit")
+OPTIONS = ("pf", "padded", "own", "full", "gc", "nogc", "nocudnn", "4bit", "exp", "fused")
+NUMBERED = ("bs", "bucket")  # options with a number: bs8, bucket1024
+BF16_PEAK_FLOPS = 989e12  # H100 / H200 SXM dense bf16
+PLANS: list[str] = []  # the batch plan c chose, for its result
 
 
 @dataclass(frozen=True)
@@ -63,20 +72,24 @@ class Variant:
         if base not in ("a", "b", "c", "u"):
             raise SystemExit(f"unknown variant base {base!r} in {name!r}")
         for opt in opts:
-            if not (opt in OPTIONS or (opt.startswith("bs") and opt[2:].isdigit())):
+            if not (opt in OPTIONS or any(_number(opt, k) is not None for k in NUMBERED)):
                 raise SystemExit(f"unknown option {opt!r} in {name!r}")
         variant = cls(name, base, tuple(opts))
         if ROWS_PER_STEP % variant.batch:
             raise SystemExit(f"batch {variant.batch} does not divide {ROWS_PER_STEP}")
         return variant
 
+    def number(self, key: str) -> int | None:
+        """N of option ``keyN``, or None without it."""
+        return next((n for o in self.opts if (n := _number(o, key)) is not None), None)
+
     @property
     def pinned_batch(self) -> bool:
-        return any(o.startswith("bs") for o in self.opts)
+        return self.number("bs") is not None
 
     @property
     def batch(self) -> int:
-        return next((int(o[2:]) for o in self.opts if o.startswith("bs")), 2)
+        return self.number("bs") or 2
 
     @property
     def accum(self) -> int:
@@ -91,6 +104,11 @@ class Variant:
         return "4bit" in self.opts
 
 
+def _number(opt: str, key: str) -> int | None:
+    rest = opt.removeprefix(key)
+    return int(rest) if rest != opt and rest.isdigit() else None
+
+
 def rows(n: int, vocab: int, full: bool, seed: int = 0) -> list[dict[str, list[int]]]:
     """Rows of a prompt (-100 labels) then a long answer, like CoT data: mixed lengths unless ``full``."""
     rng = random.Random(seed)
@@ -103,11 +121,14 @@ def rows(n: int, vocab: int, full: bool, seed: int = 0) -> list[dict[str, list[i
     return out
 
 
-def count(batch: dict[str, Any]) -> tuple[int, int]:
-    """(tokens in the batch tensor, non-pad tokens)."""
-    ids = batch["input_ids"]
-    mask = batch.get("attention_mask")
-    return int(ids.numel()), int(mask.sum()) if mask is not None else int(ids.numel())
+Tokens = tuple[
+    int, int, int
+]  # a micro-batch's tokens in the batch tensor, in its rows, and sum of rows' squares
+
+
+def count(batch: dict[str, Any], lengths: list[int]) -> Tokens:
+    """A micro-batch's token counts: what the GPU computes on, and what the rows hold."""
+    return int(batch["input_ids"].numel()), sum(lengths), sum(n * n for n in lengths)
 
 
 class Meter:
@@ -115,12 +136,27 @@ class Meter:
 
     def __init__(self, collator: Any) -> None:
         self.collator = collator
-        self.tokens: list[tuple[int, int]] = []
+        self.tokens: list[Tokens] = []
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.collator(features)
-        self.tokens.append(count(batch))
+        self.tokens.append(count(batch, [len(f["input_ids"]) for f in features]))
         return batch
+
+
+def model_flops(config: Any, tokens: int, squares: int) -> float:
+    """Useful FLOPs of a LoRA step on rows of ``tokens`` tokens (``squares``: the sum of their squared lengths).
+
+    Matmuls 4N a token (forward 2N, backward 2N for the activations: the base is frozen; LoRA's own few
+    ignored), N the projections of every layer and the LM head; causal attention 2·L²·heads·head_dim a layer
+    forward and twice that backward. Pad tokens and checkpointing's recompute are not useful work.
+    """
+    hidden, heads = config.hidden_size, config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    per_layer = hidden * head_dim * (2 * heads + 2 * kv) + 3 * hidden * config.intermediate_size
+    n = config.num_hidden_layers * per_layer + hidden * config.vocab_size
+    return 4 * n * tokens + 6 * heads * head_dim * config.num_hidden_layers * squares
 
 
 class StepClock:
@@ -128,6 +164,7 @@ class StepClock:
 
     def __init__(self, profile_step: int | None) -> None:
         self.times: list[float] = []
+        self.losses: list[float] = []  # the trainer's logged loss, a step each (c logs every step)
         self.profile_step = profile_step
         self.profiler: Any = None
         self.profiled_wall = 0.0
@@ -161,6 +198,10 @@ class StepClock:
             def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
                 clock.end()
 
+            def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+                if logs and "loss" in logs:
+                    clock.losses.append(float(logs["loss"]))
+
         return Timer()
 
     def profile_report(self, name: str) -> str:
@@ -182,29 +223,33 @@ class StepClock:
 
 
 def summarize(
-    variant: Variant, clock: StepClock, tokens: list[tuple[int, int]], accum: int, args: Any
+    variant: Variant, clock: StepClock, tokens: list[Tokens], accum: int, args: Any, config: Any
 ) -> dict[str, Any]:
-    """Median block of tokens/s (all and useful) and the peak memory."""
-    per_step = [
-        (
-            sum(a for a, _ in tokens[i * accum : (i + 1) * accum]),
-            sum(u for _, u in tokens[i * accum : (i + 1) * accum]),
-        )
+    """Every timed block's tokens/s (all and useful) and MFU, their medians, and the peak memory."""
+    steps = [
+        [sum(t[k] for t in tokens[i * accum : (i + 1) * accum]) for k in range(3)]
         for i in range(len(clock.times))
     ]
     blocks = []
     for r in range(args.repeats):
         lo, hi = args.warmup + r * args.steps, args.warmup + (r + 1) * args.steps
         seconds = sum(clock.times[lo:hi])
+        total, useful, squares = (sum(s[k] for s in steps[lo:hi]) for k in range(3))
+        flops = model_flops(config, useful, squares)
         blocks.append(
-            (sum(a for a, _ in per_step[lo:hi]) / seconds, sum(u for _, u in per_step[lo:hi]) / seconds)
+            {"total": total / seconds, "useful": useful / seconds, "mfu": flops / seconds / BF16_PEAK_FLOPS}
         )
     return {
         "variant": variant.name,
-        "tokens_per_s": round(statistics.median(b[0] for b in blocks)),
-        "useful_tokens_per_s": round(statistics.median(b[1] for b in blocks)),
-        "blocks_useful": [round(b[1]) for b in blocks],
-        "step_s": [round(t, 3) for t in clock.times],
+        "tokens_per_s": round(statistics.median(b["total"] for b in blocks)),
+        "useful_tokens_per_s": round(statistics.median(b["useful"] for b in blocks)),
+        "mfu": round(statistics.median(b["mfu"] for b in blocks), 4),
+        "blocks_total": [round(b["total"]) for b in blocks],
+        "blocks_useful": [round(b["useful"]) for b in blocks],
+        "blocks_mfu": [round(b["mfu"], 4) for b in blocks],
+        "step_s": [round(t, 4) for t in clock.times],
+        "step_tokens": steps,
+        "loss": clock.losses,
         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
     }
 
@@ -328,8 +373,10 @@ def tuneq_spec(variant: Variant, model_dir: str) -> Any:
         f'name = "bench"\n[model]\nbase = "{model_dir}"\nmax_seq_length = {SEQ}\n[data]\nsource = "d.jsonl"'
     ]
     lines += ["[lora]"] + [f"use_gradient_checkpointing = {lora[o]}" for o in variant.opts if o in lora]
-    lines += ["[train]", "logging_steps = 1000", "save_steps = 100000"]
+    lines += ["[train]", "logging_steps = 1", "save_steps = 100000"]  # a loss a step, as a job logs
     lines += [train[o] for o in variant.opts if o in train]
+    if "fused" in variant.opts:
+        lines.append('optim = "adamw_torch_fused"')
     if variant.pinned_batch:
         lines += [f"per_device_train_batch_size = {variant.batch}", "auto_batch = false"]
     lines.append(f"gradient_accumulation_steps = {variant.accum}")
@@ -340,12 +387,13 @@ def tuneq_trainer(variant: Variant, model_dir: str, data: list[dict[str, Any]], 
     """(c): tuneq's own trainer, built as the train stage builds it, with a job's defaults."""
     from datasets import Dataset
 
-    from runner.pipeline.trainer import add_adapter, build_trainer, load_base
+    from runner.pipeline.sft import add_adapter, build_trainer, load_base
 
     spec = tuneq_spec(variant, model_dir)
     model, tokenizer = load_base(spec)
     model, plan = add_adapter(spec, model, [len(r["input_ids"]) for r in data])
     print(f"{variant.name}: {plan.describe()}", flush=True)
+    PLANS.append(plan.describe())
     trainer = build_trainer(
         model,
         tokenizer,
@@ -359,13 +407,15 @@ def tuneq_trainer(variant: Variant, model_dir: str, data: list[dict[str, Any]], 
         callbacks=[clock.callback()],
     )
     trainer.args.save_strategy = "no"
+    if bucket := variant.number("bucket"):
+        trainer.data_collator.pad_to_multiple_of = bucket
     trainer.data_collator = Meter(trainer.data_collator)
     return trainer
 
 
 def plain_loop(
     variant: Variant, model_dir: str, data: list[dict[str, Any]], clock: StepClock
-) -> list[tuple[int, int]]:
+) -> list[Tokens]:
     """(u): Unsloth's model in a plain loop, no trainer: the speed its kernels allow."""
     import bitsandbytes as bnb
 
@@ -373,7 +423,7 @@ def plain_loop(
     model.train()
     optimizer = bnb.optim.AdamW8bit([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     pad = tokenizer.pad_token_id or 0
-    tokens: list[tuple[int, int]] = []
+    tokens: list[Tokens] = []
     for step in range(len(data) // ROWS_PER_STEP):
         clock.begin()
         for micro in range(variant.accum):
@@ -385,7 +435,7 @@ def plain_loop(
                 [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in chunk]
             )
             batch = {"input_ids": ids.cuda(), "attention_mask": mask.cuda(), "labels": labels.cuda()}
-            tokens.append(count(batch))
+            tokens.append(count(batch, [len(r["input_ids"]) for r in chunk]))
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 loss = model(**batch).loss / variant.accum
             loss.backward()
@@ -396,12 +446,14 @@ def plain_loop(
 
 
 def run_variant(
-    variant: Variant, model_dir: str, vocab: int, args: argparse.Namespace
+    variant: Variant, model_dir: str, config: Any, args: argparse.Namespace
 ) -> tuple[dict[str, Any], str]:
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     torch.backends.cuda.enable_cudnn_sdp("nocudnn" not in variant.opts)
-    data = rows(ROWS_PER_STEP * (args.warmup + args.steps * args.repeats), vocab, "full" in variant.opts)
+    data = rows(
+        ROWS_PER_STEP * (args.warmup + args.steps * args.repeats), config.vocab_size, "full" in variant.opts
+    )
     clock = StepClock(args.warmup - 1 if args.profile else None)
     if variant.base == "u":
         tokens, accum = plain_loop(variant, model_dir, data, clock), variant.accum
@@ -411,12 +463,18 @@ def run_variant(
         trainer.train()
         tokens, accum = trainer.data_collator.tokens, trainer.args.gradient_accumulation_steps
         del trainer
-    return summarize(variant, clock, tokens, accum, args), clock.profile_report(variant.name)
+    result = summarize(variant, clock, tokens, accum, args, config)
+    if PLANS:
+        result["plan"] = PLANS[-1]
+    return result, clock.profile_report(variant.name)
 
 
 def run_one(args: argparse.Namespace) -> None:
     """Child process: run one variant, print its result line (and its profile)."""
     global torch
+    variant = Variant.parse(args.one)
+    if "exp" in variant.opts:  # before CUDA starts
+        os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
     import torch as _torch
     import unsloth  # noqa: F401  (before transformers/trl, as Unsloth asks)
     from transformers import AutoConfig
@@ -425,9 +483,9 @@ def run_one(args: argparse.Namespace) -> None:
 
     torch = _torch
     model_dir = resolve_base(args.model)
-    vocab = AutoConfig.from_pretrained(model_dir).vocab_size
-    result, profile = run_variant(Variant.parse(args.one), model_dir, vocab, args)
+    result, profile = run_variant(variant, model_dir, AutoConfig.from_pretrained(model_dir), args)
     result["gpu"] = torch.cuda.get_device_name()
+    result["settings"] = {k: v for k, v in vars(args).items() if k not in ("one", "out")}
     result["versions"] = {
         m: __import__(m).__version__ for m in ("torch", "transformers", "trl", "peft", "unsloth")
     }
@@ -452,12 +510,16 @@ def main() -> None:
     results = []
     for name in args.variants.split(","):
         Variant.parse(name)
+        started = time.time()
         child = [sys.executable, __file__, "--one", name, *sys.argv[1:]]
         proc = subprocess.run(child, stdout=subprocess.PIPE, text=True)  # each variant in a fresh process
         lines = proc.stdout.splitlines()
         found = [json.loads(line[7:]) for line in lines if line.startswith("RESULT ")]
         result = found[0] if found else {"variant": name, "error": f"exit {proc.returncode}"}
+        result["wall_s"] = round(time.time() - started, 1)
         results.append(result)
+        if args.out:  # every finished variant lands at once: a machine taken back keeps what ran
+            args.out.write_text(json.dumps({"model": args.model, "results": results}, indent=2))
         print(json.dumps(result), flush=True)
         profile = "\n".join(line for line in lines if not line.startswith("RESULT ")).strip()
         if args.profile and profile and args.out:
@@ -465,16 +527,16 @@ def main() -> None:
                 f.write(profile + "\n")
     title = f"{args.model}, seq {SEQ}, LoRA r16 x7, effective batch {ROWS_PER_STEP}"
     print(f"\n{title}, median of {args.repeats} blocks")
-    print(f"{'variant':<24}{'tok/s':>10}{'useful tok/s':>14}{'peak GiB':>10}")
+    print(f"{'variant':<24}{'tok/s':>10}{'useful tok/s':>14}{'useful spread':>16}{'MFU':>7}{'peak GiB':>10}")
     for r in results:
         if "error" in r:
             print(f"{r['variant']:<24}{r['error']:>34}")
         else:
+            spread = f"{min(r['blocks_useful'])}-{max(r['blocks_useful'])}"
             print(
-                f"{r['variant']:<24}{r['tokens_per_s']:>10}{r['useful_tokens_per_s']:>14}{r['peak_gib']:>10}"
+                f"{r['variant']:<24}{r['tokens_per_s']:>10}{r['useful_tokens_per_s']:>14}{spread:>16}"
+                f"{r['mfu']:>7.1%}{r['peak_gib']:>10}"
             )
-    if args.out:
-        args.out.write_text(json.dumps({"model": args.model, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.core.events import EventWriter, now_iso  # noqa: E402
+from runner.core import events  # noqa: E402
 from runner.store import NewJob, Owner, Progress, Store, WorkerInfo  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -52,29 +52,13 @@ def seed(store: Store, n_jobs: int, n_events: int) -> Path:
     progress = Progress("train", n_events, 10 * n_events, 1.0, 60.0)
     store.update_progress(job.id, Owner(worker.id, 1), progress, now=now)
     run.mkdir(parents=True, exist_ok=True)
-    with (run / "events.jsonl").open("w") as out:
-        out.write(
-            json.dumps({"v": 1, "t": now_iso(), "job": str(job.id), "stage": "train", "type": "stage_start"})
-            + "\n"
-        )
+    head = {"stage": "train", "t": events.now_iso(), "job": str(job.id)}
+    with (run / "events.jsonl").open("w") as out:  # written at once, not one fsync a line as EventWriter does
+        out.write(json.dumps(events.to_record(events.StageStart(**head))) + "\n")
         for step in range(1, n_events):
-            out.write(
-                json.dumps(
-                    {
-                        "v": 1,
-                        "t": now_iso(),
-                        "job": str(job.id),
-                        "stage": "train",
-                        "type": "progress",
-                        "step": step,
-                        "max_steps": 10 * n_events,
-                        "loss": 2.0 / (1 + step / 1000),
-                        "lr": 1e-4,
-                        "eta_s": 60.0,
-                    }
-                )
-                + "\n"
-            )
+            loss = 2.0 / (1 + step / 1000)
+            line = events.Progress(**head, step=step, max_steps=10 * n_events, loss=loss, lr=1e-4, eta_s=60.0)
+            out.write(json.dumps(events.to_record(line)) + "\n")
     with (run / "log.txt").open("w") as log:
         log.writelines(f"log line {i}\n" for i in range(20_000))
     return run
@@ -177,14 +161,16 @@ def main() -> None:
         term.drain(2.0)
         rows.append(("idle CPU, job screen", f"{term.cpu_percent(args.seconds):.1f} %", "≤ 2 %"))
         rows.append(("memory (RSS) with the job open", f"{term.rss_mib():.0f} MiB", ""))
-        writer = EventWriter(run / "events.jsonl", str(job_id))
+        writer = events.EventWriter(run / "events.jsonl", str(job_id))
         latencies: list[float] = []
         before = term.cpu_seconds()
         started = time.perf_counter()
         step = args.events
         while time.perf_counter() - started < args.seconds:
             step += 1
-            writer.emit("progress", "train", step=step, max_steps=10 * args.events, loss=0.5, eta_s=30.0)
+            writer.emit(
+                events.Progress(stage="train", step=step, max_steps=10 * args.events, loss=0.5, eta_s=30.0)
+            )
             latencies.append(term.wait_for(f"{step}/".encode(), timeout=5))
             term.drain(0.2)
         streaming = 100 * (term.cpu_seconds() - before) / (time.perf_counter() - started)

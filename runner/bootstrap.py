@@ -32,6 +32,7 @@ import hashlib
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -45,7 +46,13 @@ from runner.pins import DOCKERFILE, MIRROR, PYPROJECT, build_args, extra
 ROOT = PYPROJECT.parent
 CPU_TORCH = "torch==2.13.0"
 # Measured on the lent H100 machine: 234-259 s on 16 cores for one architecture (docs/benchmarks.md).
-BUILD_CORE_SECONDS = 16 * 270
+BUILD_CORE_SECONDS = 16 * 270  # llama.cpp with CUDA for one compute capability: 4.5 min on 16 cores
+CPU_BUILD_CORE_SECONDS = 2 * 480  # llama.cpp for the CPU: 8 min on 2 cores
+# llama.cpp's AMX kernels (ggml-cpu/amx, compiled in where -march=native finds AMX) crash with SIGILL on
+# AMX CPUs whose virtual machine does not keep the tile state (seen on a 2-core cloud VM; docs/troubleshooting.md),
+# and the laptops the GGUF goes to have no AMX: tuneq's llama.cpp is built without it, so the smoke and
+# fidelity stages run the kernels the receivers run.
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 TOOLKIT_PARTS = "nvcc,crt,nvvm,cccl,cudart,cublas"
 
 
@@ -161,6 +168,8 @@ def setup(venv: Path, env: dict[str, str]) -> None:
         )
     if todo.cuda and not _llama_offloads(python):
         build_llama_cuda(python, todo.architectures)
+    elif not todo.cuda and not _llama_fits_cpu(python):
+        build_llama_cpu(python)
     _pip(python, "install", "-q", "-e", f"{ROOT}[{todo.extras}]")
     # Unsloth without its declared deps: they would pull a CUDA torch, torchvision, xformers, triton.
     _pip(python, "install", "-q", "--no-deps", *extra("unsloth"))
@@ -176,7 +185,6 @@ def setup(venv: Path, env: dict[str, str]) -> None:
 
 def build_llama_cuda(python: Path, architectures: str) -> None:
     """Compile pyproject's llama-cpp-python with CUDA for ``architectures`` into the environment."""
-    pin = next(r for r in extra("train") if r.startswith("llama-cpp-python=="))
     nvcc = _system_nvcc() or _toolkit_nvcc(python)
     root = nvcc.parent.parent
     libs = next((d for d in (root / "lib64", root / "lib") if any(d.glob("libcudart.so*"))), root / "lib")
@@ -189,33 +197,63 @@ def build_llama_cuda(python: Path, architectures: str) -> None:
     ]
     if not any(root.glob("lib*/stubs/libcuda.so")):
         cmake_args.append("-DGGML_CUDA_NO_VMM=ON")  # PyPI's wheels have no libcuda.so stub to link with
-    cores = os.cpu_count() or 1
     n_arch = len(architectures.split(";"))
-    minutes = max(1, math.ceil(BUILD_CORE_SECONDS * n_arch / cores / 60))
+    _build_llama(
+        python,
+        cmake_args,
+        f"with CUDA ({nvcc}) for compute capability {architectures}",
+        core_seconds=BUILD_CORE_SECONDS * n_arch,
+        env={"CUDACXX": str(nvcc), "PATH": f"{nvcc.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+
+
+def build_llama_cpu(python: Path) -> None:
+    """Compile pyproject's llama-cpp-python for this CPU, without AMX (see ``NO_AMX``)."""
+    _build_llama(python, [], "for this CPU", core_seconds=CPU_BUILD_CORE_SECONDS, env={})
+
+
+def _build_llama(
+    python: Path, cmake_args: list[str], what: str, *, core_seconds: int, env: dict[str, str]
+) -> None:
+    """pip-install pyproject's llama-cpp-python from source with ``cmake_args`` (and ``NO_AMX`` where the
+    compiler knows it); a line first says how long, the compiler's output goes to a log."""
+    pin = next(r for r in extra("train") if r.startswith("llama-cpp-python=="))
+    if _compiler_takes(NO_AMX):
+        cmake_args = [*cmake_args, f"-DCMAKE_C_FLAGS={NO_AMX}", f"-DCMAKE_CXX_FLAGS={NO_AMX}"]
+    cores = os.cpu_count() or 1
     log = python.parent.parent / "share" / "tuneq" / "llama-build.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     print(
-        f"compiling {pin} with CUDA ({nvcc}) for compute capability {architectures} on {cores} cores: "
-        f"about {minutes} min (4.5 min on 16 cores for one capability); log: {log}",
+        f"compiling {pin} {what} on {cores} cores: about {max(1, math.ceil(core_seconds / cores / 60))} min; "
+        f"log: {log}",
         flush=True,
     )
-    env = dict(
-        os.environ,
-        CMAKE_ARGS=" ".join(cmake_args),
-        CMAKE_BUILD_PARALLEL_LEVEL=str(cores),
-        CUDACXX=str(nvcc),
-        PATH=f"{nvcc.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    build_env = dict(
+        os.environ, CMAKE_ARGS=shlex.join(cmake_args), CMAKE_BUILD_PARALLEL_LEVEL=str(cores), **env
     )
     start = time.monotonic()
     with log.open("w") as out:
+        # --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS, and a wheel built for another CPU or GPU is wrong here
         built = subprocess.run(
             [str(python), "-m", "pip", "install", "-v", "--no-deps", "--no-cache-dir", "--force-reinstall",
              "--no-binary", "llama-cpp-python", pin],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            env=build_env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     if built.returncode != 0:
-        raise SetupError(f"compiling {pin} with CUDA failed: see the end of {log}")
+        raise SetupError(f"compiling {pin} failed: see the end of {log}")
     print(f"llama-cpp-python compiled in {time.monotonic() - start:.0f} s", flush=True)
+
+
+def _compiler_takes(flags: str) -> bool:
+    """Whether the C compiler CMake will pick (``$CC``, else cc) accepts ``flags`` (x86-64 ones fail elsewhere)."""
+    cc = os.environ.get("CC") or shutil.which("cc") or "cc"
+    try:
+        probe = subprocess.run(
+            [cc, *flags.split(), "-E", "-x", "c", "-"], input="", capture_output=True, text=True
+        )
+    except OSError:
+        return False
+    return probe.returncode == 0
 
 
 def _system_nvcc() -> Path | None:
@@ -264,6 +302,16 @@ def _toolkit_nvcc(python: Path) -> Path:
 def _llama_offloads(python: Path) -> bool:
     """Whether the environment's llama-cpp-python was built with GPU offload."""
     probe = "import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_offload() else 1)"
+    return subprocess.run([str(python), "-c", probe], capture_output=True).returncode == 0
+
+
+def _llama_fits_cpu(python: Path) -> bool:
+    """Whether the environment's llama-cpp-python is pyproject's, built without AMX kernels."""
+    pin = next(r for r in extra("train") if r.startswith("llama-cpp-python=="))
+    probe = (
+        "import llama_cpp, sys; info = llama_cpp.llama_print_system_info().decode();"
+        f"sys.exit(0 if llama_cpp.__version__ == {pin.split('==')[1]!r} and 'AMX_INT8 = 1' not in info else 1)"
+    )
     return subprocess.run([str(python), "-c", probe], capture_output=True).returncode == 0
 
 

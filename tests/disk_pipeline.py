@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from runner.core.events import Progress
 from runner.pipeline import run
 from runner.pipeline.checkpoints import newest_intact, no_partial_checkpoint, step_of
 from runner.pipeline.context import StageContext
@@ -32,7 +33,9 @@ def train(ctx: StageContext) -> dict[str, Any]:
         ctx.log(f"resuming from {resume.name}")
     with no_partial_checkpoint(ctx.run.checkpoints, ctx.log):
         for step in range(start + 1, steps + 1):
-            ctx.emit("progress", step=step, max_steps=steps, note="x" * 4000 if "chatty" in opts else None)
+            ctx.emit(Progress(step=step, max_steps=steps))
+            if "chatty" in opts:
+                ctx.log("x" * 4000)
             if "checkpoints" in opts:
                 folder = ctx.run.checkpoints / f"checkpoint-{step}"
                 folder.mkdir(parents=True)

@@ -6,8 +6,8 @@ failing job_end, exit 1), ``crash`` (exits 3 without job_end), ``ignore-term`` (
 ``fail-first`` (fails on the first attempt only), ``linger=S`` (waits S seconds after the last step),
 ``tested=QUANT`` (job_end names ``gguf/<name>-<QUANT>.gguf`` as the tested file), ``ckpt`` (writes
 ``checkpoints/checkpoint-<step>/trainer_state.json`` after each step and resumes after the newest one, naming
-it in job_end's ``resumed_from_step``), ``blob=MB`` (writes ``gguf/blob.bin`` of MB MiB), ``leak`` (prints
-$HF_TOKEN to stdout and stderr and puts it in a nested event field, as a careless library might). Like the real
+it in a ``metric`` event's ``resumed_from_step`` before job_end), ``blob=MB`` (writes ``gguf/blob.bin`` of MB MiB), ``leak`` (prints
+$HF_TOKEN to stdout and stderr and puts it in event fields, as a careless library might). Like the real
 pipeline it holds the run directory's lock, exiting 75 if another holds it; every start that gets it appends
 ``<job> <pid>`` to $FAKE_RUNS_LOG.
 """
@@ -21,7 +21,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from runner.core.events import EventWriter
+from runner.core.events import Error, EventWriter, JobEnd, Metric, Progress, StageEnd, StageStart
 from runner.core.rundir import EXIT_BUSY, RunDir, RunDirBusy
 
 run_dir = Path(sys.argv[1])
@@ -45,12 +45,12 @@ attempt = int(attempt_file.read_text()) + 1 if attempt_file.exists() else 1
 attempt_file.write_text(str(attempt))
 
 events = EventWriter(run_dir / "events.jsonl", job)
-events.emit("stage_start", "train")
+events.emit(StageStart(stage="train"))
 if "leak" in opts:
     token = os.environ["HF_TOKEN"]
     print(f"Authorization: Bearer {token}", flush=True)
     print(f"retrying with token={token}", file=sys.stderr, flush=True)
-    events.emit("metric", "train", request={"headers": {"authorization": token}, "tried": [token]})
+    events.emit(Metric(stage="train", values={"authorization": f"Bearer {token}", "tried": token}))
 steps, sleep = int(opts.get("steps") or 3), float(opts.get("sleep") or 0)
 saved = [
     int(p.parent.name.split("-")[1])
@@ -60,7 +60,7 @@ resumed = max(saved) if "ckpt" in opts and saved else None
 for step in range((resumed or 0) + 1, steps + 1):
     time.sleep(sleep / steps)
     loss = round(2.0 / step, 4)
-    events.emit("progress", "train", step=step, max_steps=steps, loss=loss, eta_s=steps - step)
+    events.emit(Progress(stage="train", step=step, max_steps=steps, loss=loss, eta_s=steps - step))
     if "ckpt" in opts:
         folder = run_dir / "checkpoints" / f"checkpoint-{step}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -70,11 +70,11 @@ time.sleep(float(opts.get("linger") or 0))
 if "crash" in opts:
     sys.exit(3)
 if "fail" in opts or ("fail-first" in opts and attempt == 1):
-    events.emit("error", "train", cause="fake failure")
-    events.emit("stage_end", "train", ok=False, seconds=sleep)
-    events.emit("job_end", ok=False, reason="fake failure")
+    events.emit(Error(stage="train", cause="fake failure"))
+    events.emit(StageEnd(stage="train", ok=False, seconds=sleep))
+    events.emit(JobEnd(ok=False, reason="fake failure"))
     sys.exit(1)
-events.emit("stage_end", "train", ok=True, seconds=sleep)
+events.emit(StageEnd(stage="train", ok=True, seconds=sleep))
 if blob := opts.get("blob"):
     (run_dir / "gguf").mkdir(exist_ok=True)
     block = os.urandom(1 << 20)
@@ -82,9 +82,9 @@ if blob := opts.get("blob"):
         for _ in range(int(blob)):
             out.write(block)
 if tested := opts.get("tested"):
-    path = f"gguf/{spec['name']}-{tested.upper()}.gguf"
-    events.emit("job_end", ok=True, tested_gguf=path, tested_quant=tested)
-elif "ckpt" in opts:
-    events.emit("job_end", ok=True, resumed_from_step=resumed)
+    path = str(RunDir(run_dir).quant_gguf(spec["name"], tested).relative_to(run_dir))
+    events.emit(JobEnd(ok=True, tested_gguf=path, tested_quant=tested))
 else:
-    events.emit("job_end", ok=True)
+    if "ckpt" in opts:
+        events.emit(Metric(stage="train", values={"resumed_from_step": resumed}))
+    events.emit(JobEnd(ok=True))

@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from runner.core.events import Progress
 from runner.pipeline import run
 from runner.pipeline.artifacts import run_converter
 from runner.pipeline.context import StageContext
@@ -35,7 +36,7 @@ def train(ctx: StageContext) -> dict[str, Any]:
     with ctx.stop.checkpointing():
         while not ctx.stop.requested:
             step += 1
-            ctx.emit("progress", step=step, max_steps=10_000)
+            ctx.emit(Progress(step=step, max_steps=10_000))
             (ctx.run.root / "train.ready").write_text(str(step))
             time.sleep(0.05)
     (ctx.run.root / "checkpoint").write_text(str(step))

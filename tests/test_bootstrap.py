@@ -123,3 +123,10 @@ def test_check_gpu_fails_on_a_cpu_build() -> None:
     assert result.stderr.strip() == (
         "check-gpu: llama.cpp put no layer on a GPU (is llama-cpp-python built with CUDA?)"
     )
+
+
+def test_the_environments_llama_cpp_has_no_amx_kernels() -> None:
+    """llama.cpp's AMX kernels crashed the smoke stage with SIGILL on an AMX VM: set-up builds without them."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    info = llama_cpp.llama_print_system_info().decode()
+    assert "AMX_INT8 = 1" not in info, info

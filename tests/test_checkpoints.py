@@ -16,7 +16,7 @@ from conftest import DATA, ROOT
 from test_disk import small_disk  # noqa: F401  (the tmpfs fixture)
 
 from runner.commands.staging import prepare_run_dir
-from runner.core.events import EventTail
+from runner.core.events import EventTail, Log
 from runner.core.failures import DISK_FULL, DISK_HINT
 from runner.pipeline.checkpoints import damage, newest_intact, no_partial_checkpoint
 from runner.pipeline.context import StageFailed
@@ -147,7 +147,7 @@ def test_real_training_resumes_from_the_newest_intact_checkpoint(home: Path, tmp
     offset = run.events.stat().st_size
     second = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert second.returncode == 0, second.stderr[-3000:]
-    messages = [e.get("message", "") for e in EventTail(run.events, offset).read_new() if e["type"] == "log"]
+    messages = [e.message for e in EventTail(run.events, offset).read_new() if isinstance(e, Log)]
     assert any(
         m.startswith(
             "checkpoint-10 is damaged (optimizer.pt: truncated or not a torch file) and was removed: "

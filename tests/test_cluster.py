@@ -22,7 +22,7 @@ from conftest import ROOT, JobFactory, gone
 
 from runner import commands
 from runner.cluster.address import ray_listeners, read_cluster_info
-from runner.core.events import read_events
+from runner.core.events import JobEnd, Metric, Progress, read_events
 from runner.core.jobstate import JobState
 from runner.store import Job, Store
 
@@ -153,8 +153,8 @@ def test_two_jobs_run_at_once_on_the_two_nodes(
     for job in (a, b):
         run = Path(job.run_dir)
         events = read_events(run / "events.jsonl")
-        assert [e["step"] for e in events if e["type"] == "progress"] == [1, 2, 3, 4]
-        assert events[-1]["type"] == "job_end" and events[-1]["ok"]
+        assert [e.step for e in events if isinstance(e, Progress)] == [1, 2, 3, 4]
+        assert isinstance(events[-1], JobEnd) and events[-1].ok
         assert (run / "attempts").read_text() == "1"  # a file the pipeline wrote on the node came back
     assert sorted(runs()) == sorted(str(j.id) for j in jobs)
 
@@ -166,8 +166,14 @@ def test_the_test_cluster_listens_on_loopback_only(cluster: Cluster) -> None:
     assert {ip.removeprefix("::ffff:") for _, ip in servers} == {"127.0.0.1"}
 
 
-def job_ends(job: Job) -> list[dict[str, Any]]:
-    return [e for e in read_events(Path(job.run_dir) / "events.jsonl") if e["type"] == "job_end"]
+def job_ends(job: Job) -> list[JobEnd]:
+    return [e for e in read_events(Path(job.run_dir) / "events.jsonl") if isinstance(e, JobEnd)]
+
+
+def resumed_from(job: Job) -> list[object]:
+    """The fake pipeline's ``resumed_from_step`` metrics (one for each attempt that ended)."""
+    events = read_events(Path(job.run_dir) / "events.jsonl")
+    return [e.values.get("resumed_from_step") for e in events if isinstance(e, Metric)]
 
 
 def test_a_lost_node_requeues_the_job_which_resumes_on_the_other_node(
@@ -191,8 +197,9 @@ def test_a_lost_node_requeues_the_job_which_resumes_on_the_other_node(
         assert ended.state is JobState.SUCCEEDED, ended.reason
         assert ended.attempts == 2
         assert node_of(ended) != first
-        (end,) = job_ends(ended)  # the lost attempt never ended; the second did, from a checkpoint
-        assert end["resumed_from_step"] >= 3
+        assert len(job_ends(ended)) == 1  # the lost attempt never ended; the second did, from a checkpoint
+        (resumed,) = resumed_from(ended)
+        assert isinstance(resumed, int) and resumed >= 3
         assert runs() == [str(job.id)] * 2
         # the worker recounts the cluster's GPUs: submit's check and its job slots follow the nodes
         wait_for(lambda: sum(getattr(read_cluster_info(home), "node_gpus", ())) == 1, 30, "the recount")
@@ -236,9 +243,9 @@ def test_head_worker_killed_and_restarted_reattaches_and_never_runs_a_job_twice(
     ended = store.get(job.id)
     assert ended.state is JobState.SUCCEEDED, ended.reason
     assert ended.attempts == 1 and runs() == [str(job.id)]
-    (end,) = job_ends(ended)
-    assert end.get("resumed_from_step") is None  # it never started over
-    steps = [e["step"] for e in read_events(Path(job.run_dir) / "events.jsonl") if e["type"] == "progress"]
+    assert len(job_ends(ended)) == 1
+    assert resumed_from(ended) == [None]  # it never started over
+    steps = [e.step for e in read_events(Path(job.run_dir) / "events.jsonl") if isinstance(e, Progress)]
     assert steps == list(range(1, 13))  # every event copied to the head once, none lost across the restart
 
 
@@ -281,7 +288,7 @@ def test_two_demo_jobs_run_at_once_on_the_two_nodes_and_ship_from_the_head(
         assert json.loads((run / "report.json").read_text())["ok"] is True
         assert not (run / "merged").exists()  # the 16-bit merged model stays on the node
         (end,) = job_ends(job)
-        assert end["ok"] and end["tested_gguf"]
+        assert end.ok and end.tested_gguf
     dest = tmp_path / "shipped"
     shipped = subprocess.run(
         [sys.executable, "-m", "runner", "ship", str(b.id), str(dest)],

@@ -18,14 +18,14 @@ import pytest
 from runner.backends.base import Launch
 from runner.backends.local import LocalBackend
 from runner.commands.staging import prepare_run_dir
-from runner.core.events import EventTail, EventWriter, read_events
+from runner.core.events import Error, EventTail, EventWriter, JobEnd, Log, Progress, StageStart, read_events
 from runner.core.failures import DISK_FULL, DISK_HINT
 from runner.core.rundir import RunDir
-from runner.pipeline import gguf, merged, quantize
 from runner.pipeline.artifacts import run_converter
 from runner.pipeline.checkpoints import damage
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.run import _describe_failure
+from runner.pipeline.stages import gguf, merged, quantize
 from runner.pipeline.stopping import StopSignal
 from runner.spec import load_spec, parse_spec
 
@@ -97,12 +97,12 @@ def test_each_export_stage_fails_before_writing_without_room(small_disk: Path, t
 
     # quantize: a 3 MB f16 GGUF → Q4_K_M + Q8_0 need 2.7 MB, 2 MB left beside a 3 MB file
     ctx = _ctx(small_disk / "q", quants='"f16", "q4_k_m", "q8_0"')
-    _fill(gguf.f16_path(ctx), 3 * MB)
+    _fill(ctx.gguf_file("f16"), 3 * MB)
     _fill(small_disk / "ballast", 3 * MB)
     with pytest.raises(StageFailed, match=r"^quantize: needs 3 MB, 2 MB free") as info:
         quantize.run(ctx)
     assert info.value.hint == DISK_HINT
-    assert sorted(p.name for p in ctx.run.gguf.iterdir()) == [gguf.f16_path(ctx).name]
+    assert sorted(p.name for p in ctx.run.gguf.iterdir()) == [ctx.gguf_file("f16").name]
 
 
 def test_a_converter_that_fills_the_disk_fails_with_that_cause_and_leaves_nothing(
@@ -131,7 +131,7 @@ def test_a_quantize_that_fills_the_disk_fails_with_that_cause_and_leaves_nothing
     small_disk: Path, tmp_path: Path
 ) -> None:
     """The real converter and llama.cpp's quantizer on the built-in tiny model (a 4.5 MB f16 GGUF)."""
-    from runner.llamacpp import converter_script
+    from runner.llamacpp.converter import converter_script
     from runner.models.resolve import resolve_base
     from runner.spec.quants import known_ftypes
 
@@ -227,41 +227,32 @@ def test_a_disk_that_fills_in_training_ends_the_job_with_its_cause_report_and_jo
     run = prepare_run_dir(loaded, small_disk / "run", "7")
     assert _run_on(run, loaded.spec) == 1, run.log.read_text()[-2000:]
     events = read_events(run.events)
-    errors = [e for e in events if e["type"] == "error"]
-    assert [(e["cause"], e["hint"]) for e in errors] in (
+    errors = [e for e in events if isinstance(e, Error)]
+    assert [(e.cause, e.hint) for e in errors] in (
         [(cause, DISK_HINT)],
         [(f"train: {DISK_FULL}", DISK_HINT)],
     )
-    assert (events[-1]["type"], events[-1]["ok"], events[-1]["reason"]) == (
-        "job_end",
-        False,
-        errors[0]["cause"],
+    assert events[-1] == JobEnd(
+        stage="report", t=events[-1].t, job="7", ok=False, exit_code=1, reason=errors[0].cause
     )
-    assert json.loads(run.report.read_text())["failure"]["cause"] == errors[0]["cause"]
+    assert json.loads(run.report.read_text())["failure"]["cause"] == errors[0].cause
     assert all(damage(folder) is None for folder in run.checkpoints.glob("checkpoint-*"))  # none partial
     assert not (run.root / ".reserve").exists()
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space is freed
     offset = run.events.stat().st_size
     assert _run_on(run, loaded.spec) == 0, run.log.read_text()[-2000:]
     again = EventTail(run.events, offset).read_new()  # the next attempt's first event is not swallowed
-    assert (again[0]["type"], again[0]["stage"], again[-1]["type"], again[-1]["ok"]) == (
-        "stage_start",
-        "train",
-        "job_end",
-        True,
-    )
+    assert isinstance(again[0], StageStart) and again[0].stage == "train"
+    assert isinstance(again[-1], JobEnd) and again[-1].ok
     if "checkpoints" in words:
-        assert any(e.get("message", "").startswith("resuming from checkpoint-") for e in again)
+        assert any(isinstance(e, Log) and e.message.startswith("resuming from checkpoint-") for e in again)
 
 
 def test_an_event_written_after_a_torn_line_starts_on_a_fresh_line(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     writer = EventWriter(path, "1")
-    writer.emit("progress", "train", step=1)
+    writer.emit(Progress(stage="train", step=1))
     with path.open("ab") as out:
         out.write(b'{"v": 1, "t": "2026-12-06T01:00:00.000Z", "job": "1", "stage": "tr')  # a full disk cut it
-    writer.emit("stage_start", "train")  # the next attempt
-    assert [(e["type"], e["stage"]) for e in read_events(path)] == [
-        ("progress", "train"),
-        ("stage_start", "train"),
-    ]
+    writer.emit(StageStart(stage="train"))  # the next attempt
+    assert [(type(e), e.stage) for e in read_events(path)] == [(Progress, "train"), (StageStart, "train")]

@@ -44,7 +44,7 @@ from runner.backends.container import (
 from runner.backends.docker import DockerBackend, connect
 from runner.backends.errors import BackendError
 from runner.backends.factory import make_backend
-from runner.core.events import read_events
+from runner.core.events import JobEnd, StageStart, read_events
 from runner.core.failures import CUDA_OOM, HOST_OOM
 from runner.spec.model import JobSpec, RunSpec
 from runner.worker.gpus import Gpu, discover, parse_nvidia_smi, pick
@@ -370,14 +370,8 @@ def test_job_runs_to_success_with_labels_name_mounts_shm(
 
     assert _wait(backend, handle) == Outcome(0, None)
     assert "hello from /cache/huggingface/hub\ndone sleeping\n" in (run_dir / "log.txt").read_text()
-    assert read_events(run_dir / "events.jsonl")[-1] | {"t": None} == {
-        "v": 1,
-        "t": None,
-        "job": "ok-1",
-        "stage": None,
-        "type": "job_end",
-        "ok": True,
-    }
+    end = read_events(run_dir / "events.jsonl")[-1]
+    assert end == JobEnd(t=end.t, job="ok-1", ok=True)
     assert live_containers(client, backend) == {}
 
 
@@ -404,12 +398,13 @@ def test_cancel_stops_then_removes(
 ) -> None:
     run_dir = tmp_path / "run"
     handle = backend.start(_launch(run_dir, "slow", sleep=120))
-    _wait_for(lambda: any(e["type"] == "stage_start" for e in read_events(run_dir / "events.jsonl")))
+    _wait_for(lambda: any(isinstance(e, StageStart) for e in read_events(run_dir / "events.jsonl")))
     started = time.monotonic()
     backend.stop(handle, grace_s=10)
     assert time.monotonic() - started < 8  # SIGTERM reached the pipeline through the init, no SIGKILL wait
     assert backend.poll(handle) == Outcome(143, "stopped")
-    assert read_events(run_dir / "events.jsonl")[-1]["reason"] == "terminated"
+    end = read_events(run_dir / "events.jsonl")[-1]
+    assert isinstance(end, JobEnd) and end.reason == "terminated"
     with pytest.raises(docker.errors.NotFound):
         client.containers.get(handle)
     backend.stop(handle)  # idempotent
@@ -516,4 +511,5 @@ def test_demo_job_runs_in_a_container(engine: str, client: docker.DockerClient, 
     backend = DockerBackend(settings, "w-demo", client)
     outcome = _wait(backend, backend.start(Launch("demo-1", run.root, spec)), timeout_s=1500)
     assert outcome == Outcome(0, None), f"the pipeline failed in the container: {outcome.reason}"
-    assert read_events(run.events)[-1]["ok"] is True
+    end = read_events(run.events)[-1]
+    assert isinstance(end, JobEnd) and end.ok

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from runner.dataset.templates import IGNORE
-from runner.llamacpp import converter_script
+from runner.llamacpp.converter import converter_script
 from runner.models.resolve import resolve_base
-from runner.pipeline.fidelity import eval_loss_summary, limit_problems, ppl_limit
 from runner.pipeline.perplexity import Row, general_text_rows, perplexities, perplexity
-from runner.pipeline.quantize import quantize_file
+from runner.pipeline.stages.fidelity import eval_loss_summary, limit_problems, ppl_limit
+from runner.pipeline.stages.quantize import quantize_file
 from runner.spec.model import ExportSpec
 from runner.spec.quants import known_ftypes
 

@@ -96,9 +96,9 @@ def test_a_crashing_scorer_retries_on_the_cpu_then_fails_or_warns(
 ) -> None:
     from runner.core.events import EventWriter
     from runner.core.rundir import RunDir
-    from runner.pipeline import fidelity
     from runner.pipeline.context import StageContext
     from runner.pipeline.isolate import ChildCrashed
+    from runner.pipeline.stages import fidelity
     from runner.spec import parse_spec
 
     monkeypatch.setattr(fidelity, "perplexities", segfault)  # real child processes, real crashes

@@ -15,8 +15,8 @@ from conftest import DATA
 
 from runner.core.events import EventWriter
 from runner.core.rundir import RunDir
-from runner.pipeline import data
 from runner.pipeline.context import StageContext, StageFailed
+from runner.pipeline.stages import data
 from runner.spec import parse_spec
 from runner.spec.model import MAX_SMOKE_PROMPTS
 

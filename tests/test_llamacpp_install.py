@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import llamacpp
+from runner.llamacpp import converter
 
 PYPROJECT = """[build-system]
 requires = ["setuptools"]
@@ -54,8 +54,8 @@ def test_install_extracts_the_converter_readable_by_all(
     monkeypatch.setenv("PIP_FIND_LINKS", str(index))
     monkeypatch.setenv("PIP_NO_BUILD_ISOLATION", "0")  # pip's inverted flag: no isolation, offline
     if not filters:  # Debian 12's Python 3.11.2 has no tarfile extraction filters
-        monkeypatch.setattr(llamacpp, "_SAFE_EXTRACT", {})
-    dest = llamacpp.install(tmp_path / "share" / "llama.cpp")
+        monkeypatch.setattr(converter, "_SAFE_EXTRACT", {})
+    dest = converter.install(tmp_path / "share" / "llama.cpp")
     assert (dest / "convert_hf_to_gguf.py").read_text() == "print('converter')\n"
     assert (dest / "gguf-py" / "gguf" / "__init__.py").exists()
     assert not (dest / "README.md").exists()

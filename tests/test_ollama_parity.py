@@ -128,7 +128,7 @@ def tokenizers() -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     from runner.core.paths import models_dir
-    from runner.llamacpp import vocab_gguf
+    from runner.llamacpp.converter import vocab_gguf
     from runner.models.random import r1_tokenizer_dir
     from runner.models.resolve import load_tokenizer
     from runner.models.smollm2 import SMOLLM2

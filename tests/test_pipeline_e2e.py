@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from runner.core.events import read_events
+from runner.core.events import JobEnd, Progress, StageEnd, StageStart, read_events
 from runner.core.stages import STAGE_NAMES
 
 pytestmark = pytest.mark.slow
@@ -113,18 +113,17 @@ def test_smoke_report_and_checksums(demo_run: tuple[Path, Any]) -> None:
 def test_events_tell_the_whole_story(demo_run: tuple[Path, Any]) -> None:
     run_dir, _ = demo_run
     events = read_events(run_dir / "events.jsonl")
-    ends = [e["stage"] for e in events if e["type"] == "stage_end" and e["ok"]]
+    ends = [e.stage for e in events if isinstance(e, StageEnd) and e.ok]
     assert ends == list(STAGE_NAMES)
-    progress = [e for e in events if e["type"] == "progress"]
-    assert progress and {"step", "max_steps", "loss", "lr", "eta_s"} <= set(
-        [e for e in progress if e["stage"] == "train"][-1]
-    )
-    assert {e["stage"] for e in progress} == set(STAGE_NAMES)  # every stage says how far it is
+    progress = [e for e in events if isinstance(e, Progress)]
+    trained = [e for e in progress if e.stage == "train"][-1]
+    assert None not in (trained.step, trained.max_steps, trained.loss, trained.lr, trained.eta_s)
+    assert {e.stage for e in progress} == set(STAGE_NAMES)  # every stage says how far it is
     for stage in (s for s in STAGE_NAMES if s != "train"):  # rows, bytes written, answers, files: done/total
-        written = [e for e in progress if e["stage"] == stage]
-        assert written and written[0]["done"] == 0 and written[0]["total"] > 0, stage
-        assert written[-1]["done"] == written[-1]["total"] > 0, stage
-    assert events[-1]["type"] == "job_end" and events[-1]["ok"]
+        written = [e for e in progress if e.stage == stage]
+        assert written and written[0].done == 0 and (written[0].total or 0) > 0, stage
+        assert written[-1].done == written[-1].total and (written[-1].total or 0) > 0, stage
+    assert isinstance(events[-1], JobEnd) and events[-1].ok
 
 
 def test_the_ship_folder_shows_the_loss_curve(demo_run: tuple[Path, Any]) -> None:
@@ -153,9 +152,9 @@ def test_rerun_reuses_every_stage(demo_run: tuple[Path, Any], tmp_path: Path) ->
     assert result.returncode == 0, result.stderr[-2000:]
     events = read_events(copy / "events.jsonl")
     last_run = events[
-        max(i for i, e in enumerate(events) if e["type"] == "stage_start" and e["stage"] == "data") :
+        max(i for i, e in enumerate(events) if isinstance(e, StageStart) and e.stage == "data") :
     ]
-    assert all(e.get("reused") for e in last_run if e["type"] == "stage_end")
+    assert all(e.reused for e in last_run if isinstance(e, StageEnd))
 
 
 def test_failed_expectation_fails_the_job_with_the_reason(demo_run: tuple[Path, Any], tmp_path: Path) -> None:
@@ -177,7 +176,7 @@ def test_failed_expectation_fails_the_job_with_the_reason(demo_run: tuple[Path, 
     report = json.loads((copy / "report.json").read_text())
     assert not report["ok"] and "NEVER SAID" in report["failure"]["cause"]
     events = read_events(copy / "events.jsonl")
-    reran = [e["stage"] for e in events[-12:] if e["type"] == "stage_end" and not e.get("reused")]
+    reran = [e.stage for e in events[-12:] if isinstance(e, StageEnd) and not e.reused]
     assert reran == ["smoke"]
 
 
@@ -213,7 +212,7 @@ def test_retry_with_a_fixed_smoke_section_does_not_train_again(
     assert again.returncode == 0, again.stderr[-2000:]
     events = read_events(Path(job.run_dir) / "events.jsonl")
     retried = events[
-        max(i for i, e in enumerate(events) if e["type"] == "stage_start" and e["stage"] == "data") :
+        max(i for i, e in enumerate(events) if isinstance(e, StageStart) and e.stage == "data") :
     ]
-    ran = [e["stage"] for e in retried if e["type"] == "stage_end" and not e.get("reused")]
+    ran = [e.stage for e in retried if isinstance(e, StageEnd) and not e.reused]
     assert ran == ["smoke", "fidelity", "ship"]

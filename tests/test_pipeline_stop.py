@@ -26,7 +26,7 @@ from runner import commands
 from runner.backends.base import Launch
 from runner.backends.local import LocalBackend
 from runner.commands.staging import prepare_run_dir
-from runner.core.events import read_events
+from runner.core.events import Error, JobEnd, Log, Progress, read_events
 from runner.core.jobstate import JobState
 from runner.core.rundir import RunDir
 from runner.spec import load_spec
@@ -60,12 +60,10 @@ def test_sigterm_ends_the_pipeline_stopped_with_its_report(
     outcome = backend.poll(handle)
     assert outcome is not None and outcome.exit_code == 143, (run_dir.log.read_text(), outcome)
     events = read_events(run_dir.events)
-    errors = [e for e in events if e["type"] == "error"]
-    assert [(e["stage"], e["cause"]) for e in errors] == [
-        (stage, f"stopped by SIGTERM during the {stage} stage")
-    ]
-    assert events[-1]["type"] == "job_end"
-    assert (events[-1]["ok"], events[-1]["exit_code"], events[-1]["stopped"]) == (False, 143, True)
+    errors = [e for e in events if isinstance(e, Error)]
+    assert [(e.stage, e.cause) for e in errors] == [(stage, f"stopped by SIGTERM during the {stage} stage")]
+    end = events[-1]
+    assert isinstance(end, JobEnd) and (end.ok, end.exit_code, end.stopped) == (False, 143, True)
     report = json.loads(run_dir.report.read_text())
     assert report["failure"]["cause"] == f"stopped by SIGTERM during the {stage} stage"
     assert (run_dir.root / "checkpoint").exists() == (stage == "train")  # training checkpoints first
@@ -139,15 +137,13 @@ def test_sigterm_during_real_training_saves_a_checkpoint_and_ends_stopped(home: 
     backend = LocalBackend([sys.executable, "-m", "runner.pipeline"])
     handle = backend.start(Launch("demo", run_dir.root, loaded.spec))
     # a training step (the data stage reports progress too)
-    wait_for(lambda: any(e.get("step") for e in read_events(run_dir.events) if e["type"] == "progress"), 1200)
+    wait_for(lambda: any(isinstance(e, Progress) and e.training for e in read_events(run_dir.events)), 1200)
     backend.stop(handle, grace_s=120)
     outcome = backend.poll(handle)
     assert outcome is not None and outcome.exit_code == 143, run_dir.log.read_text()[-3000:]
     events = read_events(run_dir.events)
-    assert [e["cause"] for e in events if e["type"] == "error"] == [
-        "stopped by SIGTERM during the train stage"
-    ]
-    assert any("after saving a checkpoint" in e.get("message", "") for e in events)
+    assert [e.cause for e in events if isinstance(e, Error)] == ["stopped by SIGTERM during the train stage"]
+    assert any(isinstance(e, Log) and "after saving a checkpoint" in e.message for e in events)
     assert list(run_dir.checkpoints.glob("checkpoint-*/trainer_state.json"))
-    assert (events[-1]["type"], events[-1]["stopped"]) == ("job_end", True)
+    assert isinstance(events[-1], JobEnd) and events[-1].stopped
     assert json.loads(run_dir.report.read_text())["failure"]["cause"].startswith("stopped by SIGTERM")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from runner.core.events import EventWriter, format_event, progress_share, read_events
+from runner.core.events import EventWriter, Progress, StageStart, format_event, read_events
 from runner.core.rundir import RunDir
 from runner.pipeline.context import StageContext
 from runner.pipeline.progress import counted_progress, written_bytes_progress
 from runner.spec import parse_spec
-from runner.store import Progress
+from runner.store import Progress as JobProgress
 from runner.worker.follow import Follower
 
 
@@ -32,15 +33,15 @@ def test_a_growing_output_is_reported_with_its_share_and_eta(tmp_path: Path) -> 
             handle.write(b"\0" * 3_000)
             handle.flush()
             time.sleep(0.06)
-    events = [e for e in read_events(ctx.run.events) if e["type"] == "progress"]
-    assert events[0]["done"] == 0 and events[0]["total"] == 40_000 and events[0]["stage"] == "gguf"
+    events = [e for e in read_events(ctx.run.events) if isinstance(e, Progress)]
+    assert events[0].done == 0 and events[0].total == 40_000 and events[0].stage == "gguf"
     middle = events[1:-1]
     assert middle, "no progress while the file grew"
-    assert [e["done"] for e in middle] == sorted(e["done"] for e in middle)
-    assert any(0 < e["done"] < 30_000 and e["eta_s"] > 0 for e in middle)
-    assert (events[-1]["done"], events[-1]["total"]) == (30_000, 30_000)  # the end is the real size
-    assert progress_share(events[-1]) == 1.0
-    line = format_event({**middle[0], "done": 12_000_000, "total": 48_000_000, "eta_s": 9.0})
+    assert [e.done for e in middle] == sorted(e.done or 0 for e in middle)
+    assert any(0 < (e.done or 0) < 30_000 and (e.eta_s or 0) > 0 for e in middle)
+    assert (events[-1].done, events[-1].total) == (30_000, 30_000)  # the end is the real size
+    assert events[-1].share == 1.0
+    line = format_event(replace(middle[0], done=12_000_000, total=48_000_000, eta_s=9.0))
     assert line.endswith("gguf      12 MB written of ~48 MB (25%)  eta 9s")
 
 
@@ -63,23 +64,23 @@ def test_counted_items_report_at_the_start_now_and_then_and_at_the_end(tmp_path:
         for _ in range(40):
             time.sleep(0.01)
             advance(1)
-    events = [e for e in read_events(ctx.run.events) if e["type"] == "progress"]
-    assert (events[0]["done"], events[-1]["done"]) == (0, 40) and {e["total"] for e in events} == {40}
+    events = [e for e in read_events(ctx.run.events) if isinstance(e, Progress)]
+    assert (events[0].done, events[-1].done) == (0, 40) and {e.total for e in events} == {40}
     assert 3 <= len(events) < 40  # not one event per row
-    assert format_event({**events[0], "done": 10}).endswith("gguf      10/40 rows (25%)")
+    assert format_event(replace(events[0], done=10)).endswith("gguf      10/40 rows (25%)")
 
 
 def test_the_worker_mirrors_a_stage_eta_and_drops_the_last_stage_steps(tmp_path: Path) -> None:
     events = EventWriter(tmp_path / "events.jsonl", "1")
     follower = Follower.at(events.path, 0)
-    events.emit("stage_start", "train")
-    events.emit("progress", "train", step=60, max_steps=60, loss=0.5, eta_s=0.0)
-    events.emit("stage_start", "gguf")
+    events.emit(StageStart(stage="train"))
+    events.emit(Progress(stage="train", step=60, max_steps=60, loss=0.5, eta_s=0.0))
+    events.emit(StageStart(stage="gguf"))
     follower.read()
-    assert follower.progress == Progress("gguf", None, None, 0.5, None)
-    events.emit("progress", "gguf", done=10, total=40, unit="bytes", eta_s=12.0)
+    assert follower.progress == JobProgress("gguf", None, None, 0.5, None)
+    events.emit(Progress(stage="gguf", done=10, total=40, unit="bytes", eta_s=12.0))
     follower.read()
-    assert follower.progress == Progress("gguf", None, None, 0.5, 12.0)
+    assert follower.progress == JobProgress("gguf", None, None, 0.5, 12.0)
 
 
 def test_the_loss_curve_ships_as_a_png(tmp_path: Path) -> None:

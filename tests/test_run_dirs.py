@@ -19,7 +19,7 @@ from test_worker import drive, ended, worker
 
 from runner import commands
 from runner.commands.staging import adopt_staged, stage_run_dir
-from runner.core.events import read_events
+from runner.core.events import JobEnd, read_events
 from runner.core.jobstate import JobState
 from runner.core.rundir import EXIT_BUSY, RunDir
 from runner.pipeline.run import run_pipeline
@@ -154,8 +154,7 @@ def test_two_runs_given_one_run_dir_at_once_the_second_stops_with_one_line(
     assert len(err.splitlines()) == 1 and err.startswith(f"tuneq run: run directory {run_dir} is in use")
     assert err.rstrip().endswith("wait for it to end, or pass another --run-dir")
     assert runs_log(tmp_path) == ["run"]  # one pipeline ran there
-    events = [e["type"] for e in read_events(run_dir / "events.jsonl")]
-    assert events.count("job_end") == 1
+    assert [isinstance(e, JobEnd) for e in read_events(run_dir / "events.jsonl")].count(True) == 1
 
 
 def test_a_pipeline_whose_run_dir_is_taken_exits_busy_and_writes_no_event(tmp_path: Path) -> None:

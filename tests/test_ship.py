@@ -12,11 +12,8 @@ import pytest
 from conftest import ROOT
 
 from runner.cli import main
-from runner.core.events import EventWriter
 from runner.core.rundir import RunDir
 from runner.core.tested import TestedGguf
-from runner.pipeline.context import StageContext
-from runner.pipeline.quantize import quant_path
 from runner.ship.card import commands
 from runner.ship.files import write_sums
 from runner.ship.reach import SshHost
@@ -216,8 +213,7 @@ def test_the_tui_names_the_ollama_model_as_commands_txt_does(
     spec = parse_spec(
         f'name = "{name}"\n[model]\nbase = "m"\n[data]\nsource = "d.jsonl"\n{section}', "x.toml"
     )
-    run = RunDir(tmp_path)
-    file = quant_path(StageContext(spec, run, {"job": "1"}, EventWriter(run.events, "1")), quant)
+    file = RunDir(tmp_path).quant_gguf(spec.artifact_name, quant)  # where the pipeline writes it
     tested = TestedGguf(quant, str(file.relative_to(tmp_path)))  # as job_end names it
     offered = ship_commands(file, tested.artifact_name, SshHost("me", "box", None, "t"))
     ollama = next(c.text for c in offered if c.label == "Ollama Modelfile").splitlines()[0]

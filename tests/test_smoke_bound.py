@@ -23,7 +23,7 @@ def byte_babbler(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from runner.llamacpp import converter_script
+    from runner.llamacpp.converter import converter_script
     from runner.models.random import build_r1_tokenizer, padded_vocab
 
     out = tmp_path_factory.mktemp("babbler")
@@ -66,7 +66,7 @@ def byte_babbler(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_output_that_never_completes_a_character_is_reported_as_not_stopping(byte_babbler: Path) -> None:
-    from runner.pipeline.smoke import answer_with_gguf
+    from runner.pipeline.stages.smoke import answer_with_gguf
 
     question = SmokePrompt(prompt="只剩一个心脏了还能活吗？")  # type: ignore[call-arg]
     found = answer_with_gguf(str(byte_babbler), 96, [question], 12, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.pipeline.smoke import evaluate, unreadable_note
+from runner.pipeline.stages.smoke import evaluate, unreadable_note
 from runner.spec.model import SmokePrompt
 
 

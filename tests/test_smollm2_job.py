@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, run_job_file
 
-from runner.core.events import read_events
+from runner.core.events import Log, read_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # ~4 min idle; 20+ min on busy shared cores
 JSON_ANSWER = re.compile(r'^\s*\{"country": "[^"]+", "capital": "[^"]+"\}\s*$')
@@ -58,5 +58,5 @@ def test_the_gguf_stage_checked_tokenizer_parity(run: tuple[Path, dict[str, Any]
     run_dir, _ = run
     parity = json.loads((run_dir / ".stages" / "gguf.json").read_text())["result"]["tokenizer_parity"]
     assert parity["gguf"] == "model gpt2, pre-tokenizer smollm, 48900 merges" and parity["eos"] == 2
-    logs = [e["message"] for e in read_events(run_dir / "events.jsonl") if e["type"] == "log"]
+    logs = [e.message for e in read_events(run_dir / "events.jsonl") if isinstance(e, Log)]
     assert any(m.startswith("tokenizer parity: ") for m in logs)

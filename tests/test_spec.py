@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner.commands.validate import validate_file
-from runner.llamacpp import convertible_architectures
+from runner.llamacpp.converter import convertible_architectures
 from runner.spec import SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -84,7 +84,7 @@ def qwen2(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from runner.llamacpp import vocab_gguf
+    from runner.llamacpp.converter import vocab_gguf
     from runner.models.random import padded_vocab
 
     base = tmp_path_factory.mktemp("qwen2")

@@ -32,7 +32,7 @@ def qwen2_tokenizer() -> Any:
     """The real Qwen2 tokenizer (the R1-Distill-Qwen family), rebuilt from llama.cpp's vocab GGUF."""
     from transformers import AutoTokenizer
 
-    from runner.llamacpp import vocab_gguf
+    from runner.llamacpp.converter import vocab_gguf
 
     path = vocab_gguf("qwen2")
     if not path.exists():
@@ -168,7 +168,7 @@ def real_tokenizers(qwen2_tokenizer: Any, tmp_path_factory: pytest.TempPathFacto
     """Byte-level BPE families users train: Qwen2, R1-Distill-Qwen (Qwen2 + <think> tokens), Llama 3."""
     from transformers import AutoTokenizer
 
-    from runner.llamacpp import vocab_gguf
+    from runner.llamacpp.converter import vocab_gguf
     from runner.models.random import build_r1_tokenizer
 
     llama3 = vocab_gguf("llama-bpe")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.llamacpp import converter_script
+from runner.llamacpp.converter import converter_script
 from runner.models.resolve import resolve_base
 from runner.models.smollm2 import SMOLLM2, fix_tokenizer_files, wheel_gguf
 from runner.pipeline.context import StageFailed

@@ -8,7 +8,7 @@ import pytest
 from tui_fixtures import WORKER, drive, make_app, noted, screen_text, seed_queue, shows, wait_for
 
 from runner import commands
-from runner.core.events import EventWriter
+from runner.core.events import EventWriter, JobEnd, Progress, StageEnd, StageStart
 from runner.ship.reach import ship_host
 from runner.store import Owner, Store
 from tui.screens.job import JobScreen
@@ -55,11 +55,11 @@ def test_running_job_updates_live(store: Store, ids: dict[str, int], tmp_path: P
         await open_job(pilot, ids["medical-r1"])
         await shows(pilot, "running", "● train", "○ smoke", "step  30/60")
         events = EventWriter(run / "events.jsonl", str(ids["medical-r1"]))
-        events.emit("progress", "train", step=31, max_steps=60, loss=0.777, eta_s=29.0)
+        events.emit(Progress(stage="train", step=31, max_steps=60, loss=0.777, eta_s=29.0))
         await shows(pilot, "step  31/60", "loss  0.7770", "● train         52%")
-        events.emit("stage_end", "train", ok=True, seconds=60.0)
-        events.emit("stage_start", "lora")
-        events.emit("progress", "lora", done=480, total=1000, unit="bytes", eta_s=3.0)
+        events.emit(StageEnd(stage="train", ok=True, seconds=60.0))
+        events.emit(StageStart(stage="lora"))
+        events.emit(Progress(stage="lora", done=480, total=1000, unit="bytes", eta_s=3.0))
         await shows(pilot, "● lora          48%", "step  31/60")  # training's numbers stay on screen
         with (run / "log.txt").open("a") as log:
             log.write("a brand new log line\n")
@@ -163,7 +163,7 @@ def test_the_tested_file_is_the_one_job_end_names(store: Store, ids: dict[str, i
     """With ``smoke.gguf = "q8_0"`` the header, the ship tab and the commands name the Q8_0 file."""
     run = Path(store.get(ids["demo-tiny"]).run_dir)
     EventWriter(run / "events.jsonl", str(ids["demo-tiny"])).emit(
-        "job_end", ok=True, exit_code=0, tested_gguf="gguf/demo-tiny-Q8_0.gguf", tested_quant="q8_0"
+        JobEnd(ok=True, exit_code=0, tested_gguf="gguf/demo-tiny-Q8_0.gguf", tested_quant="q8_0")
     )
     copied: list[str] = []
 

@@ -137,7 +137,7 @@ def test_the_data_stage_result_says_how_eval_rows_were_chosen(tmp_path: Path) ->
     trained, held_out = ({e.fields["instruction"] for e in part} for part in (examples.train, examples.eval))
     assert held_out == {f"q{i}" for i in range(70, 80)} and trained.isdisjoint(held_out)
     assert examples.eval_from.startswith("rows 71-80 of the local file")
-    assert "eval_rows_from" in (ROOT / "runner" / "pipeline" / "data.py").read_text()
+    assert "eval_rows_from" in (ROOT / "runner" / "pipeline" / "stages" / "data.py").read_text()
 
 
 # --- 2. a relative model.base is taken from the job file's directory, and the run gets it -------------
@@ -171,8 +171,8 @@ def test_the_data_stage_runs_in_the_run_directory_with_a_relative_base(tmp_path:
 
     from runner.core.events import EventWriter
     from runner.models.tiny import PACKAGED
-    from runner.pipeline import data
     from runner.pipeline.context import StageContext
+    from runner.pipeline.stages import data
     from runner.spec.load import run_spec
 
     shutil.copytree(PACKAGED, tmp_path / "project" / "models" / "tiny")

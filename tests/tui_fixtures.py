@@ -22,11 +22,12 @@ from rich.console import Console
 from textual.errors import NoWidget
 from textual.geometry import Region
 
-from runner.core.events import EventWriter
+from runner.core.events import Artifact, Error, EventWriter, JobEnd, Metric, Progress, StageEnd, StageStart
 from runner.core.jobstate import JobState
 from runner.core.stages import STAGE_NAMES
 from runner.ship.reach import SshHost
-from runner.store import NewJob, Owner, Progress, Store, WorkerInfo
+from runner.store import NewJob, Owner, Store, WorkerInfo
+from runner.store import Progress as JobProgress
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXED_NOW = 1_790_000_000.0  # the clock of deterministic tests
@@ -58,15 +59,15 @@ def write_run(
         timings: dict[str, Any] = {}
         artifacts: list[dict[str, Any]] = []
         for index, stage in enumerate(STAGE_NAMES):
-            events.emit("stage_start", stage)
+            events.emit(StageStart(stage=stage))
             if stage == "train" and not _train(events, steps, stop_at, fail, pace):
                 if fail:
-                    events.emit("job_end", ok=False, exit_code=1, reason=fail)
+                    events.emit(JobEnd(ok=False, exit_code=1, reason=fail))
                 return
             artifacts += _stage_outputs(root, events, stage, name)
             pace()
             timings[stage] = {"seconds": round(1.5 * (index + 1), 2), "reused": False}
-            events.emit("stage_end", stage, ok=True, seconds=timings[stage]["seconds"])
+            events.emit(StageEnd(stage=stage, ok=True, seconds=timings[stage]["seconds"]))
         report = {
             "job": job,
             "name": name,
@@ -76,14 +77,9 @@ def write_run(
             "smoke": json.loads((root / "smoke.json").read_text()),
         }
         (root / "report.json").write_text(json.dumps(report, indent=2))
-        events.emit(
-            "artifact",
-            "report",
-            path="report.json",
-            kind="report",
-            bytes=(root / "report.json").stat().st_size,
-        )
-        events.emit("job_end", ok=True, exit_code=0, q4_k_m=f"gguf/{name}-Q4_K_M.gguf")
+        size = (root / "report.json").stat().st_size
+        events.emit(Artifact(stage="report", path="report.json", kind="report", bytes=size))
+        events.emit(JobEnd(ok=True, exit_code=0, q4_k_m=f"gguf/{name}-Q4_K_M.gguf"))  # before tested_gguf
 
 
 def _train(
@@ -92,23 +88,24 @@ def _train(
     for step in range(1, (stop_at or steps) + 1):
         pace()
         events.emit(
-            "progress",
-            "train",
-            step=step,
-            max_steps=steps,
-            epoch=round(step / 20, 4),
-            loss=round(2.5 / (1 + step / 10), 4),
-            lr=round(3e-3 * (1 - step / steps), 8),
-            grad_norm=round(1.0 / (1 + step / 30), 4),
-            tokens_per_s=31000.0,
-            eta_s=float(steps - step),
-            mem_gib=7.0,
+            Progress(
+                stage="train",
+                step=step,
+                max_steps=steps,
+                epoch=round(step / 20, 4),
+                loss=round(2.5 / (1 + step / 10), 4),
+                lr=round(3e-3 * (1 - step / steps), 8),
+                grad_norm=round(1.0 / (1 + step / 30), 4),
+                tokens_per_s=31000.0,
+                eta_s=float(steps - step),
+                mem_gib=7.0,
+            )
         )
         if step % 20 == 0:
-            events.emit("metric", "train", step=step, eval_loss=round(2.6 / (1 + step / 12), 4))
+            events.emit(Metric(stage="train", step=step, eval_loss=round(2.6 / (1 + step / 12), 4)))
         if fail and step == (stop_at or steps):
-            events.emit("error", "train", cause=fail, hint="lower per_device_train_batch_size")
-            events.emit("stage_end", "train", ok=False, seconds=12.0)
+            events.emit(Error(stage="train", cause=fail, hint="lower per_device_train_batch_size"))
+            events.emit(StageEnd(stage="train", ok=False, seconds=12.0))
             return False
     return stop_at is None
 
@@ -126,11 +123,11 @@ def _stage_outputs(root: Path, events: EventWriter, stage: str, name: str) -> li
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f"{kind} of {name}\n".encode() * 100)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        entry = {"path": rel, "bytes": path.stat().st_size, "sha256": digest}
-        events.emit("artifact", stage, kind=kind, **entry)
-        out.append(entry)
+        size = path.stat().st_size
+        events.emit(Artifact(stage=stage, path=rel, kind=kind, bytes=size, sha256=digest))
+        out.append({"path": rel, "bytes": size, "sha256": digest})
     if stage == "data":
-        events.emit("metric", "data", train_rows=43, eval_rows=5)
+        events.emit(Metric(stage="data", values={"train_rows": 43, "eval_rows": 5}))
     if stage == "smoke":
         result = {
             "prompt": PROMPT,
@@ -172,7 +169,7 @@ def seed_queue(store: Store, root: Path) -> dict[str, int]:
         write_run(root / str(job_id), str(job_id), name, **kw)
         if end is None:
             store.update_progress(
-                job_id, Owner(WORKER.id, 1), Progress("train", 30, 60, 1.25, 30.0), now=FIXED_NOW
+                job_id, Owner(WORKER.id, 1), JobProgress("train", 30, 60, 1.25, 30.0), now=FIXED_NOW
             )
         else:
             store.transition(job_id, JobState.RUNNING, end, now=FIXED_NOW - age_s + 600, reason=reason)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from runner.core.events import Event, progress_share
+from runner.core.events import Artifact, Event, JobEnd, Metric, Progress, StageEnd, StageStart
 from runner.core.stages import STAGE_NAMES
 
 PLOT_POINTS = 400  # a series is thinned to about this many points before plotting
@@ -29,12 +29,12 @@ class JobView:
     """A snapshot of a job's events for the widgets."""
 
     stages: tuple[StageInfo, ...]
-    progress: Event
+    progress: Progress
     eval_loss: float | None
     train_series: Series
     eval_series: Series
-    artifacts: tuple[Event, ...]
-    end: Event | None
+    artifacts: tuple[Artifact, ...]
+    end: JobEnd | None
 
 
 @dataclass
@@ -42,35 +42,36 @@ class JobFeed:
     """Accumulates events (all attempts of a job) in the order they were written."""
 
     stages: dict[str, StageInfo] = field(default_factory=lambda: {n: StageInfo(n) for n in STAGE_NAMES})
-    progress: Event = field(default_factory=dict)
+    progress: Progress = field(default_factory=Progress)
     eval_loss: float | None = None
     train: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
     evals: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
-    artifacts: dict[str, Event] = field(default_factory=dict)
-    end: Event | None = None
+    artifacts: dict[str, Artifact] = field(default_factory=dict)
+    end: JobEnd | None = None
 
     def add(self, events: Iterable[Event]) -> None:
         """Fold new events in."""
         for event in events:
-            kind, stage = event.get("type"), event.get("stage")
-            if kind == "stage_start" and stage in self.stages:
-                self._start(stage)
-            elif kind == "stage_end" and stage in self.stages:
-                status = "failed" if not event.get("ok") else "reused" if event.get("reused") else "done"
-                self.stages[stage] = StageInfo(stage, status, _float(event.get("seconds")))
-            elif kind == "progress":
-                if stage in self.stages and self.stages[stage].status == "running":
-                    self.stages[stage] = replace(self.stages[stage], share=progress_share(event))
-                if "step" in event:  # training's numbers (the export stages report bytes)
-                    self.progress = event
-                    _append(self.train, event.get("step"), event.get("loss"))
-            elif kind == "metric" and "eval_loss" in event:
-                self.eval_loss = _float(event["eval_loss"])
-                _append(self.evals, event.get("step"), event["eval_loss"])
-            elif kind == "artifact" and isinstance(event.get("path"), str):
-                self.artifacts[event["path"]] = event
-            elif kind == "job_end":
-                self.end = event
+            stage = event.stage if event.stage in self.stages else None
+            match event:
+                case StageStart() if stage:
+                    self._start(stage)
+                case StageEnd() if stage:
+                    status = "failed" if not event.ok else "reused" if event.reused else "done"
+                    self.stages[stage] = StageInfo(stage, status, event.seconds)
+                case Progress():
+                    if stage and self.stages[stage].status == "running":
+                        self.stages[stage] = replace(self.stages[stage], share=event.share)
+                    if event.training:  # training's numbers (the export stages report bytes)
+                        self.progress = event
+                        _append(self.train, event.step, event.loss)
+                case Metric() if event.eval_loss is not None:
+                    self.eval_loss = event.eval_loss
+                    _append(self.evals, event.step, event.eval_loss)
+                case Artifact():
+                    self.artifacts[event.path] = event
+                case JobEnd():
+                    self.end = event
 
     def _start(self, stage: str) -> None:
         """A stage starts: it runs, later stages wait again (a retry re-enters the timeline)."""
@@ -82,7 +83,7 @@ class JobFeed:
         """A frozen snapshot with thinned loss series."""
         return JobView(
             tuple(self.stages.values()),
-            dict(self.progress),
+            self.progress,
             self.eval_loss,
             _thin(self.train),
             _thin(self.evals),
@@ -91,15 +92,10 @@ class JobFeed:
         )
 
 
-def _float(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _append(series: tuple[list[float], list[float]], x: object, y: object) -> None:
-    fx, fy = _float(x), _float(y)
-    if fx is not None and fy is not None:
-        series[0].append(fx)
-        series[1].append(fy)
+def _append(series: tuple[list[float], list[float]], x: float | None, y: float | None) -> None:
+    if x is not None and y is not None:
+        series[0].append(x)
+        series[1].append(y)
 
 
 def _thin(series: tuple[list[float], list[float]]) -> Series:

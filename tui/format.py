@@ -45,6 +45,6 @@ def progress_bar(step: int | None, max_steps: int | None, width: int = 6) -> Tex
     return Text.assemble(("━" * done, "cyan"), ("─" * (width - done), "dim"), f" {int(fraction * 100):>3}%")
 
 
-def number(value: object, spec: str) -> str:
-    """``format(value, spec)`` for a number, ``-`` for anything else."""
-    return format(value, spec) if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+def number(value: float | None, spec: str) -> str:
+    """``format(value, spec)`` for a number, ``-`` for none."""
+    return "-" if value is None else format(value, spec)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.core.events import Event
+from runner.core.events import Artifact, parse
 from runner.core.rundir import RunDir
 from runner.core.tail import LineTail
 
@@ -54,7 +54,7 @@ def read_run_files(root: Path) -> RunFiles:
     return RunFiles(
         _read_json(run.report),
         _read_json(run.smoke),
-        _read_text(root / "ship" / "Modelfile"),
+        _read_text(run.ship_modelfile),
         _read_text(run.job_toml),
     )
 
@@ -74,10 +74,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def artifacts(report: dict[str, Any] | None, events: tuple[Event, ...]) -> list[Event]:
-    """Artifacts by path: ``artifact`` events as they come, overridden by the final report's list."""
-    merged = {a["path"]: a for a in events if isinstance(a.get("path"), str)}
+def artifacts(report: dict[str, Any] | None, events: tuple[Artifact, ...]) -> list[Artifact]:
+    """Artifacts by path: ``artifact`` events as they come, overridden by the final report's list (whose
+    entries have an artifact event's fields)."""
+    merged = {a.path: a for a in events}
     for entry in (report or {}).get("artifacts") or []:
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-            merged[entry["path"]] = merged.get(entry["path"], {}) | entry
+        if isinstance(entry, dict) and isinstance(listed := parse({**entry, "type": "artifact"}), Artifact):
+            merged[listed.path] = listed
     return list(merged.values())

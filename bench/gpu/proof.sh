@@ -30,7 +30,7 @@ wait_llama || exit 1
 for s in $steps; do
   step "$s"
   case $s in
-    probe) python3 -c "import llama_cpp, pathlib; from runner.pipeline.quantize import quantize_file as q; \
+    probe) python3 -c "import llama_cpp, pathlib; from runner.pipeline.stages.quantize import quantize_file as q; \
              q(*map(pathlib.Path, ['/tmp/probe-1.5b-f16.gguf', '/tmp/probe-1.5b-q4.gguf']), 15)" >> "$OUT/models.log" 2>&1
            lib=/tmp/llcpp/llama_cpp/lib
            { for so in libllama libggml-cuda; do echo "$so: $(readelf -d $lib/$so.so | grep -o 'NEEDED.*' | tr '\n' ' ')"

@@ -35,7 +35,8 @@ from runner.backends.container import (
 )
 from runner.backends.errors import BackendError
 from runner.backends.logcopy import MARKER, LogCopy
-from runner.core.events import read_events
+from runner.core.events import JobEnd, read_events
+from runner.core.rundir import RunDir
 
 _LIVE = ("running", "paused", "restarting")  # "created": the worker stopped between create and start
 _NO_IMAGE = "image {!r} is not on the engine: build it with `just image`"
@@ -104,7 +105,7 @@ class DockerBackend:
             _remove(container)
             raise
         handle: str = container.id or ""
-        self._logs[handle] = LogCopy(container, launch.run_dir / "log.txt", launch.env.values())
+        self._logs[handle] = LogCopy(container, RunDir(launch.run_dir).log, launch.env.values())
         self._logs[handle].follow()
         return handle
 
@@ -169,7 +170,7 @@ class DockerBackend:
         if container.status == "created":
             outcome = Outcome(-1, reason or "the container was created but never started")
         else:
-            said = _pipeline_reason(log.parent / "events.jsonl", str(state.get("StartedAt", "")))
+            said = _pipeline_reason(RunDir(log.parent).events, str(state.get("StartedAt", "")))
             outcome = Outcome(int(state.get("ExitCode", -1)), reason or exit_reason(state, _tail(log), said))
         _remove(container)
         self._ended[handle] = outcome
@@ -177,16 +178,16 @@ class DockerBackend:
 
 
 def _log_path(container: Container) -> Path:
-    return Path(container.labels.get(LABEL_RUN_DIR, "/nonexistent")) / "log.txt"
+    return RunDir(Path(container.labels.get(LABEL_RUN_DIR, "/nonexistent"))).log
 
 
 def _pipeline_reason(events: Path, started_at: str) -> str | None:
     """The reason of this attempt's failed ``job_end`` event, if the pipeline wrote one."""
     for event in reversed(read_events(events)):
-        if event.get("t", "") < started_at[:23]:
+        if event.t < started_at[:23]:
             return None
-        if event.get("type") == "job_end" and not event.get("ok") and event.get("reason"):
-            return str(event["reason"])
+        if isinstance(event, JobEnd) and not event.ok and event.reason:
+            return event.reason
     return None
 
 

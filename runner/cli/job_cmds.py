@@ -19,7 +19,7 @@ from runner.commands import validation_rows
 from runner.commands.staging import RunDirConflict, prepare_run_dir
 from runner.commands.validate import DataCheck, check_labels_apart, validate_file
 from runner.core.disksize import describe as describe_disk
-from runner.core.events import EventTail, format_event
+from runner.core.events import Event, EventTail, JobEnd, format_event
 from runner.core.rundir import EXIT_BUSY, RunDir, RunDirBusy
 from runner.core.tail import file_end
 from runner.core.tested import tested_gguf
@@ -184,7 +184,7 @@ def follow_local_run(run: RunDir, loaded: LoadedSpec) -> int:
     """Run the pipeline through the local backend and echo its events until it ends."""
     pipeline = supervise(LocalBackend(), Launch(run.root.name, run.root, loaded.spec))  # secrets inherited
     tail = EventTail(run.events, offset=file_end(run.events))
-    last: dict[str, Any] = {}
+    last: Event | None = None
     try:
         while True:
             outcome = pipeline.poll()
@@ -201,7 +201,7 @@ def follow_local_run(run: RunDir, loaded: LoadedSpec) -> int:
     if outcome.exit_code == EXIT_BUSY:  # ...or here, once its pipeline found the directory taken
         print(f"tuneq run: {RunDirBusy(run.root, run.lock_holder())}", file=sys.stderr)
         return EXIT_USAGE
-    if last.get("type") == "job_end" and last.get("ok"):
+    if isinstance(last, JobEnd) and last.ok:
         tested = tested_gguf(last)
         print(f"report: {run.report}")
         if tested:

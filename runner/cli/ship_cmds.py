@@ -18,6 +18,7 @@ from typing import Any
 from runner.cli import argtypes
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from runner.core.paths import state_dir
+from runner.core.rundir import LAYOUT, SUMS
 from runner.ship.reach import SHIP_HOST_ENV, SHIP_HOST_FILE, SshHost, ship_host
 from runner.ship.transfer import (
     NoRoom,
@@ -83,7 +84,7 @@ def cmd_ship(args: argparse.Namespace) -> int:
     try:
         if isinstance(dest, Remote):
             print("ran: " + shlex.join(to_remote(folder, dest)))
-            print("check there with: sha256sum -c SHA256SUMS")
+            print(f"check there with: sha256sum -c {SUMS}")
             where = str(dest)
         elif dest is not None:
             for name, how in to_local(folder, dest).items():
@@ -98,14 +99,14 @@ def cmd_ship(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if host is not None:
         print(fetch_text(host, dest if isinstance(dest, Path) else folder.resolve()))
-    print(f"\nin {where}:\n{(folder / 'commands.txt').read_text()}", end="")
+    print(f"\nin {where}:\n{(folder / LAYOUT.ship_commands.name).read_text()}", end="")
     return EXIT_OK
 
 
 def fetch_text(host: SshHost, folder: Path) -> str:
     """The commands that fetch the absolute ``folder`` from a laptop (into ``./<its name>``, the run
     directory's for a ``ship/`` folder), and where their host came from."""
-    name = folder.parent.name if folder.name == "ship" else folder.name
+    name = folder.parent.name if folder.name == LAYOUT.ship.name else folder.name
     return (
         f"\nfetch it to your laptop (host from {host.source}; "
         f"set {SHIP_HOST_ENV} or {state_dir() / SHIP_HOST_FILE} to change it):\n"

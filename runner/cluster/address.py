@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import socket
 import time
 import tomllib
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from runner.core.atomic import write_atomic
 from runner.core.paths import state_dir
 
 CLUSTER_FILE = "cluster.json"  # written by the worker: what it saw of the cluster
@@ -165,11 +165,10 @@ def is_loopback(host: str) -> bool:
 def write_cluster_info(info: ClusterInfo, state: Path | None = None) -> None:
     """Record what the worker saw of its cluster, for ``submit``'s GPU check."""
     path = (state or state_dir()) / CLUSTER_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(
-        json.dumps({"address": info.address, "node_gpus": list(info.node_gpus), "seen_at": info.seen_at})
+    write_atomic(
+        path,
+        json.dumps({"address": info.address, "node_gpus": list(info.node_gpus), "seen_at": info.seen_at}),
     )
-    os.replace(tmp, path)
 
 
 def read_cluster_info(state: Path | None = None) -> ClusterInfo | None:

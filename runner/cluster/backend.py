@@ -39,15 +39,27 @@ from runner.backends.container import queue_id
 from runner.backends.errors import BackendBusy, BackendError
 from runner.backends.local import UNKNOWN_EXIT
 from runner.cluster.node import CHUNK_BYTES, FileInfo, JobRunner, Update, read_chunk
-from runner.core.rundir import RunDir
+from runner.core.atomic import is_aside, replaced, write_atomic
+from runner.core.rundir import LAYOUT, RunDir
 from runner.core.secrets import SECRET_ENV_VARS
 from runner.core.tail import file_end
 from runner.ship.files import link_or_copy
 
 log = logging.getLogger("tuneq.worker")
 NAMESPACE = "tuneq"
-SYNC_FILE = ".cluster.json"  # the attempt's actor and node, and the sizes of the head's files it began at
-STREAMED = ("job.toml", "job.json", "input", "events.jsonl", "log.txt", "checkpoints", SYNC_FILE)
+# What the head writes or streams itself: the inputs, events, log, checkpoints and the attempt's record.
+STREAMED = tuple(
+    str(p)
+    for p in (
+        LAYOUT.job_toml,
+        LAYOUT.job_json,
+        LAYOUT.input_dir,
+        LAYOUT.events,
+        LAYOUT.log,
+        LAYOUT.checkpoints,
+        LAYOUT.cluster_sync,
+    )
+)
 IN_FLIGHT = 4  # chunk requests outstanding during a transfer
 
 
@@ -75,9 +87,7 @@ class Attempt:
             "events_base": file_end(self.run.events),
             "log_base": file_end(self.run.log),
         }
-        tmp = self.run.root / (SYNC_FILE + ".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.run.root / SYNC_FILE)
+        write_atomic(self.run.cluster_sync, json.dumps(data))
 
 
 class RayBackend:
@@ -173,7 +183,7 @@ class RayBackend:
             return None
         run = RunDir(Path(head_dir))
         try:
-            done = json.loads((run.root / SYNC_FILE).read_text())
+            done = json.loads(run.cluster_sync.read_text())
         except (OSError, ValueError):
             done = {}
         attempt = Attempt(name, actor, run, node=handle.partition("@")[2] or "?")
@@ -260,20 +270,17 @@ class RayBackend:
 
     def _copy_checkpoint(self, attempt: Attempt, name: str) -> None:
         """Copy a checkpoint into ``checkpoints/<name>`` whole (a partial copy is never seen there)."""
-        infos = ray.get(attempt.actor.files.remote(f"checkpoints/{name}"), timeout=60)
+        final = attempt.run.checkpoints / name
+        folder = final.relative_to(attempt.run.root)
+        infos = ray.get(attempt.actor.files.remote(folder.as_posix()), timeout=60)
         if not infos:
             raise BackendError("gone from the node (rotated out)")
-        stamp = ray.get(attempt.actor.files.remote("checkpoints", nested=False), timeout=60)
-        partial = attempt.run.root / "checkpoints" / f".{name}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        for info in infos:
-            rel = Path(info.path).relative_to(f"checkpoints/{name}")
-            fetch(attempt.actor, info, partial / rel)
-        for info in stamp:  # the settings stamp the trainer checks before it resumes
-            fetch(attempt.actor, info, attempt.run.root / info.path)
-        final = attempt.run.checkpoints / name
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(partial, final)
+        stamp = ray.get(attempt.actor.files.remote(str(LAYOUT.checkpoints), nested=False), timeout=60)
+        with replaced(final) as partial:
+            for info in infos:
+                fetch(attempt.actor, info, partial / Path(info.path).relative_to(folder))
+            for info in stamp:  # the settings stamp the trainer checks before it resumes
+                fetch(attempt.actor, info, attempt.run.root / info.path)
         log.info("%s: checkpoint %s copied to the head", attempt.name, name)
 
     def _bring_back(self, attempt: Attempt) -> None:
@@ -296,23 +303,21 @@ def fetch(actor: Any, info: FileInfo, dest: Path) -> None:
     """Copy one file from the node in chunks (a few requests in flight), check its sha256, then rename it
     into place; :class:`BackendError` if the bytes do not match."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
     digest = hashlib.sha256()
     offsets = list(range(0, info.size, CHUNK_BYTES))
-    with part.open("wb") as out:
-        pending = [actor.chunk.remote(info.path, o) for o in offsets[:IN_FLIGHT]]
-        next_index = len(pending)
-        while pending:
-            data = ray.get(pending.pop(0), timeout=120)
-            if next_index < len(offsets):
-                pending.append(actor.chunk.remote(info.path, offsets[next_index]))
-                next_index += 1
-            digest.update(data)
-            out.write(data)
-    if digest.hexdigest() != info.sha256:
-        part.unlink(missing_ok=True)
-        raise BackendError(f"{info.path}: sha256 differs after the copy from the node")
-    os.replace(part, dest)
+    with replaced(dest) as part:
+        with part.open("wb") as out:
+            pending = [actor.chunk.remote(info.path, o) for o in offsets[:IN_FLIGHT]]
+            next_index = len(pending)
+            while pending:
+                data = ray.get(pending.pop(0), timeout=120)
+                if next_index < len(offsets):
+                    pending.append(actor.chunk.remote(info.path, offsets[next_index]))
+                    next_index += 1
+                digest.update(data)
+                out.write(data)
+        if digest.hexdigest() != info.sha256:
+            raise BackendError(f"{info.path}: sha256 differs after the copy from the node")
 
 
 def send_inputs(actor: Any, run: RunDir, timeout_s: float) -> set[str]:
@@ -321,7 +326,7 @@ def send_inputs(actor: Any, run: RunDir, timeout_s: float) -> set[str]:
     paths = [run.job_toml, run.job_json]
     for folder in (run.input_dir, run.checkpoints):
         found = sorted(folder.rglob("*")) if folder.exists() else []
-        paths += [p for p in found if p.is_file() and ".partial" not in p.relative_to(run.root).as_posix()]
+        paths += [p for p in found if p.is_file() and not is_aside(p.relative_to(run.root))]
     pending: list[Any] = []
     for path in paths:
         rel = path.relative_to(run.root).as_posix()

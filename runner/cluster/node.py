@@ -22,12 +22,14 @@ from runner.backends.local import LocalBackend
 from runner.backends.supervise import Supervised, supervise
 from runner.core.checksum import sha256_file
 from runner.core.paths import state_dir
-from runner.core.rundir import RunDir
+from runner.core.rundir import LAYOUT, RunDir
 from runner.spec.load import run_spec
 
 NODE_DIR_ENV = "TUNEQ_NODE_DIR"
 CHUNK_BYTES = 8 << 20  # one transfer call: small enough for Ray's inline objects to stay cheap
-STAYS_ON_NODE = ("merged",)  # the 16-bit merged model: large, and nothing downstream of ship/ needs it
+STAYS_ON_NODE = (
+    str(LAYOUT.merged),
+)  # the 16-bit merged model: large, and nothing downstream of ship/ needs it
 
 
 @dataclass(frozen=True)

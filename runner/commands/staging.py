@@ -7,12 +7,12 @@ import contextlib
 import errno
 import filecmp
 import json
-import os
 import secrets
 import shutil
 import time
 from pathlib import Path
 
+from runner.core.atomic import write_atomic
 from runner.core.rundir import RunDir
 from runner.core.secrets import redact, write_redacted
 from runner.dataset.read import is_local_source, resolve_local
@@ -139,9 +139,7 @@ def _write_job_info(run: RunDir, loaded: LoadedSpec, job_id: str) -> None:
         "data_path": data_path,
         "model_base": loaded.spec.model.base,  # a local path made absolute: the run does not see the job file
     }
-    tmp = run.job_json.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, run.job_json)
+    write_atomic(run.job_json, json.dumps(info, indent=2))
 
 
 def _holds(run: RunDir, loaded: LoadedSpec) -> bool:

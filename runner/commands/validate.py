@@ -37,7 +37,7 @@ from runner.dataset.templates import (
     tokenize_example,
     truncation_warning,
 )
-from runner.llamacpp import convertible_architectures
+from runner.llamacpp.converter import convertible_architectures
 from runner.models.resolve import base_files, base_problem, is_builtin
 from runner.spec import LoadedSpec, Problem, SpecError, load_spec
 from runner.spec.load import key_line

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+SUMS = "SHA256SUMS"  # a folder's checksums file, in ``sha256sum -c`` format
 EXIT_BUSY = 75  # a pipeline's exit code when another one holds its run directory (EX_TEMPFAIL)
 
 
@@ -66,6 +67,16 @@ class RunDir:
         return self.root / "checkpoints"
 
     @property
+    def unsloth_cache(self) -> Path:
+        """Where Unsloth compiles its kernels (``UNSLOTH_COMPILE_LOCATION``), one per run."""
+        return self.root / ".unsloth_cache"
+
+    @property
+    def checkpoint_stamp(self) -> Path:
+        """The settings key the checkpoints were written under (resume only from the same settings)."""
+        return self.checkpoints / "tuneq-key.txt"
+
+    @property
     def lora(self) -> Path:
         """The PEFT adapter (safetensors)."""
         return self.root / "lora"
@@ -76,9 +87,38 @@ class RunDir:
         return self.root / "merged"
 
     @property
+    def data_train(self) -> Path:
+        """The tokenized training rows (a ``datasets`` folder)."""
+        return self.data_dir / "train"
+
+    @property
+    def data_eval(self) -> Path:
+        """The tokenized held-out rows (absent when the job has none)."""
+        return self.data_dir / "eval"
+
+    @property
+    def data_stats(self) -> Path:
+        """Row and token counts of the tokenized data."""
+        return self.data_dir / "stats.json"
+
+    @property
+    def data_sample(self) -> Path:
+        """The first training row as the model sees it, trained tokens marked."""
+        return self.data_dir / "sample.txt"
+
+    @property
     def gguf(self) -> Path:
         """GGUF files: ``<name>-f16.gguf``, ``<name>-Q4_K_M.gguf``, ``<name>-lora-f16.gguf``."""
         return self.root / "gguf"
+
+    def quant_gguf(self, name: str, quant: str) -> Path:
+        """The GGUF of the model ``name`` (the job's artifact name) in ``quant`` (``f16``, ``q4_k_m``, ...):
+        llama.cpp's spelling, ``<name>-f16.gguf`` or ``<name>-Q4_K_M.gguf``."""
+        return self.gguf / f"{name}-{'f16' if quant == 'f16' else quant.upper()}.gguf"
+
+    def lora_gguf(self, name: str) -> Path:
+        """The adapter as GGUF, for ``llama-cli --lora``."""
+        return self.gguf / f"{name}-lora-f16.gguf"
 
     @property
     def stages(self) -> Path:
@@ -95,6 +135,46 @@ class RunDir:
         return self.root / "smoke.json"
 
     @property
+    def fidelity(self) -> Path:
+        """Before/after answers, perplexities and their verdicts."""
+        return self.root / "fidelity.json"
+
+    @property
+    def eval_md(self) -> Path:
+        """:attr:`fidelity` as a table to read."""
+        return self.root / "eval.md"
+
+    @property
+    def ship(self) -> Path:
+        """The folder to hand over as is (the ship stage's; ``tuneq ship`` copies it)."""
+        return self.root / "ship"
+
+    @property
+    def ship_modelfile(self) -> Path:
+        """Ollama's ``Modelfile`` for the tested GGUF."""
+        return self.ship / "Modelfile"
+
+    @property
+    def ship_card(self) -> Path:
+        """The model card."""
+        return self.ship / "README.md"
+
+    @property
+    def ship_commands(self) -> Path:
+        """The commands that run the shipped files."""
+        return self.ship / "commands.txt"
+
+    @property
+    def ship_loss_plot(self) -> Path:
+        """The loss curve the model card shows."""
+        return self.ship / "loss.png"
+
+    @property
+    def ship_sums(self) -> Path:
+        """Checksums of the ship folder's files, written last: the folder is finished once it exists."""
+        return self.ship / SUMS
+
+    @property
     def report(self) -> Path:
         """The run's summary: versions, stage times, losses, artifacts, smoke results."""
         return self.root / "report.json"
@@ -102,7 +182,17 @@ class RunDir:
     @property
     def sha256sums(self) -> Path:
         """Checksums of the shipped artifacts (``sha256sum -c SHA256SUMS``)."""
-        return self.root / "SHA256SUMS"
+        return self.root / SUMS
+
+    @property
+    def reserve(self) -> Path:
+        """Disk space the pipeline sets aside for its last words (runner.pipeline.disk.SpaceReserve)."""
+        return self.root / ".reserve"
+
+    @property
+    def cluster_sync(self) -> Path:
+        """The cluster backend's record of the attempt following this run (its actor, node, offsets)."""
+        return self.root / ".cluster.json"
 
     @property
     def lock_file(self) -> Path:
@@ -152,3 +242,6 @@ class RunDir:
         """The contents of ``job.json``."""
         info: dict[str, Any] = json.loads(self.job_json.read_text())
         return info
+
+
+LAYOUT = RunDir(Path())  # the layout's names relative to a run directory (``LAYOUT.smoke`` is ``smoke.json``)

@@ -1,7 +1,7 @@
 """Secrets come from the environment only, and are scrubbed from anything tuneq writes.
 
 :func:`redact` is the one scrubbing function. Everything tuneq writes or prints passes through it: events
-(nested fields too) through :class:`runner.core.events.EventWriter`; every other file a run writes
+(every field) through :class:`runner.core.events.EventWriter`; every other file a run writes
 (``smoke.json``, ``fidelity.json``, ``eval.md``, ``report.json``, ``ship/``'s model card, Modelfile and
 commands, ``data/sample.txt``, stage markers) through :func:`write_redacted`; the log copies of both
 backends line by line; the rows of a job's data set as they are read; and whatever the ``tuneq`` command and
@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
+
+from runner.core.atomic import write_atomic
 
 SECRET_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
 MIN_SECRET_LEN = 8  # shorter values are not scrubbed (they would blank out ordinary words)
@@ -59,14 +61,9 @@ def redact_data(value: Any) -> Any:
 
 
 def write_redacted(path: Path, text: str) -> None:
-    """Write ``text`` with :func:`redact` applied, under a temporary name then renamed: a reader (or a full
-    disk) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(redact(text), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``text`` with :func:`redact` applied, whole or not at all (:func:`write_atomic`): a reader (or a
+    full disk) never sees half a file."""
+    write_atomic(path, redact(text))
 
 
 def write_redacted_json(path: Path, data: Any) -> None:

@@ -6,10 +6,10 @@ its quant); the CLI and the TUI read it from there with :func:`tested_gguf`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+
+from runner.core.events import JobEnd
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,11 @@ class TestedGguf:
         return PurePosixPath(self.path).stem.rsplit("-", 1)[0]
 
 
-def tested_gguf(job_end: Mapping[str, Any] | None) -> TestedGguf | None:
+def tested_gguf(job_end: JobEnd | None) -> TestedGguf | None:
     """The tested file a ``job_end`` event names (ones written before tuneq 0.1's ``tested_gguf`` field
     have ``q4_k_m``, always the Q4_K_M file), or ``None``."""
-    if not job_end:
+    if job_end is None:
         return None
-    path, quant = job_end.get("tested_gguf"), job_end.get("tested_quant")
-    if isinstance(path, str) and isinstance(quant, str):
-        return TestedGguf(quant, path)
-    old = job_end.get("q4_k_m")
-    return TestedGguf("q4_k_m", old) if isinstance(old, str) else None
+    if job_end.tested_gguf is not None and job_end.tested_quant is not None:
+        return TestedGguf(job_end.tested_quant, job_end.tested_gguf)
+    return TestedGguf("q4_k_m", job_end.q4_k_m) if job_end.q4_k_m is not None else None

@@ -3,7 +3,7 @@
 
 import sys
 
-from runner.llamacpp import install
+from runner.llamacpp.converter import install
 
 match sys.argv[1:]:
     case ["install"]:

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from runner.llamacpp import converter_script
+from runner.llamacpp.converter import converter_script
 from runner.models.resolve import resolve_base
 from runner.models.tiny import TINY_LLAMA
 

@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runner.core.atomic import building
 from runner.dataset.templates import r1_inference_template
-from runner.models.publish import building
 
 R1_BOS, R1_EOS, R1_PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
 R1_MARKERS = ("<｜User｜>", "<｜Assistant｜>", "<think>", "</think>")
@@ -57,7 +57,7 @@ def build_r1_tokenizer(dest: Path) -> Path:
     from tokenizers import AddedToken
     from transformers import AutoTokenizer
 
-    from runner.llamacpp import vocab_gguf
+    from runner.llamacpp.converter import vocab_gguf
 
     vocab = vocab_gguf("qwen2")
     tokenizer = AutoTokenizer.from_pretrained(vocab.parent, gguf_file=vocab.name)

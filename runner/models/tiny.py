@@ -5,7 +5,7 @@ A sentencepiece tokenizer trained on a built-in corpus, with the DeepSeek-R1 spe
 weights pre-trained on that corpus. Every matrix row is a multiple of 256, as Q4_K_M needs.
 
 The weights ship with tuneq (``runner/models/tiny_llama/``, pinned by :data:`MANIFEST_SHA256`): they
-were built once with ``python -m runner.models.tiny build`` and every machine starts from the same bits.
+were built once with ``python -m runner.models.tiny_build`` (runner/models/tiny_build.py) and every machine starts from the same bits.
 Pre-training on the user's own CPU gave different weights on every vector instruction set and thread
 count, and so a different demo result (a 4-bit answer that flipped on an AVX2-only machine).
 """
@@ -13,24 +13,18 @@ count, and so a different demo result (a 4-bit answer that flipped on an AVX2-on
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import shutil
-import sys
-import tempfile
 from pathlib import Path
-from typing import Any
 
-from runner.dataset.templates import r1_inference_template
-from runner.models.publish import building
+from runner.core.atomic import building
+from runner.core.rundir import SUMS
 
 TINY_LLAMA = "tuneq:tiny-llama"
-_VERSION = "v6"
+TINY_VERSION = "v6"
 BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"
 PAD = "<｜▁pad▁｜>"
 SPECIAL = ["<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"]
-_CORPUS = Path(__file__).with_name("tiny_corpus.txt")
 PACKAGED = Path(__file__).with_name("tiny_llama")
 # SHA-256 of PACKAGED/SHA256SUMS, which lists every shipped file's SHA-256 (printed by the build).
 MANIFEST_SHA256 = "2efa6ed87de7049e5811424bc2cd073f767912ed5f609a494ef3fceec6298290"
@@ -52,163 +46,10 @@ class TinyModelDamaged(Exception):
     """The shipped tiny model's files do not match their pinned checksums."""
 
 
-def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
-    """Build the tiny model into ``dest`` (written to a temporary directory, then renamed).
-
-    Maintainers only: the result is what ships in ``runner/models/tiny_llama/``.
-    """
-    import sentencepiece as spm
-    import tokenizers
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
-    from transformers.convert_slow_tokenizer import SentencePieceExtractor
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".tiny-", dir=dest.parent))
-    try:
-        prefix = work / "tokenizer"
-        corpus = work / "corpus.txt"
-        chats = (f"{c[0]['content']}\n{c[1]['content']}" for c in _chats())
-        corpus.write_text("\n".join([*_medical_lines(), *chats]))
-        spm.SentencePieceTrainer.train(
-            input=str(corpus),
-            model_prefix=str(prefix),
-            vocab_size=1024,
-            model_type="bpe",
-            byte_fallback=True,
-            character_coverage=1.0,
-            split_digits=True,
-            unk_id=0,
-            bos_id=1,
-            eos_id=2,
-            pad_id=3,
-            unk_piece="<unk>",
-            bos_piece=BOS,
-            eos_piece=EOS,
-            pad_piece=PAD,
-            user_defined_symbols=SPECIAL,
-            num_threads=2,
-            minloglevel=2,
-        )
-        extracted: dict[str, Any] = SentencePieceExtractor(str(prefix) + ".model").extract(  # type: ignore[assignment]
-            tokenizers.models.BPE
-        )
-        tokenizer = LlamaTokenizer(
-            vocab=extracted["vocab"],
-            merges=extracted["merges"],
-            bos_token=BOS,
-            eos_token=EOS,
-            pad_token=PAD,
-            unk_token="<unk>",
-            add_bos_token=True,
-            add_eos_token=False,
-            add_prefix_space=False,  # as llama.cpp tokenizes it
-        )
-        # As in the real R1 distills: role and think markers are added tokens, but not "special" ones,
-        # so llama.cpp prints </think> in answers instead of hiding it as a control token.
-        tokenizer.add_tokens([tokenizers.AddedToken(t, special=False, normalized=False) for t in SPECIAL])
-        tokenizer.chat_template = r1_inference_template()
-        torch.manual_seed(seed)
-        config = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=256,
-            intermediate_size=768,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=4,
-            max_position_embeddings=2048,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            tie_word_embeddings=False,
-            dtype="float32",
-        )
-        model = LlamaForCausalLM(config)
-        _pretrain(model, tokenizer)
-        model.save_pretrained(work / "model")
-        tokenizer.save_pretrained(work / "model")
-        shutil.copy(str(prefix) + ".model", work / "model" / "tokenizer.model")
-        added = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL}  # read by llama.cpp's converter
-        (work / "model" / "added_tokens.json").write_text(json.dumps(added, ensure_ascii=False))
-        (work / "model" / "tuneq-tiny.json").write_text(json.dumps({"name": TINY_LLAMA, "version": _VERSION}))
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(work / "model", dest)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return dest
-
-
-def _medical_lines() -> list[str]:
-    return [line for line in _CORPUS.read_text().splitlines() if line and not line.startswith("#")]
-
-
-def _chats(count: int = 400, seed: int = 0) -> list[list[dict[str, str]]]:
-    """Short R1-style conversations on arithmetic: the base learns the chat format, not the demo's topic.
-
-    Real R1 distills already think in ``<think> … </think>`` and stop with EOS; a fine-tune teaches them
-    a domain. The tiny base mirrors that, so the demo's ``</think>`` does not hinge on LoRA raising a
-    token the base never saw.
-    """
-    import random
-
-    rng = random.Random(seed)
-    chats = []
-    for _ in range(count):
-        a, b = rng.randint(2, 99), rng.randint(2, 99)
-        if rng.random() < 0.5:
-            question = f"What is {a} plus {b}?"
-            reasoning = f"We add {a} and {b}. {a} plus {b} is {a + b}."
-            answer = f"The answer is {a + b}."
-        else:
-            big = max(a, b)
-            question = f"Which number is larger, {a} or {b}?"
-            reasoning = f"We compare {a} and {b}. The larger one is {big}."
-            answer = f"The larger number is {big}."
-        chats.append(
-            [
-                {"role": "user", "content": question},
-                {"role": "assistant", "content": f"<think>\n{reasoning}\n</think>\n\n{answer}"},
-            ]
-        )
-    return chats
-
-
-def _pretrain(model: Any, tokenizer: Any, steps: int = 600, block: int = 128) -> None:
-    """Language modelling on the medical corpus (lines shuffled) and on R1-format arithmetic chats.
-
-    The base knows the demo's words and the chat format, but not the demo's task: which sentences go
-    together, in which order, inside the think block. That is what the demo's fine-tune teaches.
-    """
-    import random
-
-    import torch
-
-    rng = random.Random(0)
-    documents = [line + "\n" for line in _medical_lines()] + [
-        tokenizer.apply_chat_template(chat, tokenize=False) for chat in _chats()
-    ]
-    rng.shuffle(documents)
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # a maintainer's GPU builds it in seconds
-    model.to(device)
-    ids = torch.tensor(tokenizer("".join(documents), add_special_tokens=False)["input_ids"])
-    blocks = ids[: len(ids) // block * block].view(-1, block).to(device)
-    generator = torch.Generator().manual_seed(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    model.train()
-    for _ in range(steps):
-        batch = blocks[torch.randint(len(blocks), (8,), generator=generator)]
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.to("cpu").eval()
-
-
 def tiny_llama_dir(cache: Path) -> Path:
     """The shipped tiny model, copied into the model cache; every file's checksum is verified each call."""
     expected = _shipped_manifest()
-    dest = cache / f"tiny-llama-{_VERSION}"
+    dest = cache / f"tiny-llama-{TINY_VERSION}"
     if _checksums(dest, expected) != expected:
         if _checksums(PACKAGED, expected) != expected:
             raise TinyModelDamaged(f"{PACKAGED} does not match its checksums: reinstall tuneq")
@@ -221,11 +62,11 @@ def tiny_llama_dir(cache: Path) -> Path:
 def _shipped_manifest() -> dict[str, str]:
     """File name → SHA-256 from the shipped SHA256SUMS, itself checked against :data:`MANIFEST_SHA256`."""
     try:
-        text = (PACKAGED / "SHA256SUMS").read_bytes()
+        text = (PACKAGED / SUMS).read_bytes()
     except OSError as exc:
-        raise TinyModelDamaged(f"{PACKAGED}/SHA256SUMS is missing ({exc}): reinstall tuneq") from None
+        raise TinyModelDamaged(f"{PACKAGED}/{SUMS} is missing ({exc}): reinstall tuneq") from None
     if hashlib.sha256(text).hexdigest() != MANIFEST_SHA256:
-        raise TinyModelDamaged(f"{PACKAGED}/SHA256SUMS does not match the pinned checksum: reinstall tuneq")
+        raise TinyModelDamaged(f"{PACKAGED}/{SUMS} does not match the pinned checksum: reinstall tuneq")
     return {name: digest for digest, name in (line.split(maxsplit=1) for line in text.decode().splitlines())}
 
 
@@ -236,23 +77,3 @@ def _checksums(folder: Path, expected: dict[str, str]) -> dict[str, str]:
         for name in expected
         if (folder / name).is_file()
     }
-
-
-def _write_shipped(built: Path) -> str:
-    """Replace ``PACKAGED`` with ``built``'s files and their SHA256SUMS; return the manifest's digest."""
-    shutil.rmtree(PACKAGED, ignore_errors=True)
-    PACKAGED.mkdir()
-    names = sorted(p.name for p in built.iterdir() if p.is_file())
-    for name in names:
-        shutil.copyfile(built / name, PACKAGED / name)
-    manifest = "".join(f"{hashlib.sha256((PACKAGED / n).read_bytes()).hexdigest()}  {n}\n" for n in names)
-    (PACKAGED / "SHA256SUMS").write_text(manifest)
-    return hashlib.sha256(manifest.encode()).hexdigest()
-
-
-if __name__ == "__main__":  # maintainers: python -m runner.models.tiny build
-    if sys.argv[1:] != ["build"]:
-        sys.exit("usage: python -m runner.models.tiny build")
-    with tempfile.TemporaryDirectory() as tmp:
-        digest = _write_shipped(build_tiny_llama(Path(tmp) / "model"))
-    print(f"wrote {PACKAGED}; set MANIFEST_SHA256 = {digest!r}")

@@ -1,7 +1,7 @@
 """A conversation with a tested GGUF, for the TUI's Chat tab: ``python -m runner.pipeline.chat GGUF``.
 
 Loaded once the way the smoke stage loads it (every layer on the GPU when there is one), then asked the
-way the smoke stage asks (:func:`runner.pipeline.smoke.generate`: the embedded chat template, greedy,
+way the smoke stage asks (:func:`runner.pipeline.stages.smoke.generate`: the embedded chat template, greedy,
 ``max_tokens`` bounded), so what a user tries over SSH is what was tested. One JSON line in on stdin per
 turn, ``{"messages": [{"role": ..., "content": ...}, ...]}``; one JSON line out per turn,
 ``{"answer", "finish_reason", "completion_tokens", "tokens_per_s"}`` or ``{"error"}``. The first line out,
@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any, TextIO
 
-from runner.pipeline.smoke import generate
+from runner.pipeline.stages.smoke import generate
 
 
 def serve(gguf: str, n_ctx: int, max_tokens: int, lines: TextIO, out: TextIO) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from runner.core.failures import DISK_FULL, DISK_HINT, is_disk_full
+from runner.core.rundir import LAYOUT
 from runner.pipeline.context import StageFailed
 from runner.pipeline.disk import path_is_full
 
@@ -106,7 +107,7 @@ def newest_intact(checkpoints: Path, key: str, log: Callable[[str], None]) -> Pa
     Checkpoints of other settings cannot be resumed from, and damaged ones never: both are removed (each
     damaged one named in the log, with the checkpoint resumed from instead).
     """
-    stamp = checkpoints / "tuneq-key.txt"
+    stamp = checkpoints / LAYOUT.checkpoint_stamp.name
     if checkpoints.exists() and (not stamp.exists() or stamp.read_text() != key):
         shutil.rmtree(checkpoints)
     checkpoints.mkdir(parents=True, exist_ok=True)

@@ -3,11 +3,11 @@ the live objects they leave for later ones."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from runner.core.events import EventWriter
+from runner.core.events import Event, EventWriter, Log
 from runner.core.rundir import RunDir
 from runner.pipeline.stopping import StopSignal
 from runner.spec.model import JobSpec
@@ -44,13 +44,17 @@ class StageContext:
     handoff: Handoff = field(default_factory=Handoff)
     stop: StopSignal = field(default_factory=StopSignal)  # SIGTERM/SIGINT (runner.pipeline.stopping)
 
-    def emit(self, type_: Any, **fields: Any) -> None:
+    def emit(self, event: Event) -> None:
         """Emit an event attributed to the current stage."""
-        self.events.emit(type_, self.stage, **fields)
+        self.events.emit(replace(event, stage=self.stage))
 
     def log(self, message: str) -> None:
         """Emit a ``log`` event."""
-        self.emit("log", message=message)
+        self.emit(Log(message=message))
+
+    def gguf_file(self, quant: str) -> Path:
+        """The job's GGUF in ``quant`` (``f16``, ``q4_k_m``, ...) in the run directory."""
+        return self.run.quant_gguf(self.spec.artifact_name, quant)
 
     @property
     def data_path(self) -> Path | None:

@@ -79,9 +79,8 @@ def expected_bytes(ctx: StageContext, stage: str) -> int | None:
 def _model_size(ctx: StageContext) -> Shape | int | None:
     """The parameter count from the f16 GGUF or the merged weights on disk, else the base's shape."""
     from runner.models.vram import model_config, model_shape
-    from runner.pipeline.gguf import f16_path
 
-    f16 = f16_path(ctx)
+    f16 = ctx.gguf_file("f16")
     if f16.exists():
         return f16.stat().st_size // 2
     merged = list(ctx.run.merged.glob("*.safetensors")) if ctx.run.merged.is_dir() else []

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from runner.core.events import Progress
 from runner.pipeline.context import StageContext
 
 EVERY_S = 2.0  # how often the output is measured; an event when it grew
@@ -54,7 +55,7 @@ def written_bytes_progress(
         eta = None
         if expected and 0 < done < expected:
             eta = round((now - start) * (expected - done) / done, 1)
-        ctx.emit("progress", done=done, total=expected, unit="bytes", eta_s=eta)
+        ctx.emit(Progress(done=done, total=expected, unit="bytes", eta_s=eta))
         said, said_at = done, now
 
     def watch() -> None:
@@ -83,7 +84,7 @@ def counted_progress(
 
     def report(now: float) -> None:
         eta = round((now - start) * (total - done) / done, 1) if 0 < done < total else None
-        ctx.emit("progress", done=done, total=total, unit=unit, eta_s=eta)
+        ctx.emit(Progress(done=done, total=total, unit=unit, eta_s=eta))
 
     def advance(n: int = 1) -> None:
         nonlocal done, said_at

@@ -1,4 +1,4 @@
-"""``report.json`` and ``SHA256SUMS``: what ran, with which versions, how long, what it made and how well."""
+"""The run's report and checksums: what ran, with which versions, how long, what it made and how well."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.events import now_iso
+from runner.core.rundir import RunDir
 from runner.core.secrets import write_redacted, write_redacted_json
 from runner.pipeline.artifacts import sha256_file
 from runner.pipeline.context import StageContext
@@ -40,26 +41,26 @@ def library_versions() -> dict[str, str | None]:
     return found
 
 
-def shipped_files(root: Path) -> list[Path]:
-    """The files that SHA256SUMS covers: GGUFs, the adapter and the merged weights."""
-    patterns = ("gguf/*.gguf", "lora/*.safetensors", "merged/*.safetensors")
-    return sorted(p for pattern in patterns for p in root.glob(pattern))
+def shipped_files(run: RunDir) -> list[Path]:
+    """The files the run's checksums cover: GGUFs, the adapter and the merged weights."""
+    found = [*run.gguf.glob("*.gguf"), *run.lora.glob("*.safetensors"), *run.merged.glob("*.safetensors")]
+    return sorted(found)
 
 
 def write_report(
     ctx: StageContext, results: dict[str, Any], timings: dict[str, Any], failure: dict[str, Any] | None
 ) -> Path:
-    """Write ``report.json`` and ``SHA256SUMS`` (both via a temporary name); return the report's path."""
+    """Write the report and the checksums (both whole or not at all); return the report's path."""
     root = ctx.run.root
     artifacts = []
     sums = []
-    for path in shipped_files(root):
+    for path in shipped_files(ctx.run):
         digest = sha256_file(path)
         rel = str(path.relative_to(root))
         artifacts.append({"path": rel, "bytes": path.stat().st_size, "sha256": digest})
         sums.append(f"{digest}  {rel}\n")
     train = results.get("train", {})
-    fidelity, ship = root / "fidelity.json", root / "ship"
+    fidelity, ship = ctx.run.fidelity, ctx.run.ship
     report = {
         "job": ctx.info.get("job"),
         "name": ctx.spec.name,
@@ -76,7 +77,7 @@ def write_report(
         "data": results.get("data"),
         "smoke": json.loads(ctx.run.smoke.read_text()) if ctx.run.smoke.exists() else None,
         "fidelity": json.loads(fidelity.read_text()) if fidelity.exists() else None,
-        "ship": sorted(p.name for p in ship.iterdir()) if (ship / "SHA256SUMS").exists() else None,
+        "ship": sorted(p.name for p in ship.iterdir()) if ctx.run.ship_sums.exists() else None,
         "artifacts": artifacts,
     }
     write_redacted(ctx.run.sha256sums, "".join(sums))

@@ -15,18 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner.core.events import EventWriter
+from runner.core.events import Artifact, Error, EventWriter, JobEnd, StageEnd, StageStart
 from runner.core.failures import DISK_FULL, DISK_HINT, hint, is_disk_full
-from runner.core.rundir import EXIT_BUSY, RunDir, RunDirBusy
+from runner.core.rundir import EXIT_BUSY, LAYOUT, RunDir, RunDirBusy
 from runner.core.secrets import write_redacted_json
 from runner.dataset.read import DataError
-from runner.llamacpp import ConverterMissing
+from runner.llamacpp.converter import ConverterMissing
 from runner.models.resolve import ModelNotFound
-from runner.pipeline import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.disk import SpaceReserve
-from runner.pipeline.quantize import quant_path
 from runner.pipeline.report import write_report
+from runner.pipeline.stages import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.stopping import EXIT_STOPPED, Stopped, StopSignal
 from runner.spec.load import run_spec
 from runner.spec.stages import stage_key
@@ -43,13 +42,13 @@ class Stage:
 
 
 STAGES = (
-    Stage("data", data.run, leaves=("data",)),
-    Stage("train", train.run, leaves=("lora",)),
+    Stage("data", data.run, leaves=(str(LAYOUT.data_dir),)),
+    Stage("train", train.run, leaves=(str(LAYOUT.lora),)),
     Stage("lora", lora.run),
-    Stage("merged", merged.run, leaves=("merged",)),
+    Stage("merged", merged.run, leaves=(str(LAYOUT.merged),)),
     Stage("gguf", gguf.run),
     Stage("quantize", quantize.run),
-    Stage("smoke", smoke.run, leaves=("smoke.json",)),
+    Stage("smoke", smoke.run, leaves=(str(LAYOUT.smoke),)),
     Stage("fidelity", fidelity.run),
     Stage("ship", ship.run),
 )
@@ -103,7 +102,7 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
     code = 0
     rerun = False
     run.stages.mkdir(parents=True, exist_ok=True)
-    reserve = SpaceReserve(run.root / ".reserve")
+    reserve = SpaceReserve(run.reserve)
     for stage in STAGES:
         key = stage_key(spec, stage.name)
         ctx.stage, ctx.stage_key = stage.name, key
@@ -111,48 +110,46 @@ def _run_stages(run: RunDir, stop: StopSignal, echo: TextIO | None) -> int:
         try:  # the events too: a disk that fills while one is written fails the stage, not the pipeline
             marker = None if rerun else _reusable(run, stage, key)
             if marker is not None:
-                ctx.emit("stage_start", reused="finished earlier with the same settings")
-                ctx.emit("stage_end", ok=True, seconds=0.0, reused=True)
+                ctx.emit(StageStart(reused="finished earlier with the same settings"))
+                ctx.emit(StageEnd(ok=True, seconds=0.0, reused=True))
                 results[stage.name], timings[stage.name] = (
                     marker["result"],
                     {"seconds": marker["seconds"], "reused": True},
                 )
                 continue
             rerun = True
-            ctx.emit("stage_start")
+            ctx.emit(StageStart())
             with stop.interruptible():
                 result = stage.run(ctx)
             seconds = round(time.monotonic() - started, 2)
             _write_marker(run, stage, key, seconds, result)
             results[stage.name], timings[stage.name] = result, {"seconds": seconds, "reused": False}
-            ctx.emit("stage_end", ok=True, seconds=seconds)
+            ctx.emit(StageEnd(ok=True, seconds=seconds))
         except BaseException as exc:
             reserve.release()  # room for the last words, should the disk be full
             seconds = round(time.monotonic() - started, 2)
             failure, code = _describe_failure(exc, stage.name, stop)
-            ctx.emit("error", **failure)
-            ctx.emit("stage_end", ok=False, seconds=seconds, stopped=code == EXIT_STOPPED or None)
+            ctx.emit(Error(cause=failure["cause"], hint=failure["hint"]))
+            ctx.emit(StageEnd(ok=False, seconds=seconds, stopped=code == EXIT_STOPPED))
             timings[stage.name] = {"seconds": seconds, "reused": False}
             break
     reserve.release()
     ctx.stage = "report"
     report_path = write_report(ctx, results, timings, failure)
     ctx.emit(
-        "artifact",
-        path=str(report_path.relative_to(run.root)),
-        kind="report",
-        bytes=report_path.stat().st_size,
+        Artifact(path=str(report_path.relative_to(run.root)), kind="report", bytes=report_path.stat().st_size)
     )
     # the file the smoke stage ran, once it passed (runner.core.tested reads it back)
-    tested = str(quant_path(ctx, spec.smoke.gguf).relative_to(run.root)) if "smoke" in results else None
+    tested = str(ctx.gguf_file(spec.smoke.gguf).relative_to(run.root)) if "smoke" in results else None
     ctx.emit(
-        "job_end",
-        ok=failure is None,
-        exit_code=code,
-        stopped=code == EXIT_STOPPED or None,
-        reason=failure["cause"] if failure else None,
-        tested_gguf=tested,
-        tested_quant=spec.smoke.gguf if tested else None,
+        JobEnd(
+            ok=failure is None,
+            exit_code=code,
+            stopped=code == EXIT_STOPPED,
+            reason=failure["cause"] if failure else None,
+            tested_gguf=tested,
+            tested_quant=spec.smoke.gguf if tested else None,
+        )
     )
     return code
 

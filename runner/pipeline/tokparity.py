@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.core.rundir import RunDir
 from runner.pipeline.context import StageFailed
 from runner.pipeline.isolate import ChildCrashed, call_in_child
 
@@ -163,15 +164,13 @@ def check_parity(
     }
 
 
-def job_texts(
-    data_dir: Path, model_dir: Path, prompts: list[str], trust_remote_code: bool = False
-) -> list[str]:
+def job_texts(run: RunDir, model_dir: Path, prompts: list[str], trust_remote_code: bool = False) -> list[str]:
     """The text to compare: the first held-out rows (else training rows) as trained, and the smoke prompts."""
     from datasets import load_from_disk
     from transformers import AutoTokenizer
 
     tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
-    split = data_dir / "eval" if (data_dir / "eval").exists() else data_dir / "train"
+    split = run.data_eval if run.data_eval.exists() else run.data_train
     rows = load_from_disk(str(split))
     texts = [as_text(tokenizer, r["input_ids"]) for r in rows.select(range(min(MAX_TEXTS, len(rows))))]
     return texts + prompts

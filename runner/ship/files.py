@@ -1,4 +1,4 @@
-"""Files of a ship folder: hard-links (copies across file systems) and ``SHA256SUMS``.
+"""Files of a ship folder: hard-links (copies across file systems) and its checksums (:data:`SUMS`).
 
 A file is linked or copied under a temporary name beside its final one and renamed once complete, so a
 full disk never leaves a truncated file under the final name."""
@@ -9,29 +9,22 @@ import os
 import shutil
 from pathlib import Path
 
+from runner.core.atomic import replaced, write_atomic
 from runner.core.checksum import sha256_file
-
-SUMS = "SHA256SUMS"
+from runner.core.rundir import SUMS
 
 
 def link_or_copy(src: Path, dst: Path) -> str:
     """Hard-link ``src`` to ``dst`` (replacing it: its space is freed first), or copy where a link is
     impossible; says which. On an error (a full disk) neither ``dst`` nor a partial file is left."""
-    partial = dst.with_name(f".{dst.name}.partial")
     dst.unlink(missing_ok=True)
-    partial.unlink(missing_ok=True)
-    try:
-        os.link(src, partial)
-        how = "linked"
-    except OSError:
-        how = "copied"
+    with replaced(dst) as partial:
         try:
+            os.link(src, partial)
+            return "linked"
+        except OSError:
             shutil.copy2(src, partial)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-    os.replace(partial, dst)
-    return how
+            return "copied"
 
 
 def write_sums(folder: Path) -> None:
@@ -39,7 +32,7 @@ def write_sums(folder: Path) -> None:
     lines = [
         f"{sha256_file(p)}  {p.name}\n" for p in sorted(folder.iterdir()) if p.is_file() and p.name != SUMS
     ]
-    (folder / SUMS).write_text("".join(lines))
+    write_atomic(folder / SUMS, "".join(lines))
 
 
 def verify_sums(folder: Path) -> list[str]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from runner.core.atomic import replaced
+
 
 def write_loss_png(train: dict[str, Any], path: Path) -> bool:
     """Plot the train stage's ``loss_curve`` and ``eval_curve`` to ``path``; ``False`` (nothing written)
@@ -28,9 +30,8 @@ def write_loss_png(train: dict[str, Any], path: Path) -> bool:
         axes.grid(alpha=0.3)
         axes.legend()
         figure.tight_layout()
-        tmp = path.with_name(path.name + ".tmp")
-        figure.savefig(tmp, format="png")
-        tmp.replace(path)
+        with replaced(path) as tmp:
+            figure.savefig(tmp, format="png")
     finally:
         plt.close(figure)
     return True

@@ -10,7 +10,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.core.atomic import aside
 from runner.core.failures import is_disk_full
+from runner.core.rundir import RunDir
 from runner.ship.files import SUMS, link_or_copy, verify_sums
 
 _REMOTE = re.compile(r"(?:(?P<user>[^@/:\[\]]*)@)?(?P<host>\[[^\]]*\]|[^@/:\[\]]*):(?P<path>.*)", re.DOTALL)
@@ -28,14 +30,13 @@ class NoRoom(ShipError):
 
 
 def ship_folder(run_dir: Path) -> Path:
-    """``run_dir/ship``, once the ship stage finished it (its ``SHA256SUMS`` is written last)."""
-    folder = run_dir / "ship"
-    if not (folder / SUMS).exists():
+    """``run_dir/ship``, once the ship stage finished it (its checksums are written last)."""
+    run = RunDir(run_dir)
+    if not run.ship_sums.exists():
         raise ShipError(
-            f"{run_dir} has no finished ship/ folder: the job did not get that far "
-            f"(see {run_dir / 'report.json'})"
+            f"{run_dir} has no finished {run.ship.name}/ folder: the job did not get that far (see {run.report})"
         )
-    return folder
+    return run.ship
 
 
 def files_of(folder: Path) -> list[Path]:
@@ -103,7 +104,7 @@ def check_local_dest(dest: Path, folder: Path) -> Path:
         raise ShipError(f"{target} is the ship folder itself")
     if target.exists() and not target.is_dir():
         raise ShipError(f"{target} exists and is not a directory")
-    ours = {name for p in files_of(folder) for name in (p.name, f".{p.name}.partial")}
+    ours = {path.name for p in files_of(folder) for path in (p, aside(p))}
     if (
         target.is_dir()
         and not (target / SUMS).is_file()

@@ -9,10 +9,10 @@ corrupt one too, so the copy is checked (``PRAGMA integrity_check``) before it g
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 from pathlib import Path
 
+from runner.core.atomic import replaced
 from runner.store.connect import connect_read_only
 from runner.store.errors import StoreError
 
@@ -28,21 +28,17 @@ def backup(source: Path, dest: Path, *, timeout: float = 5.0) -> int:
         raise FileNotFoundError(source)
     if dest.exists():
         raise FileExistsError(dest)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    tmp.unlink(missing_ok=True)
     try:
         with (
+            replaced(dest) as tmp,
             contextlib.closing(connect_read_only(source, timeout)) as src,  # never changes the queue
             contextlib.closing(sqlite3.connect(tmp)) as out,
         ):
             src.backup(out)
             _check_intact(out, source, dest)
             jobs: int = out.execute("SELECT count(*) FROM jobs").fetchone()[0]
-        os.replace(tmp, dest)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot back up the queue database {source} to {dest}: {exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return jobs
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from runner.core.events import Event, EventTail
-from runner.store import Progress
+from runner.core.events import Error, Event, EventTail, JobEnd, Progress, StageStart
+from runner.store import Progress as JobProgress
 
 
 @dataclass
@@ -15,8 +15,8 @@ class Follower:
     """Folds the events a pipeline appends (from this attempt's offset on) into a summary."""
 
     tail: EventTail
-    progress: Progress = field(default_factory=Progress)
-    end: Event | None = None
+    progress: JobProgress = field(default_factory=JobProgress)
+    end: JobEnd | None = None
     last_error: str | None = None
 
     @classmethod
@@ -30,30 +30,28 @@ class Follower:
             self._fold(event)
 
     def _fold(self, event: Event) -> None:
-        kind = event.get("type")
-        if kind == "stage_start":  # the step count and ETA were the previous stage's
-            self.progress = Progress(stage=event.get("stage"), loss=self.progress.loss)
-        elif kind == "progress" and "step" not in event:  # an export stage's bytes: its ETA
-            self.progress = replace(self.progress, eta_s=_number(event.get("eta_s"), float, None))
-        elif kind == "progress":
-            p = self.progress
-            self.progress = Progress(
-                stage=event.get("stage") or p.stage,
-                step=_number(event.get("step"), int, p.step),
-                max_steps=_number(event.get("max_steps"), int, p.max_steps),
-                loss=_number(event.get("loss"), float, p.loss),
-                eta_s=_number(event.get("eta_s"), float, p.eta_s),
-            )
-        elif kind == "error":
-            self.last_error = str(event.get("cause") or "error")
-        elif kind == "job_end":
-            self.end = event
+        match event:
+            case StageStart():  # the step count and ETA were the previous stage's
+                self.progress = JobProgress(stage=event.stage, loss=self.progress.loss)
+            case Progress(training=False):  # an export stage's bytes: its ETA
+                self.progress = replace(self.progress, eta_s=event.eta_s)
+            case Progress():
+                p = self.progress
+                self.progress = JobProgress(
+                    stage=event.stage or p.stage,
+                    step=_or(event.step, p.step),
+                    max_steps=_or(event.max_steps, p.max_steps),
+                    loss=_or(event.loss, p.loss),
+                    eta_s=_or(event.eta_s, p.eta_s),
+                )
+            case Error():
+                self.last_error = event.cause or "error"
+            case JobEnd():
+                self.end = event
 
 
-_N = TypeVar("_N", int, float)
+_T = TypeVar("_T")
 
 
-def _number(value: object, kind: type[_N], previous: _N | None) -> _N | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return kind(value)
-    return previous
+def _or(value: _T | None, previous: _T | None) -> _T | None:
+    return previous if value is None else value

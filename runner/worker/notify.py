@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runner.core.events import EventTail
+from runner.core.events import JobEnd as EndEvent
 from runner.core.jobstate import JobState
 from runner.core.paths import state_dir
 from runner.core.present import duration
@@ -65,7 +66,7 @@ class JobEnd:
         ends = [
             e
             for e in EventTail(run_dir.events, max(job.events_offset, 0)).read_new()
-            if e.get("type") == "job_end"
+            if isinstance(e, EndEvent)
         ]
         tested = tested_gguf(ends[-1]) if ends else None
         duration = job.finished_at - job.started_at if job.finished_at and job.started_at else None

@@ -26,11 +26,11 @@ Verdict = tuple[JobState, str | None]
 def reported(follower: Follower) -> Verdict | None:
     """What the attempt's ``job_end`` event says, if it came and was not a stop (the stopper decides)."""
     end = follower.end
-    if end is None or end.get("stopped"):
+    if end is None or end.stopped:
         return None
-    if end.get("ok"):
+    if end.ok:
         return JobState.SUCCEEDED, None
-    return JobState.FAILED, str(end.get("reason") or follower.last_error or "the pipeline reported a failure")
+    return JobState.FAILED, end.reason or follower.last_error or "the pipeline reported a failure"
 
 
 def exit_verdict(outcome: Outcome, follower: Follower) -> Verdict:
@@ -43,7 +43,7 @@ def exit_verdict(outcome: Outcome, follower: Follower) -> Verdict:
         return JobState.INTERRUPTED, "its run directory is in use by another pipeline (see log.txt)"
     if (verdict := reported(follower)) is not None:
         return verdict
-    if follower.end is not None and follower.end.get("stopped"):
+    if follower.end is not None and follower.end.stopped:
         return JobState.INTERRUPTED, "the pipeline was stopped by a signal from outside tuneq"
     if outcome.exit_code == 0:
         return JobState.FAILED, "the pipeline exited without a job_end event (see log.txt)"

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from runner.core.events import EventWriter
+from runner.core.events import EventWriter, JobEnd, Log, StageStart
 from runner.core.secrets import load_secret_files
 
 load_secret_files()  # as python -m runner.pipeline does
@@ -23,21 +23,21 @@ events = EventWriter(run_dir / "events.jsonl", job=plan.get("job", "fake"))
 
 
 def _terminated(signum: int, frame: object) -> None:
-    events.emit("job_end", ok=False, reason="terminated")
+    events.emit(JobEnd(ok=False, reason="terminated"))
     sys.exit(143)
 
 
 signal.signal(signal.SIGTERM, _terminated)
-events.emit("stage_start", "train")
+events.emit(StageStart(stage="train"))
 for line in plan.get("print", []):
     text = line.format(**os.environ)
     print(text, flush=True)
-    events.emit("log", "train", message=text)
+    events.emit(Log(stage="train", message=text))
 time.sleep(plan.get("sleep", 0))
 print("done sleeping", flush=True)
 for line in plan.get("stderr", []):
     print(line, file=sys.stderr, flush=True)
 code = plan.get("exit", 0)
 if not plan.get("crash"):
-    events.emit("job_end", ok=code == 0, reason=plan.get("reason"))
+    events.emit(JobEnd(ok=code == 0, reason=plan.get("reason")))
 sys.exit(code)

@@ -22,7 +22,7 @@ from runner.backends.container import DockerSettings
 from runner.backends.docker import DockerBackend
 from runner.backends.errors import BackendError
 from runner.commands.staging import prepare_run_dir
-from runner.core.events import read_events
+from runner.core.events import JobEnd, Progress, read_events
 from runner.core.rundir import RunDir
 from runner.spec.load import load_spec
 from runner.spec.model import JobSpec
@@ -102,19 +102,19 @@ def stopped_in_training(backend: DockerBackend, run: RunDir, spec: JobSpec) -> b
     """Run the demo again, stop its container once training has begun; did it end as a stop should?"""
     handle = backend.start(Launch("image-check-stop", run.root, spec))
     deadline = time.monotonic() + TIMEOUT_S
-    while not any(e["type"] == "progress" and e.get("stage") == "train" for e in read_events(run.events)):
+    while not any(isinstance(e, Progress) and e.stage == "train" for e in read_events(run.events)):
         if (ended := backend.poll(handle)) is not None or time.monotonic() > deadline:
             print(f"the job to stop never reached training ({ended})", file=sys.stderr)
             return False
         time.sleep(0.5)
     backend.stop(handle, grace_s=60)
     outcome = backend.poll(handle)
-    end = next((e for e in reversed(read_events(run.events)) if e["type"] == "job_end"), {})
+    end = next((e for e in reversed(read_events(run.events)) if isinstance(e, JobEnd)), None)
     print(
         f"stopped during training: exit code {outcome and outcome.exit_code}, "
-        f"job_end stopped={end.get('stopped')}, reason {end.get('reason')!r}"
+        f"job_end stopped={end and end.stopped}, reason {end and end.reason!r}"
     )
-    return outcome is not None and outcome.exit_code == 143 and end.get("stopped") is True
+    return outcome is not None and outcome.exit_code == 143 and end is not None and end.stopped
 
 
 if __name__ == "__main__":

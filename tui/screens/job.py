@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from runner.core.events import Event, EventTail, terminal_safe
+from runner.core.events import Event, EventTail, JobEnd, StageEnd, terminal_safe
 from runner.core.jobstate import JobState
 from runner.core.present import one_line, state_label
 from runner.core.rundir import RunDir
@@ -39,12 +39,12 @@ from tui.widgets.smoke_panel import SmokePanel
 from tui.widgets.stage_timeline import StageTimeline
 
 TABS = ("overview", "log", "smoke", "ship", "chat")
-_FILE_STAGES = {("stage_end", "smoke"), ("stage_end", "ship")}
+_FILE_STAGES = {"smoke", "ship"}
 
 
 def rewrites_files(events: list[Event]) -> bool:
     """Whether new events say that report.json, smoke.json or ship/Modelfile may have been (re)written."""
-    return any(e.get("type") == "job_end" or (e.get("type"), e.get("stage")) in _FILE_STAGES for e in events)
+    return any(isinstance(e, JobEnd) or (isinstance(e, StageEnd) and e.stage in _FILE_STAGES) for e in events)
 
 
 class JobScreen(Screen[None]):

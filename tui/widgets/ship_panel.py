@@ -12,7 +12,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from runner.core.disksize import size_text
-from runner.core.events import Event
+from runner.core.events import Artifact
 from runner.core.tested import TestedGguf
 from runner.ship.reach import SshHost
 from tui.ship import ShipCommand, ship_commands
@@ -35,7 +35,7 @@ class ShipPanel(VerticalScroll):
     def show(
         self,
         root: Path,
-        items: list[Event],
+        items: list[Artifact],
         tested: TestedGguf | None,
         host: SshHost,
         modelfile: str | None,
@@ -51,11 +51,10 @@ class ShipPanel(VerticalScroll):
         self.query_one("#ship-tested", Static).update(head)
         files = Text()
         for item in items:
-            n_bytes = item.get("bytes")
-            files.append(f"{item['path']}", style="bold")
-            files.append(f"  {size_text(n_bytes) if isinstance(n_bytes, int) else '-'}\n")
-            if item.get("sha256"):
-                files.append(f"  sha256 {item['sha256']}\n", style="dim")
+            size = "-" if item.bytes is None else size_text(item.bytes)
+            files.append(item.path, style="bold").append(f"  {size}\n")
+            if item.sha256:
+                files.append(f"  sha256 {item.sha256}\n", style="dim")
         self.query_one("#artifact-list", Static).update(files or Text("no artifacts yet", style="dim"))
         commands = (
             ship_commands(root / tested.path, tested.artifact_name, host, modelfile, system) if tested else []

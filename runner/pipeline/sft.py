@@ -1,17 +1,26 @@
 """What tuneq trains with: Unsloth's model and adapter, TRL's ``SFTTrainer``, micro-batches sized to the GPU.
 
-Shared by the train stage and the GPU benchmark (bench/bench_gpu.py, variant c), so the benchmark measures
+Shared by the train and merged stages and the GPU benchmark (bench/bench_gpu.py, variant c), so the benchmark measures
 exactly what a job runs.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from runner.models.resolve import resolve_base
 from runner.pipeline.batchplan import BatchPlan, plan_batch
+from runner.pipeline.context import StageContext
 from runner.spec.model import JobSpec
+
+
+def setup_unsloth_env(ctx: StageContext) -> None:
+    """Environment Unsloth reads at import: no stats ping, compile cache inside the run directory."""
+    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
+    os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(ctx.run.unsloth_cache))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def load_base(spec: JobSpec) -> tuple[Any, Any]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.llamacpp import converter_script
+from runner.core.atomic import aside
+from runner.llamacpp.converter import converter_script
 from runner.pipeline.artifacts import record_artifact, run_converter
 from runner.pipeline.context import StageContext
 from runner.pipeline.disk import ensure_room, expected_bytes
@@ -16,21 +17,16 @@ from runner.pipeline.progress import written_bytes_progress
 from runner.pipeline.tokparity import check_parity, job_texts
 
 
-def f16_path(ctx: StageContext) -> Any:
-    """Where the f16 GGUF goes."""
-    return ctx.run.gguf / f"{ctx.spec.artifact_name}-f16.gguf"
-
-
 def run(ctx: StageContext) -> dict[str, Any]:
     """Convert ``merged/`` to an f16 GGUF (the chat template and EOS come from the tokenizer files)."""
     ensure_room(ctx, "gguf")
     ctx.run.gguf.mkdir(exist_ok=True)
-    out = f16_path(ctx)
-    writing = [out, out.with_name(out.name + ".tmp")]
+    out = ctx.gguf_file("f16")
+    writing = [out, aside(out)]
     with written_bytes_progress(ctx, lambda: writing, expected_bytes(ctx, "gguf")):
         run_converter(ctx, converter_script(), [str(ctx.run.merged), "--outtype", "f16"], out)
     remote = ctx.spec.model.trust_remote_code
-    texts = job_texts(ctx.run.data_dir, ctx.run.merged, [p.prompt for p in ctx.spec.smoke.prompts], remote)
+    texts = job_texts(ctx.run, ctx.run.merged, [p.prompt for p in ctx.spec.smoke.prompts], remote)
     try:
         parity = check_parity(out, ctx.run.merged, texts, remote)
     except Exception:

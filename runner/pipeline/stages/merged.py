@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from runner.core.atomic import replaced
 from runner.models.resolve import local_model_dir
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.disk import ensure_room, expected_bytes
 from runner.pipeline.progress import written_bytes_progress
-from runner.pipeline.train import setup_unsloth_env
+from runner.pipeline.sft import setup_unsloth_env
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -29,24 +29,17 @@ def run(ctx: StageContext) -> dict[str, Any]:
             load_in_4bit=ctx.spec.model.load_in_4bit,
             trust_remote_code=ctx.spec.model.trust_remote_code,
         )
-    tmp = ctx.run.root / "merged.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with replaced(ctx.run.merged) as tmp:  # a partial merge is removed: it would only hold on to the space
         with written_bytes_progress(ctx, lambda: [tmp], expected_bytes(ctx, "merged")):
             model.save_pretrained_merged(str(tmp), tokenizer, save_method="merged_16bit")
         _restore_tokenizer_files(ctx, tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # a partial merge would only hold on to the space
-        raise
-    weights = list(tmp.glob("*.safetensors"))
-    total = sum(p.stat().st_size for p in weights)
-    if not weights or total == 0 or not (tmp / "config.json").exists():
-        raise StageFailed(
-            "the merge wrote no weights (merged/ has no safetensors or config.json)",
-            "check free disk space and memory; see log.txt for the merge output",
-        )
-    shutil.rmtree(ctx.run.merged, ignore_errors=True)
-    os.replace(tmp, ctx.run.merged)
+        weights = list(tmp.glob("*.safetensors"))
+        total = sum(p.stat().st_size for p in weights)
+        if not weights or total == 0 or not (tmp / "config.json").exists():
+            raise StageFailed(
+                "the merge wrote no weights (merged/ has no safetensors or config.json)",
+                "check free disk space and memory; see log.txt for the merge output",
+            )
     ctx.handoff.model = None  # free memory before conversion
     return {"bytes": total, "files": sorted(p.name for p in ctx.run.merged.iterdir())}
 

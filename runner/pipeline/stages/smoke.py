@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from runner.core.events import Metric
 from runner.core.secrets import write_redacted_json
 from runner.dataset.templates import without_default_system
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.isolate import call_in_child
 from runner.pipeline.progress import counted_progress
-from runner.pipeline.quantize import quant_path
 from runner.ship.modelfile import GgufChat, writes_system
 from runner.spec.model import SmokePrompt
 
@@ -116,7 +116,7 @@ def answer_with_gguf(
 
 def run(ctx: StageContext) -> dict[str, Any]:
     """Answer each ``[[smoke.prompts]]`` and write ``smoke.json``; raise when a check fails."""
-    path = quant_path(ctx, ctx.spec.smoke.gguf)
+    path = ctx.gguf_file(ctx.spec.smoke.gguf)
     n_ctx = ctx.spec.smoke_context
     system = ctx.spec.template.system
     prompts = list(ctx.spec.smoke.prompts)
@@ -138,11 +138,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
     write_redacted_json(ctx.run.smoke, report)
     for r in results:
         ctx.emit(
-            "metric",
-            prompt=r["prompt"][:80],
-            ok=r["ok"],
-            completion_tokens=r["completion_tokens"],
-            tokens_per_s=r["tokens_per_s"],
+            Metric(
+                values={
+                    "prompt": r["prompt"][:80],
+                    "ok": r["ok"],
+                    "completion_tokens": r["completion_tokens"],
+                    "tokens_per_s": r["tokens_per_s"],
+                }
+            )
         )
     if not template:
         raise StageFailed(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.llamacpp import converter_script
+from runner.core.atomic import aside
+from runner.llamacpp.converter import converter_script
 from runner.models.resolve import local_model_dir
 from runner.pipeline.artifacts import record_artifact, run_converter
 from runner.pipeline.context import StageContext, StageFailed
@@ -22,11 +23,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "set export.lora_gguf = false, or load the model once with network access",
         )
     ctx.run.gguf.mkdir(exist_ok=True)
-    out = ctx.run.gguf / f"{ctx.spec.artifact_name}-lora-f16.gguf"
+    out = ctx.run.lora_gguf(ctx.spec.artifact_name)
     adapter = sum(
         p.stat().st_size for p in ctx.run.lora.glob("*.safetensors")
     )  # the GGUF's size, near enough
-    with written_bytes_progress(ctx, lambda: [out, out.with_name(out.name + ".tmp")], adapter or None):
+    with written_bytes_progress(ctx, lambda: [out, aside(out)], adapter or None):
         run_converter(
             ctx,
             converter_script("convert_lora_to_gguf.py"),

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runner.core.events import Metric
 from runner.core.secrets import write_redacted, write_redacted_json
 from runner.dataset.templates import chat_template_for
 from runner.models.resolve import load_tokenizer, local_model_dir
@@ -33,7 +34,6 @@ from runner.pipeline.perplexity import (
     perplexity_on_cpu,
 )
 from runner.pipeline.progress import counted_progress
-from runner.pipeline.quantize import quant_path
 from runner.ship.evalmd import render_eval
 from runner.spec.model import ExportSpec
 
@@ -55,11 +55,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if error := fid["perplexity"].get("error"):
         problems.insert(0, f"perplexity not measured: {error}")
     fid.update(problems=problems, on_fidelity=export.on_fidelity, ok=not problems)
-    write_redacted_json(ctx.run.root / "fidelity.json", fid)
-    write_redacted(ctx.run.root / "eval.md", render_eval(ctx.spec.name, fid))
-    artifacts = [
-        record_artifact(ctx, ctx.run.root / name, "fidelity") for name in ("fidelity.json", "eval.md")
-    ]
+    write_redacted_json(ctx.run.fidelity, fid)
+    write_redacted(ctx.run.eval_md, render_eval(ctx.spec.name, fid))
+    artifacts = [record_artifact(ctx, path, "fidelity") for path in (ctx.run.fidelity, ctx.run.eval_md)]
     if fid["eval_loss"]["note"]:
         ctx.log(fid["eval_loss"]["note"])
     if problems and export.on_fidelity == "fail":
@@ -130,7 +128,7 @@ def _perplexities(ctx: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
     from transformers import AutoTokenizer
 
     export = ctx.spec.export
-    eval_dir = ctx.run.data_dir / "eval"
+    eval_dir = ctx.run.data_eval
     sets = general_text_rows(
         AutoTokenizer.from_pretrained(str(ctx.run.merged), trust_remote_code=ctx.spec.model.trust_remote_code)
     )
@@ -142,7 +140,7 @@ def _perplexities(ctx: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
         measured = {}
         with counted_progress(ctx, len(quants), "files scored") as advance:  # minutes each on a big model
             for quant in quants:
-                measured[quant] = _score(ctx, quant_path(ctx, quant), sets, quant)
+                measured[quant] = _score(ctx, ctx.gguf_file(quant), sets, quant)
                 advance(1)
     except ChildCrashed as exc:
         if export.on_fidelity == "fail":
@@ -155,7 +153,7 @@ def _perplexities(ctx: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
         "files": [
             {
                 "quant": q,
-                "file": str(quant_path(ctx, q).relative_to(ctx.run.root)),
+                "file": str(ctx.gguf_file(q).relative_to(ctx.run.root)),
                 **{lang: m[lang].ppl for lang in languages},
                 **{f"{lang}_increase": m[lang].ppl / measured["f16"][lang].ppl - 1 for lang in languages},
             }
@@ -168,11 +166,11 @@ def _perplexities(ctx: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
             "skipped": "no eval split (set data.eval_split): perplexity not measured",
             "files": [],
         }, general
-    limit, why = ppl_limit(export, quant_path(ctx, "f16").stat().st_size // 2)  # f16: two bytes a weight
+    limit, why = ppl_limit(export, ctx.gguf_file("f16").stat().st_size // 2)  # f16: two bytes a weight
     files: list[dict[str, Any]] = [
         {
             "quant": q,
-            "file": str(quant_path(ctx, q).relative_to(ctx.run.root)),
+            "file": str(ctx.gguf_file(q).relative_to(ctx.run.root)),
             "ppl": m["eval"].ppl,
             "tokens": m["eval"].tokens,
             "increase": m["eval"].ppl / measured["f16"]["eval"].ppl - 1,
@@ -182,11 +180,14 @@ def _perplexities(ctx: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
     for f, g in zip(files, general["files"], strict=True):
         general_metrics = {f"ppl_{lang}": round(g[lang], 4) for lang in languages}
         ctx.emit(
-            "metric",
-            quant=f["quant"],
-            ppl=round(f["ppl"], 4),
-            ppl_increase=round(f["increase"], 4),
-            **general_metrics,
+            Metric(
+                values={
+                    "quant": f["quant"],
+                    "ppl": round(f["ppl"], 4),
+                    "ppl_increase": round(f["increase"], 4),
+                    **general_metrics,
+                }
+            )
         )
     table = {
         "rows": len(sets["eval"]),

@@ -6,13 +6,13 @@ after truncation are counted, dropped, and an error names the setting to change 
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
+from runner.core.atomic import replaced
+from runner.core.events import Metric
 from runner.core.secrets import write_redacted, write_redacted_json
 from runner.dataset.build import load_examples
 from runner.dataset.formats import Example
@@ -38,29 +38,30 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "no training example has a token to learn from after truncation (all labels would be -100)",
             f"raise model.max_seq_length (now {spec.model.max_seq_length}) or shorten the prompts",
         )
-    tmp = ctx.run.root / "data.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    _save(train, tmp / "train")
-    if evals:
-        _save(evals, tmp / "eval")
-    stats = {
-        "format": examples.format,
-        "eval_rows_from": examples.eval_from,
-        "train": train_stats,
-        "eval": eval_stats,
-    }
-    write_redacted_json(tmp / "stats.json", stats)
-    write_redacted(tmp / "sample.txt", render_sample(train[0], tokenizer))
-    shutil.rmtree(ctx.run.data_dir, ignore_errors=True)
-    os.replace(tmp, ctx.run.data_dir)
+    run = ctx.run
+    with replaced(run.data_dir) as tmp:  # the names inside are the run directory's own
+        tmp.mkdir()
+        _save(train, tmp / run.data_train.name)
+        if evals:
+            _save(evals, tmp / run.data_eval.name)
+        stats = {
+            "format": examples.format,
+            "eval_rows_from": examples.eval_from,
+            "train": train_stats,
+            "eval": eval_stats,
+        }
+        write_redacted_json(tmp / run.data_stats.name, stats)
+        write_redacted(tmp / run.data_sample.name, render_sample(train[0], tokenizer))
     ctx.emit(
-        "metric",
-        train_rows=len(train),
-        eval_rows=len(evals),
-        train_tokens=train_stats["tokens"],
-        truncated=train_stats["truncated"],
-        dropped=train_stats["dropped_no_target"],
+        Metric(
+            values={
+                "train_rows": len(train),
+                "eval_rows": len(evals),
+                "train_tokens": train_stats["tokens"],
+                "truncated": train_stats["truncated"],
+                "dropped": train_stats["dropped_no_target"],
+            }
+        )
     )
     return stats
 

@@ -9,23 +9,16 @@ saves a checkpoint, then stops.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from typing import Any
 
+from runner.core.atomic import replaced
+from runner.core.events import Metric, Progress
 from runner.dataset.templates import chat_template_for
 from runner.models.vram import GIB
 from runner.pipeline.checkpoints import newest_intact, no_partial_checkpoint, step_of
 from runner.pipeline.context import StageContext
-from runner.pipeline.trainer import add_adapter, build_trainer, load_base
-
-
-def setup_unsloth_env(ctx: StageContext) -> None:
-    """Environment Unsloth reads at import: no stats ping, compile cache inside the run directory."""
-    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
-    os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(ctx.run.root / ".unsloth_cache"))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from runner.pipeline.sft import add_adapter, build_trainer, load_base, setup_unsloth_env
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -35,8 +28,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     model, tokenizer = load_base(spec)
     from datasets import load_from_disk
 
-    train_ds = load_from_disk(str(ctx.run.data_dir / "train"))
-    eval_path = ctx.run.data_dir / "eval"
+    train_ds = load_from_disk(str(ctx.run.data_train))
+    eval_path = ctx.run.data_eval
     eval_ds = load_from_disk(str(eval_path)) if eval_path.exists() else None
     lengths = [min(len(ids), spec.model.max_seq_length) for ids in train_ds["input_ids"]]
     model, plan = add_adapter(spec, model, lengths)
@@ -66,12 +59,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ctx.stop.raise_if_requested()
     eval_after = _evaluate(trainer) if eval_ds is not None else None
     tokenizer.chat_template = chat_template_for(spec.template, tokenizer)
-    tmp = ctx.run.root / "lora.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    shutil.rmtree(ctx.run.lora, ignore_errors=True)
-    os.replace(tmp, ctx.run.lora)
+    with replaced(ctx.run.lora) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
     ctx.handoff.model, ctx.handoff.tokenizer = model, tokenizer
     logged = trainer.state.log_history
     history = [e["loss"] for e in logged if "loss" in e]
@@ -126,7 +116,7 @@ def _progress_callback(ctx: StageContext) -> Any:
         ) -> None:
             logs = logs or {}
             if "eval_loss" in logs:
-                ctx.emit("metric", step=state.global_step, eval_loss=logs["eval_loss"])
+                ctx.emit(Metric(step=state.global_step, eval_loss=logs["eval_loss"]))
                 return
             if "loss" not in logs:
                 return
@@ -138,16 +128,17 @@ def _progress_callback(ctx: StageContext) -> Any:
             rate = done / elapsed if elapsed > 0 and done > 0 else None
             tokens = state.num_input_tokens_seen - self.first_tokens
             ctx.emit(
-                "progress",
-                step=state.global_step,
-                max_steps=state.max_steps,
-                epoch=round(state.epoch or 0, 4),
-                loss=logs["loss"],
-                lr=logs.get("learning_rate"),
-                grad_norm=logs.get("grad_norm"),
-                tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 and tokens else None,
-                eta_s=round((state.max_steps - state.global_step) / rate, 1) if rate else None,
-                mem_gib=_memory_gib(),
+                Progress(
+                    step=state.global_step,
+                    max_steps=state.max_steps,
+                    epoch=round(state.epoch or 0, 4),
+                    loss=logs["loss"],
+                    lr=logs.get("learning_rate"),
+                    grad_norm=logs.get("grad_norm"),
+                    tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 and tokens else None,
+                    eta_s=round((state.max_steps - state.global_step) / rate, 1) if rate else None,
+                    mem_gib=_memory_gib(),
+                )
             )
 
     return ProgressEvents()

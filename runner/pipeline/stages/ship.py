@@ -17,9 +17,8 @@ from runner.core.secrets import write_redacted
 from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
 from runner.pipeline.progress import counted_progress
-from runner.pipeline.quantize import quant_path
 from runner.ship.card import commands, model_card, prompt_section
-from runner.ship.files import SUMS, link_or_copy, write_sums
+from runner.ship.files import link_or_copy, write_sums
 from runner.ship.modelfile import NoOllamaTemplate, TemplateError, modelfile, read_gguf_chat
 from runner.ship.plot import write_loss_png
 
@@ -27,17 +26,17 @@ from runner.ship.plot import write_loss_png
 def run(ctx: StageContext) -> dict[str, Any]:
     """Build ``ship/`` from the run's files; return its files as artifacts."""
     spec, root = ctx.spec, ctx.run.root
-    ship = root / "ship"
+    ship = ctx.run.ship
     shutil.rmtree(ship, ignore_errors=True)
     ship.mkdir()
-    sources = [quant_path(ctx, q) for q in spec.export.gguf]
+    sources = [ctx.gguf_file(q) for q in spec.export.gguf]
     lora = ctx.results.get("lora", {}).get("artifact")
     sources += [root / lora["path"]] if lora else []
     with counted_progress(ctx, len(sources), "files") as advance:  # a copy of GBs where links cannot be
         for src in sources:
             link_or_copy(src, ship / src.name)
             advance(1)
-    tested = quant_path(ctx, spec.smoke.gguf).name
+    tested = ctx.gguf_file(spec.smoke.gguf).name
     try:
         chat = read_gguf_chat(ship / tested, spec.template.system)
     except TemplateError as exc:
@@ -48,13 +47,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
     num_ctx = chat.num_ctx(spec.model.max_seq_length)
     no_modelfile = None
     try:
-        write_redacted(ship / "Modelfile", modelfile(tested, chat, num_ctx))
+        write_redacted(ctx.run.ship_modelfile, modelfile(tested, chat, num_ctx))
     except NoOllamaTemplate as exc:
         no_modelfile = str(exc)
         ctx.log(f"no Ollama Modelfile: {no_modelfile} (the model card says so)")
     command_text = commands(spec, tested, lora and sources[-1].name, with_modelfile=no_modelfile is None)
-    write_redacted(ship / "commands.txt", command_text)
-    fidelity, smoke = root / "fidelity.json", ctx.run.smoke
+    write_redacted(ctx.run.ship_commands, command_text)
+    fidelity, smoke = ctx.run.fidelity, ctx.run.smoke
     train = ctx.results.get("train", {})
     card = model_card(
         spec,
@@ -66,8 +65,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
         prompt_section(
             spec, chat, num_ctx, no_modelfile, json.loads(smoke.read_text()) if smoke.exists() else None
         ),
-        loss_png=write_loss_png(train, ship / "loss.png"),
+        loss_png=write_loss_png(train, ctx.run.ship_loss_plot),
     )
-    write_redacted(ship / "README.md", card)
+    write_redacted(ctx.run.ship_card, card)
     write_sums(ship)
-    return {"artifacts": [record_artifact(ctx, p, "ship") for p in sorted(ship.iterdir()) if p.name != SUMS]}
+    shipped = [p for p in sorted(ship.iterdir()) if p != ctx.run.ship_sums]
+    return {"artifacts": [record_artifact(ctx, p, "ship") for p in shipped]}
