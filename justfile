@@ -22,9 +22,9 @@ demo: setup
 test: setup
     {{bin}}/pytest -m "not gpu" -q
 
-# the fast tests only (no training, no containers)
+# the fast tests only (no training, no containers, no Ray clusters)
 test-fast: setup
-    {{bin}}/pytest -m "not slow and not gpu and not container" -q
+    {{bin}}/pytest -m "not slow and not gpu and not container and not cluster" -q
 
 # ruff, mypy and the import contracts (pyproject's [tool.importlinter])
 lint: setup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shlex
 import shutil
@@ -10,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -141,3 +142,24 @@ def client(engine: str) -> docker.DockerClient:
         if built.returncode != 0:
             no_engine(f"cannot build the test image: {built.stderr.strip()[-300:]}")
     return client
+
+
+def run_job_file(job_file: Path, base: Path) -> tuple[Path, dict[str, Any]]:
+    """``tuneq run`` of ``job_file`` in a fresh state directory under ``base`` (offline, this checkout's
+    runner); the run directory ``base/run`` and its report. Fails the test with the output's tail."""
+    result = subprocess.run(
+        [sys.executable, "-m", "runner", "run", str(job_file), "--run-dir", str(base / "run")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "TUNEQ_HOME": str(base / "home"),
+            "HF_HUB_OFFLINE": "1",
+            # the pipeline child runs in the run directory: it must import this checkout's runner
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        },
+        timeout=3300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return base / "run", json.loads((base / "run" / "report.json").read_text())

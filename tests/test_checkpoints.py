@@ -17,9 +17,9 @@ from test_disk import small_disk  # noqa: F401  (the tmpfs fixture)
 
 from runner.commands.staging import prepare_run_dir
 from runner.core.events import EventTail, Log
+from runner.core.failures import DISK_FULL, DISK_HINT
 from runner.pipeline.checkpoints import damage, newest_intact, no_partial_checkpoint
 from runner.pipeline.context import StageFailed
-from runner.pipeline.disk import DISK_FULL, DISK_HINT
 from runner.spec import load_spec
 
 torch = pytest.importorskip("torch")

@@ -237,6 +237,30 @@ def test_daemon_start_status_stop(home: Path, make_job: JobFactory, capsys) -> N
     assert tuneq(capsys, "daemon", "stop")[1] == "no worker is running\n"
 
 
+def test_daemon_status_counts_a_live_worker_without_the_lock(
+    home: Path, make_job: JobFactory, capsys
+) -> None:
+    from runner.store import WorkerInfo, default_path
+
+    home.mkdir(parents=True, exist_ok=True)
+    extra = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a `worker --extra`
+    try:
+        with Store(default_path()) as store:
+            info = WorkerInfo("extra", socket.gethostname(), extra.pid, 0, 0)
+            store.heartbeat(info, now=time.time(), lease_s=60)
+        code, out, _ = tuneq(capsys, "daemon", "status")
+        assert (code, out.splitlines()[0]) == (
+            0,
+            "1 worker running without this state directory's lock (--extra or another host): "
+            f"pid {extra.pid} on {socket.gethostname()}",
+        )
+        assert "tuneq daemon start" not in tuneq(capsys, "submit", str(make_job("a")))[2]  # submit agrees
+    finally:
+        extra.kill()
+        extra.wait()
+    assert tuneq(capsys, "daemon", "status")[:2] == (1, "no worker is running\n")  # the same rule as submit's
+
+
 def test_linger_warning(tmp_path: Path) -> None:
     systemd, linger = tmp_path / "systemd", tmp_path / "linger"
     systemd.mkdir()

@@ -19,11 +19,11 @@ from runner.backends.base import Launch
 from runner.backends.local import LocalBackend
 from runner.commands.staging import prepare_run_dir
 from runner.core.events import Error, EventTail, EventWriter, JobEnd, Log, Progress, StageStart, read_events
+from runner.core.failures import DISK_FULL, DISK_HINT
 from runner.core.rundir import RunDir
 from runner.pipeline.artifacts import run_converter
 from runner.pipeline.checkpoints import damage
 from runner.pipeline.context import StageContext, StageFailed
-from runner.pipeline.disk import DISK_FULL, DISK_HINT
 from runner.pipeline.run import _describe_failure
 from runner.pipeline.stages import gguf, merged, quantize
 from runner.pipeline.stopping import StopSignal

@@ -26,8 +26,6 @@ from docker.types import DeviceRequest
 from runner.backends.base import Launch, Outcome
 from runner.backends.container import (
     CACHE_TARGET,
-    CUDA_OOM,
-    HOST_OOM,
     LABEL_JOB,
     LABEL_QUEUE,
     LABEL_WORKER,
@@ -47,6 +45,7 @@ from runner.backends.docker import DockerBackend, connect
 from runner.backends.errors import BackendError
 from runner.backends.factory import make_backend
 from runner.core.events import JobEnd, StageStart, read_events
+from runner.core.failures import CUDA_OOM, HOST_OOM
 from runner.spec.model import JobSpec, RunSpec
 from runner.worker.gpus import Gpu, discover, parse_nvidia_smi, pick
 

@@ -6,13 +6,14 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import gone
 
-from runner.backends.base import Launch, Outcome
-from runner.backends.local import PIPELINE_CMD_ENV, UNKNOWN_EXIT, LocalBackend, pipeline_command
+from runner.backends.base import PIPELINE_CMD_ENV, Launch, Outcome, pipeline_command
+from runner.backends.local import UNKNOWN_EXIT, LocalBackend
 from runner.spec import parse_spec
 
 SPEC = parse_spec('name = "x"\n[model]\nbase = "m"\n[data]\nsource = "d.jsonl"\n', "test")
@@ -31,6 +32,13 @@ def launch(tmp_path: Path) -> Launch:
     return Launch("7", run_dir, SPEC)
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 def wait_outcome(backend: LocalBackend, handle: str) -> Outcome:
     deadline = time.monotonic() + 10
     while (outcome := backend.poll(handle)) is None:
@@ -44,6 +52,7 @@ def test_default_command_and_override(monkeypatch: pytest.MonkeyPatch) -> None:
     assert pipeline_command() == [sys.executable, "-m", "runner.pipeline"]
     monkeypatch.setenv(PIPELINE_CMD_ENV, "python3 '/a b/fake.py'")
     assert pipeline_command() == ["python3", "/a b/fake.py"]
+    assert pipeline_command("python") == ["python", "-m", "runner.pipeline"]  # a container's or a node's own
 
 
 def test_output_goes_to_log_and_the_child_has_its_own_session(tmp_path: Path) -> None:
@@ -71,7 +80,8 @@ def test_stop_kills_the_whole_group_after_the_grace_period(tmp_path: Path) -> No
         script(
             tmp_path,
             (
-                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "note = lambda *_: open(os.path.join(sys.argv[1], 'sigterm'), 'w').close()\n"
+                "signal.signal(signal.SIGTERM, note)  # noted, and survived\n"
                 "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
                 "open(os.path.join(sys.argv[1], 'grandchild'), 'w').write(str(child.pid))\n"
                 "time.sleep(60)\n"
@@ -81,15 +91,14 @@ def test_stop_kills_the_whole_group_after_the_grace_period(tmp_path: Path) -> No
     run = launch(tmp_path)
     handle = backend.start(run)
     marker = run.run_dir / "grandchild"
-    while not marker.exists() or not marker.read_text():
-        time.sleep(0.02)
+    wait_until(lambda: marker.exists() and marker.read_text() != "")
     grandchild = int(marker.read_text())
     started = time.monotonic()
     backend.stop(handle, grace_s=0.5)
-    assert 0.5 <= time.monotonic() - started < 5
-    assert backend.poll(handle) == Outcome(-9, "killed by SIGKILL")
-    time.sleep(0.2)
-    assert gone(grandchild)
+    assert time.monotonic() - started >= 0.5  # the grace period was given...
+    assert (run.run_dir / "sigterm").exists()  # ...after a SIGTERM, which it survived...
+    assert backend.poll(handle) == Outcome(-9, "killed by SIGKILL")  # ...so SIGKILL ended it
+    wait_until(lambda: gone(grandchild))  # and its group with it
     backend.stop(handle)  # idempotent
 
 

@@ -179,3 +179,18 @@ def test_a_queued_job_whose_run_dir_is_taken_is_interrupted_not_failed(
     )
     assert "is in use by another pipeline" in (Path(job.run_dir) / "log.txt").read_text()
     assert runs_log(tmp_path) == []
+
+
+def test_run_says_in_one_line_which_run_settings_it_leaves_to_the_queue(
+    home: Path, make_job: JobFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make_job("boxed")
+    path.write_text(path.read_text() + 'backend = "docker"\ngpus = 0\n')
+    code, _, err = tuneq(capsys, "run", str(path), "--run-dir", str(tmp_path / "run"))
+    assert code == 0  # it ran, in a local process
+    assert [line for line in err.splitlines() if "not used" in line] == [
+        f'tuneq run: {path}: [run] backend = "docker", gpus = 0 not used: `tuneq run` runs a local process '
+        "on the GPUs CUDA_VISIBLE_DEVICES shows; the queue honours them (`tuneq submit`)"
+    ]
+    code, _, err = tuneq(capsys, "run", str(make_job("plain")), "--run-dir", str(tmp_path / "plain"))
+    assert code == 0 and "not used" not in err

@@ -12,10 +12,13 @@ import pytest
 from conftest import ROOT
 
 from runner.cli import main
+from runner.core.rundir import RunDir
+from runner.core.tested import TestedGguf
 from runner.ship.card import commands
 from runner.ship.files import write_sums
 from runner.ship.reach import SshHost
-from runner.spec import load_spec
+from runner.ship.usage import ollama_commands
+from runner.spec import load_spec, parse_spec
 from tui.ship import ship_commands
 
 FAKE_TOKEN = "hf_" + "Z" * 34  # a made-up token in the shape of a real one
@@ -197,3 +200,21 @@ def test_the_tui_offers_the_commands_of_commands_txt() -> None:
     assert runs and all(line in lines for line in runs)  # llama-cli, llama-server with the same flags
     ollama = next(c.text for c in offered if c.label == "Ollama Modelfile").splitlines()[0]
     assert ollama == "# " + " && ".join(line for line in lines if line.startswith("ollama "))
+
+
+@pytest.mark.parametrize(
+    ("name", "export", "quant"),
+    [("my job", None, "q4_k_m"), ("x", "my-model-v2", "q8_0"), ("Café Modèle", None, "f16")],
+)
+def test_the_tui_names_the_ollama_model_as_commands_txt_does(
+    tmp_path: Path, name: str, export: str | None, quant: str
+) -> None:
+    section = f'[export]\nname = "{export}"\n' if export else ""
+    spec = parse_spec(
+        f'name = "{name}"\n[model]\nbase = "m"\n[data]\nsource = "d.jsonl"\n{section}', "x.toml"
+    )
+    file = RunDir(tmp_path).quant_gguf(spec.artifact_name, quant)  # where the pipeline writes it
+    tested = TestedGguf(quant, str(file.relative_to(tmp_path)))  # as job_end names it
+    offered = ship_commands(file, tested.artifact_name, SshHost("me", "box", None, "t"))
+    ollama = next(c.text for c in offered if c.label == "Ollama Modelfile").splitlines()[0]
+    assert ollama == "# " + " && ".join(ollama_commands(spec.artifact_name))  # commands.txt's lines

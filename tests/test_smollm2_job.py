@@ -6,49 +6,22 @@ Runs ``tuneq run`` once (a few minutes) and checks what its report must show on 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT, run_job_file
 
 from runner.core.events import Log, read_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # ~4 min idle; 20+ min on busy shared cores
-ROOT = Path(__file__).resolve().parent.parent
 JSON_ANSWER = re.compile(r'^\s*\{"country": "[^"]+", "capital": "[^"]+"\}\s*$')
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    base = tmp_path_factory.mktemp("smollm2")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runner",
-            "run",
-            "jobs/smollm2-capitals-json.toml",
-            "--run-dir",
-            str(base / "run"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "TUNEQ_HOME": str(base / "home"),
-            "HF_HUB_OFFLINE": "1",
-            # the pipeline child runs in the run directory: it must import this checkout's runner
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        },
-        timeout=3300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return base / "run", json.loads((base / "run" / "report.json").read_text())
+    return run_job_file(ROOT / "jobs" / "smollm2-capitals-json.toml", tmp_path_factory.mktemp("smollm2"))
 
 
 def test_training_taught_the_format_and_the_answers_stop(run: tuple[Path, dict[str, Any]]) -> None:

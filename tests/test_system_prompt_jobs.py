@@ -10,15 +10,12 @@ has the training rendering's token ids, ``num_ctx`` is the base model's context 
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_job_file
 from test_ollama_parity import Render, llama_cpp_ids, ollama, parts  # noqa: F401  (ollama: a fixture)
 
 from runner.dataset.formats import Example, Message
@@ -36,21 +33,7 @@ def run_job(base: Path, job: str) -> tuple[Path, dict[str, Any]]:
     """``tuneq run`` of the job text in a fresh state directory; the run directory and its report."""
     path = base / "job.toml"
     path.write_text(job)
-    result = subprocess.run(
-        [sys.executable, "-m", "runner", "run", str(path), "--run-dir", str(base / "run")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "TUNEQ_HOME": str(base / "home"),
-            "HF_HUB_OFFLINE": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        },
-        timeout=3300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return base / "run", json.loads((base / "run" / "report.json").read_text())
+    return run_job_file(path, base)
 
 
 def job_text(name: str, base: str, train: str, smoke: str) -> str:

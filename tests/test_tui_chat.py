@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import gone
 from test_fidelity import tiny_ggufs  # noqa: F401  (session fixture: the tiny model as GGUF files)
 from test_tui_job import open_job
 from tui_fixtures import drive, make_app, seed_queue, shows, wait_for
@@ -48,10 +49,10 @@ def test_the_tested_gguf_answers_in_the_chat_tab(
         await pilot.press(*"And then?", "enter")  # the conversation goes on: both turns are sent
         await wait_for(pilot, lambda: len(panel.messages) == 4, timeout=120)
         session = panel.session
-        assert session is not None and session._child is not None
-        child = session._child
+        pid = session.pid if session is not None else None
+        assert pid is not None and not gone(pid)
         await pilot.press("escape")  # leaving the job stops the model's process
-        await wait_for(pilot, lambda: child.poll() is not None)
+        await wait_for(pilot, lambda: gone(pid))
 
     drive(make_app(store, tmp_path), scenario, size=(120, 40))
 

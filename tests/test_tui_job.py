@@ -40,8 +40,9 @@ def test_finished_job_overview(store: Store, ids: dict[str, int], tmp_path: Path
         run = Path(store.get(ids["demo-tiny"]).run_dir)
         await shows(pilot, "job 1 demo-tiny", "succeeded", "✓ data", "✓ smoke", "step  60/60", "eval  0.4333")
         await shows(pilot, f"Q4_K_M {run}/gguf/demo-tiny-Q4_K_M.gguf")
-        assert screen.query_one(LossPlot)._shown is not None
-        train, evals = screen.query_one(LossPlot)._shown
+        plotted = screen.query_one(LossPlot).plotted
+        assert plotted is not None
+        train, evals = plotted
         assert len(train[0]) == 60 and evals[0] == (20.0, 40.0, 60.0)
 
     drive(make_app(store, tmp_path), scenario, size=(200, 50))  # wide enough for the whole path

@@ -84,7 +84,7 @@ def test_a_job_runs_and_its_progress_is_mirrored(store: Store, make_job: JobFact
         JobState.RUNNING,
         "train",
         4,
-        next(iter(w.jobs.values())).handle,
+        next(iter(w.jobs.values())).pipeline.handle,
     )
     drive(store, w, ended(store, job.id))
     done = store.get(job.id)
@@ -121,7 +121,7 @@ def test_cancel_while_running_stops_the_process_group(store: Store, make_job: Jo
     job = submit(store, make_job("long", "steps=100 sleep=60"))
     w = worker()
     drive(store, w, started(store, job.id))
-    pid = int(next(iter(w.jobs.values())).handle)
+    pid = int(next(iter(w.jobs.values())).pipeline.handle)
     commands.cancel(store, job.id)
     assert store.get(job.id).state is JobState.RUNNING  # an intent until the worker acts
     drive(store, w, ended(store, job.id))
@@ -161,7 +161,7 @@ def test_a_dead_workers_job_is_interrupted_its_pipeline_stopped_and_requeued(
     job = submit(store, make_job("long", "steps=100 sleep=60", retries=1))
     dead = worker()
     drive(store, dead, started(store, job.id))
-    pid = int(next(iter(dead.jobs.values())).handle)
+    pid = int(next(iter(dead.jobs.values())).pipeline.handle)
     # The first worker vanishes without a word; it ran in this process, so its pid counts as dead here.
     alive = worker()
     steps.sweep(store, SystemClock(), alive, force=True)
@@ -180,7 +180,7 @@ def test_a_dead_worker_stays_known_until_its_jobs_are_recovered_so_their_pipelin
     job = submit(store, make_job("long", "steps=100 sleep=60", retries=1))
     dead = worker()
     drive(store, dead, started(store, job.id))
-    pid = int(dead.jobs[job.id].handle)
+    pid = int(dead.jobs[job.id].pipeline.handle)
     store.unregister_worker(dead.info.id)  # a sweep that saw it alive, then found it dead (killed meanwhile)
     steps.sweep(store, SystemClock(), worker(), force=True)  # the next sweep still knows its host
     assert store.get(job.id).state is JobState.QUEUED
@@ -226,10 +226,14 @@ def test_an_interrupted_job_without_retries_stays_interrupted(store: Store, make
 def test_a_job_that_finished_while_no_worker_watched_ends_as_it_reported(
     store: Store, make_job: JobFactory
 ) -> None:
-    job = submit(store, make_job("quick", "steps=1"))
+    job = submit(store, make_job("quick", "steps=1 linger=1"))
     dead = worker()
     drive(store, dead, started(store, job.id))
-    time.sleep(0.5)  # it finishes; nobody reaps it
+    pid = int(dead.jobs[job.id].pipeline.handle)  # still running: its worker stops watching here
+    deadline = time.monotonic() + 15
+    while not gone(pid):  # it finishes; nobody reaps it
+        assert time.monotonic() < deadline, "the pipeline did not end"
+        time.sleep(0.02)
     steps.sweep(store, SystemClock(), worker(), force=True)
     assert store.get(job.id).state is JobState.SUCCEEDED
 
@@ -243,7 +247,7 @@ def test_an_expired_lease_on_another_host_is_swept_and_the_old_worker_lets_go(
     remote.info = replace(remote.info, host="elsewhere")
     steps.heartbeat(store, clock, remote, force=True)
     steps.claim_ready(store, clock, remote)
-    handle = next(iter(remote.jobs.values())).handle
+    pipeline = next(iter(remote.jobs.values())).pipeline
     here = worker(clock)
     steps.sweep(store, clock, here, force=True)
     assert store.get(job.id).state is JobState.RUNNING  # lease still valid
@@ -252,7 +256,7 @@ def test_an_expired_lease_on_another_host_is_swept_and_the_old_worker_lets_go(
     assert store.get(job.id).state is JobState.QUEUED  # interrupted, then requeued by its budget
     steps.heartbeat(store, clock, remote, force=True)  # the old worker wakes up: the job is not its any more
     assert remote.jobs == {}
-    assert remote.backends["local"].poll(handle) is not None
+    assert pipeline.poll() is not None
 
 
 def test_shutdown_interrupts_and_requeues_the_running_job(store: Store, make_job: JobFactory) -> None:
@@ -273,7 +277,7 @@ def test_a_job_that_ends_while_the_database_is_locked_settles_once_the_lock_lift
         job = submit(store, make_job("quick", "steps=1 linger=1"))
         w = worker(config=replace(FAST, heartbeat_s=60, sweep_s=60))  # reap meets the lock, as it mostly does
         drive(store, w, started(store, job.id))
-        pid = int(w.jobs[job.id].handle)
+        pid = int(w.jobs[job.id].pipeline.handle)
         blocker = sqlite3.connect(store.path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")  # another process writes for longer than the busy timeout
         deadline = time.monotonic() + 15

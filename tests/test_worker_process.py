@@ -46,6 +46,11 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
             proc.wait()
 
 
+def _messages(log: Path) -> list[str]:
+    """The worker log's messages, without their time stamps."""
+    return [line.split(" ", 2)[-1] for line in log.read_text().splitlines()]
+
+
 def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -164,7 +169,7 @@ def test_a_second_sigterm_kills_the_pipeline_at_once(
     wait_for(lambda: store.get(job.id).progress.step is not None)
     pipeline = int(store.get(job.id).handle or 0)
     worker.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    wait_for(lambda: (Path(job.run_dir) / "sigterm").exists())  # passed on to the pipeline, which ignored it
     assert worker.poll() is None and not gone(pipeline)  # waiting for the pipeline to checkpoint
     started = time.monotonic()
     worker.send_signal(signal.SIGTERM)
@@ -187,7 +192,8 @@ def test_sigterm_while_the_database_is_locked_still_stops_and_records_the_job(
     blocker.execute("BEGIN IMMEDIATE")  # longer than the worker's busy timeout (5 s)
     worker.send_signal(signal.SIGTERM)
     wait_for(lambda: gone(pipeline), timeout=15)  # stopped although the store refuses writes
-    time.sleep(1)
+    log = tmp_path / "worker0.log"
+    wait_for(lambda: any(line.startswith("shutdown:") for line in _messages(log)))  # its record waits
     blocker.execute("ROLLBACK")
     assert worker.wait(timeout=30) == 0, (tmp_path / "worker0.log").read_text()
     stopped = store.get(job.id)
@@ -206,7 +212,7 @@ def test_a_worker_stalled_past_its_lease_is_fenced_off_and_attempt_2_finishes(
     first = int(store.get(job.id).handle or 0)
     blocker = sqlite3.connect(store.path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # A's next write waits for the lock...
-    time.sleep(0.5)
+    wait_for(lambda: "(trying again)" in (tmp_path / "worker0.log").read_text())  # (it met the lock)
     a.send_signal(signal.SIGSTOP)  # ...and A stalls there, past its lease
     blocker.execute("ROLLBACK")
     try:

@@ -17,7 +17,10 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TextIO
 
+from rich.cells import cell_len
 from rich.console import Console
+from textual.errors import NoWidget
+from textual.geometry import Region
 
 from runner.core.events import Artifact, Error, EventWriter, JobEnd, Metric, Progress, StageEnd, StageStart
 from runner.core.jobstate import JobState
@@ -259,9 +262,28 @@ async def wait_for(pilot: Any, predicate: Callable[[], object], timeout: float =
 
 
 def screen_text(app: Any) -> str:
-    """What the terminal shows now, as plain text lines."""
-    update = app.screen._compositor.render_update(full=True)
-    return "\n".join("".join(segment.text for segment in strip) for strip in update.strips)
+    """What the terminal shows now, as plain text lines: every widget on the screen painted where it is,
+    the lowest layer first, through Textual's public API (``Screen.find_widget``, ``Widget.render_lines``)."""
+    width, height = app.size
+    rows = [[" "] * width for _ in range(height)]
+    placed = []
+    for widget in app.screen.walk_children(with_self=True):
+        try:
+            placed.append((app.screen.find_widget(widget), widget))
+        except NoWidget:  # not on the screen (a hidden tab, scrolled out of view)
+            continue
+    for geometry, widget in sorted(placed, key=lambda found: found[0].order):
+        region, shown = geometry.region, geometry.visible_region
+        crop = Region(shown.x - region.x, shown.y - region.y, shown.width, shown.height)
+        for y, strip in enumerate(widget.render_lines(crop) if shown.area else []):
+            x = shown.x
+            for char in strip.text:
+                if x < width:
+                    rows[shown.y + y][x] = char
+                    if cell_len(char) == 2 and x + 1 < width:
+                        rows[shown.y + y][x + 1] = ""  # the wide character's second cell
+                x += cell_len(char)
+    return "\n".join("".join(row) for row in rows)
 
 
 def drive(app: Any, scenario: Callable[[Any], Any], size: tuple[int, int] = (80, 24)) -> None:

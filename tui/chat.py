@@ -19,6 +19,11 @@ class ChatSession:
         self._child: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
+    @property
+    def pid(self) -> int | None:
+        """The model's process, once the first question started it (``None`` before and after)."""
+        return self._child.pid if self._child is not None else None
+
     def ask(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         """The model's reply to the conversation so far (``{"error": ...}`` when there is none)."""
         with self._lock:

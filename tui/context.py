@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.core.workers import worker_alive
+from runner.core.workers import live_workers
 from runner.ship.reach import SshHost
 from runner.store import Store
 
@@ -25,5 +25,4 @@ class TuiContext:
 
     def worker_alive(self) -> bool:
         """Some worker has sent a heartbeat recently (a blocking store read: call it from a thread)."""
-        now = self.clock()
-        return any(worker_alive(w, now) for w in self.store.workers())
+        return bool(live_workers(self.store.workers(), self.clock()))

@@ -1,4 +1,4 @@
-"""Small text renderings shared by the screens: state colours, progress bars, durations, numbers."""
+"""Small text renderings shared by the screens: state colours, progress bars, numbers."""
 
 from __future__ import annotations
 
@@ -47,30 +47,6 @@ def progress_bar(step: int | None, max_steps: int | None, width: int = 6) -> Tex
     return Text.assemble(("━" * done, "cyan"), ("─" * (width - done), "dim"), f" {int(fraction * 100):>3}%")
 
 
-def duration(seconds: float | None) -> str:
-    """``42s``, ``3m05s``, ``2h07m``, or ``-``."""
-    if seconds is None:
-        return "-"
-    total = max(0, round(seconds))
-    if total < 60:
-        return f"{total}s"
-    if total < 3600:
-        return f"{total // 60}m{total % 60:02d}s"
-    return f"{total // 3600}h{total % 3600 // 60:02d}m"
-
-
 def number(value: float | None, spec: str) -> str:
     """``format(value, spec)`` for a number, ``-`` for none."""
     return "-" if value is None else format(value, spec)
-
-
-def size(n_bytes: object) -> str:
-    """A byte count for people: ``812 B``, ``3.4 MiB``, ``4.1 GiB``."""
-    if not isinstance(n_bytes, int):
-        return "-"
-    value = float(n_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"

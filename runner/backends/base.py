@@ -1,7 +1,7 @@
 """The small interface every backend offers the worker: start, poll and stop.
 
-A backend runs exactly one command per job: ``python -m runner.pipeline <run_dir>`` (same entry point in
-a local process and in a container). The pipeline writes events to ``<run_dir>/events.jsonl`` and ends
+A backend runs exactly one command per job: :func:`pipeline_command` and the run directory (same entry
+point in a local process, in a container and on a cluster node). The pipeline writes events to ``<run_dir>/events.jsonl`` and ends
 with a ``job_end`` event; its stdout/stderr go to ``<run_dir>/log.txt``. Handles (a pid, a container id)
 are strings the worker may store as hints; live objects never leave the backend. A handle of the form
 ``ID@NODE`` names the machine the job runs on (the cluster backend, :mod:`runner.cluster.backend`).
@@ -15,6 +15,9 @@ their place (:func:`runner.cluster.node.node_gpus`, the one place Ray's ids are 
 
 from __future__ import annotations
 
+import os
+import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +25,20 @@ from typing import Protocol
 from runner.spec.model import JobSpec
 
 ANY_GPU = -1  # a GPU the machine that runs the job picks (a cluster head leaves the choice to Ray)
+
+PIPELINE_CMD_ENV = "TUNEQ_PIPELINE_CMD"
+
+
+def pipeline_command(python: str | None = None) -> list[str]:
+    """The pipeline's command line, the run directory to be appended: ``PYTHON -m runner.pipeline``.
+
+    ``python``: the interpreter that runs it (a container image's ``python``). Without one, this
+    interpreter, unless ``TUNEQ_PIPELINE_CMD`` (split like a shell line) replaces the whole command: the
+    tests' stand-in pipeline.
+    """
+    if python is None and (override := os.environ.get(PIPELINE_CMD_ENV)):
+        return shlex.split(override)
+    return [python or sys.executable, "-m", "runner.pipeline"]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ from typing import Any
 
 from docker.types import DeviceRequest, Mount
 
-from runner.backends.base import Launch
+from runner.backends.base import Launch, pipeline_command
+from runner.core.failures import CUDA_OOM, HOST_OOM, is_out_of_memory
 from runner.core.paths import state_dir
 from runner.core.secrets import SECRET_ENV_VARS
 from runner.dataset.read import is_local_source
@@ -47,9 +48,6 @@ CACHE_TARGET = "/cache/huggingface"
 SECRETS_TARGET = "/run/tuneq-secrets"
 SECRETS_PREFIX = "tuneq-secrets-"
 SCRATCH_HF_HOME = "/tmp/huggingface"
-CUDA_OOM = "CUDA out of memory: lower per_device_train_batch_size or max_seq_length"
-HOST_OOM = "host out of memory (container OOMKilled): lower per_device_train_batch_size or max_seq_length"
-_OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "CUDA error: out of memory")
 _SIGNALS = {137: "killed (SIGKILL)", 143: "terminated (SIGTERM)", 139: "segmentation fault (SIGSEGV)"}
 
 
@@ -86,7 +84,7 @@ class DockerSettings:
     network: str | None = None  # None: the engine's default (jobs may download models)
     user: str | None = None  # None: the worker's uid:gid, so run files stay the worker's
     queue: str = field(default_factory=queue_id)  # the queue's id, in names and labels
-    command: tuple[str, ...] = ("python", "-m", "runner.pipeline")  # the run directory is appended
+    command: tuple[str, ...] = tuple(pipeline_command("python"))  # the image's; the run directory is appended
     extra_mounts: tuple[BindMount, ...] = ()
 
 
@@ -240,7 +238,7 @@ def exit_reason(
     code = int(state.get("ExitCode", -1))
     if code == 0 and not state.get("OOMKilled"):
         return None
-    if any(marker in line for line in [*log_tail, pipeline_reason or ""] for marker in _OOM_MARKERS):
+    if any(is_out_of_memory(line) for line in [*log_tail, pipeline_reason or ""]):
         return CUDA_OOM
     if state.get("OOMKilled"):
         return HOST_OOM

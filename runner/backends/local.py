@@ -1,11 +1,9 @@
 """The local backend: each job's pipeline is a child process in its own session (and process group).
 
-The command is ``[sys.executable, "-m", "runner.pipeline", RUN_DIR]``, started in the run directory with
-stdin closed and stdout+stderr appended to ``log.txt``, secrets scrubbed on the way
+The command is :func:`runner.backends.base.pipeline_command` and the run directory, started in the run
+directory with stdin closed and stdout+stderr appended to ``log.txt``, secrets scrubbed on the way
 (:mod:`runner.backends.logscrub`). Its own session means a Ctrl-C or a hang-up
 aimed at the worker never reaches it, and :meth:`LocalBackend.stop` can signal the whole group.
-``TUNEQ_PIPELINE_CMD`` (split like a shell line; the run directory is appended) replaces the command —
-the tests run a tiny fake pipeline through it.
 
 The handle is the pid. A pid that is not this backend's child (its worker was restarted) is polled with
 ``os.kill(pid, 0)``; its exit status is then unknown (:data:`UNKNOWN_EXIT`) and the job's ``job_end``
@@ -20,29 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 
 import psutil
 
-from runner.backends.base import Launch, Outcome
+from runner.backends.base import Launch, Outcome, pipeline_command
 from runner.backends.logscrub import drain, start_relay
 from runner.core.rundir import RunDir
 from runner.core.workers import pid_alive
 
-PIPELINE_CMD_ENV = "TUNEQ_PIPELINE_CMD"
 UNKNOWN_EXIT = 255
-
-
-def pipeline_command() -> list[str]:
-    """The pipeline command without its run-directory argument (``TUNEQ_PIPELINE_CMD`` overrides)."""
-    if override := os.environ.get(PIPELINE_CMD_ENV):
-        return shlex.split(override)
-    return [sys.executable, "-m", "runner.pipeline"]
 
 
 class LocalBackend:

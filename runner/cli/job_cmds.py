@@ -13,6 +13,7 @@ from typing import Any
 
 from runner.backends.base import Launch
 from runner.backends.local import LocalBackend
+from runner.backends.supervise import supervise
 from runner.cli.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from runner.commands import validation_rows
 from runner.commands.staging import RunDirConflict, prepare_run_dir
@@ -158,19 +159,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"tuneq run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"run directory: {run.root}")
+    if note := queue_only_settings(loaded):
+        print(note, file=sys.stderr)
     return follow_local_run(run, loaded)
+
+
+def queue_only_settings(loaded: LoadedSpec) -> str | None:
+    """The line saying which of the job file's ``[run]`` settings ``tuneq run`` leaves to the queue: it
+    runs the pipeline in a local process that sees this machine's GPUs, whatever ``backend`` and ``gpus``
+    say. ``None`` when the file sets neither (or ``backend = "local"``, which is what it does)."""
+    run = loaded.spec.run
+    unused = [f'backend = "{run.backend}"'] if run.backend != "local" else []
+    if "gpus" in run.model_fields_set:
+        unused.append(f"gpus = {run.gpus}")
+    if not unused:
+        return None
+    return (
+        f"tuneq run: {loaded.path}: [run] {', '.join(unused)} not used: `tuneq run` runs a local process "
+        "on the GPUs CUDA_VISIBLE_DEVICES shows; the queue honours them (`tuneq submit`)"
+    )
 
 
 def follow_local_run(run: RunDir, loaded: LoadedSpec) -> int:
     """Run the pipeline through the local backend and echo its events until it ends."""
-    backend = LocalBackend()
-    handle = backend.start(Launch(run.root.name, run.root, loaded.spec))  # secrets pass by inheritance
+    pipeline = supervise(LocalBackend(), Launch(run.root.name, run.root, loaded.spec))  # secrets inherited
     tail = EventTail(run.events, offset=file_end(run.events))
     last: Event | None = None
     try:
         while True:
-            outcome = backend.poll(handle)
-            for event in tail.read_new():
+            outcome = pipeline.poll()
+            for event in tail.read_new():  # read after polling: an ended pipeline's last events are there
                 print(format_event(event), flush=True)
                 last = event
             if outcome is not None:
@@ -178,7 +196,7 @@ def follow_local_run(run: RunDir, loaded: LoadedSpec) -> int:
             time.sleep(0.2)
     except KeyboardInterrupt:
         print("stopping (a checkpoint is saved if training was running)...", file=sys.stderr)
-        backend.stop(handle, grace_s=30)
+        pipeline.stop(grace_s=30)
         return EXIT_INTERRUPTED
     if outcome.exit_code == EXIT_BUSY:  # ...or here, once its pipeline found the directory taken
         print(f"tuneq run: {RunDirBusy(run.root, run.lock_holder())}", file=sys.stderr)

@@ -27,9 +27,19 @@ from runner.core.jobstate import JobState
 from runner.core.paths import state_dir
 from runner.core.present import count, one_line, os_failure, stopped_ending
 from runner.core.rundir import RunDir
-from runner.core.workers import worker_alive
+from runner.core.workers import live_workers
 from runner.spec import SpecError, load_spec
-from runner.store import JSON_VERSION, Job, JobError, Store, StoreError, StoreUnwritable, default_path, iso
+from runner.store import (
+    JSON_VERSION,
+    Job,
+    JobError,
+    Store,
+    StoreError,
+    StoreUnwritable,
+    WorkerInfo,
+    default_path,
+    iso,
+)
 from runner.store.backup import backup
 from runner.worker import daemon, notify, unit
 from runner.worker.linger import linger_warning
@@ -175,7 +185,7 @@ def _submit(store: Store, args: argparse.Namespace) -> int:
     else:
         for job in jobs:
             print(f"job {job.id} queued: {one_line(job.name)} (priority {job.priority})")
-    if not any(worker_alive(w, time.time()) for w in store.workers()):
+    if not live_workers(store.workers(), time.time()):
         print("no worker is running: start one with `tuneq daemon start`", file=sys.stderr)
     return EXIT_OK
 
@@ -344,12 +354,33 @@ def _daemon(args: argparse.Namespace) -> int:
         print(f"worker (pid {before.pid}) stopped" if before.running else "no worker is running")
         return EXIT_OK
     state = daemon.status()
-    print(f"worker running (pid {state.pid}); log: {state.log}" if state.running else "no worker is running")
+    others = [] if state.running else _workers_without_the_lock()
+    if state.running:
+        print(f"worker running (pid {state.pid}); log: {state.log}")
+    elif others:
+        where = ", ".join(f"pid {w.pid} on {w.host}" for w in others)
+        print(
+            f"{count(len(others), 'worker')} running without this state directory's lock (--extra or another host): {where}"
+        )
+    else:
+        print("no worker is running")
     if (unit_state := unit.unit_state()) is not None:
         print(f"systemd unit {unit.UNIT_NAME}: {unit_state}")
     if state.running:
         _warn_linger()
-    return EXIT_OK if state.running else EXIT_FAILED
+    return EXIT_OK if state.running or others else EXIT_FAILED
+
+
+def _workers_without_the_lock() -> list[WorkerInfo]:
+    """The queue's live workers (:func:`live_workers`) when none holds the state directory's lock: ones
+    started with ``--extra`` or on another host sharing the queue. None when the queue does not exist."""
+    if not default_path().exists():
+        return []
+    try:
+        with Store() as store:
+            return live_workers(store.workers(), time.time())
+    except StoreError:
+        return []
 
 
 def _daemon_unit(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.core.events import terminal_safe
-from runner.core.present import age, one_line, state_label
+from runner.core.present import duration, one_line, state_label
 from runner.core.rundir import RunDir
 from runner.store import Job, iso
 
@@ -32,7 +32,7 @@ def jobs_table(jobs: list[Job], now: float) -> str:
             j.progress.stage or "-",
             progress_label(j),
             "-" if j.progress.loss is None else f"{j.progress.loss:.4f}",
-            age(now - j.created_at),
+            duration(now - j.created_at),
         )
         for j in jobs
     ]
@@ -55,7 +55,7 @@ def job_details(job: Job) -> str:
         ("stage", p.stage),
         ("progress", progress_label(job)),
         ("loss", None if p.loss is None else f"{p.loss:.4f}"),
-        ("eta", None if p.eta_s is None else age(p.eta_s)),
+        ("eta", None if p.eta_s is None else duration(p.eta_s)),
         ("reason", job.reason),
         ("created", iso(job.created_at)),
         ("started", iso(job.started_at)),

@@ -42,10 +42,10 @@ from typing import Any
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError
 
-from runner.backends.base import Launch, Outcome
+from runner.backends.base import PIPELINE_CMD_ENV, Launch, Outcome
 from runner.backends.container import queue_id
 from runner.backends.errors import BackendError
-from runner.backends.local import PIPELINE_CMD_ENV, UNKNOWN_EXIT
+from runner.backends.local import UNKNOWN_EXIT
 from runner.cluster.node import CHUNK_BYTES, FileInfo, JobRunner, Update, read_chunk
 from runner.core.atomic import is_aside, replaced, write_atomic
 from runner.core.present import WAITING_FOR_GPU

@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runner.backends.base import ANY_GPU, Backend, Launch, Outcome
+from runner.backends.base import ANY_GPU, Backend, Launch, Outcome, pipeline_command
 from runner.backends.errors import BackendError
 from runner.backends.factory import make_backend
 from runner.backends.local import LocalBackend
+from runner.backends.supervise import Supervised, supervise
 from runner.cluster.address import split_address
 from runner.core.checksum import sha256_file
 from runner.core.paths import state_dir
@@ -132,9 +133,7 @@ class JobRunner:
         self.run = RunDir(node_runs_dir() / name)
         shutil.rmtree(self.run.root, ignore_errors=True)
         self.run.root.mkdir(parents=True)
-        self.backend: Backend | None = None
-        self.handle: str | None = None
-        self.outcome: Outcome | None = None
+        self.pipeline: Supervised | None = None
 
     def receive(self, rel: str, offset: int, data: bytes) -> None:
         """Write one chunk of an input file (the head sends them in order, before :meth:`start`)."""
@@ -149,23 +148,24 @@ class JobRunner:
         and GPUs, Ray's devices in place of ANY_GPU); where it runs (node id and address) and its pid."""
         import ray  # on the node, inside the actor: Ray is there
 
+        backend: Backend
         if launch.spec.run.backend == "local":  # the head's TUNEQ_PIPELINE_CMD decides, never the node's
-            self.backend = LocalBackend(pipeline_cmd or [sys.executable, "-m", "runner.pipeline"])
+            backend = LocalBackend(pipeline_cmd or pipeline_command(sys.executable))
         else:
-            self.backend = make_backend(launch.spec.run.backend, f"cluster-{self.job_id}")
+            backend = make_backend(launch.spec.run.backend, f"cluster-{self.job_id}")
         here = replace(launch, run_dir=self.run.root, gpus=node_gpus(launch.gpus, ray.get_gpu_ids()))
-        self.handle = self.backend.start(here)
+        self.pipeline = supervise(backend, here)
         gcs = ray.get_runtime_context().gcs_address
         threading.Thread(target=self._stop_when_cut_off, args=(gcs,), name="cut-off", daemon=True).start()
         node_id = ray.get_runtime_context().get_node_id()
-        return {"node_id": node_id, "node_ip": ray.util.get_node_ip_address(), "pid": self.handle}
+        return {"node_id": node_id, "node_ip": ray.util.get_node_ip_address(), "pid": self.pipeline.handle}
 
     def _stop_when_cut_off(self, gcs: str) -> None:
         """Stop the pipeline once the GCS at ``gcs`` (``HOST:PORT``) has been out of reach for
         :data:`CUT_OFF_S`: the job then runs elsewhere, and this copy must not run on beside it."""
         where = split_address(gcs)
         reached = time.monotonic()
-        while self.outcome is None:
+        while self.pipeline is not None and self.pipeline.outcome is None:
             try:
                 socket.create_connection(where, timeout=2).close()
                 reached = time.monotonic()
@@ -181,21 +181,20 @@ class JobRunner:
 
     def update(self, events_offset: int, log_offset: int) -> Update:
         """New events and log bytes from the given offsets, the complete checkpoints, and the end if come."""
-        if self.outcome is None and self.backend is not None and self.handle is not None:
-            self.outcome = self.backend.poll(self.handle)
+        outcome = self.pipeline.poll() if self.pipeline is not None else None
         # read after polling: an ended pipeline's last events are in the files by now
         return Update(
             complete_lines(self.run.events, events_offset),
             read_chunk(self.run.log, log_offset) if self.run.log.exists() else b"",
             complete_checkpoints(self.run.checkpoints),
-            self.outcome,
+            outcome,
         )
 
     def stop(self, grace_s: float) -> None:
         """Stop the pipeline (SIGTERM to its group, SIGKILL after ``grace_s``); idempotent."""
-        if self.backend is not None and self.handle is not None:
-            self.backend.stop(self.handle, grace_s=grace_s)
-            self.outcome = self.outcome or self.backend.poll(self.handle)
+        if self.pipeline is not None:
+            self.pipeline.stop(grace_s=grace_s)
+            self.pipeline.poll()
 
     def files(self, under: str = "", nested: bool = True) -> list[FileInfo]:
         """The run directory's files below ``under`` (all but what stays on the node)."""

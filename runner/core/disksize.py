@@ -14,7 +14,6 @@ untied head 491 MB (estimate 491 MB), where the average bits per weight said 82 
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,13 +42,6 @@ _MIXES = {
     "bf16": ("bf16", "bf16", "bf16"),
 }
 _VOCAB_BYTES = 40  # tokenizer metadata per vocabulary entry (the token, its score and type, merges)
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` is a full disk (or an exhausted quota), also as a native writer words it."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    return "no space left on device" in str(exc).lower()  # safetensors' and others' OS error, as text
 
 
 @dataclass(frozen=True)
@@ -118,8 +110,14 @@ def export_bytes(size: Shape | int, quants: Sequence[str]) -> dict[str, int]:
 
 
 def size_text(n: float) -> str:
-    """Bytes for people: ``3.1 GB``, ``850 MB``."""
-    return f"{n / GB:.1f} GB" if n >= GB else f"{n / 10**6:.0f} MB"
+    """Bytes for people, in decimal units as disks are sold and ``df -H`` counts: ``3.1 GB``, ``850 MB``,
+    ``12 kB``, ``812 B``. The one way tuneq writes a size (CLI, TUI, events, checks)."""
+    if n >= GB:
+        return f"{n / GB:.1f} GB"
+    for unit, scale in (("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.0f} {unit}"
+    return f"{n:.0f} B"
 
 
 def describe(size: Shape | int, quants: Sequence[str]) -> str:

@@ -1,4 +1,4 @@
-"""Words that the CLI and the TUI both print: a job's state label, counts, short ages, a failed file
+"""Words that the CLI and the TUI both print: a job's state label, counts, durations, a failed file
 operation."""
 
 from __future__ import annotations
@@ -30,13 +30,16 @@ def stopped_ending(state: JobState, reason: str | None) -> str | None:
     return f"job {reason}" if reason and reason.startswith(str(state)) else f"job {state}: {reason or '-'}"
 
 
-def age(seconds: float) -> str:
-    """A short duration: ``45s``, ``12m``, ``3h``, ``5d``."""
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
+def duration(seconds: float | None) -> str:
+    """A duration or an age, in its two largest units: ``42s``, ``3m05s``, ``2h07m``, ``5d03h``; ``-`` for
+    ``None``. The one way tuneq writes one (CLI, TUI, notifications)."""
+    if seconds is None:
+        return "-"
+    total = max(0, round(seconds))
+    for big, big_s, small, small_s in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if total >= big_s:
+            return f"{total // big_s}{big}{total % big_s // small_s:02d}{small}"
+    return f"{total}s"
 
 
 def count(n: int, noun: str) -> str:

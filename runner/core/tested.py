@@ -7,6 +7,7 @@ its quant); the CLI and the TUI read it from there with :func:`tested_gguf`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from runner.core.events import JobEnd
 
@@ -24,6 +25,12 @@ class TestedGguf:
     def label(self) -> str:
         """The quant as llama.cpp's file names spell it: ``Q4_K_M``."""
         return self.quant.upper()
+
+    @property
+    def artifact_name(self) -> str:
+        """The job's artifact name (``JobSpec.artifact_name``), read from the file's name
+        ``gguf/<artifact name>-<quant>.gguf``: what ``commands.txt`` names the Ollama model after."""
+        return PurePosixPath(self.path).stem.rsplit("-", 1)[0]
 
 
 def tested_gguf(job_end: JobEnd | None) -> TestedGguf | None:

@@ -1,11 +1,13 @@
-"""Is a worker alive? One rule for the worker's sweep, ``tuneq submit``'s warning and the TUI's banner."""
+"""Is a worker alive? One rule for the worker's sweep, ``tuneq submit``'s warning, ``tuneq daemon status``
+and the TUI's banner."""
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 LEASE_S = 60.0  # a running job's lease: a worker on another host silent for longer counts as gone
 
@@ -23,6 +25,9 @@ class SeenWorker(Protocol):
     def seen_at(self) -> float: ...
 
 
+W = TypeVar("W", bound=SeenWorker)
+
+
 def worker_alive(
     worker: SeenWorker, now: float, *, lease_s: float = LEASE_S, host: str | None = None
 ) -> bool:
@@ -31,6 +36,12 @@ def worker_alive(
     if worker.host == (socket.gethostname() if host is None else host):
         return pid_alive(worker.pid)
     return now - worker.seen_at <= lease_s
+
+
+def live_workers(workers: Iterable[W], now: float) -> list[W]:
+    """The workers that run by :func:`worker_alive` (what ``tuneq submit``, ``tuneq daemon status`` and the
+    TUI's banner ask: "is a worker running?")."""
+    return [w for w in workers if worker_alive(w, now)]
 
 
 def pid_alive(pid: int) -> bool:

@@ -11,8 +11,8 @@ from typing import Any
 from runner.core.atomic import replaced
 from runner.core.checksum import sha256_file
 from runner.core.events import Artifact
+from runner.core.failures import DISK_FULL, DISK_HINT
 from runner.pipeline.context import StageContext, StageFailed
-from runner.pipeline.disk import DISK_FULL, DISK_HINT
 
 
 def record_artifact(ctx: StageContext, path: Path, kind: str) -> dict[str, Any]:

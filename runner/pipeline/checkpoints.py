@@ -20,10 +20,10 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from runner.core.disksize import is_disk_full
+from runner.core.failures import DISK_FULL, DISK_HINT, is_disk_full
 from runner.core.rundir import LAYOUT
 from runner.pipeline.context import StageFailed
-from runner.pipeline.disk import DISK_FULL, DISK_HINT, path_is_full
+from runner.pipeline.disk import path_is_full
 
 PREFIX = "checkpoint-"
 STATE = "trainer_state.json"

@@ -6,7 +6,7 @@ directory's filesystem; short of it, the stage fails at once ("needs N GB, M GB 
 weights take 2 bytes a parameter (the merged safetensors, the f16 GGUF), a quant its bits per weight / 8
 (:mod:`runner.core.disksize`), plus a 5% margin. The parameter count comes from the files already
 written (the f16 GGUF, the merged safetensors), else the base model's shape from its config. A disk
-that fills anyway (an ``ENOSPC`` mid-stage) fails the job with :data:`DISK_FULL` and the same hint;
+that fills anyway (an ``ENOSPC`` mid-stage) fails the job with :data:`runner.core.failures.DISK_FULL` and the same hint;
 artifacts are written under a temporary name and renamed, so a partial one is never taken for done. A megabyte set aside at the start
 (:class:`SpaceReserve`) is given back before the job's last events and report, so a full disk still ends
 the job with its cause, its report and ``job_end``.
@@ -19,11 +19,10 @@ import shutil
 from pathlib import Path
 
 from runner.core.disksize import Shape, export_bytes, size_text
+from runner.core.failures import DISK_HINT
 from runner.pipeline.context import StageContext, StageFailed
 
 EXPORT_STAGES = ("merged", "gguf", "quantize")
-DISK_FULL = "the disk is full (no space left on device)"
-DISK_HINT = "free space on that disk, or move TUNEQ_HOME (or the run directory) to a bigger disk"
 _MARGIN = 1.05
 
 

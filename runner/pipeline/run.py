@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner.core.disksize import is_disk_full
 from runner.core.events import Artifact, Error, EventWriter, JobEnd, StageEnd, StageStart
+from runner.core.failures import DISK_FULL, DISK_HINT, hint, is_disk_full
 from runner.core.rundir import EXIT_BUSY, LAYOUT, RunDir, RunDirBusy
 from runner.core.secrets import write_redacted_json
 from runner.dataset.read import DataError
 from runner.llamacpp.converter import ConverterMissing
 from runner.models.resolve import ModelNotFound
 from runner.pipeline.context import StageContext, StageFailed
-from runner.pipeline.disk import DISK_FULL, DISK_HINT, SpaceReserve
+from runner.pipeline.disk import SpaceReserve
 from runner.pipeline.report import write_report
 from runner.pipeline.stages import data, fidelity, gguf, lora, merged, quantize, ship, smoke, train
 from runner.pipeline.stopping import EXIT_STOPPED, Stopped, StopSignal
@@ -168,22 +168,7 @@ def _describe_failure(exc: BaseException, stage: str, stop: StopSignal) -> tuple
     if is_disk_full(exc):
         return {"cause": f"{stage}: {DISK_FULL}", "hint": DISK_HINT}, 1
     if isinstance(exc, _KNOWN_FAILURES):
-        hint = getattr(exc, "hint", None)
-        return {"cause": str(getattr(exc, "cause", exc)), "hint": hint}, 1
+        return {"cause": str(getattr(exc, "cause", exc)), "hint": getattr(exc, "hint", None)}, 1
     traceback.print_exc(file=sys.stderr)
     text = f"{type(exc).__name__}: {exc}"
-    return {"cause": text.splitlines()[0][:500], "hint": explain(text)}, 1
-
-
-def explain(text: str) -> str | None:
-    """A hint for well-known failures found in an exception's text."""
-    lowered = text.lower()
-    if "out of memory" in lowered:
-        return "CUDA out of memory: lower per_device_train_batch_size or max_seq_length, or set load_in_4bit = true"
-    if "no space left" in lowered:
-        return DISK_HINT
-    if "401" in lowered or "gated" in lowered:
-        return "the hub refused access: export HF_TOKEN with a token that can read this model"
-    if "offline" in lowered or "couldn't connect" in lowered or "connection" in lowered:
-        return "the hub is unreachable: use a local model path, or cache the model while online"
-    return "see log.txt for the traceback"
+    return {"cause": text.splitlines()[0][:500], "hint": hint(text)}, 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.core.atomic import aside
-from runner.core.disksize import is_disk_full
+from runner.core.failures import is_disk_full
 from runner.core.rundir import RunDir
 from runner.ship.files import SUMS, link_or_copy, verify_sums
 

@@ -30,6 +30,7 @@ from runner.core.events import EventTail
 from runner.core.events import JobEnd as EndEvent
 from runner.core.jobstate import JobState
 from runner.core.paths import state_dir
+from runner.core.present import duration
 from runner.core.rundir import RunDir
 from runner.core.secrets import redact
 from runner.core.tested import tested_gguf
@@ -83,7 +84,7 @@ class JobEnd:
     @property
     def text(self) -> str:
         """One line for people: ``tuneq job 3 'demo' succeeded after 1m05s on box: /…/demo-Q4_K_M.gguf``."""
-        took = f" after {_duration(self.duration_s)}" if self.duration_s is not None else ""
+        took = f" after {duration(self.duration_s)}" if self.duration_s is not None else ""
         what = self.tested_gguf if self.state == JobState.SUCCEEDED else self.reason
         return f"tuneq job {self.job} '{self.name}' {self.state}{took} on {self.host}" + (
             f": {what}" if what else ""
@@ -272,9 +273,3 @@ def webhook_request(fmt: str, url: str, end: JobEnd) -> tuple[str, dict[str, Any
         }
         return parts._replace(path=root + "/").geturl(), body
     return url, {"v": 1, **asdict(end), "text": end.text}
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

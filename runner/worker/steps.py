@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.backends.base import Backend, Launch
+from runner.backends.supervise import Supervised, supervise
 from runner.core.jobstate import JobState
 from runner.core.present import WAITING_FOR_GPU
 from runner.core.rundir import RunDir
@@ -64,8 +65,7 @@ class Running:
 
     job_id: int
     owner: Owner  # this worker and the attempt it runs: every write about the job names it (the fence)
-    backend: Backend
-    handle: str
+    pipeline: Supervised
     follower: Follower
     gpus: tuple[int, ...] = ()  # as in its Launch: device indices, or ANY_GPU on a cluster
     mirrored: Progress = field(default_factory=Progress)
@@ -160,7 +160,7 @@ def let_go(w: WorkerRuntime, run: Running, why: str) -> None:
     """Stop the pipeline of an attempt that is no longer this worker's (at once: another attempt may be
     using its run directory) and forget the job."""
     log.warning("%s: stopping its pipeline", why)
-    run.backend.stop(run.handle, grace_s=0)
+    run.pipeline.stop(grace_s=0)
     w.jobs.pop(run.job_id, None)
 
 
@@ -173,13 +173,13 @@ def _check(store: Store, clock: Clock, w: WorkerRuntime, run: Running) -> None:
         job = store.get(run.job_id)
     except JobNotFound:  # the queue database was replaced under the worker
         log.warning("job %d is no longer in the queue: stopping its pipeline", run.job_id)
-        run.backend.stop(run.handle, grace_s=w.config.grace_s)
+        run.pipeline.stop(grace_s=w.config.grace_s)
         w.jobs.pop(run.job_id, None)
         return
     if job.cancel_requested:
         _stop(store, clock, w, run, job, grace_s=w.config.grace_s, why="cancelled by the user")
         return
-    outcome = run.backend.poll(run.handle)
+    outcome = run.pipeline.poll()
     if outcome is not None:
         run.follower.read()
         run.verdict = exit_verdict(outcome, run.follower)
@@ -202,8 +202,8 @@ def _stop(
 ) -> None:
     """Stop a job's pipeline and keep its verdict on ``run`` (recorded by :func:`_record_end`)."""
     _keep_lease(store, clock, w)
-    run.backend.stop(run.handle, grace_s=grace_s)
-    run.backend.poll(run.handle)
+    run.pipeline.stop(grace_s=grace_s)
+    run.pipeline.poll()
     run.follower.read()
     run.verdict = stopped_verdict(job, run.follower, why)
 
@@ -285,18 +285,19 @@ def recover(
         # its worker died between starting the pipeline and storing its pid: the run directory's lock says
         pid = RunDir(Path(job.run_dir)).pipeline_pid()
         handle = str(pid) if pid is not None else None
-    if local and handle and backend is not None and backend.poll(handle) is None:
-        if backend.reattaches and _reattach(store, clock, w, job, backend, follower):
+    found = Supervised(backend, handle) if local and handle and backend is not None else None
+    if found is not None and found.poll() is None:
+        if found.backend.reattaches and _reattach(store, clock, w, job, found, follower):
             return
         log.warning("job %d: its worker is gone; stopping its pipeline (pid %s)", job.id, handle)
-        backend.stop(handle, grace_s=w.config.grace_s)
+        found.stop(grace_s=w.config.grace_s)
     follower.read()
     if (owner := job.owner) is not None:
         _settle_if_ours(store, job.id, owner, stopped_verdict(job, follower, why), clock.now())
 
 
 def _reattach(
-    store: Store, clock: Clock, w: WorkerRuntime, job: Job, backend: Backend, follower: Follower
+    store: Store, clock: Clock, w: WorkerRuntime, job: Job, pipeline: Supervised, follower: Follower
 ) -> bool:
     """Take over a running job whose pipeline runs on without its worker; False if it cannot be ours."""
     spec = _spec_of(store, job)
@@ -307,8 +308,8 @@ def _reattach(
     if not store.take_over(job.id, w.info.id, previous=previous, now=clock.now(), lease_s=w.config.lease_s):
         return False
     owner = Owner(w.info.id, previous.attempt)
-    w.jobs[job.id] = Running(job.id, owner, backend, job.handle, follower, gpus, stored_handle=job.handle)
-    log.info("job %d re-attached (%s %s)", job.id, backend.name, job.handle)
+    w.jobs[job.id] = Running(job.id, owner, pipeline, follower, gpus, stored_handle=job.handle)
+    log.info("job %d re-attached (%s %s)", job.id, pipeline.backend.name, pipeline.handle)
     return True
 
 
@@ -396,14 +397,16 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
     else:
         try:
             spec = with_model_base(spec, run_dir.read_job_info().get("model_base"))
-            handle = backend.start(Launch(str(job.id), run_dir.root, spec, gpus))
+            pipeline = supervise(backend, Launch(str(job.id), run_dir.root, spec, gpus))
         except OSError as exc:
             reason = f"the pipeline could not start: {exc}"
         else:
             follower = Follower.at(run_dir.events, max(job.events_offset, 0))
-            run = Running(job.id, owner, backend, handle, follower, gpus)
+            run = Running(job.id, owner, pipeline, follower, gpus)
             w.jobs[job.id] = run  # tracked before any further write, so a store failure cannot lose it
-            log.info("job %d started (attempt %d, %s %s)", job.id, job.attempts, backend.name, handle)
+            log.info(
+                "job %d started (attempt %d, %s %s)", job.id, job.attempts, backend.name, pipeline.handle
+            )
             try:
                 _store_handle(store, clock, run)
             except Fenced as exc:  # swept while this worker stalled between the claim and the start
@@ -414,7 +417,7 @@ def launch(store: Store, clock: Clock, w: WorkerRuntime, job: Job) -> None:
 
 def _store_handle(store: Store, clock: Clock, run: Running) -> None:
     """Record the job's handle as its backend now gives it (:class:`Fenced` if the attempt is not ours)."""
-    handle = run.backend.locate(run.handle)
+    handle = run.pipeline.backend.locate(run.pipeline.handle)
     if handle != run.stored_handle:
         store.set_handle(run.job_id, run.owner, handle, now=clock.now())
         run.stored_handle = handle
@@ -429,10 +432,10 @@ def shutdown(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool) -> No
     for run in list(w.jobs.values()):
         if run.verdict is None:
             _keep_lease(store, clock, w)
-            run.backend.stop(run.handle, grace_s=0 if force else w.config.grace_s)  # idempotent
+            run.pipeline.stop(grace_s=0 if force else w.config.grace_s)  # idempotent
     for run in list(w.jobs.values()):
         if run.verdict is None:
-            run.backend.poll(run.handle)
+            run.pipeline.poll()
             run.follower.read()
             try:
                 job = store.get(run.job_id)
@@ -451,4 +454,4 @@ def shutdown(store: Store, clock: Clock, w: WorkerRuntime, *, force: bool) -> No
 def kill_all(w: WorkerRuntime) -> None:
     """Kill every running pipeline now (the second stop signal); :func:`shutdown` records them."""
     for run in list(w.jobs.values()):
-        run.backend.stop(run.handle, grace_s=0)
+        run.pipeline.stop(grace_s=0)

@@ -179,7 +179,6 @@ class JobScreen(Screen[None]):
             root,
             items,
             tested,
-            spec.artifact_name if spec else self.job.name,
             self.ctx.ship_host,
             self.files.modelfile,
             spec.template.system if spec else None,

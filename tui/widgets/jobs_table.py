@@ -8,9 +8,9 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from runner.core.jobstate import JobState
-from runner.core.present import age, one_line
+from runner.core.present import duration, one_line
 from runner.store import Job
-from tui.format import duration, number, progress_bar, state_text
+from tui.format import number, progress_bar, state_text
 
 COLUMNS = (
     ("id", "ID"),
@@ -40,7 +40,7 @@ def job_cells(job: Job, now: float) -> Cells:
         progress_bar(p.step, p.max_steps),
         number(p.loss, ".3f"),
         eta,
-        age(now - job.created_at),
+        duration(now - job.created_at),
     )
 
 

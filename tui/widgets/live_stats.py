@@ -6,7 +6,8 @@ from rich.table import Table
 from textual.widgets import Static
 
 from runner.core.events import Progress
-from tui.format import duration, number
+from runner.core.present import duration
+from tui.format import number
 
 
 class LiveStats(Static):

@@ -16,6 +16,11 @@ class LossPlot(PlotextPlot):
         super().__init__(**kwargs)
         self._shown: tuple[Series, Series] | None = None
 
+    @property
+    def plotted(self) -> tuple[Series, Series] | None:
+        """The train and eval series on the plot now (``None`` before the first)."""
+        return self._shown
+
     def show(self, train: Series, evals: Series) -> None:
         """Plot the (thinned) series."""
         if (train, evals) == self._shown:

@@ -11,10 +11,10 @@ from textual.containers import VerticalScroll
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from runner.core.disksize import size_text
 from runner.core.events import Artifact
 from runner.core.tested import TestedGguf
 from runner.ship.reach import SshHost
-from tui.format import size
 from tui.ship import ShipCommand, ship_commands
 
 
@@ -37,7 +37,6 @@ class ShipPanel(VerticalScroll):
         root: Path,
         items: list[Artifact],
         tested: TestedGguf | None,
-        model: str,
         host: SshHost,
         modelfile: str | None,
         system: str | None = None,
@@ -52,11 +51,14 @@ class ShipPanel(VerticalScroll):
         self.query_one("#ship-tested", Static).update(head)
         files = Text()
         for item in items:
-            files.append(item.path, style="bold").append(f"  {size(item.bytes)}\n")
+            size = "-" if item.bytes is None else size_text(item.bytes)
+            files.append(item.path, style="bold").append(f"  {size}\n")
             if item.sha256:
                 files.append(f"  sha256 {item.sha256}\n", style="dim")
         self.query_one("#artifact-list", Static).update(files or Text("no artifacts yet", style="dim"))
-        commands = ship_commands(root / tested.path, model, host, modelfile, system) if tested else []
+        commands = (
+            ship_commands(root / tested.path, tested.artifact_name, host, modelfile, system) if tested else []
+        )
         if commands == self.commands:
             return
         self.commands = commands

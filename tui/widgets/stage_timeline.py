@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from runner.core.present import duration
 from tui.feed import StageInfo
-from tui.format import duration
 
 MARKS = {
     "pending": ("○", "dim"),

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.atomic import aside, replaced
+from runner.core.failures import DISK_FULL, DISK_HINT
 from runner.pipeline.artifacts import record_artifact
 from runner.pipeline.context import StageContext, StageFailed
-from runner.pipeline.disk import DISK_FULL, DISK_HINT, ensure_room, expected_bytes, path_is_full
+from runner.pipeline.disk import ensure_room, expected_bytes, path_is_full
 from runner.pipeline.progress import written_bytes_progress
 from runner.spec.quants import known_ftypes
 
