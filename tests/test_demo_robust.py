@@ -4,7 +4,7 @@ CPUs differ in vector extensions and thread counts, so training on them is not b
 passes on one machine and fails on another (it failed on an AVX2-only AMD EPYC) has no margin. Each case
 runs ``jobs/demo-tiny.toml`` end to end with a different ``[train] seed`` and a different
 ``OMP_NUM_THREADS``; one case also forces torch's AVX2 kernels where the CPU has wider ones
-(``ATEN_CPU_CAPABILITY``), the machine the demo once failed on. Every run must pass all of the demo's
+(``ATEN_CPU_CAPABILITY``, and oneDNN's ``ONEDNN_MAX_CPU_ISA``), the machine the demo once failed on. Every run must pass all of the demo's
 smoke prompts (reasoning closed with ``</think>``, the trained answer format, a stop before the limit).
 """
 
@@ -51,8 +51,9 @@ def test_demo_passes_on_other_numerics(tmp_path: Path, threads: int, seed: int, 
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": str(threads),
     }
-    if kernels:
+    if kernels:  # torch's own kernels, and oneDNN's: alone, torch picks AMX/AVX-512 packing it then lacks
         env["ATEN_CPU_CAPABILITY"] = kernels
+        env["ONEDNN_MAX_CPU_ISA"] = kernels.upper()
     run_dir = tmp_path / "run"
     result = subprocess.run(
         [

@@ -82,7 +82,7 @@ def test_a_limit_exceeded_fails_the_job_or_warns(demo_run: Path, tmp_path: Path)
     assert (
         report["fidelity"]["ok"] is False
         and report["ship"]
-        and "PROBLEMS: q8_0" in (run / "eval.md").read_text()
+        and "PROBLEMS: q4_k_m perplexity" in (run / "eval.md").read_text()  # q8_0 may stay within +0.001%
     )
 
 
