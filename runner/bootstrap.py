@@ -217,7 +217,7 @@ def _build_llama(
 ) -> None:
     """pip-install pyproject's llama-cpp-python from source with ``cmake_args`` (and ``NO_AMX`` where the
     compiler knows it); a line first says how long, the compiler's output goes to a log."""
-    pin = next(r for r in extra("train") if r.startswith("llama-cpp-python=="))
+    pin = _llama_pin()
     if _compiler_takes(NO_AMX):
         cmake_args = [*cmake_args, f"-DCMAKE_C_FLAGS={NO_AMX}", f"-DCMAKE_CXX_FLAGS={NO_AMX}"]
     cores = os.cpu_count() or 1
@@ -242,6 +242,11 @@ def _build_llama(
     if built.returncode != 0:
         raise SetupError(f"compiling {pin} failed: see the end of {log}")
     print(f"llama-cpp-python compiled in {time.monotonic() - start:.0f} s", flush=True)
+
+
+def _llama_pin() -> str:
+    """pyproject's ``llama-cpp-python==X`` requirement (the train extra)."""
+    return next(r for r in extra("train") if r.startswith("llama-cpp-python=="))
 
 
 def _compiler_takes(flags: str) -> bool:
@@ -307,7 +312,7 @@ def _llama_offloads(python: Path) -> bool:
 
 def _llama_fits_cpu(python: Path) -> bool:
     """Whether the environment's llama-cpp-python is pyproject's, built without AMX kernels."""
-    pin = next(r for r in extra("train") if r.startswith("llama-cpp-python=="))
+    pin = _llama_pin()
     probe = (
         "import llama_cpp, sys; info = llama_cpp.llama_print_system_info().decode();"
         f"sys.exit(0 if llama_cpp.__version__ == {pin.split('==')[1]!r} and 'AMX_INT8 = 1' not in info else 1)"
