@@ -59,7 +59,7 @@ def ray_cluster(nodes: int, gpus: int, work: Path, object_store_mb: int = 300) -
             "RAY_AUTH_TOKEN": secrets.token_hex(16),
             "TUNEQ_NODE_DIR": str(work / "nodes"),
             "TUNEQ_HOME": str(work / "node-home"),
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
     )
     from ray.cluster_utils import Cluster
@@ -274,6 +274,7 @@ def main() -> None:
     parser.add_argument("--gpus-per-node", type=int, default=8)
     parser.add_argument("--scale-jobs", type=int, default=1000)
     parser.add_argument("--job-s", type=float, default=2.0)
+    parser.add_argument("--keep-log", type=Path, help="copy the scale run's head worker log here")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     try:
@@ -284,6 +285,8 @@ def main() -> None:
             with ray_cluster(args.scale_nodes, args.gpus_per_node, work, object_store_mb=80) as address:
                 scale(address, work, args.scale_jobs, args.job_s, args.scale_nodes * args.gpus_per_node)
     finally:
+        if args.keep_log and (work / "scale-worker.log").exists():
+            shutil.copy(work / "scale-worker.log", args.keep_log)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import gone
 
 from runner.backends.base import PIPELINE_CMD_ENV, Launch, Outcome, pipeline_command
-from runner.backends.local import UNKNOWN_EXIT, LocalBackend
+from runner.backends.local import SCAN_EVERY_S, UNKNOWN_EXIT, LocalBackend
 from runner.spec import parse_spec
 
 SPEC = parse_spec('name = "x"\n[model]\nbase = "m"\n[data]\nsource = "d.jsonl"\n', "test")
@@ -138,7 +138,8 @@ def test_a_killed_leader_takes_its_group_and_escaped_descendants_along(
         assert watcher.poll(handle) is None
         time.sleep(0.02)
     grouped, escaped = map(int, (run.run_dir / "kids").read_text().split())
-    assert watcher.poll(handle) is None  # the worker's regular poll sees the family while the leader lives
+    time.sleep(SCAN_EVERY_S)  # the next regular poll records the family while the leader lives
+    assert watcher.poll(handle) is None
     os.kill(int(handle), signal.SIGKILL)
     outcome = wait_outcome(watcher, handle)
     assert outcome.exit_code == (UNKNOWN_EXIT if restarted else -9)
